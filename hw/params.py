@@ -1,0 +1,41 @@
+"""Parameters of the NIC, in one place.
+
+Everything a block, a testbench or the host driver needs to agree on numerically lives here;
+the wire formats themselves live in :mod:`hw.layouts`.
+"""
+
+#: Bytes carried by one beat of the MAC RX/TX streams (64-bit datapath).
+BEAT_BYTES = 8
+
+#: Frames longer than this (bytes, FCS excluded) are flagged ``oversize`` (SPEC §7).
+MAX_FRAME_BYTES = 9216
+
+#: Frames shorter than this (bytes) are runts: no complete Ethernet header (SPEC §7).
+MIN_FRAME_BYTES = 14
+
+#: Bytes of each frame captured for header decoding. The deepest field the sequencer reads is
+#: the end of a TCP header after two VLAN tags and a 60-byte IPv4 header: 14 + 8 + 60 + 20 = 102.
+HEADER_WINDOW_BYTES = 104
+HEADER_WINDOW_BEATS = HEADER_WINDOW_BYTES // BEAT_BYTES
+
+#: Depth (beats) of the sequencer's frame-data FIFO. It must hold the header window plus the
+#: header decoder's latency for the input to stay ready every clock (see docs/rx_sequencer.md).
+RX_BEAT_FIFO_DEPTH = 32
+
+#: Depth (frames) of the decoded-header FIFO; frames in flight are limited to this by credit.
+RX_HEADER_FIFO_DEPTH = 32
+
+#: Depth of the status-word output FIFO (frames).
+RX_STATUS_FIFO_DEPTH = 16
+
+#: Microsoft's published default RSS key ("Verifying the RSS Hash Calculation", NDIS docs).
+MS_RSS_KEY = bytes.fromhex(
+    "6d5a56da255b0ec24167253d43a38fb0"
+    "d0ca2bcbae7b30b477cb2da38030f20c"
+    "6a42b73bbeac01fa"
+)
+RSS_KEY_BYTES = 40
+assert len(MS_RSS_KEY) == RSS_KEY_BYTES
+
+#: Clock the design is specified for: 10GbE at 64 bits per beat (SPEC §6).
+TARGET_CLOCK_MHZ = 156.25
