@@ -1,31 +1,160 @@
-"""SKELETON (being replaced): pass-through with a length-only status word, real ports."""
-from amaranth import Module, Signal
-from amaranth.lib import stream, wiring
+"""Receive sequencer: parse, validate and summarize every frame at line rate (SPEC §3).
+
+Ref: docs/rx_sequencer.md (architecture, latency, why the FIFOs are as deep as they are) and
+docs/status_word.md (every field and flag).
+
+Data flow::
+
+    i ──► capture ──► beat FIFO ─────────────────────────► frame checker ──► out FIFO ──► o
+             │  first 104 bytes                              ▲   (checksums, length,
+             └──► header decoder ──► header FIFO ────────────┘    verdicts)
+                  (fields, header checks, Toeplitz hash)            └──────► status FIFO ──► status
+
+The capture stage keeps the first 104 bytes of each frame and hands them to the header decoder at
+beat 12 or at the frame's last beat, whichever comes first, so the decoder sees one window per frame,
+at most one per clock. The frame checker takes a beat only when the decoded header of its frame is at
+the head of the header FIFO; it can then mask the checksum regions of every beat and finish the
+status word as the last beat leaves. The input is ready every clock while the outputs drain.
+"""
+
+from amaranth import Cat, EnableInserter, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .. import params
 from ..layouts import RxBeat, RxStatus
+from .frame_checker import FrameChecker
+from .header_decoder import DecodedHeader, HeaderDecoder
+
+__all__ = ["RxSequencer"]
+
+_KEY_WORDS = params.RSS_KEY_BYTES // 4
 
 
 class RxSequencer(wiring.Component):
+    """The NIC receive sequencer.
+
+    Members
+    -------
+    i : In(stream.Signature(RxBeat))
+        Frames from the MAC, 8 bytes a beat, no FCS.
+    o : Out(stream.Signature(RxBeat))
+        The same frames, byte for byte, for the packet buffer.
+    status : Out(stream.Signature(RxStatus))
+        One status word per frame, in frame order, after the frame's last beat has left on ``o``.
+    rss_key_we, rss_key_addr, rss_key_data : In
+        Write port of the 40-byte RSS key: word ``n`` is key bytes ``4n..4n+3``, byte ``4n`` in bits
+        31:24. The key resets to Microsoft's published key. Frames already in the decoder may be
+        hashed with the old key.
+    """
+
     i: In(stream.Signature(RxBeat))
     o: Out(stream.Signature(RxBeat))
     status: Out(stream.Signature(RxStatus))
     rss_key_we: In(1)
-    rss_key_addr: In(4)
+    rss_key_addr: In(range(16))
     rss_key_data: In(32)
 
     def elaborate(self, platform):
         m = Module()
-        length = Signal(17)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += length.eq(length + 8)
-            with m.If(self.i.payload.last):
-                m.d.sync += length.eq(0)
+        beat_width = data.Layout.cast(RxBeat).size
+
+        # RSS key register.
+        key = Signal(8 * params.RSS_KEY_BYTES, init=int.from_bytes(params.MS_RSS_KEY, "big"),
+                     name="rss_key")
+        with m.If(self.rss_key_we):
+            with m.Switch(self.rss_key_addr):
+                for word in range(_KEY_WORDS):
+                    with m.Case(word):
+                        top = 8 * params.RSS_KEY_BYTES - 32 * word
+                        m.d.sync += key[top - 32:top].eq(self.rss_key_data)
+
+        m.submodules.beat_fifo = beat_fifo = SyncFIFOBuffered(
+            width=beat_width, depth=params.RX_BEAT_FIFO_DEPTH)
+        m.submodules.decoder = decoder = HeaderDecoder()
+        m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
+            width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=4)
+        m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
+            width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
+
+        # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
+        # Frames in flight (launched to the decoder, header not yet consumed) are limited to the
+        # header FIFO's depth, so the decoder, which cannot stall, always finds room.
+        frames_open = Signal(range(params.RX_HEADER_FIFO_DEPTH + 1))
+        header_consumed = Signal()
+        m.d.comb += self.i.ready.eq(beat_fifo.w_rdy
+                                    & (frames_open < params.RX_HEADER_FIFO_DEPTH))
+        accept = Signal()
         m.d.comb += [
-            self.o.payload.eq(self.i.payload),
-            self.o.valid.eq(self.i.valid),
-            self.i.ready.eq(self.o.ready & self.status.ready),
+            accept.eq(self.i.valid & self.i.ready),
+            beat_fifo.w_data.eq(self.i.payload),
+            beat_fifo.w_en.eq(accept),
         ]
-        m.d.sync += self.status.valid.eq(self.i.valid & self.i.ready & self.i.payload.last)
-        m.d.sync += self.status.payload.length.eq(length + 8)
+
+        beat = self.i.payload
+        in_index = Signal(range(params.HEADER_WINDOW_BEATS + 1))     # saturates past the window
+        window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window")
+        keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
+        beat_kept = Cat(*(beat.data[8 * i:8 * i + 8] & keep[i].replicate(8)
+                          for i in range(params.BEAT_BYTES)))
+        window_next = Signal.like(window, name="header_window_next")
+        for k in range(params.HEADER_WINDOW_BEATS):
+            word = slice(64 * k, 64 * k + 64)
+            m.d.comb += window_next[word].eq(
+                Mux(in_index == k, beat_kept, Mux(in_index > k, window[word], 0)))
+        launch = Signal()
+        m.d.comb += launch.eq(accept & ((in_index == params.HEADER_WINDOW_BEATS - 1)
+                                        | (beat.last & (in_index < params.HEADER_WINDOW_BEATS))))
+        with m.If(accept):
+            m.d.sync += window.eq(window_next)
+            with m.If(beat.last):
+                m.d.sync += in_index.eq(0)
+            with m.Elif(in_index != params.HEADER_WINDOW_BEATS):
+                m.d.sync += in_index.eq(in_index + 1)
+
+        window_len = Mux(beat.last, in_index * params.BEAT_BYTES + sum(beat.keep),
+                         params.HEADER_WINDOW_BYTES)
+        m.d.sync += [
+            decoder.window.eq(window_next),
+            decoder.window_len.eq(window_len),
+            decoder.valid.eq(launch),
+        ]
+        m.d.comb += [
+            decoder.key.eq(key),
+            header_fifo.w_data.eq(decoder.info),
+            header_fifo.w_en.eq(decoder.info_valid),
+        ]
+        m.d.sync += frames_open.eq(frames_open + launch - header_consumed)
+
+        # Frame checker -- runs while both output FIFOs have room; takes a beat when the decoded
+        # header of its frame is at the head of the header FIFO.
+        checker_enable = Signal()
+        m.d.comb += checker_enable.eq(out_fifo.w_rdy & status_fifo.w_rdy)
+        m.submodules.checker = checker = EnableInserter(checker_enable)(FrameChecker())
+        beat_pop = Signal()
+        head_beat = Signal(RxBeat)
+        m.d.comb += [
+            head_beat.eq(beat_fifo.r_data),
+            beat_pop.eq(checker_enable & beat_fifo.r_rdy & header_fifo.r_rdy),
+            header_consumed.eq(beat_pop & head_beat.last),
+            beat_fifo.r_en.eq(beat_pop),
+            header_fifo.r_en.eq(header_consumed),
+            checker.beat.eq(head_beat),
+            checker.header.eq(header_fifo.r_data),
+            checker.valid.eq(beat_pop),
+
+            out_fifo.w_data.eq(checker.beat_out),
+            out_fifo.w_en.eq(checker.beat_out_valid & checker_enable),
+            status_fifo.w_data.eq(checker.status),
+            status_fifo.w_en.eq(checker.status_valid & checker_enable),
+
+            self.o.payload.eq(out_fifo.r_data),
+            self.o.valid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.o.ready),
+            self.status.payload.eq(status_fifo.r_data),
+            self.status.valid.eq(status_fifo.r_rdy),
+            status_fifo.r_en.eq(self.status.ready),
+        ]
         return m

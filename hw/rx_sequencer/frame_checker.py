@@ -1,0 +1,154 @@
+"""Frame checker: checksums, frame length and the final verdicts of each frame.
+
+Beats arrive together with the decoded header of their frame (the head of the sequencer's header
+FIFO). The checker measures the frame, verifies the IPv4 header checksum and the TCP/UDP checksum
+(pseudo-header addresses are taken from the frame bytes; the protocol and length words come from the
+decoder), and completes the status word: length, oversize, IP datagram past the frame end, checksum
+verdicts, ``malformed``, ``candidate``.
+
+The checker never stalls by itself: the sequencer runs it under a clock enable (``EnableInserter``)
+that drops when an output FIFO is full.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import params
+from ..layouts import L3Type, L4Type, RxBeat, RxStatus
+from .checksum import ChecksumAccumulator, ones_complement_fold, region_mask
+from .header_decoder import DecodedHeader
+
+__all__ = ["FrameChecker"]
+
+#: Frame beats are counted up to this many; longer frames report a saturated length.
+_BEAT_INDEX_BITS = 14
+_LENGTH_MAX = 2 ** 17 - 1
+
+
+class FrameChecker(wiring.Component):
+    """Checksum and finalize stage of the receive sequencer.
+
+    Members
+    -------
+    beat : In(RxBeat)
+        A frame beat.
+    header : In(DecodedHeader)
+        Decoded header of the frame ``beat`` belongs to, held for all its beats.
+    valid : In(1)
+        ``beat`` and ``header`` are presented this clock.
+    beat_out : Out(RxBeat)
+        The beat, unchanged, one clock later.
+    beat_out_valid : Out(1)
+    status : Out(RxStatus)
+        The frame's status word, ``STATUS_LATENCY`` clocks after its last beat came in.
+    status_valid : Out(1)
+    """
+
+    STATUS_LATENCY = 1 + ChecksumAccumulator.LATENCY + 2
+
+    beat: In(RxBeat)
+    header: In(DecodedHeader)
+    valid: In(1)
+    beat_out: Out(RxBeat)
+    beat_out_valid: Out(1)
+    status: Out(RxStatus)
+    status_valid: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ip_csum = ip_csum = ChecksumAccumulator()
+        m.submodules.l4_csum = l4_csum = ChecksumAccumulator()
+        hdr = self.header
+
+        # Stage 1 -- where the beat lies in its frame; byte masks of the checksum regions.
+        beat_index = Signal(_BEAT_INDEX_BITS)
+        base = Signal(_BEAT_INDEX_BITS + 3, name="beat_base")
+        m.d.comb += base.eq(beat_index * params.BEAT_BYTES)
+        with m.If(self.valid):
+            with m.If(self.beat.last):
+                m.d.sync += beat_index.eq(0)
+            with m.Elif(beat_index != 2 ** _BEAT_INDEX_BITS - 1):
+                m.d.sync += beat_index.eq(beat_index + 1)
+
+        keep = Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)
+        st = hdr.status
+        ip_mask = region_mask(base, st.l3_offset, st.l4_offset)
+        l4_mask = (region_mask(base, hdr.addr_lo, hdr.addr_hi)
+                   | region_mask(base, st.l4_offset, hdr.ip_end))
+        beat_bytes = sum(self.beat.keep)    # keep is a run from bit 0 on the last beat
+        length = Signal(_BEAT_INDEX_BITS + 4)
+        m.d.comb += length.eq(base + Mux(self.beat.last, beat_bytes, params.BEAT_BYTES))
+
+        m.d.sync += [
+            self.beat_out.eq(self.beat),
+            self.beat_out_valid.eq(self.valid),
+            ip_csum.data.eq(self.beat.data),
+            ip_csum.mask.eq(Mux(st.ip_csum_valid, ip_mask & keep, 0)),
+            ip_csum.last.eq(self.beat.last),
+            ip_csum.valid.eq(self.valid),
+            l4_csum.data.eq(self.beat.data),
+            l4_csum.mask.eq(Mux(hdr.l4_csum_check, l4_mask & keep, 0)),
+            l4_csum.last.eq(self.beat.last),
+            l4_csum.valid.eq(self.valid),
+        ]
+
+        # The header and length of each frame wait for its checksums, in a delay line fed by the
+        # last beat (frames can end on consecutive clocks).
+        pending = Signal(DecodedHeader, name="pending_header")
+        pending_len = Signal(17, name="pending_length")
+        m.d.sync += [
+            pending.eq(hdr),
+            pending_len.eq(Mux(length > _LENGTH_MAX, _LENGTH_MAX, length)),
+        ]
+        for stage in range(ChecksumAccumulator.LATENCY):
+            delayed = Signal(DecodedHeader, name=f"pending_header_d{stage + 1}")
+            delayed_len = Signal(17, name=f"pending_length_d{stage + 1}")
+            m.d.sync += [delayed.eq(pending), delayed_len.eq(pending_len)]
+            pending, pending_len = delayed, delayed_len
+
+        # Stage F1 -- pseudo-header words into the TCP/UDP sum; length checks.
+        f1 = Signal(DecodedHeader, name="final_header")
+        f1_len = Signal(17, name="final_length")
+        f1_valid = Signal()
+        f1_l4_sum = Signal(18)
+        f1_ip_ok = Signal()
+        f1_ip_past_end = Signal()
+        f1_oversize = Signal()
+        m.d.sync += [
+            f1.eq(pending),
+            f1_len.eq(pending_len),
+            f1_valid.eq(l4_csum.sum_valid),
+            f1_l4_sum.eq(l4_csum.sum + pending.pseudo_sum),
+            f1_ip_ok.eq(ip_csum.sum == 0xFFFF),
+            f1_ip_past_end.eq(pending.status.addr_valid & (pending.ip_end > pending_len)),
+            f1_oversize.eq(pending_len > params.MAX_FRAME_BYTES),
+        ]
+
+        # Stage F2 -- verdicts, and the status word out.
+        fs = f1.status
+        errors = Signal.like(fs.errors, name="final_errors")
+        m.d.comb += [
+            errors.eq(fs.errors),
+            errors.truncated.eq(fs.errors.truncated | f1_ip_past_end),
+            errors.oversize.eq(f1_oversize),
+        ]
+        malformed = errors.as_value().any()
+        l4_csum_valid = f1.l4_csum_check & ~malformed
+        l4_csum_ok = (l4_csum_valid & ~f1.l4_csum_force_bad
+                      & (ones_complement_fold(f1_l4_sum) == 0xFFFF))
+        ip_csum_ok = fs.ip_csum_valid & f1_ip_ok
+        candidate = ((fs.l4 == L4Type.TCP) & ~malformed & ~fs.fragment & ~fs.ip_options
+                     & ((fs.l3 == L3Type.IPV6) | ip_csum_ok) & l4_csum_ok)
+        m.d.sync += [
+            self.status.eq(fs),
+            self.status.length.eq(f1_len),
+            self.status.errors.eq(errors),
+            self.status.malformed.eq(malformed),
+            self.status.ip_csum_ok.eq(ip_csum_ok),
+            self.status.l4_csum_valid.eq(l4_csum_valid),
+            self.status.l4_csum_ok.eq(l4_csum_ok),
+            self.status.candidate.eq(candidate),
+            self.status_valid.eq(f1_valid),
+        ]
+        return m

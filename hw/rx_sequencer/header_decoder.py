@@ -1,0 +1,372 @@
+"""Header decoder: the first 104 bytes of a frame in, every header field and header check out.
+
+Ref: IEEE 802.3 §3.2 and IEEE 802.1Q §9 (Ethernet II, VLAN tags); RFC 791 (IPv4); RFC 8200 (IPv6);
+RFC 9293 §3.1 (TCP); RFC 768 (UDP). The rules, field by field, are in docs/status_word.md.
+
+The decoder is a fixed-latency pipeline that accepts one header window per clock, so a frame of any
+length, runts included, can be decoded at line rate. It cannot know the length of a frame longer than
+the window; every check that needs it (the IP datagram running past the frame, oversize) and the
+checksums are left to the sequencer's finalize stage, which gets the ``ip_end`` and checksum-region
+offsets decoded here.
+
+Stages: 1 layer 2 (VLAN tags, EtherType) -- 2 select the IP header -- 3 IP fields and checks --
+4 select the L4 header -- 5 L4 fields and checks, hash input -- 6, 7 Toeplitz hash.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import params
+from ..layouts import EtherType, HashType, L3Type, L4Type, RxStatus
+from ..netorder import be_field, byte_at
+from .toeplitz import ToeplitzHash
+
+__all__ = ["DecodedHeader", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]
+
+#: IPv6 next-header values that are extension headers (RFC 8200 §4, IANA "IPv6 Extension Header
+#: Types"). They are flagged, not walked.
+IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
+IPV6_FRAGMENT_HEADER = 44
+
+IP_PROTO_ICMP = 1
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+IP_PROTO_ICMPV6 = 58
+
+#: Bytes of the IP header the decoder looks at (the IPv6 fixed header; IPv4 needs 20).
+L3_WINDOW_BYTES = 40
+#: Bytes of the L4 header the decoder looks at (the fixed TCP header; UDP needs 8).
+L4_WINDOW_BYTES = 20
+#: Possible IP header offsets: 14 + 4 x VLAN tags.
+L3_OFFSETS = (14, 18, 22)
+#: Possible L4 offsets: IP offset (2 mod 4) + 4 x IHL or + 40, so 2 mod 4, from 34 up to 22 + 60.
+L4_OFFSETS = tuple(range(34, 22 + 60 + 1, 4))
+
+
+class DecodedHeader(data.Struct):
+    """What the decoder knows of a frame, handed to the finalize stage through the header FIFO.
+
+    Members
+    -------
+    status : RxStatus
+        Every status field the header determines; ``length``, the checksum verdicts, ``candidate``,
+        ``malformed``, ``errors.oversize`` and the ``ip_end > length`` truncation are filled in later.
+    ip_end : 17 bits
+        Offset of the end of the IP datagram (Ethernet padding starts here).
+    addr_lo, addr_hi : 8 bits
+        The IP addresses' byte range, which is the address part of the TCP/UDP pseudo-header.
+    pseudo_sum : 17 bits
+        The pseudo-header's protocol and TCP/UDP length words, added (its addresses are summed
+        from the frame bytes).
+    l4_csum_check : 1 bit
+        Verify the TCP/UDP checksum (if the frame turns out not malformed).
+    l4_csum_force_bad : 1 bit
+        UDP over IPv6 with checksum 0: wrong whatever the sum (RFC 8200 §8.1).
+    """
+    status: RxStatus
+    ip_end: 17
+    addr_lo: 8
+    addr_hi: 8
+    pseudo_sum: 17
+    l4_csum_check: 1
+    l4_csum_force_bad: 1
+
+
+class HeaderDecoder(wiring.Component):
+    """Decode the header window of one frame per clock.
+
+    Members
+    -------
+    window : In(8 * HEADER_WINDOW_BYTES)
+        The first bytes of the frame, byte ``k`` at bits ``[8k, 8k+8)``; bytes past the frame are 0.
+    window_len : In(7)
+        Bytes of the frame in the window: the frame length, or the window size for longer frames.
+    valid : In(1)
+        ``window`` holds a frame this clock.
+    key : In(320)
+        RSS key, byte 0 in the top bits.
+    info : Out(DecodedHeader)
+        Decoded header, ``LATENCY`` clocks after its window.
+    info_valid : Out(1)
+    """
+
+    LATENCY = 5 + ToeplitzHash.LATENCY
+
+    window: In(8 * params.HEADER_WINDOW_BYTES)
+    window_len: In(range(params.HEADER_WINDOW_BYTES + 1))
+    valid: In(1)
+    key: In(8 * params.RSS_KEY_BYTES)
+    info: Out(DecodedHeader)
+    info_valid: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.toeplitz = toeplitz = ToeplitzHash()
+        window_bits = 8 * params.HEADER_WINDOW_BYTES
+        len_shape = range(params.HEADER_WINDOW_BYTES + 1)
+
+        # Stage 1 -- layer 2: up to two VLAN tags, the innermost EtherType, the IP header offset.
+        s1_valid = Signal()
+        s1_window = Signal(window_bits)
+        s1_len = Signal(len_shape)
+        s1_tags = Signal(2)
+        s1_vlan0 = Signal(12)
+        s1_vlan1 = Signal(12)
+        s1_ethertype = Signal(16)
+        s1_runt = Signal()
+        s1_l2_valid = Signal()
+        s1_l3 = Signal(L3Type)
+
+        win = self.window
+
+        def is_tag(ethertype):
+            return (ethertype == EtherType.VLAN.value) | (ethertype == EtherType.QINQ.value)
+
+        ethertype0 = be_field(win, 12, 2)
+        ethertype1 = be_field(win, 16, 2)
+        ethertype2 = be_field(win, 20, 2)
+        tag1 = is_tag(ethertype0)
+        tag2 = tag1 & is_tag(ethertype1)
+        innermost = Mux(tag2, ethertype2, Mux(tag1, ethertype1, ethertype0))
+        l3_offset = Mux(tag2, 22, Mux(tag1, 18, 14))
+        runt = self.window_len < params.MIN_FRAME_BYTES
+        l2_valid = ~runt & (self.window_len >= l3_offset)
+
+        m.d.sync += [
+            s1_valid.eq(self.valid),
+            s1_window.eq(win),
+            s1_len.eq(self.window_len),
+            s1_tags.eq(tag1 + tag2),
+            s1_vlan0.eq(be_field(win, 14, 2)[:12]),
+            s1_vlan1.eq(be_field(win, 18, 2)[:12]),
+            s1_ethertype.eq(innermost),
+            s1_runt.eq(runt),
+            s1_l2_valid.eq(l2_valid),
+            s1_l3.eq(L3Type.OTHER),
+        ]
+        with m.If(l2_valid):
+            with m.Switch(innermost):
+                with m.Case(EtherType.IPV4.value):
+                    m.d.sync += s1_l3.eq(L3Type.IPV4)
+                with m.Case(EtherType.IPV6.value):
+                    m.d.sync += s1_l3.eq(L3Type.IPV6)
+                with m.Case(EtherType.ARP.value):
+                    m.d.sync += s1_l3.eq(L3Type.ARP)
+
+        # Stage 2 -- select the IP header (40 bytes at 14, 18 or 22).
+        s2 = _delayed(m, "s2", s1_valid, s1_window, s1_len, s1_tags, s1_vlan0, s1_vlan1,
+                      s1_ethertype, s1_runt, s1_l2_valid, s1_l3)
+        s2_l3w = Signal(8 * L3_WINDOW_BYTES)
+        l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
+        m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
+
+        # Stage 3 -- IP fields and header checks.
+        s3 = _delayed(m, "s3", *s2)
+        (s3_valid, s3_window, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype, s3_runt,
+         s3_l2_valid, s3_l3) = s3
+        s2_valid, s2_window, s2_len, s2_tags, _, _, _, _, _, s2_l3 = s2
+        l3w = s2_l3w
+        is4 = s2_l3 == L3Type.IPV4
+        is6 = s2_l3 == L3Type.IPV6
+        l3_off = Signal(8, name="s2_l3_offset")
+        m.d.comb += l3_off.eq(14 + 4 * s2_tags)
+        version = byte_at(l3w, 0)[4:8]
+        ihl = byte_at(l3w, 0)[0:4]
+        total_len = be_field(l3w, 2, 2)
+        frag_word = be_field(l3w, 6, 2)
+        payload_len6 = be_field(l3w, 4, 2)
+        proto = Mux(is4, byte_at(l3w, 9), byte_at(l3w, 6))
+
+        trunc_iphdr = (is4 | is6) & (s2_len < l3_off + Mux(is4, 20, 40))
+        bad_version = (is4 | is6) & ~trunc_iphdr & (version != Mux(is4, 4, 6))
+        bad_ihl = is4 & ~trunc_iphdr & ~bad_version & (ihl < 5)
+        addr_valid = (is4 | is6) & ~trunc_iphdr & ~bad_version & ~bad_ihl
+        ip6_ext = Signal(name="s2_ip6_ext")
+        m.d.comb += ip6_ext.eq(0)
+        with m.Switch(proto):
+            with m.Case(*IPV6_EXTENSION_HEADERS):
+                m.d.comb += ip6_ext.eq(1)
+
+        s3_addr_valid = Signal()
+        s3_l4 = Signal(L4Type)
+        s3_proto = Signal(8)
+        s3_fragment = Signal()
+        s3_ip_options = Signal()
+        s3_src = Signal(128)
+        s3_dst = Signal(128)
+        s3_l3_offset = Signal(8)
+        s3_l4_offset = Signal(8)
+        s3_ip_end = Signal(17)
+        s3_addr_lo = Signal(8)
+        s3_addr_hi = Signal(8)
+        s3_ip_csum_valid = Signal()
+        s3_bad_version = Signal()
+        s3_bad_ihl = Signal()
+        s3_bad_ip_len = Signal()
+        s3_truncated = Signal()
+        s3_is6 = Signal()
+
+        header_len = Mux(is4, ihl * 4, 40)
+        l4_offset = l3_off + header_len
+        trunc_options = is4 & addr_valid & (s2_len < l4_offset)
+        m.d.sync += [
+            s3_addr_valid.eq(addr_valid),
+            s3_proto.eq(Mux(addr_valid, proto, 0)),
+            s3_fragment.eq(addr_valid & Mux(is4, frag_word[13] | (frag_word[:13] != 0),
+                                            proto == IPV6_FRAGMENT_HEADER)),
+            s3_ip_options.eq(addr_valid & Mux(is4, ihl > 5, ip6_ext)),
+            s3_src.eq(Mux(addr_valid, Mux(is4, be_field(l3w, 12, 4), be_field(l3w, 8, 16)), 0)),
+            s3_dst.eq(Mux(addr_valid, Mux(is4, be_field(l3w, 16, 4), be_field(l3w, 24, 16)), 0)),
+            s3_l3_offset.eq(l3_off),
+            s3_l4_offset.eq(l4_offset),
+            s3_ip_end.eq(l3_off + Mux(is4, total_len, 40 + payload_len6)),
+            s3_addr_lo.eq(l3_off + Mux(is4, 12, 8)),
+            s3_addr_hi.eq(l3_off + Mux(is4, 20, 40)),
+            s3_ip_csum_valid.eq(is4 & addr_valid & ~trunc_options),
+            s3_bad_version.eq(bad_version),
+            s3_bad_ihl.eq(bad_ihl),
+            s3_bad_ip_len.eq(is4 & addr_valid & (total_len < header_len)),
+            s3_truncated.eq(trunc_iphdr | trunc_options),
+            s3_is6.eq(is6),
+            s3_l4.eq(L4Type.NONE),
+        ]
+        with m.If(addr_valid):
+            m.d.sync += s3_l4.eq(L4Type.OTHER)
+            with m.If(is4 | ~ip6_ext):
+                with m.Switch(proto):
+                    with m.Case(IP_PROTO_TCP):
+                        m.d.sync += s3_l4.eq(L4Type.TCP)
+                    with m.Case(IP_PROTO_UDP):
+                        m.d.sync += s3_l4.eq(L4Type.UDP)
+                    with m.Case(IP_PROTO_ICMP):
+                        m.d.sync += s3_l4.eq(Mux(is4, L4Type.ICMP, L4Type.OTHER))
+                    with m.Case(IP_PROTO_ICMPV6):
+                        m.d.sync += s3_l4.eq(Mux(is6, L4Type.ICMP, L4Type.OTHER))
+
+        # Stage 4 -- select the L4 header (20 bytes at 34, 38, ... 82).
+        ip_fields = (s3_addr_valid, s3_l4, s3_proto, s3_fragment, s3_ip_options, s3_src, s3_dst,
+                     s3_l3_offset, s3_l4_offset, s3_ip_end, s3_addr_lo, s3_addr_hi,
+                     s3_ip_csum_valid, s3_bad_version, s3_bad_ihl, s3_bad_ip_len, s3_truncated,
+                     s3_is6)
+        s4 = _delayed(m, "s4", s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype,
+                      s3_runt, s3_l2_valid, s3_l3, *ip_fields)
+        s4_l4w = Signal(8 * L4_WINDOW_BYTES)
+        l4_windows = Array(s3_window[8 * off:8 * (off + L4_WINDOW_BYTES)] for off in L4_OFFSETS)
+        l4_select = Signal(range(len(L4_OFFSETS)), name="s3_l4_select")
+        m.d.comb += l4_select.eq((s3_l4_offset - L4_OFFSETS[0])[2:])
+        m.d.sync += s4_l4w.eq(l4_windows[l4_select])
+
+        # Stage 5 -- L4 fields and checks, hash input.
+        (s4_valid, s4_len, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,
+         s4_addr_valid, s4_l4, s4_proto, s4_fragment, s4_ip_options, s4_src, s4_dst,
+         s4_l3_offset, s4_l4_offset, s4_ip_end, s4_addr_lo, s4_addr_hi, s4_ip_csum_valid,
+         s4_bad_version, s4_bad_ihl, s4_bad_ip_len, s4_truncated, s4_is6) = s4
+        l4w = s4_l4w
+        is_tcp = s4_l4 == L4Type.TCP
+        is_udp = s4_l4 == L4Type.UDP
+        ports_apply = (is_tcp | is_udp) & ~s4_fragment       # l4 TCP/UDP implies addr_valid
+        l4_header_end = s4_l4_offset + Mux(is_tcp, 20, 8)
+        l4_valid = ports_apply & (l4_header_end <= s4_len) & (l4_header_end <= s4_ip_end)
+        l4_len = Signal(17, name="s4_l4_len")
+        m.d.comb += l4_len.eq(s4_ip_end - s4_l4_offset)
+        data_offset = byte_at(l4w, 12)[4:8]
+        tcp_header_len = data_offset * 4
+        udp_len = be_field(l4w, 4, 2)
+        udp_csum = be_field(l4w, 6, 2)
+        bad_doff = is_tcp & ((data_offset < 5) | (tcp_header_len > l4_len))
+        bad_udp_len = is_udp & ((udp_len < 8) | (udp_len > l4_len))
+        bad_l4_len = ports_apply & (~l4_valid | bad_doff | bad_udp_len)
+        l4_header_len = Mux(is_tcp, tcp_header_len, 8)
+        sport = be_field(l4w, 0, 2)
+        dport = be_field(l4w, 2, 2)
+
+        s5 = Signal(DecodedHeader)
+        s5_valid = Signal()
+        st = s5.status
+        m.d.sync += [
+            s5_valid.eq(s4_valid),
+            s5.eq(0),
+            st.l2_valid.eq(s4_l2_valid),
+            st.vlan_count.eq(Mux(s4_l2_valid, s4_tags, 0)),
+            st.vlan0.eq(Mux(s4_l2_valid & (s4_tags > 0), s4_vlan0, 0)),
+            st.vlan1.eq(Mux(s4_l2_valid & (s4_tags > 1), s4_vlan1, 0)),
+            st.ethertype.eq(Mux(s4_l2_valid, s4_ethertype, 0)),
+            st.l3.eq(s4_l3),
+            st.l4.eq(s4_l4),
+            st.ip_proto.eq(s4_proto),
+            st.addr_valid.eq(s4_addr_valid),
+            st.l4_valid.eq(l4_valid),
+            st.fragment.eq(s4_fragment),
+            st.ip_options.eq(s4_ip_options),
+            st.ip_csum_valid.eq(s4_ip_csum_valid),
+            st.errors.runt.eq(s4_runt),
+            st.errors.truncated.eq(~s4_runt & ~s4_l2_valid | s4_truncated),
+            st.errors.bad_version.eq(s4_bad_version),
+            st.errors.bad_ihl.eq(s4_bad_ihl),
+            st.errors.bad_ip_len.eq(s4_bad_ip_len),
+            st.errors.bad_l4_len.eq(bad_l4_len),
+            st.hash_type.eq(Mux(l4_valid, HashType.IP_4TUPLE,
+                                Mux(s4_addr_valid, HashType.IP_2TUPLE, HashType.NONE))),
+            st.src.eq(s4_src),
+            st.dst.eq(s4_dst),
+            st.l3_offset.eq(Mux(s4_l2_valid, s4_l3_offset, 0)),
+            st.l4_offset.eq(Mux(s4_addr_valid, s4_l4_offset, 0)),
+            s5.ip_end.eq(s4_ip_end),
+            s5.addr_lo.eq(s4_addr_lo),
+            s5.addr_hi.eq(s4_addr_hi),
+            s5.pseudo_sum.eq(s4_proto + l4_len[:16]),
+            s5.l4_csum_check.eq(l4_valid & ~bad_l4_len & ~(is_udp & ~s4_is6 & (udp_csum == 0))),
+            s5.l4_csum_force_bad.eq(is_udp & s4_is6 & (udp_csum == 0)),
+        ]
+        with m.If(l4_valid):
+            m.d.sync += [
+                st.sport.eq(sport),
+                st.dport.eq(dport),
+                st.payload_offset.eq(s4_l4_offset + l4_header_len),
+            ]
+            with m.If(~bad_l4_len):
+                m.d.sync += st.payload_len.eq(l4_len - l4_header_len)
+            with m.If(is_tcp):
+                m.d.sync += [
+                    st.seq.eq(be_field(l4w, 4, 4)),
+                    st.ack.eq(be_field(l4w, 8, 4)),
+                    st.tcp_flags.eq(byte_at(l4w, 13)),
+                    st.window.eq(be_field(l4w, 14, 2)),
+                ]
+
+        # The hash input is the RSS byte string src | dst | sport | dport, left-aligned in 36 bytes;
+        # ports are zero (contribute nothing) for a 2-tuple.
+        ports = Mux(l4_valid, Cat(dport, sport), 0)
+        hash_input = Mux(s4_is6,
+                         Cat(ports, s4_dst, s4_src),
+                         Cat(Const(0, 192), ports, s4_dst[:32], s4_src[:32]))
+        m.d.sync += [
+            toeplitz.data.eq(Mux(s4_addr_valid, hash_input, 0)),
+            toeplitz.valid.eq(s4_valid),
+        ]
+        m.d.comb += toeplitz.key.eq(self.key)
+
+        # Stages 6, 7 -- the Toeplitz hash; the decoded header waits alongside.
+        s6 = Signal(DecodedHeader)
+        s6_valid = Signal()
+        m.d.sync += [s6.eq(s5), s6_valid.eq(s5_valid)]
+        s7 = Signal(DecodedHeader)
+        m.d.sync += s7.eq(s6)
+        m.d.comb += [
+            self.info.eq(s7),
+            self.info.status.hash.eq(Mux(s7.status.hash_type == HashType.NONE, 0, toeplitz.hash)),
+            self.info_valid.eq(toeplitz.hash_valid),
+        ]
+        return m
+
+
+def _delayed(m, prefix, *signals):
+    """Register each signal once; the copies are named ``<prefix>_<name without stage prefix>``."""
+    copies = []
+    for signal in signals:
+        base = Value.cast(signal).name.split("_", 1)[1]
+        copy = Signal.like(signal, name=f"{prefix}_{base}")
+        m.d.sync += copy.eq(signal)
+        copies.append(copy)
+    return tuple(copies)
