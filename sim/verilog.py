@@ -1,36 +1,27 @@
 """Verilog generation for the gateware (``inic verilog``, the cocotb builds and the synthesis flow).
 
-Amaranth's own ``verilog.convert`` writes plain Verilog-2005. We emit SystemVerilog (``always_comb``)
-instead: with the default output, outputs driven only by registers at their initial value can read as
-X in Icarus (see ../shared/docs/TOOLCHAIN.md). Icarus (``-g2012``) and Yosys read it alike.
+We write plain Verilog-2005 through Amaranth's ``verilog.convert``. The SystemVerilog output of Yosys
+(``write_verilog -sv``, suggested in ../shared/docs/TOOLCHAIN.md against X on never-reset outputs) makes
+Icarus 11 hang: its ``always_comb`` blocks assign constant part-selects of vectors they also depend on
+("constant selects in always_* processes are not currently supported"), and re-trigger themselves
+forever once a frame flows. Every testbench resets the design first, so the X trap does not apply.
+``src`` attributes are left out so the output does not depend on where the repository lives.
 """
 
 from pathlib import Path
 
-from amaranth.back import rtlil
-
-# amaranth pins the built-in Yosys it was tested with; reusing its locator keeps one Yosys for both
-# conversion paths. It is a private module, stable across the 0.5 series we pin in pyproject.toml.
-from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import verilog
 
 __all__ = ["convert", "write_verilog", "generate_all"]
 
 
 def convert(component, name):
-    """Return SystemVerilog text for a ``wiring.Component``, top module named ``name``."""
-    rtlil_text = rtlil.convert(component, name=name, emit_src=False)
-    yosys = find_yosys(lambda ver: ver >= (0, 40))
-    script = "\n".join([
-        f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil",
-        "proc -nomux -norom",
-        "memory_collect",
-        "write_verilog -norename -sv",
-    ])
-    return yosys.run(["-q", "-"], script, ignore_warnings=True)
+    """Return Verilog text for a ``wiring.Component``, top module named ``name``."""
+    return verilog.convert(component, name=name, emit_src=False)
 
 
 def write_verilog(component, name, path):
-    """Write ``component`` as SystemVerilog to ``path``; returns the path."""
+    """Write ``component`` as Verilog to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(convert(component, name))
@@ -46,5 +37,5 @@ def top_levels():
 def generate_all(out_dir):
     """Write every top-level block into ``out_dir``; returns the list of paths written."""
     out_dir = Path(out_dir)
-    return [write_verilog(factory(), name, out_dir / f"{name}.sv")
+    return [write_verilog(factory(), name, out_dir / f"{name}.v")
             for name, factory in top_levels().items()]
