@@ -1,0 +1,218 @@
+"""Reference model of the receive status word: the JSON row of docs/status_word.md for one frame.
+
+The rule book decides structure (which header is complete, which length is consistent) with plain
+byte-length checks; the field values of every complete header come from scapy's dissection of that
+header's bytes (``IP``, ``IPv6``, ``TCP``, ``UDP``, ``Dot1Q``/``Dot1AD``). Checksums and the hash
+come from the other reference models. Any byte string gives a row; nothing raises.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1AD, Dot1Q
+
+from hw.params import MAX_FRAME_BYTES, MIN_FRAME_BYTES, MS_RSS_KEY
+
+from .checksum import ipv4_header_ok, l4_checksum_ok
+from .toeplitz import toeplitz_hash
+
+__all__ = ["JSON_KEYS", "ERROR_NAMES", "expected_status", "expected_errors"]
+
+#: Keys of a status row, in order (docs/status_word.md "JSON keys"); ``synthetic_l2`` is the
+#: caller's to add.
+JSON_KEYS = (
+    "frame", "len", "vlan", "ethertype", "l3", "l4", "ip_csum_ok", "l4_csum_ok", "fragment",
+    "ip_options", "malformed", "src", "dst", "sport", "dport", "tcp_flags", "seq", "ack", "window",
+    "payload_len", "hash", "candidate",
+)
+
+VLAN_TAGS = {0x8100: Dot1Q, 0x88A8: Dot1AD}
+MAX_VLAN_TAGS = 2
+L3_BY_ETHERTYPE = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp"}
+L4_BY_IPV4_PROTOCOL = {6: "tcp", 17: "udp", 1: "icmp"}
+L4_BY_IPV6_NEXT_HEADER = {6: "tcp", 17: "udp", 58: "icmp"}
+IPV6_EXTENSION_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
+IPV6_FRAGMENT_HEADER = 44
+IPV4_MIN_HEADER = 20
+IPV6_HEADER = 40
+TCP_MIN_HEADER = 20
+UDP_HEADER = 8
+TCP_FLAG_LETTERS = "FSRPAUEC"
+#: Malformed-frame reasons, named as the fields of :class:`hw.layouts.RxErrors`.
+ERROR_NAMES = (
+    "runt", "truncated", "bad_version", "bad_ihl", "bad_ip_len", "bad_l4_len", "oversize",
+)
+
+
+@dataclass
+class _IpHeader:
+    """What an IP header with reported addresses tells the transport layer."""
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
+    protocol: int
+    l4: str
+    fragment: bool
+    options: bool
+    csum_ok: bool | None
+    l4_offset: int
+    ip_end: int
+
+
+def expected_status(frame: bytes, index: int = 0, key: bytes = MS_RSS_KEY) -> dict:
+    """The status row (keys :data:`JSON_KEYS`) the receive sequencer must report for ``frame``.
+
+    ``index`` is the frame's position in the stream, ``key`` the RSS key the hash is computed under.
+    """
+    return _evaluate(bytes(frame), index, key)[0]
+
+
+def expected_errors(frame: bytes) -> frozenset[str]:
+    """The malformed-frame reasons (names from :data:`ERROR_NAMES`) the sequencer must flag."""
+    return frozenset(_evaluate(bytes(frame), 0, MS_RSS_KEY)[1])
+
+
+def _evaluate(frame, index, key):
+    """``(status row, set of error names)`` for ``frame``."""
+    row = dict.fromkeys(JSON_KEYS)
+    row.update(frame=index, len=len(frame), l3="other", candidate=False)
+    errors = set()
+    if len(frame) > MAX_FRAME_BYTES:
+        errors.add("oversize")
+
+    ip = None
+    if len(frame) < MIN_FRAME_BYTES:
+        errors.add("runt")
+    elif (l2 := _ethernet(frame)) is None:
+        errors.add("truncated")
+    else:
+        row["vlan"], row["ethertype"], l3_offset = l2
+        row["l3"] = L3_BY_ETHERTYPE.get(row["ethertype"], "other")
+        if row["l3"] == "ipv4":
+            ip = _ipv4(frame, l3_offset, errors)
+        elif row["l3"] == "ipv6":
+            ip = _ipv6(frame, l3_offset, errors)
+
+    hash_input = b""
+    l4_valid = False
+    if ip is not None:
+        row.update(l4=ip.l4, ip_csum_ok=ip.csum_ok, fragment=ip.fragment, ip_options=ip.options,
+                   src=str(ip.src), dst=str(ip.dst))
+        hash_input = ip.src.packed + ip.dst.packed
+        if ip.l4 in ("tcp", "udp") and not ip.fragment:
+            l4_valid = _transport(frame, ip, row, errors)
+            if l4_valid:
+                hash_input += row["sport"].to_bytes(2, "big") + row["dport"].to_bytes(2, "big")
+    row["hash"] = f"{toeplitz_hash(key, hash_input):08x}"
+    row["malformed"] = bool(errors)
+    if l4_valid and not errors:
+        row["l4_csum_ok"] = _l4_checksum(frame, ip)
+    row["candidate"] = (row["l4"] == "tcp" and not row["malformed"] and not row["fragment"]
+                        and not row["ip_options"]
+                        and (row["l3"] == "ipv6" or row["ip_csum_ok"] is True)
+                        and row["l4_csum_ok"] is True)
+    return row, errors
+
+
+def _ethernet(frame):
+    """``(VLAN IDs, innermost EtherType, l3_offset)``, None when a tag or EtherType is cut off."""
+    # The EtherType is read as bytes: scapy's Ether turns values <= 1500 into an 802.3 length.
+    ethertype = int.from_bytes(frame[12:14], "big")
+    vlans = []
+    offset = 14
+    while ethertype in VLAN_TAGS and len(vlans) < MAX_VLAN_TAGS:
+        if len(frame) < offset + 4:
+            return None
+        tag = VLAN_TAGS[ethertype](frame[offset:offset + 4])
+        vlans.append(tag.vlan)
+        ethertype = tag.type
+        offset += 4
+    return vlans, ethertype, offset
+
+
+def _ipv4(frame, l3_offset, errors):
+    """The IPv4 header at ``l3_offset`` if its addresses are reported, else None; adds errors."""
+    if len(frame) < l3_offset + IPV4_MIN_HEADER:
+        errors.add("truncated")
+        return None
+    hdr = IP(frame[l3_offset:l3_offset + IPV4_MIN_HEADER])
+    if hdr.version != 4:
+        errors.add("bad_version")
+    if hdr.ihl < 5:
+        errors.add("bad_ihl")
+    if hdr.version != 4 or hdr.ihl < 5:
+        return None
+    l4_offset = l3_offset + 4 * hdr.ihl
+    csum_ok = None
+    if l4_offset > len(frame):
+        errors.add("truncated")
+    else:
+        csum_ok = ipv4_header_ok(frame[l3_offset:l4_offset])
+    if hdr.len < 4 * hdr.ihl:
+        errors.add("bad_ip_len")
+    if l3_offset + hdr.len > len(frame):
+        errors.add("truncated")
+    return _IpHeader(
+        src=ipaddress.IPv4Address(hdr.src), dst=ipaddress.IPv4Address(hdr.dst),
+        protocol=hdr.proto, l4=L4_BY_IPV4_PROTOCOL.get(hdr.proto, "other"),
+        fragment=bool(hdr.flags.MF) or hdr.frag != 0, options=hdr.ihl > 5, csum_ok=csum_ok,
+        l4_offset=l4_offset, ip_end=l3_offset + hdr.len,
+    )
+
+
+def _ipv6(frame, l3_offset, errors):
+    """The IPv6 header at ``l3_offset`` if its addresses are reported, else None; adds errors."""
+    if len(frame) < l3_offset + IPV6_HEADER:
+        errors.add("truncated")
+        return None
+    hdr = IPv6(frame[l3_offset:l3_offset + IPV6_HEADER])
+    if hdr.version != 6:
+        errors.add("bad_version")
+        return None
+    ip_end = l3_offset + IPV6_HEADER + hdr.plen
+    if ip_end > len(frame):
+        errors.add("truncated")
+    extension = hdr.nh in IPV6_EXTENSION_HEADERS
+    return _IpHeader(
+        src=ipaddress.IPv6Address(hdr.src), dst=ipaddress.IPv6Address(hdr.dst),
+        protocol=hdr.nh, l4="other" if extension else L4_BY_IPV6_NEXT_HEADER.get(hdr.nh, "other"),
+        fragment=hdr.nh == IPV6_FRAGMENT_HEADER, options=extension, csum_ok=None,
+        l4_offset=l3_offset + IPV6_HEADER, ip_end=ip_end,
+    )
+
+
+def _transport(frame, ip, row, errors):
+    """Fill the TCP/UDP fields of ``row``; True when the header is present (``l4_valid``)."""
+    header_bytes = TCP_MIN_HEADER if ip.l4 == "tcp" else UDP_HEADER
+    start = ip.l4_offset
+    if start + header_bytes > min(len(frame), ip.ip_end):
+        errors.add("bad_l4_len")
+        return False
+    l4_length = ip.ip_end - start
+    if ip.l4 == "tcp":
+        tcp = TCP(frame[start:start + TCP_MIN_HEADER])
+        flags = int(tcp.flags) & 0xFF
+        row.update(sport=tcp.sport, dport=tcp.dport, seq=tcp.seq, ack=tcp.ack, window=tcp.window,
+                   tcp_flags="".join(letter for bit, letter in enumerate(TCP_FLAG_LETTERS)
+                                     if flags >> bit & 1))
+        header_bytes = 4 * tcp.dataofs
+        length_ok = tcp.dataofs >= 5 and header_bytes <= l4_length
+    else:
+        udp = UDP(frame[start:start + UDP_HEADER])
+        row.update(sport=udp.sport, dport=udp.dport)
+        length_ok = UDP_HEADER <= udp.len <= l4_length
+    if length_ok:
+        row["payload_len"] = l4_length - header_bytes
+    else:
+        errors.add("bad_l4_len")
+    return True
+
+
+def _l4_checksum(frame, ip):
+    """Checksum verdict of a well-formed TCP/UDP segment: True, False, or None (IPv4 UDP with
+    checksum 0: none sent)."""
+    segment = frame[ip.l4_offset:ip.ip_end]
+    if ip.l4 == "udp" and UDP(segment[:UDP_HEADER]).chksum == 0:
+        return None if ip.src.version == 4 else False
+    return l4_checksum_ok(ip.src.packed, ip.dst.packed, ip.protocol, segment)
