@@ -67,9 +67,10 @@ class RxErrors(data.Struct):
     runt: 1             # shorter than 14 bytes
     truncated: 1        # a header, or the IP datagram, extends beyond the end of the frame
     bad_version: 1      # IP version nibble does not match the EtherType
-    bad_ihl: 1          # IPv4 IHL < 5
+    bad_ihl: 1          # IPv4 IHL < 5 (version right)
     bad_ip_len: 1       # IPv4 total length shorter than its header
-    bad_l4_len: 1       # TCP data offset < 5 or beyond the IP payload; UDP (length) shorter than 8
+    bad_l4_len: 1       # L4 header cut off; TCP data offset < 5 or past the IP payload; UDP length < 8
+                        # or past the IP payload
     oversize: 1         # longer than 9216 bytes
 
 

@@ -139,9 +139,9 @@ def _ipv4(frame, l3_offset, errors):
     hdr = IP(frame[l3_offset:l3_offset + IPV4_MIN_HEADER])
     if hdr.version != 4:
         errors.add("bad_version")
+        return None
     if hdr.ihl < 5:
         errors.add("bad_ihl")
-    if hdr.version != 4 or hdr.ihl < 5:
         return None
     l4_offset = l3_offset + 4 * hdr.ihl
     csum_ok = None
