@@ -15,12 +15,25 @@ from amaranth.lib.wiring import In, Out
 from .. import params
 from ..netorder import be_field
 
-__all__ = ["ChecksumAccumulator", "region_mask", "ones_complement_fold"]
+__all__ = ["ChecksumAccumulator", "bytes_from", "bytes_between", "ones_complement_fold"]
 
 
-def region_mask(base, lo, hi, nbytes=params.BEAT_BYTES):
-    """Bit ``i`` set when frame offset ``base + i`` lies in ``[lo, hi)``."""
-    return Cat(*((base + i >= lo) & (base + i < hi) for i in range(nbytes)))
+def bytes_from(ahead, nbytes=params.BEAT_BYTES):
+    """Bit ``i`` set when byte ``i`` of a beat is at or past a bound ``ahead`` bytes into the beat.
+
+    ``ahead`` is a signed value: ``bound - offset of the beat``. Written out as a sign test, a
+    zero test of the high bits and a 3-bit comparison, so it maps to a few LUTs, no carry chain.
+    """
+    index_bits = (nbytes - 1).bit_length()
+    negative = ahead[-1]
+    within = ahead[index_bits:] == 0
+    return Cat(*(negative | (within & (ahead[:index_bits] <= i)) for i in range(nbytes)))
+
+
+def bytes_between(ahead_lo, ahead_hi, nbytes=params.BEAT_BYTES):
+    """Bit ``i`` set when byte ``i`` of a beat lies in ``[lo, hi)``, bounds given as for
+    :func:`bytes_from`."""
+    return bytes_from(ahead_lo, nbytes) & ~bytes_from(ahead_hi, nbytes)
 
 
 def ones_complement_fold(value):

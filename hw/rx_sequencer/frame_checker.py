@@ -6,17 +6,17 @@ FIFO). The checker measures the frame, verifies the IPv4 header checksum and the
 decoder), and completes the status word: length, oversize, IP datagram past the frame end, checksum
 verdicts, ``malformed``, ``candidate``.
 
-The checker never stalls by itself: the sequencer runs it under a clock enable (``EnableInserter``)
-that drops when an output FIFO is full.
+The checker never stalls: the sequencer presents a beat only when the output FIFOs have room for
+everything the checker may still emit.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import L3Type, L4Type, RxBeat, RxStatus
-from .checksum import ChecksumAccumulator, ones_complement_fold, region_mask
+from .checksum import ChecksumAccumulator, bytes_between, ones_complement_fold
 from .header_decoder import DecodedHeader
 
 __all__ = ["FrameChecker"]
@@ -62,23 +62,37 @@ class FrameChecker(wiring.Component):
         hdr = self.header
 
         # Stage 1 -- where the beat lies in its frame; byte masks of the checksum regions.
+        # For each region bound the checker keeps ``bound - offset of the current beat``; a bound
+        # then splits a beat with a few small comparisons instead of an adder and a comparator.
+        first = Signal(init=1)          # the beat presented is the first of its frame
         beat_index = Signal(_BEAT_INDEX_BITS)
-        base = Signal(_BEAT_INDEX_BITS + 3, name="beat_base")
-        m.d.comb += base.eq(beat_index * params.BEAT_BYTES)
         with m.If(self.valid):
+            m.d.sync += first.eq(self.beat.last)
             with m.If(self.beat.last):
                 m.d.sync += beat_index.eq(0)
             with m.Elif(beat_index != 2 ** _BEAT_INDEX_BITS - 1):
                 m.d.sync += beat_index.eq(beat_index + 1)
 
-        keep = Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)
         st = hdr.status
-        ip_mask = region_mask(base, st.l3_offset, st.l4_offset)
-        l4_mask = (region_mask(base, hdr.addr_lo, hdr.addr_hi)
-                   | region_mask(base, st.l4_offset, hdr.ip_end))
+        bounds = {"l3_offset": st.l3_offset, "l4_offset": st.l4_offset, "addr_lo": hdr.addr_lo,
+                  "addr_hi": hdr.addr_hi, "ip_end": hdr.ip_end}
+        ahead = {}
+        for name, bound in bounds.items():
+            remaining = Signal(signed(19), name=f"{name}_ahead")
+            current = Signal(signed(19), name=f"{name}_ahead_now")
+            m.d.comb += current.eq(Mux(first, bound, remaining))
+            with m.If(self.valid & ~current[-1]):     # once past the bound, stay there
+                m.d.sync += remaining.eq(current - params.BEAT_BYTES)
+            ahead[name] = current
+
+        keep = Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)
+        ip_mask = bytes_between(ahead["l3_offset"], ahead["l4_offset"])
+        l4_mask = (bytes_between(ahead["addr_lo"], ahead["addr_hi"])
+                   | bytes_between(ahead["l4_offset"], ahead["ip_end"]))
         beat_bytes = sum(self.beat.keep)    # keep is a run from bit 0 on the last beat
         length = Signal(_BEAT_INDEX_BITS + 4)
-        m.d.comb += length.eq(base + Mux(self.beat.last, beat_bytes, params.BEAT_BYTES))
+        m.d.comb += length.eq(beat_index * params.BEAT_BYTES
+                              + Mux(self.beat.last, beat_bytes, params.BEAT_BYTES))
 
         m.d.sync += [
             self.beat_out.eq(self.beat),

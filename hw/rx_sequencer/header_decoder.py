@@ -198,6 +198,7 @@ class HeaderDecoder(wiring.Component):
         s3_l3_offset = Signal(8)
         s3_l4_offset = Signal(8)
         s3_ip_end = Signal(17)
+        s3_l4_len = Signal(17)
         s3_addr_lo = Signal(8)
         s3_addr_hi = Signal(8)
         s3_ip_csum_valid = Signal()
@@ -221,6 +222,9 @@ class HeaderDecoder(wiring.Component):
             s3_l3_offset.eq(l3_off),
             s3_l4_offset.eq(l4_offset),
             s3_ip_end.eq(l3_off + Mux(is4, total_len, 40 + payload_len6)),
+            # The L4 length (IP payload) straight from the IP lengths; wraps when the IPv4 total
+            # length is shorter than the header (bad_ip_len), which leaves no room for an L4 header.
+            s3_l4_len.eq(Mux(is4, total_len - header_len, payload_len6)),
             s3_addr_lo.eq(l3_off + Mux(is4, 12, 8)),
             s3_addr_hi.eq(l3_off + Mux(is4, 20, 40)),
             s3_ip_csum_valid.eq(is4 & addr_valid & ~trunc_options),
@@ -246,7 +250,7 @@ class HeaderDecoder(wiring.Component):
 
         # Stage 4 -- select the L4 header (20 bytes at 34, 38, ... 82).
         ip_fields = (s3_addr_valid, s3_l4, s3_proto, s3_fragment, s3_ip_options, s3_src, s3_dst,
-                     s3_l3_offset, s3_l4_offset, s3_ip_end, s3_addr_lo, s3_addr_hi,
+                     s3_l3_offset, s3_l4_offset, s3_ip_end, s3_l4_len, s3_addr_lo, s3_addr_hi,
                      s3_ip_csum_valid, s3_bad_version, s3_bad_ihl, s3_bad_ip_len, s3_truncated,
                      s3_is6)
         s4 = _delayed(m, "s4", s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype,
@@ -260,16 +264,16 @@ class HeaderDecoder(wiring.Component):
         # Stage 5 -- L4 fields and checks, hash input.
         (s4_valid, s4_len, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,
          s4_addr_valid, s4_l4, s4_proto, s4_fragment, s4_ip_options, s4_src, s4_dst,
-         s4_l3_offset, s4_l4_offset, s4_ip_end, s4_addr_lo, s4_addr_hi, s4_ip_csum_valid,
+         s4_l3_offset, s4_l4_offset, s4_ip_end, s4_l4_len, s4_addr_lo, s4_addr_hi, s4_ip_csum_valid,
          s4_bad_version, s4_bad_ihl, s4_bad_ip_len, s4_truncated, s4_is6) = s4
         l4w = s4_l4w
         is_tcp = s4_l4 == L4Type.TCP
         is_udp = s4_l4 == L4Type.UDP
         ports_apply = (is_tcp | is_udp) & ~s4_fragment       # l4 TCP/UDP implies addr_valid
-        l4_header_end = s4_l4_offset + Mux(is_tcp, 20, 8)
-        l4_valid = ports_apply & (l4_header_end <= s4_len) & (l4_header_end <= s4_ip_end)
-        l4_len = Signal(17, name="s4_l4_len")
-        m.d.comb += l4_len.eq(s4_ip_end - s4_l4_offset)
+        l4_header_min = Mux(is_tcp, 20, 8)
+        l4_len = s4_l4_len
+        l4_valid = (ports_apply & (s4_l4_offset + l4_header_min <= s4_len)
+                    & ~l4_len[16] & (l4_len >= l4_header_min))
         data_offset = byte_at(l4w, 12)[4:8]
         tcp_header_len = data_offset * 4
         udp_len = be_field(l4w, 4, 2)

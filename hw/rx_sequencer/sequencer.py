@@ -17,7 +17,7 @@ the head of the header FIFO; it can then mask the checksum regions of every beat
 status word as the last beat leaves. The input is ready every clock while the outputs drain.
 """
 
-from amaranth import Cat, EnableInserter, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -30,6 +30,7 @@ from .header_decoder import DecodedHeader, HeaderDecoder
 __all__ = ["RxSequencer"]
 
 _KEY_WORDS = params.RSS_KEY_BYTES // 4
+_OUT_FIFO_DEPTH = 8
 
 
 class RxSequencer(wiring.Component):
@@ -75,7 +76,7 @@ class RxSequencer(wiring.Component):
         m.submodules.decoder = decoder = HeaderDecoder()
         m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
-        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=4)
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
         m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
 
@@ -128,16 +129,21 @@ class RxSequencer(wiring.Component):
         ]
         m.d.sync += frames_open.eq(frames_open + launch - header_consumed)
 
-        # Frame checker -- runs while both output FIFOs have room; takes a beat when the decoded
-        # header of its frame is at the head of the header FIFO.
-        checker_enable = Signal()
-        m.d.comb += checker_enable.eq(out_fifo.w_rdy & status_fifo.w_rdy)
-        m.submodules.checker = checker = EnableInserter(checker_enable)(FrameChecker())
+        # Frame checker -- never stalls. It takes a beat when the decoded header of its frame is at
+        # the head of the header FIFO and both output FIFOs have room for everything it may still
+        # emit: beats in its pipeline, status words in its pipeline, and one more clock for
+        # ``checker_room`` being registered.
+        m.submodules.checker = checker = FrameChecker()
+        out_threshold = _OUT_FIFO_DEPTH - 4
+        status_threshold = params.RX_STATUS_FIFO_DEPTH - FrameChecker.STATUS_LATENCY - 3
+        checker_room = Signal()
+        m.d.sync += checker_room.eq((out_fifo.level <= out_threshold)
+                                    & (status_fifo.level <= status_threshold))
         beat_pop = Signal()
         head_beat = Signal(RxBeat)
         m.d.comb += [
             head_beat.eq(beat_fifo.r_data),
-            beat_pop.eq(checker_enable & beat_fifo.r_rdy & header_fifo.r_rdy),
+            beat_pop.eq(checker_room & beat_fifo.r_rdy & header_fifo.r_rdy),
             header_consumed.eq(beat_pop & head_beat.last),
             beat_fifo.r_en.eq(beat_pop),
             header_fifo.r_en.eq(header_consumed),
@@ -146,9 +152,9 @@ class RxSequencer(wiring.Component):
             checker.valid.eq(beat_pop),
 
             out_fifo.w_data.eq(checker.beat_out),
-            out_fifo.w_en.eq(checker.beat_out_valid & checker_enable),
+            out_fifo.w_en.eq(checker.beat_out_valid),
             status_fifo.w_data.eq(checker.status),
-            status_fifo.w_en.eq(checker.status_valid & checker_enable),
+            status_fifo.w_en.eq(checker.status_valid),
 
             self.o.payload.eq(out_fifo.r_data),
             self.o.valid.eq(out_fifo.r_rdy),

@@ -40,7 +40,7 @@ class ToeplitzHash(wiring.Component):
 
     LATENCY = 2
 
-    def __init__(self, *, groups=4):
+    def __init__(self, *, groups=8):
         if (TOEPLITZ_INPUT_BYTES * 8) % groups:
             raise ValueError(f"groups must divide {TOEPLITZ_INPUT_BYTES * 8}, not {groups}")
         self._groups = groups
