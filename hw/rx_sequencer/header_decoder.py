@@ -9,7 +9,7 @@ the window; every check that needs it (the IP datagram running past the frame, o
 checksums are left to the sequencer's finalize stage, which gets the ``ip_end`` and checksum-region
 offsets decoded here.
 
-Stages: 1 layer 2 (VLAN tags, EtherType) -- 2 select the IP header -- 3 IP fields and checks --
+Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks --
 4 select the L4 header -- 5 L4 fields and checks, hash input -- 6, 7 Toeplitz hash.
 """
 
@@ -106,17 +106,16 @@ class HeaderDecoder(wiring.Component):
         window_bits = 8 * params.HEADER_WINDOW_BYTES
         len_shape = range(params.HEADER_WINDOW_BYTES + 1)
 
-        # Stage 1 -- layer 2: up to two VLAN tags, the innermost EtherType, the IP header offset.
+        # Stage 1 -- layer 2: up to two VLAN tags; the frame-length tests layer 2 needs.
         s1_valid = Signal()
         s1_window = Signal(window_bits)
         s1_len = Signal(len_shape)
         s1_tags = Signal(2)
         s1_vlan0 = Signal(12)
         s1_vlan1 = Signal(12)
-        s1_ethertype = Signal(16)
+        s1_ethertypes = Signal(48)      # the EtherType fields at 12, 16 and 20
         s1_runt = Signal()
-        s1_l2_valid = Signal()
-        s1_l3 = Signal(L3Type)
+        s1_len_ge = Signal(3)           # frame reaches byte 14, 18, 22 (end of 0, 1, 2 tags)
 
         win = self.window
 
@@ -128,11 +127,6 @@ class HeaderDecoder(wiring.Component):
         ethertype2 = be_field(win, 20, 2)
         tag1 = is_tag(ethertype0)
         tag2 = tag1 & is_tag(ethertype1)
-        innermost = Mux(tag2, ethertype2, Mux(tag1, ethertype1, ethertype0))
-        l3_offset = Mux(tag2, 22, Mux(tag1, 18, 14))
-        runt = self.window_len < params.MIN_FRAME_BYTES
-        l2_valid = ~runt & (self.window_len >= l3_offset)
-
         m.d.sync += [
             s1_valid.eq(self.valid),
             s1_window.eq(win),
@@ -140,32 +134,42 @@ class HeaderDecoder(wiring.Component):
             s1_tags.eq(tag1 + tag2),
             s1_vlan0.eq(be_field(win, 14, 2)[:12]),
             s1_vlan1.eq(be_field(win, 18, 2)[:12]),
-            s1_ethertype.eq(innermost),
-            s1_runt.eq(runt),
-            s1_l2_valid.eq(l2_valid),
-            s1_l3.eq(L3Type.OTHER),
+            s1_ethertypes.eq(Cat(ethertype0, ethertype1, ethertype2)),
+            s1_runt.eq(self.window_len < params.MIN_FRAME_BYTES),
+            s1_len_ge.eq(Cat(*(self.window_len >= off for off in L3_OFFSETS))),
+        ]
+
+        # Stage 2 -- the innermost EtherType and the network layer; select the IP header (40 bytes
+        # at 14, 18 or 22).
+        s2 = _delayed(m, "s2", s1_valid, s1_window, s1_len, s1_tags, s1_vlan0, s1_vlan1, s1_runt)
+        s2_ethertype = Signal(16)
+        s2_l2_valid = Signal()
+        s2_l3 = Signal(L3Type)
+        innermost = s1_ethertypes.word_select(s1_tags, 16)
+        l2_valid = ~s1_runt & s1_len_ge.bit_select(s1_tags, 1)
+        m.d.sync += [
+            s2_ethertype.eq(innermost),
+            s2_l2_valid.eq(l2_valid),
+            s2_l3.eq(L3Type.OTHER),
         ]
         with m.If(l2_valid):
             with m.Switch(innermost):
                 with m.Case(EtherType.IPV4.value):
-                    m.d.sync += s1_l3.eq(L3Type.IPV4)
+                    m.d.sync += s2_l3.eq(L3Type.IPV4)
                 with m.Case(EtherType.IPV6.value):
-                    m.d.sync += s1_l3.eq(L3Type.IPV6)
+                    m.d.sync += s2_l3.eq(L3Type.IPV6)
                 with m.Case(EtherType.ARP.value):
-                    m.d.sync += s1_l3.eq(L3Type.ARP)
-
-        # Stage 2 -- select the IP header (40 bytes at 14, 18 or 22).
-        s2 = _delayed(m, "s2", s1_valid, s1_window, s1_len, s1_tags, s1_vlan0, s1_vlan1,
-                      s1_ethertype, s1_runt, s1_l2_valid, s1_l3)
+                    m.d.sync += s2_l3.eq(L3Type.ARP)
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
         m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
+        s2 = (*s2, s2_ethertype, s2_l2_valid, s2_l3)
 
         # Stage 3 -- IP fields and header checks.
         s3 = _delayed(m, "s3", *s2)
-        (s3_valid, s3_window, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype, s3_runt,
+        (s3_valid, s3_window, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_runt, s3_ethertype,
          s3_l2_valid, s3_l3) = s3
-        s2_valid, s2_window, s2_len, s2_tags, _, _, _, _, _, s2_l3 = s2
+        s2_len, s2_tags = s2[2], s2[3]
         l3w = s2_l3w
         is4 = s2_l3 == L3Type.IPV4
         is6 = s2_l3 == L3Type.IPV6
@@ -199,6 +203,7 @@ class HeaderDecoder(wiring.Component):
         s3_l4_offset = Signal(8)
         s3_ip_end = Signal(17)
         s3_l4_len = Signal(17)
+        s3_l4_select = Signal(range(len(L4_OFFSETS)))
         s3_addr_lo = Signal(8)
         s3_addr_hi = Signal(8)
         s3_ip_csum_valid = Signal()
@@ -217,14 +222,16 @@ class HeaderDecoder(wiring.Component):
             s3_fragment.eq(addr_valid & Mux(is4, frag_word[13] | (frag_word[:13] != 0),
                                             proto == IPV6_FRAGMENT_HEADER)),
             s3_ip_options.eq(addr_valid & Mux(is4, ihl > 5, ip6_ext)),
-            s3_src.eq(Mux(addr_valid, Mux(is4, be_field(l3w, 12, 4), be_field(l3w, 8, 16)), 0)),
-            s3_dst.eq(Mux(addr_valid, Mux(is4, be_field(l3w, 16, 4), be_field(l3w, 24, 16)), 0)),
+            s3_src.eq(Mux(is4, be_field(l3w, 12, 4), be_field(l3w, 8, 16))),
+            s3_dst.eq(Mux(is4, be_field(l3w, 16, 4), be_field(l3w, 24, 16))),
             s3_l3_offset.eq(l3_off),
             s3_l4_offset.eq(l4_offset),
             s3_ip_end.eq(l3_off + Mux(is4, total_len, 40 + payload_len6)),
             # The L4 length (IP payload) straight from the IP lengths; wraps when the IPv4 total
             # length is shorter than the header (bad_ip_len), which leaves no room for an L4 header.
             s3_l4_len.eq(Mux(is4, total_len - header_len, payload_len6)),
+            # Which of L4_OFFSETS the L4 header is at: (l4_offset - 34) / 4, without the adder.
+            s3_l4_select.eq(s2_tags + Mux(is4, ihl - 5, 5)),
             s3_addr_lo.eq(l3_off + Mux(is4, 12, 8)),
             s3_addr_hi.eq(l3_off + Mux(is4, 20, 40)),
             s3_ip_csum_valid.eq(is4 & addr_valid & ~trunc_options),
@@ -256,10 +263,15 @@ class HeaderDecoder(wiring.Component):
         s4 = _delayed(m, "s4", s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype,
                       s3_runt, s3_l2_valid, s3_l3, *ip_fields)
         s4_l4w = Signal(8 * L4_WINDOW_BYTES)
+        # Room for a TCP (20 bytes) / UDP (8 bytes) header, in the frame and in the IP payload.
+        s4_room_tcp = Signal()
+        s4_room_udp = Signal()
+        m.d.sync += [
+            s4_room_tcp.eq((s3_l4_offset + 20 <= s3_len) & ~s3_l4_len[16] & (s3_l4_len >= 20)),
+            s4_room_udp.eq((s3_l4_offset + 8 <= s3_len) & ~s3_l4_len[16] & (s3_l4_len >= 8)),
+        ]
         l4_windows = Array(s3_window[8 * off:8 * (off + L4_WINDOW_BYTES)] for off in L4_OFFSETS)
-        l4_select = Signal(range(len(L4_OFFSETS)), name="s3_l4_select")
-        m.d.comb += l4_select.eq((s3_l4_offset - L4_OFFSETS[0])[2:])
-        m.d.sync += s4_l4w.eq(l4_windows[l4_select])
+        m.d.sync += s4_l4w.eq(l4_windows[s3_l4_select])
 
         # Stage 5 -- L4 fields and checks, hash input.
         (s4_valid, s4_len, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,
@@ -270,10 +282,8 @@ class HeaderDecoder(wiring.Component):
         is_tcp = s4_l4 == L4Type.TCP
         is_udp = s4_l4 == L4Type.UDP
         ports_apply = (is_tcp | is_udp) & ~s4_fragment       # l4 TCP/UDP implies addr_valid
-        l4_header_min = Mux(is_tcp, 20, 8)
         l4_len = s4_l4_len
-        l4_valid = (ports_apply & (s4_l4_offset + l4_header_min <= s4_len)
-                    & ~l4_len[16] & (l4_len >= l4_header_min))
+        l4_valid = ports_apply & Mux(is_tcp, s4_room_tcp, s4_room_udp)
         data_offset = byte_at(l4w, 12)[4:8]
         tcp_header_len = data_offset * 4
         udp_len = be_field(l4w, 4, 2)
@@ -312,8 +322,8 @@ class HeaderDecoder(wiring.Component):
             st.errors.bad_l4_len.eq(bad_l4_len),
             st.hash_type.eq(Mux(l4_valid, HashType.IP_4TUPLE,
                                 Mux(s4_addr_valid, HashType.IP_2TUPLE, HashType.NONE))),
-            st.src.eq(s4_src),
-            st.dst.eq(s4_dst),
+            st.src.eq(Mux(s4_addr_valid, s4_src, 0)),
+            st.dst.eq(Mux(s4_addr_valid, s4_dst, 0)),
             st.l3_offset.eq(Mux(s4_l2_valid, s4_l3_offset, 0)),
             st.l4_offset.eq(Mux(s4_addr_valid, s4_l4_offset, 0)),
             s5.ip_end.eq(s4_ip_end),
