@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from .. import params
 from ..netorder import be_field
 
-__all__ = ["ChecksumAccumulator", "bytes_from", "bytes_between", "ones_complement_fold"]
+__all__ = ["ChecksumAccumulator", "bytes_from", "ones_complement_fold"]
 
 
 def bytes_from(ahead, nbytes=params.BEAT_BYTES):
@@ -28,12 +28,6 @@ def bytes_from(ahead, nbytes=params.BEAT_BYTES):
     negative = ahead[-1]
     within = ahead[index_bits:] == 0
     return Cat(*(negative | (within & (ahead[:index_bits] <= i)) for i in range(nbytes)))
-
-
-def bytes_between(ahead_lo, ahead_hi, nbytes=params.BEAT_BYTES):
-    """Bit ``i`` set when byte ``i`` of a beat lies in ``[lo, hi)``, bounds given as for
-    :func:`bytes_from`."""
-    return bytes_from(ahead_lo, nbytes) & ~bytes_from(ahead_hi, nbytes)
 
 
 def ones_complement_fold(value):

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import L3Type, L4Type, RxBeat, RxStatus
-from .checksum import ChecksumAccumulator, bytes_between, ones_complement_fold
+from .checksum import ChecksumAccumulator, bytes_from, ones_complement_fold
 from .header_decoder import DecodedHeader
 
 __all__ = ["FrameChecker"]
@@ -45,7 +45,7 @@ class FrameChecker(wiring.Component):
     status_valid : Out(1)
     """
 
-    STATUS_LATENCY = 1 + ChecksumAccumulator.LATENCY + 2
+    STATUS_LATENCY = 2 + ChecksumAccumulator.LATENCY + 2
 
     beat: In(RxBeat)
     header: In(DecodedHeader)
@@ -61,7 +61,7 @@ class FrameChecker(wiring.Component):
         m.submodules.l4_csum = l4_csum = ChecksumAccumulator()
         hdr = self.header
 
-        # Stage 1 -- where the beat lies in its frame; byte masks of the checksum regions.
+        # Stage 1 -- where the beat lies in its frame; which bytes are past each region bound.
         # For each region bound the checker keeps ``bound - offset of the current beat``; a bound
         # then splits a beat with a few small comparisons instead of an adder and a comparator.
         first = Signal(init=1)          # the beat presented is the first of its frame
@@ -76,35 +76,44 @@ class FrameChecker(wiring.Component):
         st = hdr.status
         bounds = {"l3_offset": st.l3_offset, "l4_offset": st.l4_offset, "addr_lo": hdr.addr_lo,
                   "addr_hi": hdr.addr_hi, "ip_end": hdr.ip_end}
-        ahead = {}
+        past = {}       # per bound, the bytes of the beat at or past it (registered)
         for name, bound in bounds.items():
             remaining = Signal(signed(19), name=f"{name}_ahead")
             current = Signal(signed(19), name=f"{name}_ahead_now")
             m.d.comb += current.eq(Mux(first, bound, remaining))
             with m.If(self.valid & ~current[-1]):     # once past the bound, stay there
                 m.d.sync += remaining.eq(current - params.BEAT_BYTES)
-            ahead[name] = current
+            past[name] = Signal(params.BEAT_BYTES, name=f"past_{name}")
+            m.d.sync += past[name].eq(bytes_from(current))
 
-        keep = Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)
-        ip_mask = bytes_between(ahead["l3_offset"], ahead["l4_offset"])
-        l4_mask = (bytes_between(ahead["addr_lo"], ahead["addr_hi"])
-                   | bytes_between(ahead["l4_offset"], ahead["ip_end"]))
         beat_bytes = sum(self.beat.keep)    # keep is a run from bit 0 on the last beat
         length = Signal(_BEAT_INDEX_BITS + 4)
         m.d.comb += length.eq(beat_index * params.BEAT_BYTES
                               + Mux(self.beat.last, beat_bytes, params.BEAT_BYTES))
-
+        c1_keep = Signal(params.BEAT_BYTES)
+        c1_ip_check = Signal()
+        c1_l4_check = Signal()
         m.d.sync += [
             self.beat_out.eq(self.beat),
             self.beat_out_valid.eq(self.valid),
-            ip_csum.data.eq(self.beat.data),
-            ip_csum.mask.eq(Mux(st.ip_csum_valid, ip_mask & keep, 0)),
-            ip_csum.last.eq(self.beat.last),
-            ip_csum.valid.eq(self.valid),
-            l4_csum.data.eq(self.beat.data),
-            l4_csum.mask.eq(Mux(hdr.l4_csum_check, l4_mask & keep, 0)),
-            l4_csum.last.eq(self.beat.last),
-            l4_csum.valid.eq(self.valid),
+            c1_keep.eq(Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)),
+            c1_ip_check.eq(st.ip_csum_valid),
+            c1_l4_check.eq(hdr.l4_csum_check),
+        ]
+
+        # Stage 2 -- the checksum regions' byte masks, into the accumulators.
+        ip_mask = past["l3_offset"] & ~past["l4_offset"]
+        l4_mask = ((past["addr_lo"] & ~past["addr_hi"]) | (past["l4_offset"] & ~past["ip_end"]))
+        c1 = self.beat_out
+        m.d.sync += [
+            ip_csum.data.eq(c1.data),
+            ip_csum.mask.eq(Mux(c1_ip_check, ip_mask & c1_keep, 0)),
+            ip_csum.last.eq(c1.last),
+            ip_csum.valid.eq(self.beat_out_valid),
+            l4_csum.data.eq(c1.data),
+            l4_csum.mask.eq(Mux(c1_l4_check, l4_mask & c1_keep, 0)),
+            l4_csum.last.eq(c1.last),
+            l4_csum.valid.eq(self.beat_out_valid),
         ]
 
         # The header and length of each frame wait for its checksums, in a delay line fed by the
@@ -115,7 +124,7 @@ class FrameChecker(wiring.Component):
             pending.eq(hdr),
             pending_len.eq(Mux(length > _LENGTH_MAX, _LENGTH_MAX, length)),
         ]
-        for stage in range(ChecksumAccumulator.LATENCY):
+        for stage in range(1 + ChecksumAccumulator.LATENCY):
             delayed = Signal(DecodedHeader, name=f"pending_header_d{stage + 1}")
             delayed_len = Signal(17, name=f"pending_length_d{stage + 1}")
             m.d.sync += [delayed.eq(pending), delayed_len.eq(pending_len)]

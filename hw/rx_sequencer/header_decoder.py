@@ -160,6 +160,15 @@ class HeaderDecoder(wiring.Component):
                     m.d.sync += s2_l3.eq(L3Type.IPV6)
                 with m.Case(EtherType.ARP.value):
                     m.d.sync += s2_l3.eq(L3Type.ARP)
+        # Room in the frame for an IPv4 (20 bytes) / IPv6 (40 bytes) header after the tags.
+        s2_room_ip4 = Signal()
+        s2_room_ip6 = Signal()
+        l3_offset = Signal(8, name="s1_l3_offset")
+        m.d.comb += l3_offset.eq(14 + 4 * s1_tags)
+        m.d.sync += [
+            s2_room_ip4.eq(s1_len >= l3_offset + 20),
+            s2_room_ip6.eq(s1_len >= l3_offset + 40),
+        ]
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
         m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
@@ -182,7 +191,7 @@ class HeaderDecoder(wiring.Component):
         payload_len6 = be_field(l3w, 4, 2)
         proto = Mux(is4, byte_at(l3w, 9), byte_at(l3w, 6))
 
-        trunc_iphdr = (is4 | is6) & (s2_len < l3_off + Mux(is4, 20, 40))
+        trunc_iphdr = (is4 & ~s2_room_ip4) | (is6 & ~s2_room_ip6)
         bad_version = (is4 | is6) & ~trunc_iphdr & (version != Mux(is4, 4, 6))
         bad_ihl = is4 & ~trunc_iphdr & ~bad_version & (ihl < 5)
         addr_valid = (is4 | is6) & ~trunc_iphdr & ~bad_version & ~bad_ihl
