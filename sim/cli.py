@@ -1,0 +1,157 @@
+"""The ``inic`` command (SPEC §5): Verilog, replay, demo, synthesis, benchmarks, waveforms.
+
+Each subcommand is a thin layer over a function of :mod:`sim`; the simulation-backed ones import
+their module only when run, so ``inic verilog`` and ``inic synth`` start without cocotb. Errors a
+user can cause (a missing file, a bad key) print one line on stderr and exit with 2.
+"""
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from hw import params
+
+__all__ = ["main", "parse_rss_key"]
+
+#: Exit status for errors in the command line or its arguments (argparse uses the same).
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """An error in what the user asked for; its message is printed as is."""
+
+
+def parse_rss_key(text):
+    """Parse the 40-byte RSS key from hex; ``:``, ``-``, spaces and a ``0x`` prefix may appear."""
+    digits = text.strip().removeprefix("0x").removeprefix("0X")
+    for separator in ":- \t":
+        digits = digits.replace(separator, "")
+    try:
+        key = bytes.fromhex(digits)
+    except ValueError:
+        raise UsageError(f"--rss-key: {text!r} is not a hex string") from None
+    if len(key) != params.RSS_KEY_BYTES:
+        raise UsageError(f"--rss-key: {len(key)} bytes given, the key is "
+                         f"{params.RSS_KEY_BYTES} bytes ({2 * params.RSS_KEY_BYTES} hex digits)")
+    return key
+
+
+def _existing_file(path):
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file")
+    return path
+
+
+def _call(command, module, function, **kwargs):
+    """Import ``module`` now and return the exit status of ``module.function(**kwargs)``."""
+    try:
+        target = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and (module == e.name or module.startswith(e.name + ".")):
+            print(f"inic {command}: not available in this version ({module} is missing)",
+                  file=sys.stderr)
+        else:
+            print(f"inic {command}: Python module '{e.name}' is missing: run `make setup`",
+                  file=sys.stderr)
+        return 1
+    return int(getattr(target, function)(**kwargs) or 0)
+
+
+def _cmd_verilog(args):
+    from sim.verilog import generate_all
+
+    for path in generate_all(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_replay(args):
+    path = _existing_file(args.file)
+    rss_key = parse_rss_key(args.rss_key) if args.rss_key is not None else None
+    return _call("replay", "sim.cosim.replay", "run_replay", path=str(path), json_out=args.json,
+                 rss_key=rss_key, waves=args.waves)
+
+
+def _cmd_demo(args):
+    return _call("demo", "sim.cosim.demo", "run_demo", json_mode=args.json, waves=args.waves)
+
+
+def _cmd_synth(args):
+    from sim import synth
+
+    return synth.main(json_mode=args.json, top=args.top, out_dir=args.out, seed=args.seed)
+
+
+def _cmd_bench(args):
+    return _call("bench", "sim.cosim.bench", "run_bench", json_mode=args.json)
+
+
+def _cmd_waves(args):
+    return _call("waves", "sim.cosim.waves", "run_waves")
+
+
+def _parser():
+    from sim.synth import DEFAULT_TOP, SEED
+
+    parser = argparse.ArgumentParser(
+        prog="inic", description="inic: an open, synthesizable intelligent-NIC model.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("verilog", help="write Verilog for every block")
+    p.add_argument("--out", metavar="DIR", default="build/verilog",
+                   help="output directory (default: %(default)s)")
+    p.set_defaults(run=_cmd_verilog)
+
+    p = commands.add_parser("replay", help="push every frame of a pcap through the RTL")
+    p.add_argument("file", metavar="FILE", help="capture (pcap or pcapng)")
+    p.add_argument("--json", metavar="OUT",
+                   help="write the JSON lines (one per frame) to the file OUT")
+    p.add_argument("--rss-key", metavar="HEX",
+                   help=f"Toeplitz key, {params.RSS_KEY_BYTES} bytes in hex "
+                        "(default: Microsoft's published key)")
+    p.add_argument("--waves", action="store_true", help="also write an FST waveform")
+    p.set_defaults(run=_cmd_replay)
+
+    p = commands.add_parser("demo", help="scripted end-to-end scenario on the RTL")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--waves", action=argparse.BooleanOptionalAction, default=True,
+                   help="write an FST waveform (default: yes)")
+    p.set_defaults(run=_cmd_demo)
+
+    p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (device, fmax_mhz, target_mhz, lut, ff, bram)")
+    p.add_argument("--top", default=DEFAULT_TOP, help="block to place (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=SEED,
+                   help="nextpnr placement seed (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", default="build/synth",
+                   help="build directory (default: %(default)s)")
+    p.set_defaults(run=_cmd_synth)
+
+    p = commands.add_parser("bench", help="throughput and latency in clock cycles")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=_cmd_bench)
+
+    p = commands.add_parser("waves", help="write waveforms and GTKWave save files")
+    p.set_defaults(run=_cmd_waves)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``inic`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"inic {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
