@@ -1,1 +1,1 @@
-"""inic gateware: Amaranth 0.5 components and the wire formats they share with sim/ and host_driver/."""
+"""inic gateware: Amaranth components and the wire formats shared with sim/ and host_driver/."""

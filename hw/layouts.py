@@ -1,11 +1,12 @@
 """Wire formats shared by the gateware, the testbenches and the host driver.
 
 Every format that crosses a block boundary is one :class:`amaranth.lib.data.Struct` defined here and
-imported wherever it is used: the gateware builds signals of these shapes, the testbenches and the host
-driver pack and unpack integers with :func:`pack` and :func:`unpack`. No format is typed twice.
+imported wherever it is used: the gateware builds signals of these shapes, the testbenches and the
+host driver pack and unpack integers with :func:`pack` and :func:`unpack`. No format is typed twice.
 
-Structs pack LSB-first. Multi-byte protocol fields (addresses, ports, sequence numbers) are stored as
-numbers (network byte order already converted by the gateware), so ``status.sport == 80`` for HTTP.
+Structs pack LSB-first. Multi-byte protocol fields (addresses, ports, sequence numbers) are stored
+as numbers (network byte order already converted by the gateware), so ``status.sport == 80`` for
+HTTP.
 """
 
 from amaranth.lib import data, enum
@@ -69,8 +70,8 @@ class RxErrors(data.Struct):
     bad_version: 1      # IP version nibble does not match the EtherType
     bad_ihl: 1          # IPv4 IHL < 5 (version right)
     bad_ip_len: 1       # IPv4 total length shorter than its header
-    bad_l4_len: 1       # L4 header cut off; TCP data offset < 5 or past the IP payload; UDP length < 8
-                        # or past the IP payload
+    bad_l4_len: 1       # L4 header cut off; TCP data offset < 5 or past the IP payload;
+                        # UDP length < 8 or past the IP payload
     oversize: 1         # longer than 9216 bytes
 
 
@@ -90,7 +91,8 @@ class RxStatus(data.Struct):
     vlan0, vlan1 : 12 bits
         VLAN IDs, outer first.
     ethertype : 16 bits
-        Innermost EtherType (an :class:`EtherType` value or any other) (0x8100 / 0x88A8 if a third tag follows two).
+        Innermost EtherType, an :class:`EtherType` value or any other (0x8100 / 0x88A8 when a
+        third tag follows two).
     l3, l4 : L3Type, L4Type
         Protocol classification.
     ip_proto : 8 bits
@@ -162,5 +164,5 @@ def pack(layout, fields):
 
 
 def unpack(layout, bits):
-    """Unpack an integer into a :class:`amaranth.lib.data.Const` view of ``layout`` (fields by name)."""
+    """Unpack an integer into a :class:`amaranth.lib.data.Const` view of ``layout``."""
     return layout.from_bits(bits)

@@ -1,8 +1,8 @@
 """Network byte order, converted in one place.
 
-Frames arrive with byte 0 in the low bits of a beat, so a window of frame bytes is a Value whose byte
-``k`` sits at bits ``[8k, 8k+8)``. Protocol fields are big-endian; :func:`be_field` turns ``n`` bytes at a
-byte offset into the number they encode.
+Frames arrive with byte 0 in the low bits of a beat, so a window of frame bytes is a Value whose
+byte ``k`` sits at bits ``[8k, 8k+8)``. Protocol fields are big-endian; :func:`be_field` turns ``n``
+bytes at a byte offset into the number they encode.
 """
 
 from amaranth import Cat

@@ -1,11 +1,12 @@
 """Verilog generation for the gateware (``inic verilog``, the cocotb builds and the synthesis flow).
 
-We write plain Verilog-2005 through Amaranth's ``verilog.convert``. The SystemVerilog output of Yosys
-(``write_verilog -sv``, suggested in ../shared/docs/TOOLCHAIN.md against X on never-reset outputs) makes
-Icarus 11 hang: its ``always_comb`` blocks assign constant part-selects of vectors they also depend on
-("constant selects in always_* processes are not currently supported"), and re-trigger themselves
-forever once a frame flows. Every testbench resets the design first, so the X trap does not apply.
-``src`` attributes are left out so the output does not depend on where the repository lives.
+We write plain Verilog-2005 through Amaranth's ``verilog.convert``. The SystemVerilog output of
+Yosys (``write_verilog -sv``, suggested in ../shared/docs/TOOLCHAIN.md against X on never-reset
+outputs) makes Icarus 11 hang: its ``always_comb`` blocks assign constant part-selects of vectors
+they also depend on ("constant selects in always_* processes are not currently supported"), and
+re-trigger themselves forever once a frame flows. Every testbench resets the design first, so the X
+trap does not apply. ``src`` attributes are left out so the output does not depend on where the
+repository lives.
 """
 
 from pathlib import Path

@@ -4,10 +4,10 @@ Ref: IEEE 802.3 §3.2 and IEEE 802.1Q §9 (Ethernet II, VLAN tags); RFC 791 (IPv
 RFC 9293 §3.1 (TCP); RFC 768 (UDP). The rules, field by field, are in docs/status_word.md.
 
 The decoder is a fixed-latency pipeline that accepts one header window per clock, so a frame of any
-length, runts included, can be decoded at line rate. It cannot know the length of a frame longer than
-the window; every check that needs it (the IP datagram running past the frame, oversize) and the
-checksums are left to the sequencer's finalize stage, which gets the ``ip_end`` and checksum-region
-offsets decoded here.
+length, runts included, can be decoded at line rate. It cannot know the length of a frame longer
+than the window; every check that needs it (the IP datagram running past the frame, oversize) and
+the checksums are left to the sequencer's finalize stage, which gets the ``ip_end`` and
+checksum-region offsets decoded here.
 
 Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks --
 4 select the L4 header -- 5 L4 fields and checks, hash input -- 6, 7 Toeplitz hash.
@@ -51,7 +51,8 @@ class DecodedHeader(data.Struct):
     -------
     status : RxStatus
         Every status field the header determines; ``length``, the checksum verdicts, ``candidate``,
-        ``malformed``, ``errors.oversize`` and the ``ip_end > length`` truncation are filled in later.
+        ``malformed``, ``errors.oversize`` and the ``ip_end > length`` truncation are filled in
+        later.
     ip_end : 17 bits
         Offset of the end of the IP datagram (Ethernet padding starts here).
     addr_lo, addr_hi : 8 bits
@@ -269,7 +270,7 @@ class HeaderDecoder(wiring.Component):
                      s3_l3_offset, s3_l4_offset, s3_ip_end, s3_l4_len, s3_addr_lo, s3_addr_hi,
                      s3_ip_csum_valid, s3_bad_version, s3_bad_ihl, s3_bad_ip_len, s3_truncated,
                      s3_is6)
-        s4 = _delayed(m, "s4", s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype,
+        s4 = _delayed(m, "s4", s3_valid, s3_tags, s3_vlan0, s3_vlan1, s3_ethertype,
                       s3_runt, s3_l2_valid, s3_l3, *ip_fields)
         s4_l4w = Signal(8 * L4_WINDOW_BYTES)
         # Room for a TCP (20 bytes) / UDP (8 bytes) header, in the frame and in the IP payload.
@@ -283,7 +284,7 @@ class HeaderDecoder(wiring.Component):
         m.d.sync += s4_l4w.eq(l4_windows[s3_l4_select])
 
         # Stage 5 -- L4 fields and checks, hash input.
-        (s4_valid, s4_len, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,
+        (s4_valid, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,
          s4_addr_valid, s4_l4, s4_proto, s4_fragment, s4_ip_options, s4_src, s4_dst,
          s4_l3_offset, s4_l4_offset, s4_ip_end, s4_l4_len, s4_addr_lo, s4_addr_hi, s4_ip_csum_valid,
          s4_bad_version, s4_bad_ihl, s4_bad_ip_len, s4_truncated, s4_is6) = s4

@@ -11,10 +11,11 @@ Data flow::
                   (fields, header checks, Toeplitz hash)            └──────► status FIFO ──► status
 
 The capture stage keeps the first 104 bytes of each frame and hands them to the header decoder at
-beat 12 or at the frame's last beat, whichever comes first, so the decoder sees one window per frame,
-at most one per clock. The frame checker takes a beat only when the decoded header of its frame is at
-the head of the header FIFO; it can then mask the checksum regions of every beat and finish the
-status word as the last beat leaves. The input is ready every clock while the outputs drain.
+beat 12 or at the frame's last beat, whichever comes first, so the decoder sees one window per
+frame, at most one per clock. The frame checker takes a beat only when the decoded header of its
+frame is at the head of the header FIFO; it can then mask the checksum regions of every beat and
+finish the status word as the last beat leaves. The input is ready every clock while the outputs
+drain.
 """
 
 from amaranth import Cat, Module, Mux, Signal

@@ -2,11 +2,12 @@
 
 Ref: Microsoft, "RSS Hashing Functions" and "Verifying the RSS Hash Calculation" (NDIS).
 
-For every input bit ``i`` that is set (bit 0 = MSB of the first input byte), the 32-bit window of the
-key starting at key bit ``i`` is XORed into the result. The input is a fixed 36 bytes (an IPv6 4-tuple),
-left-aligned and zero-padded: zero bits contribute nothing, so shorter inputs (IPv4, 2-tuples) hash
-exactly as the definition says. Each output bit is an XOR of 288 AND terms; the terms are split into
-groups that are XOR-reduced and registered first, then combined, so the hash takes two clocks.
+For every input bit ``i`` that is set (bit 0 = MSB of the first input byte), the 32-bit window of
+the key starting at key bit ``i`` is XORed into the result. The input is a fixed 36 bytes (an IPv6
+4-tuple), left-aligned and zero-padded: zero bits contribute nothing, so shorter inputs (IPv4,
+2-tuples) hash exactly as the definition says. Each output bit is an XOR of 288 AND terms; the terms
+are split into groups that are XOR-reduced and registered first, then combined, so the hash takes
+two clocks.
 """
 
 from amaranth import Cat, Module, Signal
