@@ -1,4 +1,6 @@
-"""inic host side: the host-driver model (rings, commands, events) and its host stack.
+"""inic host-driver model (SPEC §4).
 
-The driver model arrives with the host-interface issue; until then this package is empty.
+Built so far: :mod:`host_driver.memory` (host DRAM with an allocator, what the simulated PCI bus will
+serve DMA from) and :mod:`host_driver.tcp` (a small host TCP endpoint for the slow path, speaking in
+Ethernet/IPv4 frames). The driver proper (rings, commands, events) arrives with the host interface.
 """
