@@ -10,7 +10,7 @@ the checksums are left to the sequencer's finalize stage, which gets the ``ip_en
 checksum-region offsets decoded here.
 
 Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks --
-4 select the L4 header -- 5 L4 fields and checks, hash input -- 6, 7 Toeplitz hash.
+4 select the L4 header -- 5 L4 fields and checks, hash input -- 6 on: Toeplitz hash.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
@@ -88,11 +88,12 @@ class HeaderDecoder(wiring.Component):
     key : In(320)
         RSS key, byte 0 in the top bits.
     info : Out(DecodedHeader)
-        Decoded header, ``LATENCY`` clocks after its window.
+        Decoded header, ``latency`` clocks after its window.
     info_valid : Out(1)
+    hash_overrun : Out(1)
+        Two frames needing a hash came closer than the Toeplitz unit allows. Cannot happen with
+        ``RSS_HASH_PASSES`` = 4 (see docs/rx_sequencer.md); brought out so tests can prove it.
     """
-
-    LATENCY = 5 + ToeplitzHash.LATENCY
 
     window: In(8 * params.HEADER_WINDOW_BYTES)
     window_len: In(range(params.HEADER_WINDOW_BYTES + 1))
@@ -100,10 +101,20 @@ class HeaderDecoder(wiring.Component):
     key: In(8 * params.RSS_KEY_BYTES)
     info: Out(DecodedHeader)
     info_valid: Out(1)
+    hash_overrun: Out(1)
+
+    def __init__(self, *, toeplitz_passes=params.RSS_HASH_PASSES):
+        self._toeplitz_passes = toeplitz_passes
+        super().__init__()
+
+    @property
+    def latency(self):
+        """Clocks from a window in to its decoded header out."""
+        return 5 + ToeplitzHash(passes=self._toeplitz_passes).latency
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.toeplitz = toeplitz = ToeplitzHash()
+        m.submodules.toeplitz = toeplitz = ToeplitzHash(passes=self._toeplitz_passes)
         window_bits = 8 * params.HEADER_WINDOW_BYTES
         len_shape = range(params.HEADER_WINDOW_BYTES + 1)
 
@@ -366,21 +377,24 @@ class HeaderDecoder(wiring.Component):
                          Cat(ports, s4_dst, s4_src),
                          Cat(Const(0, 192), ports, s4_dst[:32], s4_src[:32]))
         m.d.sync += [
-            toeplitz.data.eq(Mux(s4_addr_valid, hash_input, 0)),
-            toeplitz.valid.eq(s4_valid),
+            toeplitz.data.eq(hash_input),
+            toeplitz.valid.eq(s4_valid & s4_addr_valid),
         ]
         m.d.comb += toeplitz.key.eq(self.key)
 
-        # Stages 6, 7 -- the Toeplitz hash; the decoded header waits alongside.
-        s6 = Signal(DecodedHeader)
-        s6_valid = Signal()
-        m.d.sync += [s6.eq(s5), s6_valid.eq(s5_valid)]
-        s7 = Signal(DecodedHeader)
-        m.d.sync += s7.eq(s6)
+        # Stages 6 and on -- the Toeplitz hash; the decoded header waits alongside.
+        waiting, waiting_valid = s5, s5_valid
+        for stage in range(toeplitz.latency):
+            delayed = Signal(DecodedHeader, name=f"s{6 + stage}")
+            delayed_valid = Signal(name=f"s{6 + stage}_valid")
+            m.d.sync += [delayed.eq(waiting), delayed_valid.eq(waiting_valid)]
+            waiting, waiting_valid = delayed, delayed_valid
         m.d.comb += [
-            self.info.eq(s7),
-            self.info.status.hash.eq(Mux(s7.status.hash_type == HashType.NONE, 0, toeplitz.hash)),
-            self.info_valid.eq(toeplitz.hash_valid),
+            self.info.eq(waiting),
+            self.info.status.hash.eq(Mux(waiting.status.hash_type == HashType.NONE, 0,
+                                         toeplitz.hash)),
+            self.info_valid.eq(waiting_valid),
+            self.hash_overrun.eq(toeplitz.overrun),
         ]
         return m
 

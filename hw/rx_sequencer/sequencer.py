@@ -129,6 +129,9 @@ class RxSequencer(wiring.Component):
             header_fifo.w_en.eq(decoder.info_valid),
         ]
         m.d.sync += frames_open.eq(frames_open + launch - header_consumed)
+        # Sticky: the Toeplitz unit was started too soon (impossible by construction; tests check).
+        hash_overrun = Signal()
+        m.d.sync += hash_overrun.eq(hash_overrun | decoder.hash_overrun)
 
         # Frame checker -- never stalls. It takes a beat when the decoded header of its frame is at
         # the head of the header FIFO and both output FIFOs have room for everything it may still

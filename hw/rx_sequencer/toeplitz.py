@@ -1,13 +1,17 @@
-"""Toeplitz hash for receive-side scaling, fully pipelined (one input per clock).
+"""Toeplitz hash for receive-side scaling.
 
 Ref: Microsoft, "RSS Hashing Functions" and "Verifying the RSS Hash Calculation" (NDIS).
 
 For every input bit ``i`` that is set (bit 0 = MSB of the first input byte), the 32-bit window of
 the key starting at key bit ``i`` is XORed into the result. The input is a fixed 36 bytes (an IPv6
 4-tuple), left-aligned and zero-padded: zero bits contribute nothing, so shorter inputs (IPv4,
-2-tuples) hash exactly as the definition says. Each output bit is an XOR of 288 AND terms; the terms
-are split into groups that are XOR-reduced and registered first, then combined, so the hash takes
-two clocks.
+2-tuples) hash exactly as the definition says.
+
+Each output bit is an XOR of 288 AND terms, 9216 in all, with every input bit and every key bit
+wired to 32 of them: fully parallel that is about 4,600 LUTs and a routing hot spot. The unit
+therefore takes ``passes`` clocks per input, hashing ``288 / passes`` input bits a clock while the
+input and the key shift past (4 passes: about a quarter of the logic). It accepts a new input every
+``passes + 1`` clocks; ``passes=1`` is the fully parallel, one-per-clock version.
 """
 
 from amaranth import Cat, Module, Signal
@@ -16,14 +20,16 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 
-__all__ = ["ToeplitzHash"]
+__all__ = ["ToeplitzHash", "TOEPLITZ_INPUT_BYTES"]
 
 #: Bytes of the longest hash input: IPv6 source and destination address and two ports.
 TOEPLITZ_INPUT_BYTES = 36
+_INPUT_BITS = 8 * TOEPLITZ_INPUT_BYTES
+_KEY_BITS = 8 * params.RSS_KEY_BYTES
 
 
 class ToeplitzHash(wiring.Component):
-    """Pipelined Toeplitz hash.
+    """Toeplitz hash, ``passes`` clocks per input, fixed latency.
 
     Members
     -------
@@ -32,60 +38,105 @@ class ToeplitzHash(wiring.Component):
     key : In(320)
         Hash key, key byte 0 in bits 319:312.
     valid : In(1)
-        ``data`` holds an input this clock.
+        Start hashing ``data`` under ``key``. At most once every ``passes + 1`` clocks.
     hash : Out(32)
-        Hash of the input presented ``LATENCY`` clocks earlier.
+        Hash of the input started ``latency`` clocks earlier.
     hash_valid : Out(1)
-        ``valid`` delayed by ``LATENCY`` clocks.
+        ``valid`` delayed by ``latency`` clocks.
+    overrun : Out(1)
+        ``valid`` came while an input was still being hashed (its hash is then wrong).
     """
 
-    LATENCY = 2
-
-    def __init__(self, *, groups=8):
-        if (TOEPLITZ_INPUT_BYTES * 8) % groups:
-            raise ValueError(f"groups must divide {TOEPLITZ_INPUT_BYTES * 8}, not {groups}")
-        self._groups = groups
+    def __init__(self, *, passes=4):
+        if passes < 1 or _INPUT_BITS % passes:
+            raise ValueError(f"passes must be a positive divisor of {_INPUT_BITS}, not {passes}")
+        self._passes = passes
         super().__init__({
-            "data": In(TOEPLITZ_INPUT_BYTES * 8),
-            "key": In(params.RSS_KEY_BYTES * 8),
+            "data": In(_INPUT_BITS),
+            "key": In(_KEY_BITS),
             "valid": In(1),
             "hash": Out(32),
             "hash_valid": Out(1),
+            "overrun": Out(1),
         })
 
     @property
-    def groups(self):
-        return self._groups
+    def passes(self):
+        return self._passes
+
+    @property
+    def latency(self):
+        """Clocks from ``valid`` to ``hash_valid``."""
+        return 2 if self._passes == 1 else 1 + self._passes
 
     def elaborate(self, platform):
         m = Module()
-        n_in = TOEPLITZ_INPUT_BYTES * 8
-        n_key = params.RSS_KEY_BYTES * 8
-        per_group = n_in // self._groups
+        if self._passes == 1:
+            self._elaborate_parallel(m)
+        else:
+            self._elaborate_serial(m)
+        return m
 
-        # Stage 1: partial[g] bit (31 - b) = XOR over the group's input bits i of in(i) & key(i + b)
-        # (MSB-first bit numbering). In signal indices both runs are contiguous slices that line up
-        # bit for bit, so each output bit is one AND of two slices, XOR-reduced.
+    @staticmethod
+    def _partial(data_slice, key, key_top):
+        """32 bits: bit (31 - b) is the XOR over the slice's bits of ``in(i) & key(i + b)``.
+
+        ``data_slice`` holds input bits MSB-first from its top bit down; ``key_top`` is the index
+        in ``key`` of the key bit that lines up with the slice's top bit. In signal indices both
+        runs are contiguous slices that line up bit for bit.
+        """
+        n = len(data_slice)
+        bits = []
+        for b in range(32):
+            key_lo = key_top + 1 - n - b
+            bits.append((data_slice & key[key_lo:key_lo + n]).xor())
+        return Cat(*reversed(bits))
+
+    def _elaborate_parallel(self, m):
+        # Stage 1: eight groups of 36 input bits, XOR-reduced and registered; stage 2: combined.
+        groups = 8
+        per_group = _INPUT_BITS // groups
         partials = []
-        for g in range(self._groups):
-            data_lo = n_in - (g + 1) * per_group
-            data_slice = self.data[data_lo:data_lo + per_group]
-            bits = []
-            for b in range(32):
-                key_lo = n_key - (g + 1) * per_group - b
-                bits.append((data_slice & self.key[key_lo:key_lo + per_group]).xor())
+        for g in range(groups):
+            data_lo = _INPUT_BITS - (g + 1) * per_group
             partial = Signal(32, name=f"partial{g}")
-            m.d.sync += partial.eq(Cat(*reversed(bits)))
+            m.d.sync += partial.eq(self._partial(self.data[data_lo:data_lo + per_group], self.key,
+                                                 _KEY_BITS - 1 - g * per_group))
             partials.append(partial)
         stage1_valid = Signal()
         m.d.sync += stage1_valid.eq(self.valid)
-
-        # Stage 2: combine the groups.
         combined = 0
         for partial in partials:
             combined = combined ^ partial
-        m.d.sync += [
-            self.hash.eq(combined),
-            self.hash_valid.eq(stage1_valid),
+        m.d.sync += [self.hash.eq(combined), self.hash_valid.eq(stage1_valid)]
+
+    def _elaborate_serial(self, m):
+        # The input and the key are loaded into shift registers; each clock hashes the top
+        # ``chunk`` input bits against the top of the key, then both shift up by ``chunk``.
+        chunk = _INPUT_BITS // self._passes
+        data_sr = Signal(_INPUT_BITS, name="data_shift")
+        key_sr = Signal(_KEY_BITS, name="key_shift")
+        acc = Signal(32)
+        passes_left = Signal(range(self._passes + 1))
+        with m.If(self.valid):
+            m.d.sync += [
+                data_sr.eq(self.data),
+                key_sr.eq(self.key),
+                acc.eq(0),
+                passes_left.eq(self._passes),
+            ]
+        with m.Elif(passes_left != 0):
+            partial = self._partial(data_sr[_INPUT_BITS - chunk:], key_sr, _KEY_BITS - 1)
+            m.d.sync += [
+                data_sr.eq(data_sr << chunk),
+                key_sr.eq(key_sr << chunk),
+                acc.eq(acc ^ partial),
+                passes_left.eq(passes_left - 1),
+            ]
+        m.d.comb += [
+            self.hash.eq(acc),
+            self.overrun.eq(self.valid & (passes_left != 0)),
         ]
-        return m
+        valid_delay = Signal(self.latency)
+        m.d.sync += valid_delay.eq(Cat(self.valid, valid_delay))
+        m.d.comb += self.hash_valid.eq(valid_delay[-1])

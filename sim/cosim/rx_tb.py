@@ -411,8 +411,10 @@ class RxTb:
             waited += poll
 
     def check(self):
-        """Final checks: well-formed ``keep`` on ``o``, then the scoreboard (counts included)."""
+        """Final checks: well-formed ``keep`` on ``o``, the Toeplitz unit never started too soon
+        (sticky ``hash_overrun``), then the scoreboard (counts included)."""
         assert not self.sink.keep_errors, f"bad keep on o: {self.sink.keep_errors[:5]}"
+        assert not int(self.dut.hash_overrun.value), "Toeplitz unit started while busy"
         self.scoreboard.check()
 
     def timing(self) -> list[FrameTiming]:

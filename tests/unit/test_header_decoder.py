@@ -17,10 +17,13 @@ DECODER_KEYS = ("vlan", "ethertype", "l3", "l4", "fragment", "ip_options", "src"
                 "dport", "tcp_flags", "seq", "ack", "window", "payload_len", "hash")
 
 
-def _decode(frames):
-    """Decode each frame's header window, one per clock; returns the DecodedHeader values."""
-    dut = HeaderDecoder()
+def _decode(frames, toeplitz_passes=params.RSS_HASH_PASSES):
+    """Decode each frame's header window, as close together as frames needing a hash can come
+    (5 clocks; every clock with a parallel Toeplitz unit); returns the DecodedHeader values."""
+    dut = HeaderDecoder(toeplitz_passes=toeplitz_passes)
+    gap = 0 if toeplitz_passes == 1 else 4
     decoded = []
+    overruns = []
 
     async def producer(ctx):
         ctx.set(dut.key, int.from_bytes(params.MS_RSS_KEY, "big"))
@@ -30,21 +33,27 @@ def _decode(frames):
             ctx.set(dut.window_len, len(window))
             ctx.set(dut.valid, 1)
             await ctx.tick()
-        ctx.set(dut.valid, 0)
+            ctx.set(dut.valid, 0)
+            if gap:
+                await ctx.tick().repeat(gap)
 
     async def consumer(ctx):
         while len(decoded) < len(frames):
-            _, _, info, valid = await ctx.tick().sample(dut.info, dut.info_valid)
+            _, _, info, valid, overrun = await ctx.tick().sample(
+                dut.info, dut.info_valid, dut.hash_overrun)
+            overruns.append(overrun)
             if valid:
                 decoded.append(DecodedHeader.from_bits(info.as_value().value))
 
     run_testbenches(dut, producer, consumer)
+    assert not any(overruns)
     return decoded
 
 
-def _compare(frames):
+def _compare(frames, toeplitz_passes=params.RSS_HASH_PASSES):
     mismatches = []
-    for index, (frame, info) in enumerate(zip(frames, _decode(frames), strict=True)):
+    decoded = _decode(frames, toeplitz_passes)
+    for index, (frame, info) in enumerate(zip(frames, decoded, strict=True)):
         status = unpack(RxStatus, info.status.as_value().value)
         got = status_to_json(status, index)
         want = expected_status(frame, index)
@@ -60,3 +69,7 @@ def test_directed_catalogue():
 
 def test_random_and_bad_frames():
     _compare(random_mix(150, seed=5) + bad_frames(150, seed=6))
+
+
+def test_parallel_toeplitz_one_window_per_clock():
+    _compare(random_mix(100, seed=7), toeplitz_passes=1)

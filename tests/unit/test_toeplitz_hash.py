@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from hw.params import MS_RSS_KEY
 from hw.rx_sequencer.toeplitz import TOEPLITZ_INPUT_BYTES, ToeplitzHash
 from sim.reference.toeplitz import rss_input, toeplitz_hash
@@ -18,18 +20,22 @@ MS_VECTORS = [
 ]
 
 
-def _hash_all(key, inputs):
-    """Hash each input through the hardware, one per clock; returns the hashes in order."""
-    dut = ToeplitzHash()
+def _hash_all(key, inputs, passes=4):
+    """Hash each input through the hardware, as often as it accepts them; returns the hashes."""
+    dut = ToeplitzHash(passes=passes)
     results = []
+    overruns = []
 
     async def producer(ctx):
         ctx.set(dut.key, int.from_bytes(key, "big"))
         for value in inputs:
             ctx.set(dut.data, int.from_bytes(value.ljust(TOEPLITZ_INPUT_BYTES, b"\0"), "big"))
             ctx.set(dut.valid, 1)
+            overruns.append(ctx.get(dut.overrun))
             await ctx.tick()
-        ctx.set(dut.valid, 0)
+            ctx.set(dut.valid, 0)
+            if passes > 1:
+                await ctx.tick().repeat(passes)
 
     async def consumer(ctx):
         while len(results) < len(inputs):
@@ -38,23 +44,28 @@ def _hash_all(key, inputs):
                 results.append(hash_value)
 
     run_testbenches(dut, producer, consumer)
+    assert not any(overruns)
     return results
 
 
-def test_microsoft_vectors():
-    assert _hash_all(MS_RSS_KEY, [v for v, _ in MS_VECTORS]) == [h for _, h in MS_VECTORS]
+@pytest.mark.parametrize("passes", [1, 2, 4])
+def test_microsoft_vectors(passes):
+    inputs = [v for v, _ in MS_VECTORS]
+    assert _hash_all(MS_RSS_KEY, inputs, passes) == [h for _, h in MS_VECTORS]
 
 
-def test_random_keys_and_inputs_match_golden_model():
+@pytest.mark.parametrize("passes", [1, 4])
+def test_random_keys_and_inputs_match_golden_model(passes):
     rng = random.Random(1)
     for _ in range(3):
         key = rng.randbytes(40)
         inputs = [rng.randbytes(rng.choice([8, 12, 32, 36])) for _ in range(20)]
-        assert _hash_all(key, inputs) == [toeplitz_hash(key, v) for v in inputs]
+        assert _hash_all(key, inputs, passes) == [toeplitz_hash(key, v) for v in inputs]
 
 
-def test_latency_is_as_declared():
-    dut = ToeplitzHash()
+@pytest.mark.parametrize("passes", [1, 4])
+def test_latency_is_as_declared(passes):
+    dut = ToeplitzHash(passes=passes)
     seen = []
 
     async def testbench(ctx):
@@ -62,10 +73,30 @@ def test_latency_is_as_declared():
         ctx.set(dut.valid, 1)
         await ctx.tick()
         ctx.set(dut.valid, 0)
-        for cycle in range(1, 6):
+        for cycle in range(1, 10):
             if ctx.get(dut.hash_valid):
                 seen.append(cycle)
             await ctx.tick()
 
     run_testbenches(dut, testbench)
-    assert seen == [ToeplitzHash.LATENCY]
+    assert seen == [dut.latency]
+
+
+def test_overrun_is_flagged():
+    dut = ToeplitzHash(passes=4)
+    flags = []
+
+    async def testbench(ctx):
+        for gap in (4, 5):      # a start 4 clocks after the last is too soon, 5 is fine
+            ctx.set(dut.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.valid, 0)
+            await ctx.tick().repeat(gap - 1)
+            ctx.set(dut.valid, 1)
+            flags.append(ctx.get(dut.overrun))
+            await ctx.tick()
+            ctx.set(dut.valid, 0)
+            await ctx.tick().repeat(10)
+
+    run_testbenches(dut, testbench)
+    assert flags == [1, 0]
