@@ -42,7 +42,8 @@ SIGNALS = [
     ]),
     ("capture and header decoder", [
         "in_index", "frames_open", "launch", "decoder.valid", "decoder.window_len",
-        "decoder.info_valid", "decoder.hash_valid", "decoder.hash", "rss_key",
+        "decoder.info_valid", "decoder.toeplitz.hash_valid", "decoder.toeplitz.hash",
+        "hash_overrun", "rss_key",
     ]),
     ("frame checker and FIFOs", [
         "beat_fifo.level", "header_consumed", "checker.valid", "checker.beat_index",
