@@ -35,12 +35,12 @@ MS_RSS_KEY = bytes.fromhex(
     "6a42b73bbeac01fa"
 )
 RSS_KEY_BYTES = 40
-
-#: Clocks the Toeplitz unit takes per frame (1 = fully parallel, one frame per clock). A frame that
-#: needs a hash has at least 34 bytes (5 beats), so frames needing one reach the unit at least 5
-#: clocks apart, which 4 passes (a new input every 5 clocks) keeps up with at a quarter of the logic.
-RSS_HASH_PASSES = 4
 assert len(MS_RSS_KEY) == RSS_KEY_BYTES
+
+#: Clocks the Toeplitz unit takes per frame (1 = fully parallel, one frame per clock). A frame
+#: that needs a hash has at least 34 bytes (5 beats), so such frames reach the unit at least 5
+#: clocks apart: 4 passes (a new input every 5 clocks) keep up, at a quarter of the logic.
+RSS_HASH_PASSES = 4
 
 #: Clock the design is specified for: 10GbE at 64 bits per beat (SPEC §6).
 TARGET_CLOCK_MHZ = 156.25

@@ -10,26 +10,12 @@ import random
 
 import pytest
 
+from sim.reference.rss_vectors import MS_RSS_VECTORS
 from sim.reference.toeplitz import MS_RSS_KEY, rss_input, toeplitz_hash
-
-# (source address, source port, destination address, destination port, hash without ports, with)
-IPV4_VECTORS = [
-    ("66.9.149.187", 2794, "161.142.100.80", 1766, 0x323E8FC2, 0x51CCC178),
-    ("199.92.111.2", 14230, "65.69.140.83", 4739, 0xD718262A, 0xC626B0EA),
-    ("24.19.198.95", 12898, "12.22.207.184", 38024, 0xD2D0A5DE, 0x5C2B394A),
-    ("38.27.205.30", 48228, "209.142.163.6", 2217, 0x82989176, 0xAFC7327F),
-    ("153.39.163.191", 44251, "202.188.127.2", 1303, 0x5D1809C5, 0x10E828A2),
-]
-IPV6_VECTORS = [
-    ("3ffe:2501:200:1fff::7", 2794, "3ffe:2501:200:3::1", 1766, 0x2CC18CD5, 0x40207D3D),
-    ("3ffe:501:8::260:97ff:fe40:efab", 14230, "ff02::1", 4739, 0x0F0C461C, 0xDDE51BBF),
-    ("3ffe:1900:4545:3:200:f8ff:fe21:67cf", 44251, "fe80::200:f8ff:fe21:67cf", 38024,
-     0x4B61E985, 0x02D1FEEF),
-]
 
 
 @pytest.mark.parametrize("src, sport, dst, dport, hash_2tuple, hash_4tuple",
-                         IPV4_VECTORS + IPV6_VECTORS)
+                         MS_RSS_VECTORS)
 def test_microsoft_vectors(src, sport, dst, dport, hash_2tuple, hash_4tuple):
     assert toeplitz_hash(MS_RSS_KEY, rss_input(src, dst)) == hash_2tuple
     assert toeplitz_hash(MS_RSS_KEY, rss_input(src, dst, sport, dport)) == hash_4tuple

@@ -6,18 +6,14 @@ import pytest
 
 from hw.params import MS_RSS_KEY
 from hw.rx_sequencer.toeplitz import TOEPLITZ_INPUT_BYTES, ToeplitzHash
+from sim.reference.rss_vectors import MS_RSS_VECTORS
 from sim.reference.toeplitz import rss_input, toeplitz_hash
 
 from .amaranth_sim import run_testbenches
 
-# One row of Microsoft's "Verifying the RSS Hash Calculation" table per IP version; the full table
-# is checked against the golden model in test_reference_toeplitz.py and through the RTL in cosim.
-MS_VECTORS = [
-    (rss_input("66.9.149.187", "161.142.100.80", 2794, 1766), 0x51CCC178),
-    (rss_input("66.9.149.187", "161.142.100.80"), 0x323E8FC2),
-    (rss_input("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1", 2794, 1766), 0x40207D3D),
-    (rss_input("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1"), 0x2CC18CD5),
-]
+# Every row of Microsoft's table, with and without ports.
+MS_VECTORS = ([(rss_input(src, dst), h2) for src, _, dst, _, h2, _ in MS_RSS_VECTORS]
+              + [(rss_input(src, dst, sp, dp), h4) for src, sp, dst, dp, _, h4 in MS_RSS_VECTORS])
 
 
 def _hash_all(key, inputs, passes=4):
