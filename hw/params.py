@@ -22,8 +22,10 @@ HEADER_WINDOW_BEATS = HEADER_WINDOW_BYTES // BEAT_BYTES
 #: header decoder's latency for the input to stay ready every clock (see docs/rx_sequencer.md).
 RX_BEAT_FIFO_DEPTH = 32
 
-#: Depth (frames) of the decoded-header FIFO; frames in flight are limited to this by credit.
-RX_HEADER_FIFO_DEPTH = 32
+#: Depth (frames) of the decoded-header and region-bounds FIFOs. Frames in flight (launched to the
+#: decoder, status word not finished) are limited to this by credit; the beat FIFO plus the frame
+#: checker's pipeline hold at most RX_BEAT_FIFO_DEPTH + 8 frames, so the credit never throttles.
+RX_HEADER_FIFO_DEPTH = 48
 
 #: Depth of the status-word output FIFO (frames).
 RX_STATUS_FIFO_DEPTH = 16

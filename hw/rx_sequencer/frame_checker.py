@@ -1,6 +1,6 @@
 """Frame checker: checksums, frame length and the final verdicts of each frame.
 
-Beats arrive together with the decoded header of their frame (the head of the sequencer's header
+Beats arrive together with the checksum regions of their frame (the head of the sequencer's bounds
 FIFO). The checker measures the frame, verifies the IPv4 header checksum and the TCP/UDP checksum
 (pseudo-header addresses are taken from the frame bytes; the protocol and length words come from the
 decoder), and completes the status word: length, oversize, IP datagram past the frame end, checksum
@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from .. import params
 from ..layouts import L3Type, L4Type, RxBeat, RxStatus
 from .checksum import ChecksumAccumulator, bytes_from, ones_complement_fold
-from .header_decoder import DecodedHeader
+from .header_decoder import DecodedHeader, RegionBounds
 
 __all__ = ["FrameChecker"]
 
@@ -33,10 +33,14 @@ class FrameChecker(wiring.Component):
     -------
     beat : In(RxBeat)
         A frame beat.
-    header : In(DecodedHeader)
-        Decoded header of the frame ``beat`` belongs to, held for all its beats.
+    bounds : In(RegionBounds)
+        Checksum regions of the frame ``beat`` belongs to, held for all its beats.
     valid : In(1)
-        ``beat`` and ``header`` are presented this clock.
+        ``beat`` and ``bounds`` are presented this clock.
+    header : In(DecodedHeader)
+        Decoded header of the next frame to finish: the head of the sequencer's header FIFO.
+    header_pop : Out(1)
+        ``header`` has been used (a status word is being finished).
     beat_out : Out(RxBeat)
         The beat, unchanged, one clock later.
     beat_out_valid : Out(1)
@@ -48,8 +52,10 @@ class FrameChecker(wiring.Component):
     STATUS_LATENCY = 2 + ChecksumAccumulator.LATENCY + 2
 
     beat: In(RxBeat)
-    header: In(DecodedHeader)
+    bounds: In(RegionBounds)
     valid: In(1)
+    header: In(DecodedHeader)
+    header_pop: Out(1)
     beat_out: Out(RxBeat)
     beat_out_valid: Out(1)
     status: Out(RxStatus)
@@ -59,7 +65,7 @@ class FrameChecker(wiring.Component):
         m = Module()
         m.submodules.ip_csum = ip_csum = ChecksumAccumulator()
         m.submodules.l4_csum = l4_csum = ChecksumAccumulator()
-        hdr = self.header
+        b = self.bounds
 
         # Stage 1 -- where the beat lies in its frame; which bytes are past each region bound.
         # For each region bound the checker keeps ``bound - offset of the current beat``; a bound
@@ -73,9 +79,8 @@ class FrameChecker(wiring.Component):
             with m.Elif(beat_index != 2 ** _BEAT_INDEX_BITS - 1):
                 m.d.sync += beat_index.eq(beat_index + 1)
 
-        st = hdr.status
-        bounds = {"l3_offset": st.l3_offset, "l4_offset": st.l4_offset, "addr_lo": hdr.addr_lo,
-                  "addr_hi": hdr.addr_hi, "ip_end": hdr.ip_end}
+        bounds = {"l3_offset": b.l3_offset, "l4_offset": b.l4_offset, "addr_lo": b.addr_lo,
+                  "addr_hi": b.addr_hi, "ip_end": b.ip_end}
         past = {}       # per bound, the bytes of the beat at or past it (registered)
         for name, bound in bounds.items():
             remaining = Signal(signed(19), name=f"{name}_ahead")
@@ -97,8 +102,8 @@ class FrameChecker(wiring.Component):
             self.beat_out.eq(self.beat),
             self.beat_out_valid.eq(self.valid),
             c1_keep.eq(Mux(self.beat.last, self.beat.keep, (1 << params.BEAT_BYTES) - 1)),
-            c1_ip_check.eq(st.ip_csum_valid),
-            c1_l4_check.eq(hdr.l4_csum_check),
+            c1_ip_check.eq(b.ip_csum_check),
+            c1_l4_check.eq(b.l4_csum_check),
         ]
 
         # Stage 2 -- the checksum regions' byte masks, into the accumulators.
@@ -116,19 +121,17 @@ class FrameChecker(wiring.Component):
             l4_csum.valid.eq(self.beat_out_valid),
         ]
 
-        # The header and length of each frame wait for its checksums, in a delay line fed by the
-        # last beat (frames can end on consecutive clocks).
-        pending = Signal(DecodedHeader, name="pending_header")
+        # The length of each frame waits for its checksums, in a delay line fed by the last beat
+        # (frames can end on consecutive clocks). Its decoded header waits in the sequencer's
+        # header FIFO and is read when the checksums are out.
         pending_len = Signal(17, name="pending_length")
-        m.d.sync += [
-            pending.eq(hdr),
-            pending_len.eq(Mux(length > _LENGTH_MAX, _LENGTH_MAX, length)),
-        ]
+        m.d.sync += pending_len.eq(Mux(length > _LENGTH_MAX, _LENGTH_MAX, length))
         for stage in range(1 + ChecksumAccumulator.LATENCY):
-            delayed = Signal(DecodedHeader, name=f"pending_header_d{stage + 1}")
             delayed_len = Signal(17, name=f"pending_length_d{stage + 1}")
-            m.d.sync += [delayed.eq(pending), delayed_len.eq(pending_len)]
-            pending, pending_len = delayed, delayed_len
+            m.d.sync += delayed_len.eq(pending_len)
+            pending_len = delayed_len
+        pending = self.header
+        m.d.comb += self.header_pop.eq(l4_csum.sum_valid)
 
         # Stage F1 -- pseudo-header words into the TCP/UDP sum; length checks.
         f1 = Signal(DecodedHeader, name="final_header")

@@ -22,7 +22,7 @@ from ..layouts import EtherType, HashType, L3Type, L4Type, RxStatus
 from ..netorder import be_field, byte_at
 from .toeplitz import ToeplitzHash
 
-__all__ = ["DecodedHeader", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]
+__all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]
 
 #: IPv6 next-header values that are extension headers (RFC 8200 §4, IANA "IPv6 Extension Header
 #: Types"). They are flagged, not walked.
@@ -72,6 +72,40 @@ class DecodedHeader(data.Struct):
     pseudo_sum: 17
     l4_csum_check: 1
     l4_csum_force_bad: 1
+
+
+class RegionBounds(data.Struct):
+    """What the frame checker needs of a decoded header for every beat: the checksum regions.
+
+    Members
+    -------
+    l3_offset, l4_offset, addr_lo, addr_hi : 8 bits
+        IPv4 header ``[l3_offset, l4_offset)``; pseudo-header addresses ``[addr_lo, addr_hi)``.
+    ip_end : 17 bits
+        The TCP/UDP segment is ``[l4_offset, ip_end)``.
+    ip_csum_check, l4_csum_check : 1 bit
+        Sum the IPv4 header / the TCP/UDP segment at all.
+    """
+    l3_offset: 8
+    l4_offset: 8
+    addr_lo: 8
+    addr_hi: 8
+    ip_end: 17
+    ip_csum_check: 1
+    l4_csum_check: 1
+
+    @staticmethod
+    def assign(bounds, header):
+        """Statements setting ``bounds`` (a RegionBounds view) from ``header`` (DecodedHeader)."""
+        return [
+            bounds.l3_offset.eq(header.status.l3_offset),
+            bounds.l4_offset.eq(header.status.l4_offset),
+            bounds.addr_lo.eq(header.addr_lo),
+            bounds.addr_hi.eq(header.addr_hi),
+            bounds.ip_end.eq(header.ip_end),
+            bounds.ip_csum_check.eq(header.status.ip_csum_valid),
+            bounds.l4_csum_check.eq(header.l4_csum_check),
+        ]
 
 
 class HeaderDecoder(wiring.Component):

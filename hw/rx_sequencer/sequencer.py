@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from .. import params
 from ..layouts import RxBeat, RxStatus
 from .frame_checker import FrameChecker
-from .header_decoder import DecodedHeader, HeaderDecoder
+from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
 __all__ = ["RxSequencer"]
 
@@ -77,15 +77,17 @@ class RxSequencer(wiring.Component):
         m.submodules.decoder = decoder = HeaderDecoder()
         m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
+        m.submodules.bounds_fifo = bounds_fifo = SyncFIFOBuffered(
+            width=data.Layout.cast(RegionBounds).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
         m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
 
         # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
-        # Frames in flight (launched to the decoder, header not yet consumed) are limited to the
-        # header FIFO's depth, so the decoder, which cannot stall, always finds room.
+        # Frames in flight (launched to the decoder, status word not yet finished) are limited to
+        # the header FIFOs' depth, so the decoder, which cannot stall, always finds room.
         frames_open = Signal(range(params.RX_HEADER_FIFO_DEPTH + 1))
-        header_consumed = Signal()
+        frame_finished = Signal()
         m.d.comb += self.i.ready.eq(beat_fifo.w_rdy
                                     & (frames_open < params.RX_HEADER_FIFO_DEPTH))
         accept = Signal()
@@ -127,16 +129,22 @@ class RxSequencer(wiring.Component):
             decoder.key.eq(key),
             header_fifo.w_data.eq(decoder.info),
             header_fifo.w_en.eq(decoder.info_valid),
+            bounds_fifo.w_en.eq(decoder.info_valid),
         ]
-        m.d.sync += frames_open.eq(frames_open + launch - header_consumed)
+        bounds_in = Signal(RegionBounds)
+        m.d.comb += RegionBounds.assign(bounds_in, decoder.info)
+        m.d.comb += bounds_fifo.w_data.eq(bounds_in)
+        m.d.sync += frames_open.eq(frames_open + launch - frame_finished)
         # Sticky: the Toeplitz unit was started too soon (impossible by construction; tests check).
         hash_overrun = Signal()
         m.d.sync += hash_overrun.eq(hash_overrun | decoder.hash_overrun)
 
-        # Frame checker -- never stalls. It takes a beat when the decoded header of its frame is at
-        # the head of the header FIFO and both output FIFOs have room for everything it may still
-        # emit: beats in its pipeline, status words in its pipeline, and one more clock for
-        # ``checker_room`` being registered.
+        # Frame checker -- never stalls. It takes a beat when the checksum regions of its frame are
+        # at the head of the bounds FIFO and both output FIFOs have room for everything it may
+        # still emit: beats in its pipeline, status words in its pipeline, and one more clock for
+        # ``checker_room`` being registered. It reads the full decoded header (the header FIFO)
+        # only when it finishes the frame's status word, so the wide header never fans out to
+        # the per-beat logic.
         m.submodules.checker = checker = FrameChecker()
         out_threshold = _OUT_FIFO_DEPTH - 4
         status_threshold = params.RX_STATUS_FIFO_DEPTH - FrameChecker.STATUS_LATENCY - 3
@@ -147,13 +155,15 @@ class RxSequencer(wiring.Component):
         head_beat = Signal(RxBeat)
         m.d.comb += [
             head_beat.eq(beat_fifo.r_data),
-            beat_pop.eq(checker_room & beat_fifo.r_rdy & header_fifo.r_rdy),
-            header_consumed.eq(beat_pop & head_beat.last),
+            beat_pop.eq(checker_room & beat_fifo.r_rdy & bounds_fifo.r_rdy),
             beat_fifo.r_en.eq(beat_pop),
-            header_fifo.r_en.eq(header_consumed),
+            bounds_fifo.r_en.eq(beat_pop & head_beat.last),
             checker.beat.eq(head_beat),
-            checker.header.eq(header_fifo.r_data),
+            checker.bounds.eq(bounds_fifo.r_data),
             checker.valid.eq(beat_pop),
+            checker.header.eq(header_fifo.r_data),
+            header_fifo.r_en.eq(checker.header_pop),
+            frame_finished.eq(checker.header_pop),
 
             out_fifo.w_data.eq(checker.beat_out),
             out_fifo.w_en.eq(checker.beat_out_valid),

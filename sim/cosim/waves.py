@@ -46,7 +46,8 @@ SIGNALS = [
         "hash_overrun", "rss_key",
     ]),
     ("frame checker and FIFOs", [
-        "beat_fifo.level", "header_consumed", "checker.valid", "checker.beat_index",
+        "beat_fifo.level", "bounds_fifo.level", "header_fifo.level",
+        "frame_finished", "checker.valid", "checker.beat_index",
         "checker.ip_csum.sum_valid", "checker.ip_csum.sum", "checker.l4_csum.sum_valid",
         "checker.l4_csum.sum", "checker.status_valid", "checker.final_errors",
     ]),
