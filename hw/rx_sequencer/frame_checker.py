@@ -39,8 +39,10 @@ class FrameChecker(wiring.Component):
         ``beat`` and ``bounds`` are presented this clock.
     header : In(DecodedHeader)
         Decoded header of the next frame to finish: the head of the sequencer's header FIFO.
+    header_hash : In(32)
+        Its Toeplitz hash (the head of the sequencer's hash FIFO).
     header_pop : Out(1)
-        ``header`` has been used (a status word is being finished).
+        ``header`` and ``header_hash`` have been used (a status word is being finished).
     beat_out : Out(RxBeat)
         The beat, unchanged, one clock later.
     beat_out_valid : Out(1)
@@ -55,6 +57,7 @@ class FrameChecker(wiring.Component):
     bounds: In(RegionBounds)
     valid: In(1)
     header: In(DecodedHeader)
+    header_hash: In(32)
     header_pop: Out(1)
     beat_out: Out(RxBeat)
     beat_out_valid: Out(1)
@@ -143,6 +146,7 @@ class FrameChecker(wiring.Component):
         f1_oversize = Signal()
         m.d.sync += [
             f1.eq(pending),
+            f1.status.hash.eq(self.header_hash),
             f1_len.eq(pending_len),
             f1_valid.eq(l4_csum.sum_valid),
             f1_l4_sum.eq(l4_csum.sum + pending.pseudo_sum),

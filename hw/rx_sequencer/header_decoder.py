@@ -10,7 +10,8 @@ the checksums are left to the sequencer's finalize stage, which gets the ``ip_en
 checksum-region offsets decoded here.
 
 Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks --
-4 select the L4 header -- 5 L4 fields and checks, hash input -- 6 on: Toeplitz hash.
+4 select the L4 header -- 5 L4 fields and checks, hash input; then the Toeplitz hash, which
+follows the decoded header on an output of its own.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
@@ -122,8 +123,12 @@ class HeaderDecoder(wiring.Component):
     key : In(320)
         RSS key, byte 0 in the top bits.
     info : Out(DecodedHeader)
-        Decoded header, ``latency`` clocks after its window.
+        Decoded header, ``latency`` clocks after its window; ``status.hash`` reads 0.
     info_valid : Out(1)
+    hash : Out(32)
+        The frame's Toeplitz hash (0 if it has none), ``hash_latency`` clocks after its window:
+        one per decoded header, in the same order.
+    hash_valid : Out(1)
     hash_overrun : Out(1)
         Two frames needing a hash came closer than the Toeplitz unit allows. Cannot happen with
         ``RSS_HASH_PASSES`` = 4 (see docs/rx_sequencer.md); brought out so tests can prove it.
@@ -135,16 +140,21 @@ class HeaderDecoder(wiring.Component):
     key: In(8 * params.RSS_KEY_BYTES)
     info: Out(DecodedHeader)
     info_valid: Out(1)
+    hash: Out(32)
+    hash_valid: Out(1)
     hash_overrun: Out(1)
 
     def __init__(self, *, toeplitz_passes=params.RSS_HASH_PASSES):
         self._toeplitz_passes = toeplitz_passes
         super().__init__()
 
+    #: Clocks from a window in to its decoded header out.
+    latency = 5
+
     @property
-    def latency(self):
-        """Clocks from a window in to its decoded header out."""
-        return 5 + ToeplitzHash(passes=self._toeplitz_passes).latency
+    def hash_latency(self):
+        """Clocks from a window in to its hash out."""
+        return self.latency + ToeplitzHash(passes=self._toeplitz_passes).latency
 
     def elaborate(self, platform):
         m = Module()
@@ -416,18 +426,23 @@ class HeaderDecoder(wiring.Component):
         ]
         m.d.comb += toeplitz.key.eq(self.key)
 
-        # Stages 6 and on -- the Toeplitz hash; the decoded header waits alongside.
-        waiting, waiting_valid = s5, s5_valid
-        for stage in range(toeplitz.latency):
-            delayed = Signal(DecodedHeader, name=f"s{6 + stage}")
-            delayed_valid = Signal(name=f"s{6 + stage}_valid")
-            m.d.sync += [delayed.eq(waiting), delayed_valid.eq(waiting_valid)]
-            waiting, waiting_valid = delayed, delayed_valid
+        # The decoded header leaves now (its hash field 0); the hash follows ``toeplitz.latency``
+        # clocks later on its own output, one per decoded header, in the same order.
+        hash_needed = Signal(HashType)
         m.d.comb += [
-            self.info.eq(waiting),
-            self.info.status.hash.eq(Mux(waiting.status.hash_type == HashType.NONE, 0,
-                                         toeplitz.hash)),
-            self.info_valid.eq(waiting_valid),
+            self.info.eq(s5),
+            self.info_valid.eq(s5_valid),
+            hash_needed.eq(s5.status.hash_type),
+        ]
+        waiting_type, waiting_valid = hash_needed, s5_valid
+        for stage in range(toeplitz.latency):
+            delayed_type = Signal(HashType, name=f"hash_type_d{stage + 1}")
+            delayed_valid = Signal(name=f"hash_valid_d{stage + 1}")
+            m.d.sync += [delayed_type.eq(waiting_type), delayed_valid.eq(waiting_valid)]
+            waiting_type, waiting_valid = delayed_type, delayed_valid
+        m.d.comb += [
+            self.hash.eq(Mux(waiting_type == HashType.NONE, 0, toeplitz.hash)),
+            self.hash_valid.eq(waiting_valid),
             self.hash_overrun.eq(toeplitz.overrun),
         ]
         return m

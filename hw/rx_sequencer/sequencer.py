@@ -75,10 +75,17 @@ class RxSequencer(wiring.Component):
         m.submodules.beat_fifo = beat_fifo = SyncFIFOBuffered(
             width=beat_width, depth=params.RX_BEAT_FIFO_DEPTH)
         m.submodules.decoder = decoder = HeaderDecoder()
+        # A frame's hash must be in the hash FIFO when its status word is finished: the checker
+        # reads it ``STATUS_LATENCY - 2`` clocks after taking the frame's last beat, at the
+        # earliest 2 clocks (FIFO latency) after the decoded header was written.
+        if decoder.hash_latency - decoder.latency > FrameChecker.STATUS_LATENCY - 2:
+            raise ValueError("the Toeplitz unit is too slow for the frame checker's pipeline")
         m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.bounds_fifo = bounds_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RegionBounds).size, depth=params.RX_HEADER_FIFO_DEPTH)
+        m.submodules.hash_fifo = hash_fifo = SyncFIFOBuffered(
+            width=32, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
         m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
@@ -130,6 +137,8 @@ class RxSequencer(wiring.Component):
             header_fifo.w_data.eq(decoder.info),
             header_fifo.w_en.eq(decoder.info_valid),
             bounds_fifo.w_en.eq(decoder.info_valid),
+            hash_fifo.w_data.eq(decoder.hash),
+            hash_fifo.w_en.eq(decoder.hash_valid),
         ]
         bounds_in = Signal(RegionBounds)
         m.d.comb += RegionBounds.assign(bounds_in, decoder.info)
@@ -144,7 +153,8 @@ class RxSequencer(wiring.Component):
         # still emit: beats in its pipeline, status words in its pipeline, and one more clock for
         # ``checker_room`` being registered. It reads the full decoded header (the header FIFO)
         # only when it finishes the frame's status word, so the wide header never fans out to
-        # the per-beat logic.
+        # the per-beat logic. The frame's hash, which the decoder delivers a few clocks after the
+        # header, is in the hash FIFO by then: a status word takes longer than the hash.
         m.submodules.checker = checker = FrameChecker()
         out_threshold = _OUT_FIFO_DEPTH - 4
         status_threshold = params.RX_STATUS_FIFO_DEPTH - FrameChecker.STATUS_LATENCY - 3
@@ -162,7 +172,9 @@ class RxSequencer(wiring.Component):
             checker.bounds.eq(bounds_fifo.r_data),
             checker.valid.eq(beat_pop),
             checker.header.eq(header_fifo.r_data),
+            checker.header_hash.eq(hash_fifo.r_data),
             header_fifo.r_en.eq(checker.header_pop),
+            hash_fifo.r_en.eq(checker.header_pop),
             frame_finished.eq(checker.header_pop),
 
             out_fifo.w_data.eq(checker.beat_out),

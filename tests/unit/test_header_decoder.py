@@ -23,6 +23,7 @@ def _decode(frames, toeplitz_passes=params.RSS_HASH_PASSES):
     dut = HeaderDecoder(toeplitz_passes=toeplitz_passes)
     gap = 0 if toeplitz_passes == 1 else 4
     decoded = []
+    hashes = []
     overruns = []
 
     async def producer(ctx):
@@ -38,24 +39,27 @@ def _decode(frames, toeplitz_passes=params.RSS_HASH_PASSES):
                 await ctx.tick().repeat(gap)
 
     async def consumer(ctx):
-        while len(decoded) < len(frames):
-            _, _, info, valid, overrun = await ctx.tick().sample(
-                dut.info, dut.info_valid, dut.hash_overrun)
+        while len(hashes) < len(frames):
+            _, _, info, valid, hash_value, hash_valid, overrun = await ctx.tick().sample(
+                dut.info, dut.info_valid, dut.hash, dut.hash_valid, dut.hash_overrun)
             overruns.append(overrun)
             if valid:
                 decoded.append(DecodedHeader.from_bits(info.as_value().value))
+            if hash_valid:
+                hashes.append(hash_value)
 
     run_testbenches(dut, producer, consumer)
     assert not any(overruns)
-    return decoded
+    return decoded, hashes
 
 
 def _compare(frames, toeplitz_passes=params.RSS_HASH_PASSES):
     mismatches = []
-    decoded = _decode(frames, toeplitz_passes)
-    for index, (frame, info) in enumerate(zip(frames, decoded, strict=True)):
+    decoded, hashes = _decode(frames, toeplitz_passes)
+    for index, (frame, info, hash_value) in enumerate(zip(frames, decoded, hashes, strict=True)):
         status = unpack(RxStatus, info.status.as_value().value)
         got = status_to_json(status, index)
+        got["hash"] = f"{hash_value:08x}"
         want = expected_status(frame, index)
         diff = {k: (got[k], want[k]) for k in DECODER_KEYS if got[k] != want[k]}
         if diff:
