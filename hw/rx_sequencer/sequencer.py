@@ -5,17 +5,18 @@ docs/status_word.md (every field and flag).
 
 Data flow::
 
-    i ──► capture ──► beat FIFO ─────────────────────────► frame checker ──► out FIFO ──► o
-             │  first 104 bytes                              ▲   (checksums, length,
-             └──► header decoder ──► header FIFO ────────────┘    verdicts)
-                  (fields, header checks, Toeplitz hash)            └──────► status FIFO ──► status
+    i ──► capture ──► beat FIFO ──────────────────────────────► frame checker ──► out FIFO ──► o
+             │  first 104 bytes                                  ▲  ▲  (checksums, length,
+             └──► header decoder ──► bounds FIFO ────────────────┘  │   verdicts)
+                  (fields, checks) ──► header FIFO ─────────────────┤
+                  Toeplitz unit ─────► hash FIFO ───────────────────┘──► status FIFO ──► status
 
 The capture stage keeps the first 104 bytes of each frame and hands them to the header decoder at
 beat 12 or at the frame's last beat, whichever comes first, so the decoder sees one window per
-frame, at most one per clock. The frame checker takes a beat only when the decoded header of its
-frame is at the head of the header FIFO; it can then mask the checksum regions of every beat and
-finish the status word as the last beat leaves. The input is ready every clock while the outputs
-drain.
+frame, at most one per clock. The frame checker takes a beat only when the checksum regions of its
+frame are at the head of the bounds FIFO; it masks the regions of every beat and finishes the
+status word, with the decoded header and hash, as the last beat leaves. The input is ready every
+clock while the outputs drain.
 """
 
 from amaranth import Cat, Module, Mux, Signal
