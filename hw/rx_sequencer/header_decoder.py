@@ -154,7 +154,7 @@ class HeaderDecoder(wiring.Component):
     @property
     def hash_latency(self):
         """Clocks from a window in to its hash out."""
-        return self.latency + ToeplitzHash(passes=self._toeplitz_passes).latency
+        return self.latency + ToeplitzHash.latency_for(self._toeplitz_passes)
 
     def elaborate(self, platform):
         m = Module()

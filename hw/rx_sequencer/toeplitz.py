@@ -64,10 +64,15 @@ class ToeplitzHash(wiring.Component):
     def passes(self):
         return self._passes
 
+    @staticmethod
+    def latency_for(passes):
+        """Clocks from ``valid`` to ``hash_valid`` of a unit with ``passes`` passes."""
+        return 2 if passes == 1 else 1 + passes
+
     @property
     def latency(self):
         """Clocks from ``valid`` to ``hash_valid``."""
-        return 2 if self._passes == 1 else 1 + self._passes
+        return self.latency_for(self._passes)
 
     def elaborate(self, platform):
         m = Module()
