@@ -14,7 +14,7 @@ from amaranth.lib import data, enum
 from . import params
 
 __all__ = [
-    "EtherType", "L3Type", "L4Type", "HashType", "RxBeat", "RxErrors", "RxStatus",
+    "EtherType", "L3Type", "L4Type", "HashType", "RxBeat", "RxErrors", "RxStatus", "RxCounters",
     "pack", "unpack",
 ]
 
@@ -156,6 +156,27 @@ class RxStatus(data.Struct):
     l3_offset: 8
     l4_offset: 8
     payload_offset: 8
+
+
+class RxCounters(data.Struct):
+    """Receive statistics of the sequencer, 32-bit wrapping counts of finished status words.
+
+    ``frames`` counts every frame; each other counter counts the frames with that property, so
+    ``frames`` = the frames the MAC delivered, and no bad frame goes uncounted (SPEC §7).
+    """
+    frames: 32
+    candidates: 32
+    malformed: 32
+    runt: 32
+    truncated: 32
+    bad_version: 32
+    bad_ihl: 32
+    bad_ip_len: 32
+    bad_l4_len: 32
+    oversize: 32
+    ip_csum_bad: 32
+    l4_csum_bad: 32
+    fragments: 32
 
 
 def pack(layout, fields):

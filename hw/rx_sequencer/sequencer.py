@@ -25,7 +25,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .. import params
-from ..layouts import RxBeat, RxStatus
+from ..layouts import RxBeat, RxCounters, RxStatus
 from .frame_checker import FrameChecker
 from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
@@ -46,6 +46,10 @@ class RxSequencer(wiring.Component):
         The same frames, byte for byte, for the packet buffer.
     status : Out(stream.Signature(RxStatus))
         One status word per frame, in frame order, after the frame's last beat has left on ``o``.
+    counters : Out(RxCounters)
+        Receive statistics, counted as status words are finished.
+    counters_clear : In(1)
+        Zero every counter.
     rss_key_we, rss_key_addr, rss_key_data : In
         Write port of the 40-byte RSS key: word ``n`` is key bytes ``4n..4n+3``, byte ``4n`` in bits
         31:24. The key resets to Microsoft's published key. Frames already in the decoder may be
@@ -58,6 +62,8 @@ class RxSequencer(wiring.Component):
     rss_key_we: In(1)
     rss_key_addr: In(range(16))
     rss_key_data: In(32)
+    counters: Out(RxCounters)
+    counters_clear: In(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -190,4 +196,30 @@ class RxSequencer(wiring.Component):
             self.status.valid.eq(status_fifo.r_rdy),
             status_fifo.r_en.eq(self.status.ready),
         ]
+        self._count(m, checker.status, checker.status_valid)
         return m
+
+    def _count(self, m, status, valid):
+        """Count each finished status word into ``counters``."""
+        c = self.counters
+        events = {
+            "frames": 1,
+            "candidates": status.candidate,
+            "malformed": status.malformed,
+            "runt": status.errors.runt,
+            "truncated": status.errors.truncated,
+            "bad_version": status.errors.bad_version,
+            "bad_ihl": status.errors.bad_ihl,
+            "bad_ip_len": status.errors.bad_ip_len,
+            "bad_l4_len": status.errors.bad_l4_len,
+            "oversize": status.errors.oversize,
+            "ip_csum_bad": status.ip_csum_valid & ~status.ip_csum_ok,
+            "l4_csum_bad": status.l4_csum_valid & ~status.l4_csum_ok,
+            "fragments": status.fragment,
+        }
+        with m.If(self.counters_clear):
+            m.d.sync += c.eq(0)
+        with m.Elif(valid):
+            for name, event in events.items():
+                counter = getattr(c, name)
+                m.d.sync += counter.eq(counter + event)

@@ -21,7 +21,7 @@ rising edge, so the clock's write mode cannot race them.
 
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import cocotb
@@ -29,9 +29,9 @@ from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.layouts import RxBeat, RxStatus, pack, unpack
+from hw.layouts import RxBeat, RxCounters, RxStatus, pack, unpack
 from hw.params import BEAT_BYTES, MS_RSS_KEY, RSS_KEY_BYTES
-from sim.reference.rx_status import expected_status
+from sim.reference.rx_status import expected_errors, expected_status
 from sim.status_json import status_to_json
 
 __all__ = [
@@ -267,6 +267,7 @@ class RxScoreboard:
         self.statuses = 0
         self.errors: list[str] = []
         self.mismatches = 0
+        self.expected_counters: Counter = Counter()
 
     def expect(self, frame: bytes):
         self.frames.append(frame)
@@ -299,6 +300,7 @@ class RxScoreboard:
             return
         frame = self.frames[index]
         want = expected_status(frame, index, self.keys[index])
+        self._count(frame, want)
         diff = [key for key in want if got.get(key) != want[key]]
         diff += [key for key in got if key not in want]
         if diff:
@@ -307,6 +309,24 @@ class RxScoreboard:
                         f"{', '.join(diff)}: "
                         + "; ".join(f"{key} got {got.get(key)!r} expected {want.get(key)!r}"
                                     for key in diff))
+
+    def _count(self, frame, want):
+        """What the DUT's :class:`~hw.layouts.RxCounters` must have counted for this frame."""
+        counts = self.expected_counters
+        counts["frames"] += 1
+        counts["candidates"] += want["candidate"]
+        counts["malformed"] += want["malformed"]
+        counts["ip_csum_bad"] += want["ip_csum_ok"] is False
+        counts["l4_csum_bad"] += want["l4_csum_ok"] is False
+        counts["fragments"] += bool(want["fragment"])
+        counts.update(expected_errors(frame))
+
+    def check_counters(self, counters):
+        """Compare the DUT's counters (an ``RxCounters`` value) with the frames seen so far."""
+        wrong = {name: (getattr(counters, name), self.expected_counters[name])
+                 for name in data.Layout.cast(RxCounters).members
+                 if getattr(counters, name) != self.expected_counters[name]}
+        assert not wrong, f"counters (got, expected): {wrong}"
 
     def check(self):
         """Raise ``AssertionError`` unless every frame and status word matched and none is missing
@@ -348,6 +368,7 @@ class RxTb:
         self.status_cycles: list[int] = []
         self.sink.callback = self._on_frame
         self.status.callback = self._on_status
+        dut.counters_clear.value = 0
         dut.rst.value = 1
         Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
 
@@ -416,6 +437,20 @@ class RxTb:
         assert not self.sink.keep_errors, f"bad keep on o: {self.sink.keep_errors[:5]}"
         assert not int(self.dut.hash_overrun.value), "Toeplitz unit started while busy"
         self.scoreboard.check()
+        if self.checking:
+            self.scoreboard.check_counters(self.counters())
+
+    def counters(self):
+        """The DUT's receive counters, unpacked."""
+        return unpack(RxCounters, int(self.dut.counters.value))
+
+    async def clear_counters(self):
+        """Pulse ``counters_clear`` for one clock and forget the expected counts."""
+        self.dut.counters_clear.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.counters_clear.value = 0
+        await RisingEdge(self.dut.clk)
+        self.scoreboard.expected_counters.clear()
 
     def timing(self) -> list[FrameTiming]:
         """Per-frame cycles, for the frames that completed."""
