@@ -97,10 +97,10 @@ def _synthetic_header(ethertype):
     return SYNTHETIC_DST_MAC + SYNTHETIC_SRC_MAC + ethertype.to_bytes(2, "big")
 
 
-def write_capture(path, frames) -> None:
-    """Write Ethernet ``frames`` as a little-endian pcap file, 1 ms apart from a fixed timestamp
-    (the same frames always give the same file)."""
-    with RawPcapWriter(str(path), linktype=LINKTYPE_ETHERNET, endianness="<") as writer:
+def write_capture(path, frames, linktype=LINKTYPE_ETHERNET) -> None:
+    """Write ``frames`` (Ethernet, or records of another ``linktype``) as a little-endian pcap
+    file, 1 ms apart from a fixed timestamp (the same frames always give the same file)."""
+    with RawPcapWriter(str(path), linktype=linktype, endianness="<") as writer:
         writer.write_header(None)
         for index, frame in enumerate(frames):
             writer.write_packet(bytes(frame), sec=FIRST_TIMESTAMP + index // 1000,

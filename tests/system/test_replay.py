@@ -9,7 +9,6 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux
-from scapy.utils import RawPcapWriter
 
 from sim.cosim.replay import run_replay
 from sim.frames import directed_frames, random_mix
@@ -52,10 +51,7 @@ def test_replay_matches_reference(tmp_path, capsys):
 
 
 def write_linktype(path, linktype, records):
-    with RawPcapWriter(str(path), linktype=linktype) as writer:
-        writer.write_header(None)
-        for record in records:
-            writer.write_packet(record, sec=0, usec=0)
+    write_capture(path, records, linktype)
     return path
 
 

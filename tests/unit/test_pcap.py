@@ -5,7 +5,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
-from scapy.utils import RawPcapWriter, wrpcapng
+from scapy.utils import wrpcapng
 
 from sim.data.make_demo_pcap import OUTPUT as DEMO_PCAP
 from sim.data.make_demo_pcap import demo_frames
@@ -27,10 +27,7 @@ def synthetic(ethertype, payload):
 
 
 def write_linktype(path, linktype, records):
-    with RawPcapWriter(str(path), linktype=linktype) as writer:
-        writer.write_header(None)
-        for record in records:
-            writer.write_packet(record, sec=0, usec=0)
+    write_capture(path, records, linktype)
     return path
 
 
