@@ -51,7 +51,9 @@ class FrameChecker(wiring.Component):
     status_valid : Out(1)
     """
 
-    STATUS_LATENCY = 2 + ChecksumAccumulator.LATENCY + 2
+    #: Clocks from a frame's last beat in to ``header_pop``, and to its status word out.
+    HEADER_POP_LATENCY = 2 + ChecksumAccumulator.LATENCY
+    STATUS_LATENCY = HEADER_POP_LATENCY + 3
 
     beat: In(RxBeat)
     bounds: In(RegionBounds)
@@ -133,8 +135,25 @@ class FrameChecker(wiring.Component):
             delayed_len = Signal(17, name=f"pending_length_d{stage + 1}")
             m.d.sync += delayed_len.eq(pending_len)
             pending_len = delayed_len
-        pending = self.header
         m.d.comb += self.header_pop.eq(l4_csum.sum_valid)
+
+        # Stage F0 -- the frame's decoded header and hash, its checksums and length, registered
+        # before any logic: the header FIFO is block RAM, whose read data is slow to appear.
+        pending = Signal(DecodedHeader, name="final_header_in")
+        pending_hash = Signal(32, name="final_hash_in")
+        f0_len = Signal(17, name="final_length_in")
+        f0_valid = Signal()
+        f0_l4_sum = Signal(16)
+        f0_ip_sum = Signal(16)
+        m.d.sync += [
+            pending.eq(self.header),
+            pending_hash.eq(self.header_hash),
+            f0_len.eq(pending_len),
+            f0_valid.eq(l4_csum.sum_valid),
+            f0_l4_sum.eq(l4_csum.sum),
+            f0_ip_sum.eq(ip_csum.sum),
+        ]
+        pending_len = f0_len
 
         # Stage F1 -- pseudo-header words into the TCP/UDP sum; length checks.
         f1 = Signal(DecodedHeader, name="final_header")
@@ -146,11 +165,11 @@ class FrameChecker(wiring.Component):
         f1_oversize = Signal()
         m.d.sync += [
             f1.eq(pending),
-            f1.status.hash.eq(self.header_hash),
+            f1.status.hash.eq(pending_hash),
             f1_len.eq(pending_len),
-            f1_valid.eq(l4_csum.sum_valid),
-            f1_l4_sum.eq(l4_csum.sum + pending.pseudo_sum),
-            f1_ip_ok.eq(ip_csum.sum == 0xFFFF),
+            f1_valid.eq(f0_valid),
+            f1_l4_sum.eq(f0_l4_sum + pending.pseudo_sum),
+            f1_ip_ok.eq(f0_ip_sum == 0xFFFF),
             f1_ip_past_end.eq(pending.status.addr_valid & (pending.ip_end > pending_len)),
             f1_oversize.eq(pending_len > params.MAX_FRAME_BYTES),
         ]

@@ -228,6 +228,25 @@ class HeaderDecoder(wiring.Component):
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
         m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
+        # The IP header's version, IHL and IPv6 next-header classes, tested from the byte each
+        # sits in at the three possible offsets, so stage 3 starts from flags.
+        first_byte = Array(byte_at(s1_window, off) for off in L3_OFFSETS)[s1_tags]
+        next_header = Array(byte_at(s1_window, off + 6) for off in L3_OFFSETS)[s1_tags]
+        s2_version4 = Signal()
+        s2_version6 = Signal()
+        s2_ihl_ok = Signal()            # IHL >= 5
+        s2_ihl_options = Signal()       # IHL > 5
+        s2_ip6_ext = Signal()
+        m.d.sync += [
+            s2_version4.eq(first_byte[4:8] == 4),
+            s2_version6.eq(first_byte[4:8] == 6),
+            s2_ihl_ok.eq(first_byte[0:4] >= 5),
+            s2_ihl_options.eq(first_byte[0:4] > 5),
+            s2_ip6_ext.eq(0),
+        ]
+        with m.Switch(next_header):
+            with m.Case(*IPV6_EXTENSION_HEADERS):
+                m.d.sync += s2_ip6_ext.eq(1)
         s2 = (*s2, s2_ethertype, s2_l2_valid, s2_l3)
 
         # Stage 3 -- IP fields and header checks.
@@ -240,7 +259,6 @@ class HeaderDecoder(wiring.Component):
         is6 = s2_l3 == L3Type.IPV6
         l3_off = Signal(8, name="s2_l3_offset")
         m.d.comb += l3_off.eq(14 + 4 * s2_tags)
-        version = byte_at(l3w, 0)[4:8]
         ihl = byte_at(l3w, 0)[0:4]
         total_len = be_field(l3w, 2, 2)
         frag_word = be_field(l3w, 6, 2)
@@ -248,14 +266,11 @@ class HeaderDecoder(wiring.Component):
         proto = Mux(is4, byte_at(l3w, 9), byte_at(l3w, 6))
 
         trunc_iphdr = (is4 & ~s2_room_ip4) | (is6 & ~s2_room_ip6)
-        bad_version = (is4 | is6) & ~trunc_iphdr & (version != Mux(is4, 4, 6))
-        bad_ihl = is4 & ~trunc_iphdr & ~bad_version & (ihl < 5)
-        addr_valid = (is4 | is6) & ~trunc_iphdr & ~bad_version & ~bad_ihl
-        ip6_ext = Signal(name="s2_ip6_ext")
-        m.d.comb += ip6_ext.eq(0)
-        with m.Switch(proto):
-            with m.Case(*IPV6_EXTENSION_HEADERS):
-                m.d.comb += ip6_ext.eq(1)
+        bad_version = ~trunc_iphdr & ((is4 & ~s2_version4) | (is6 & ~s2_version6))
+        bad_ihl = is4 & ~trunc_iphdr & s2_version4 & ~s2_ihl_ok
+        addr_valid = ((is4 & s2_room_ip4 & s2_version4 & s2_ihl_ok)
+                      | (is6 & s2_room_ip6 & s2_version6))
+        ip6_ext = s2_ip6_ext
 
         s3_addr_valid = Signal()
         s3_l4 = Signal(L4Type)
@@ -286,7 +301,7 @@ class HeaderDecoder(wiring.Component):
             s3_proto.eq(Mux(addr_valid, proto, 0)),
             s3_fragment.eq(addr_valid & Mux(is4, frag_word[13] | (frag_word[:13] != 0),
                                             proto == IPV6_FRAGMENT_HEADER)),
-            s3_ip_options.eq(addr_valid & Mux(is4, ihl > 5, ip6_ext)),
+            s3_ip_options.eq(addr_valid & Mux(is4, s2_ihl_options, ip6_ext)),
             s3_src.eq(Mux(is4, be_field(l3w, 12, 4), be_field(l3w, 8, 16))),
             s3_dst.eq(Mux(is4, be_field(l3w, 16, 4), be_field(l3w, 24, 16))),
             s3_l3_offset.eq(l3_off),

@@ -83,9 +83,9 @@ class RxSequencer(wiring.Component):
             width=beat_width, depth=params.RX_BEAT_FIFO_DEPTH)
         m.submodules.decoder = decoder = HeaderDecoder()
         # A frame's hash must be in the hash FIFO when its status word is finished: the checker
-        # reads it ``STATUS_LATENCY - 2`` clocks after taking the frame's last beat, at the
-        # earliest 2 clocks (FIFO latency) after the decoded header was written.
-        if decoder.hash_latency - decoder.latency > FrameChecker.STATUS_LATENCY - 2:
+        # reads it ``HEADER_POP_LATENCY`` clocks after taking the frame's last beat, which it takes
+        # at the earliest as the frame's bounds come out of their FIFO, written with the header.
+        if decoder.hash_latency - decoder.latency > FrameChecker.HEADER_POP_LATENCY:
             raise ValueError("the Toeplitz unit is too slow for the frame checker's pipeline")
         m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
