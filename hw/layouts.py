@@ -15,6 +15,9 @@ from . import params
 
 __all__ = [
     "EtherType", "L3Type", "L4Type", "HashType", "RxBeat", "RxErrors", "RxStatus", "RxCounters",
+    "RingId", "CommandOpcode", "EventKind", "EventCode",
+    "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
+    "RegisterError",
     "pack", "unpack",
 ]
 
@@ -177,6 +180,136 @@ class RxCounters(data.Struct):
     ip_csum_bad: 32
     l4_csum_bad: 32
     fragments: 32
+
+
+# --- Host interface (docs/host_interface.md) -----------------------------------------------------
+#
+# Every ring entry is 16 bytes (two beats of the 64-bit DMA bus), little-endian in host memory: the
+# struct's bit 0 is bit 0 of the entry's first byte, as a little-endian host reads it. Numeric
+# fields whose values come from an enum below are plain unsigned fields, so that a reader of host
+# memory can see (and reject) a value the enum does not name.
+
+
+class RingId(enum.Enum, shape=8):
+    """The four rings in host memory; the number is the ring's index in the register map."""
+    COMMAND = 0         # host -> NIC: commands
+    EVENT = 1           # NIC -> host: completions and errors
+    RX = 2              # host -> NIC: empty slow-path receive buffers
+    TX = 3              # host -> NIC: frames to transmit
+
+
+class CommandOpcode(enum.Enum, shape=8):
+    """``Command.opcode`` values. Any other value is answered ``UNKNOWN_OPCODE``."""
+    NOP = 0             # completes at once (a ping, or a fence behind earlier commands)
+    RING_STOP = 1       # stop the RX or TX ring named by ``Command.ring``
+    RING_START = 2      # restart it
+
+
+class EventKind(enum.Enum, shape=4):
+    """``Event.kind`` values. 0 never appears in a written event."""
+    RX = 1              # a slow-path RX buffer was filled (or returned unused, see ``code``)
+    TX_DONE = 2         # a TX descriptor's frame was read; the buffer is the host's again
+    COMMAND_DONE = 3    # a command completed (``code`` says how)
+    ERROR = 4           # a bad doorbell, ring configuration or descriptor fetch
+
+
+class EventCode(enum.Enum, shape=8):
+    """``Event.code``: the outcome of the operation the event reports."""
+    OK = 0
+    BUFFER_TOO_SMALL = 1    # RX: frame + header larger than the buffer; frame dropped, buffer
+                            # returned unused
+    DMA_ERROR = 2           # the host answered a DMA read or write with SLVERR/DECERR
+    UNKNOWN_OPCODE = 3      # command opcode not in CommandOpcode
+    BAD_RING = 4            # command names a ring it cannot act on
+    BAD_DOORBELL = 5        # producer/consumer index >= ring size, or moved backwards
+    BAD_RING_SIZE = 6       # ring log2 size outside 1..12
+    BAD_DESCRIPTOR = 7      # TX length 0 or longer than MAX_FRAME_BYTES; odd checksum offsets
+
+
+class RxDescriptor(data.Struct):
+    """Slow-path RX ring entry: an empty host buffer. The NIC fills it with a 72-byte header (the
+    frame's :class:`RxStatus`, zero-padded) followed by the whole frame."""
+    addr: 64            # bus address, 8-byte aligned
+    size: 32            # bytes available at addr
+    reserved: 32
+
+
+class TxDescriptor(data.Struct):
+    """TX ring entry: one whole frame (no FCS) in one host buffer.
+
+    Checksum offload, as Linux's CHECKSUM_PARTIAL: with ``ip_csum`` the NIC computes the IPv4 header
+    checksum of the header at ``ip_offset`` (IHL read from the frame; the host leaves the field 0);
+    with ``l4_csum`` the NIC sums the frame from ``csum_start`` to its end, complements the sum and
+    stores it at ``csum_start + csum_offset``, where the host left the pseudo-header sum. A result
+    of 0 is sent as 0xFFFF. All three offsets are even.
+    """
+    addr: 64
+    length: 16          # frame bytes, 1..MAX_FRAME_BYTES
+    ip_csum: 1
+    l4_csum: 1
+    reserved0: 6
+    ip_offset: 8
+    csum_start: 8
+    csum_offset: 8
+    reserved1: 16
+
+
+class Command(data.Struct):
+    """Command ring entry."""
+    opcode: 8           # a CommandOpcode value
+    ring: 8             # a RingId value, for RING_STOP / RING_START
+    tag: 16             # returned in the COMMAND_DONE event
+    arg: 32
+    addr: 64
+
+
+class Event(data.Struct):
+    """Event ring entry, written by the NIC.
+
+    ``phase`` is 1 on the first pass through the ring and flips on each wrap, so the host (which
+    zeroes the ring before use) sees a new event as one whose phase differs from the stale slot.
+    """
+    kind: 4             # an EventKind value
+    phase: 1
+    reserved0: 3
+    ring: 8             # the RingId the event is about
+    index: 16           # the descriptor / command index in that ring
+    length: 16          # RX: frame bytes; TX_DONE: frame bytes
+    code: 8             # an EventCode value
+    reserved1: 8
+    tag: 32             # RX: the RSS hash; COMMAND_DONE: the command's tag
+    detail: 32          # ERROR: the value written / the low 32 bits of the failing address
+
+
+class HostCounters(data.Struct):
+    """Host-interface statistics, 32-bit wrapping. With the sequencer's ``RxCounters.frames``:
+    frames = rx_to_host + every rx_drop_* + the frames inside the NIC (SPEC §7)."""
+    rx_to_host: 32          # frames written whole into a host RX buffer
+    rx_drop_disabled: 32    # arrived while CONTROL.ENABLE was 0
+    rx_drop_no_buffer: 32   # no RX buffer posted (or the RX ring stopped) when the frame began
+    rx_drop_overflow: 32    # the packet buffer filled while the frame arrived
+    rx_drop_oversize: 32    # longer than MAX_FRAME_BYTES
+    rx_drop_too_small: 32   # did not fit the posted buffer (returned with BUFFER_TOO_SMALL)
+    rx_drop_dma_error: 32   # the buffer write got an error response
+    tx_frames: 32           # frames sent on MAC TX
+    tx_bad_descriptor: 32   # TX descriptors refused (BAD_DESCRIPTOR or DMA_ERROR)
+    commands: 32            # commands completed, good or bad
+    bad_commands: 32        # UNKNOWN_OPCODE or BAD_RING
+    bad_doorbells: 32       # BAD_DOORBELL or BAD_RING_SIZE register writes
+    dma_errors: 32          # every DMA response with SLVERR/DECERR
+    events: 32              # events written to the event ring
+    interrupts: 32          # rising edges of the interrupt line
+
+
+#: One bit per HostCounters field: the blocks pulse a bit to count one.
+HostCounterPulses = data.StructLayout({name: 1 for name, _ in data.Layout.cast(HostCounters)})
+
+
+class RegisterError(data.Struct):
+    """A register write the target refused, for the event writer to report as an ERROR event."""
+    code: 8             # EventCode.BAD_DOORBELL or BAD_RING_SIZE
+    ring: 8             # the RingId written
+    detail: 32          # the value written
 
 
 def pack(layout, fields):

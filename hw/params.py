@@ -46,3 +46,38 @@ RSS_HASH_PASSES = 4
 
 #: Clock the design is specified for: 10GbE at 64 bits per beat (SPEC §6).
 TARGET_CLOCK_MHZ = 156.25
+
+# --- Host interface (docs/host_interface.md) -----------------------------------------------------
+
+#: Bytes of every ring entry (descriptor, command, event): two beats of the DMA bus.
+RING_ENTRY_BYTES = 16
+
+#: Ring sizes are 2**n entries, n in this range (RING_LOG2_SIZE register).
+RING_LOG2_SIZE_MIN = 1
+RING_LOG2_SIZE_MAX = 12
+
+#: Each filled RX buffer starts with the frame's RxStatus (540 bits) zero-padded to this many bytes;
+#: the frame follows. A multiple of the beat, so the frame starts on a beat.
+RX_BUFFER_HEADER_BYTES = 72
+
+#: Receive packet buffer (bytes, block RAM): frames wait here, whole, for their DMA. It must hold
+#: at least one largest frame.
+RX_PACKET_BUFFER_BYTES = 16384
+
+#: Transmit staging buffer (bytes, block RAM): a frame is read whole before it is sent, so that its
+#: checksums can be filled in.
+TX_BUFFER_BYTES = 16384
+
+#: Longest DMA burst (beats of 8 bytes): 256 bytes, PCIe's usual max payload / read request size.
+#: Bursts never cross a 4 KB boundary (AXI4 rule).
+DMA_MAX_BURST_BEATS = 32
+
+#: Width of DMA addresses (AXI4 master).
+DMA_ADDR_WIDTH = 64
+
+#: Address bits of the AXI4-Lite register target (BAR0 is 4 KB).
+REG_ADDR_WIDTH = 12
+
+#: Identification register value ("INIC") and interface version (major << 16 | minor).
+NIC_ID = 0x494E4943
+NIC_VERSION = 0x0001_0000
