@@ -17,7 +17,7 @@ __all__ = [
     "EtherType", "L3Type", "L4Type", "HashType", "RxBeat", "RxErrors", "RxStatus", "RxCounters",
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
-    "RegisterError",
+    "RegisterError", "RxBufferedFrame", "TxPatch", "TxBufferedFrame",
     "pack", "unpack",
 ]
 
@@ -268,17 +268,19 @@ class Event(data.Struct):
 
     ``phase`` is 1 on the first pass through the ring and flips on each wrap, so the host (which
     zeroes the ring before use) sees a new event as one whose phase differs from the stale slot.
+    It is the entry's last bit: the NIC writes the entry in one burst, in address order, so a host
+    that sees the new phase sees the whole entry (as with the phase tag of NVMe completions).
     """
     kind: 4             # an EventKind value
-    phase: 1
-    reserved0: 3
+    reserved0: 4
     ring: 8             # the RingId the event is about
     index: 16           # the descriptor / command index in that ring
     length: 16          # RX: frame bytes; TX_DONE: frame bytes
     code: 8             # an EventCode value
     reserved1: 8
     tag: 32             # RX: the RSS hash; COMMAND_DONE: the command's tag
-    detail: 32          # ERROR: the value written / the low 32 bits of the failing address
+    detail: 31          # ERROR: the value written / bits 30:0 of the failing address
+    phase: 1
 
 
 class HostCounters(data.Struct):
@@ -310,6 +312,28 @@ class RegisterError(data.Struct):
     code: 8             # EventCode.BAD_DOORBELL or BAD_RING_SIZE
     ring: 8             # the RingId written
     detail: 32          # the value written
+
+
+class RxBufferedFrame(data.Struct):
+    """A frame waiting in the receive packet buffer for its DMA: its status word and how many beats
+    of the packet buffer it takes (at least 1, even for an empty frame)."""
+    status: RxStatus
+    beats: 12
+
+
+class TxPatch(data.Struct):
+    """A 16-bit field the TX path overwrites as the frame leaves (a checksum it computed)."""
+    enable: 1
+    offset: 14          # byte offset of the field's first (most significant) byte; even
+    value: 16
+
+
+class TxBufferedFrame(data.Struct):
+    """A frame in the TX staging buffer, ready to send: beats, bytes in its last beat, patches."""
+    beats: 12
+    last_bytes: 4       # 1..8
+    ip_csum: TxPatch
+    l4_csum: TxPatch
 
 
 def pack(layout, fields):

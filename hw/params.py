@@ -81,3 +81,6 @@ REG_ADDR_WIDTH = 12
 #: Identification register value ("INIC") and interface version (major << 16 | minor).
 NIC_ID = 0x494E4943
 NIC_VERSION = 0x0001_0000
+
+#: Frames the receive packet buffer holds at most (each keeps its status word, in block RAM).
+RX_PACKET_BUFFER_FRAMES = 32

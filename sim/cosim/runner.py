@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from sim.verilog import convert
+from sim.verilog import convert, for_icarus
 
 __all__ = ["REPO_ROOT", "SIM_BUILD", "SimBuild", "build", "run", "assert_passed", "CosimError"]
 
@@ -63,7 +63,7 @@ def _dir_name(name, params, waves):
 def _verilog(factory, name, params):
     """The Verilog of ``factory(**dict(params))``, generated once per process (Amaranth and Yosys
     take seconds on the sequencer; the gateware does not change while a process runs)."""
-    return convert(factory(**dict(params)), name)
+    return for_icarus(convert(factory(**dict(params)), name))
 
 
 def build(factory, name, *, params=None, waves=False, build_root=SIM_BUILD):

@@ -1,0 +1,570 @@
+"""The DMA engine: works the four rings in host memory through one AXI4 manager.
+
+Ref: docs/host_interface.md (rings, events, receive, transmit, commands, DMA).
+
+One job at a time, each a short sequence of AXI transfers ending in one event:
+
+- **RX**: fetch the RX descriptor; write the frame's status word (72 bytes) and the frame from the
+  packet buffer into the host buffer; event ``RX``.
+- **TX**: fetch the TX descriptor; read the frame into the TX staging buffer, computing its
+  checksums on the way; event ``TX_DONE``. The frame then leaves on its own.
+- **Command**: fetch the command, carry it out; event ``COMMAND_DONE``.
+- **Error**: a refused register write; event ``ERROR``.
+
+A job starts only when the event ring has a free slot, so every job can end with its event. RX,
+TX and commands take turns (round robin); refused register writes go first. Transfers are INCR
+bursts of at most ``DMA_MAX_BURST_BEATS``, never across a 4 KB boundary, one outstanding at a time.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import params
+from ..layouts import (
+    Command,
+    CommandOpcode,
+    Event,
+    EventCode,
+    EventKind,
+    HostCounterPulses,
+    RegisterError,
+    RingId,
+    RxBufferedFrame,
+    RxDescriptor,
+    TxBufferedFrame,
+    TxDescriptor,
+)
+from ..rx_sequencer.checksum import ChecksumAccumulator, bytes_from
+from .axi import AxiSignature, Burst, Resp
+
+__all__ = ["HostEngine"]
+
+_INDEX_BITS = params.RING_LOG2_SIZE_MAX
+_HEADER_BEATS = params.RX_BUFFER_HEADER_BYTES // params.BEAT_BYTES
+_BEAT_SIZE = (params.BEAT_BYTES - 1).bit_length()        # AxSIZE: bytes per beat = 2**size
+
+
+class _Job(enum.Enum, shape=2):
+    RX = 0
+    TX = 1
+    COMMAND = 2
+    ERROR = 3
+
+
+class _Source(enum.Enum, shape=1):
+    """What feeds the write data channel."""
+    EVENT = 0
+    RX = 1
+
+
+class HostEngine(wiring.Component):
+    """Members
+    -------
+    axi : Out(AxiSignature)
+        DMA into host memory.
+    enable : In(1)
+        CONTROL.ENABLE: no new job starts while 0.
+    ring_base, ring_log2_size, ring_reset, ring_host_index : In, arrays by RingId
+        From the register target.
+    ring_nic_index : Out, array by RingId
+        The NIC's index of each ring: consumer of COMMAND/RX/TX, producer of EVENT.
+    reg_error : In(stream.Signature(RegisterError))
+        Refused register writes to report.
+    event_written, event_write_failed : Out(1)
+        Pulses, to the interrupt moderation and the STATUS register.
+    rx_frame, rx_beats, rx_consume : from/to the receive packet buffer.
+    rx_posted, rx_running : Out
+        Posted RX buffers not yet used; RX ring configured and not stopped.
+    tx_* : to the TX staging buffer.
+    count : Out(HostCounterPulses)
+        The counters this engine advances.
+    """
+
+    def __init__(self):
+        index = _INDEX_BITS
+        super().__init__({
+            "axi": Out(AxiSignature(params.DMA_ADDR_WIDTH, 8 * params.BEAT_BYTES)),
+            "enable": In(1),
+            "ring_base": In(64).array(4),
+            "ring_log2_size": In(4).array(4),
+            "ring_reset": In(1).array(4),
+            "ring_host_index": In(index).array(4),
+            "ring_nic_index": Out(index).array(4),
+            "reg_error": In(stream.Signature(RegisterError)),
+            "event_written": Out(1),
+            "event_write_failed": Out(1),
+            "rx_frame": In(stream.Signature(RxBufferedFrame)),
+            "rx_beats": In(stream.Signature(64)),
+            "rx_consume": Out(1),
+            "rx_posted": Out(index + 1),
+            "rx_running": Out(1),
+            "tx_w_data": Out(64),
+            "tx_w_en": Out(1),
+            "tx_w_abort": Out(1),
+            "tx_w_commit": Out(1),
+            "tx_w_frame": Out(TxBufferedFrame),
+            "tx_w_free": In(range(params.TX_BUFFER_BYTES // params.BEAT_BYTES + 1)),
+            "tx_w_frame_room": In(1),
+            "count": Out(HostCounterPulses),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi = self.axi
+        beat_bytes = params.BEAT_BYTES
+
+        # --- Rings -------------------------------------------------------------------------------
+        nic_index = [Signal(_INDEX_BITS, name=f"nic_index_{ring.name.lower()}") for ring in RingId]
+        mask = [Signal(_INDEX_BITS, name=f"ring_mask_{ring.name.lower()}") for ring in RingId]
+        posted = [Signal(_INDEX_BITS, name=f"posted_{ring.name.lower()}") for ring in RingId]
+        advance = [Signal(name=f"advance_{ring.name.lower()}") for ring in RingId]
+        for r in range(4):
+            log2 = self.ring_log2_size[r]
+            m.d.comb += [
+                mask[r].eq((Const(1, _INDEX_BITS + 1) << log2) - 1),
+                self.ring_nic_index[r].eq(nic_index[r]),
+                posted[r].eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
+            ]
+            with m.If(self.ring_reset[r]):
+                m.d.sync += nic_index[r].eq(0)
+            with m.Elif(advance[r]):
+                m.d.sync += nic_index[r].eq((nic_index[r] + 1) & mask[r])
+        ev = RingId.EVENT.value
+        event_phase = Signal(init=1)
+        with m.If(self.ring_reset[ev]):
+            m.d.sync += event_phase.eq(1)
+        with m.Elif(advance[ev] & (nic_index[ev] == mask[ev])):
+            m.d.sync += event_phase.eq(~event_phase)
+        # The event ring has a free slot: the producer may move without reaching the consumer.
+        event_room = Signal()
+        m.d.comb += event_room.eq((self.ring_log2_size[ev] != 0)
+                                  & (((nic_index[ev] + 1) & mask[ev]) != self.ring_host_index[ev]))
+
+        rx_stopped = Signal()
+        tx_stopped = Signal()
+        m.d.comb += [
+            self.rx_posted.eq(posted[RingId.RX.value]),
+            self.rx_running.eq((self.ring_log2_size[RingId.RX.value] != 0) & ~rx_stopped),
+        ]
+
+        # --- AXI manager: one burst at a time ----------------------------------------------------
+        dma_addr = Signal(64)           # next beat's address
+        dma_left = Signal(14)           # beats still to transfer in this operation
+        burst_len = Signal(range(params.DMA_MAX_BURST_BEATS + 1))
+        burst_left = Signal.like(burst_len)
+        dma_error = Signal()            # an error response in this operation
+        dma_error_addr = Signal(32)
+        to_4k = Signal(10)
+        m.d.comb += to_4k.eq((4096 - dma_addr[:12]) >> _BEAT_SIZE)
+        capped = Signal.like(burst_len)
+        plan = Signal.like(burst_len)       # the next burst: capped, and stopping at 4 KB
+        m.d.comb += [
+            capped.eq(Mux(dma_left < params.DMA_MAX_BURST_BEATS, dma_left,
+                          params.DMA_MAX_BURST_BEATS)),
+            plan.eq(Mux(to_4k < capped, to_4k, capped)),
+        ]
+        m.d.comb += [
+            axi.awaddr.eq(dma_addr),
+            axi.awlen.eq(burst_len - 1),
+            axi.awsize.eq(_BEAT_SIZE),
+            axi.awburst.eq(Burst.INCR),
+            axi.araddr.eq(dma_addr),
+            axi.arlen.eq(burst_len - 1),
+            axi.arsize.eq(_BEAT_SIZE),
+            axi.arburst.eq(Burst.INCR),
+            axi.wlast.eq(burst_left == 1),
+        ]
+
+        # --- Job state ---------------------------------------------------------------------------
+        job = Signal(_Job)
+        entry = Signal(128)             # the fetched descriptor / command
+        rx_desc = data.View(RxDescriptor, entry)
+        tx_desc = data.View(TxDescriptor, entry)
+        command = data.View(Command, entry)
+        event = Signal(Event)           # the event this job ends with (phase added on writing)
+        source = Signal(_Source)
+        beat_index = Signal(14)         # beats of the operation done so far
+        rr_last = Signal(2)             # round robin: the job kind served last
+
+        rx = self.rx_frame.payload
+        rx_ring, tx_ring, cmd_ring = RingId.RX.value, RingId.TX.value, RingId.COMMAND.value
+
+        # Write data: the event (2 beats) or an RX buffer (header beats, then frame beats).
+        event_bits = Signal(128)
+        m.d.comb += event_bits.eq(event.as_value())
+        m.d.comb += event_bits[127].eq(event_phase)     # Event.phase
+        header_bits = Cat(rx.status.as_value(), Const(0, 64 * _HEADER_BEATS - 540))
+        frame_bytes_left = Signal(15)                   # bytes of the frame not yet written
+        w_valid = Signal()
+        w_data = Signal(64)
+        w_strb = Signal(8)
+        w_frame_beat = Signal()
+        with m.If(source == _Source.EVENT):
+            m.d.comb += [
+                w_valid.eq(1),
+                w_data.eq(Mux(beat_index[0], event_bits[64:], event_bits[:64])),
+                w_strb.eq(0xFF),
+            ]
+        with m.Elif(beat_index < _HEADER_BEATS):
+            with m.Switch(beat_index):
+                for k in range(_HEADER_BEATS):
+                    with m.Case(k):
+                        m.d.comb += w_data.eq(header_bits[64 * k:64 * k + 64])
+            m.d.comb += [w_valid.eq(1), w_strb.eq(0xFF)]
+        with m.Else():
+            m.d.comb += [
+                w_frame_beat.eq(1),
+                w_valid.eq(self.rx_beats.valid),
+                w_data.eq(self.rx_beats.payload),
+                w_strb.eq(~bytes_from(frame_bytes_left.as_signed())),
+            ]
+        m.d.comb += [
+            axi.wdata.eq(w_data),
+            axi.wstrb.eq(w_strb),
+        ]
+        w_take = Signal()
+        m.d.comb += w_take.eq(axi.wvalid & axi.wready)
+
+        # TX: frame beats into the staging buffer and the two checksum units.
+        m.submodules.ip_sum = ip_sum = ChecksumAccumulator()
+        m.submodules.l4_sum = l4_sum = ChecksumAccumulator()
+        tx_len = tx_desc.length
+        tx_beats = Signal(12)
+        m.d.comb += tx_beats.eq((tx_len + beat_bytes - 1) >> _BEAT_SIZE)
+        ip_end = Signal(16)             # IPv4 header end, from its IHL once that beat has passed
+        ip_end_known = Signal()
+        r_take = Signal()
+        m.d.comb += r_take.eq(axi.rvalid & axi.rready)
+        beat_offset = Signal(16)
+        m.d.comb += beat_offset.eq(beat_index << _BEAT_SIZE)
+        in_frame = ~bytes_from((tx_len - beat_offset).as_signed())
+        ip_start = bytes_from((tx_desc.ip_offset - beat_offset).as_signed())
+        ip_stop = Mux(ip_end_known, ~bytes_from((ip_end - beat_offset).as_signed()), 0xFF)
+        l4_start = bytes_from((tx_desc.csum_start - beat_offset).as_signed())
+        ihl_byte = Signal(8)
+        with m.Switch(tx_desc.ip_offset[:_BEAT_SIZE]):
+            for i in range(beat_bytes):
+                with m.Case(i):
+                    m.d.comb += ihl_byte.eq(axi.rdata[8 * i:8 * i + 8])
+        tx_reading = Signal()
+        tx_last_beat = Signal()
+        m.d.comb += tx_last_beat.eq(beat_index == tx_beats - 1)
+        m.d.comb += [
+            ip_sum.data.eq(axi.rdata),
+            ip_sum.mask.eq(ip_start & ip_stop & in_frame & tx_desc.ip_csum.replicate(8)),
+            ip_sum.last.eq(tx_last_beat),
+            ip_sum.valid.eq(tx_reading & r_take),
+            l4_sum.data.eq(axi.rdata),
+            l4_sum.mask.eq(l4_start & in_frame & tx_desc.l4_csum.replicate(8)),
+            l4_sum.last.eq(tx_last_beat),
+            l4_sum.valid.eq(tx_reading & r_take),
+            self.tx_w_data.eq(axi.rdata),
+            self.tx_w_en.eq(tx_reading & r_take),
+        ]
+        with m.If(tx_reading & r_take & (tx_desc.ip_offset[_BEAT_SIZE:] == beat_index)):
+            m.d.sync += [ip_end.eq(tx_desc.ip_offset + (ihl_byte[:4] << 2)), ip_end_known.eq(1)]
+
+        # The TX frame as committed, checksums filled in.
+        l4_value = Signal(16)       # a computed 0 goes out as 0xFFFF (RFC 768; same sum for TCP)
+        m.d.comb += l4_value.eq(Mux(l4_sum.sum == 0xFFFF, 0xFFFF, ~l4_sum.sum))
+        last_bytes = tx_len[:_BEAT_SIZE]
+        m.d.comb += [
+            self.tx_w_frame.beats.eq(tx_beats),
+            self.tx_w_frame.last_bytes.eq(Mux(last_bytes == 0, beat_bytes, last_bytes)),
+            self.tx_w_frame.ip_csum.enable.eq(tx_desc.ip_csum),
+            self.tx_w_frame.ip_csum.offset.eq(tx_desc.ip_offset + 10),
+            self.tx_w_frame.ip_csum.value.eq(~ip_sum.sum),
+            self.tx_w_frame.l4_csum.enable.eq(tx_desc.l4_csum),
+            self.tx_w_frame.l4_csum.offset.eq(tx_desc.csum_start + tx_desc.csum_offset),
+            self.tx_w_frame.l4_csum.value.eq(l4_value),
+        ]
+        tx_bad = Signal()
+        m.d.comb += tx_bad.eq(
+            (tx_len == 0) | (tx_len > params.MAX_FRAME_BYTES)
+            | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (tx_desc.ip_offset + 20 > tx_len)))
+            | (tx_desc.l4_csum & (tx_desc.csum_start[0] | tx_desc.csum_offset[0]
+                                  | (tx_desc.csum_start + tx_desc.csum_offset + 2 > tx_len))))
+
+        # --- Sequencer ---------------------------------------------------------------------------
+        want_rx = Signal()
+        want_tx = Signal()
+        want_cmd = Signal()
+        m.d.comb += [
+            want_rx.eq(self.rx_frame.valid & (posted[rx_ring] != 0)),
+            want_tx.eq(~tx_stopped & (posted[tx_ring] != 0)),
+            want_cmd.eq(posted[cmd_ring] != 0),
+        ]
+
+        def start_fetch(ring):
+            m.d.sync += [
+                dma_addr.eq(Cat(Const(0, 4), (self.ring_base[ring][4:]
+                                              + nic_index[ring]))),
+                dma_left.eq(2),
+                dma_error.eq(0),
+                beat_index.eq(0),
+            ]
+
+        def start_event(kind, ring, index, code, length=0, tag=0, detail=0):
+            m.d.sync += [
+                event.kind.eq(kind.value),
+                event.ring.eq(ring.value),
+                event.index.eq(index),
+                event.code.eq(code),
+                event.length.eq(length),
+                event.tag.eq(tag),
+                event.detail.eq(detail),
+            ]
+
+        def event_address():
+            return Cat(Const(0, 4), self.ring_base[ev][4:] + nic_index[ev])
+
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                with m.If(self.enable & event_room):
+                    with m.If(self.reg_error.valid):
+                        error = self.reg_error.payload
+                        m.d.comb += self.reg_error.ready.eq(1)
+                        start_event(EventKind.ERROR, RingId.COMMAND, 0, error.code,
+                                    detail=error.detail)
+                        m.d.sync += event.ring.eq(error.ring)
+                        m.next = "EVENT"
+                    with m.Else():
+                        # Round robin among RX (0), TX (1), commands (2), after the last served.
+                        order = {0: (1, 2, 0), 1: (2, 0, 1), 2: (0, 1, 2), 3: (0, 1, 2)}
+                        wants = (want_rx, want_tx, want_cmd)
+                        rings = (rx_ring, tx_ring, cmd_ring)
+                        with m.Switch(rr_last):
+                            for last, turn in order.items():
+                                with m.Case(last):
+                                    first = True
+                                    for kind in turn:
+                                        cond = m.If if first else m.Elif
+                                        first = False
+                                        with cond(wants[kind]):
+                                            m.d.sync += [job.eq(kind), rr_last.eq(kind)]
+                                            start_fetch(rings[kind])
+                                            m.next = "FETCH_AR"
+
+            # Fetch one ring entry (2 beats) into ``entry``.
+            with m.State("FETCH_AR"):
+                m.d.comb += [axi.arvalid.eq(1), axi.arlen.eq(1)]
+                with m.If(axi.arready):
+                    m.next = "FETCH_R"
+            with m.State("FETCH_R"):
+                m.d.comb += axi.rready.eq(1)
+                with m.If(r_take):
+                    m.d.sync += beat_index.eq(beat_index + 1)
+                    with m.If(beat_index[0]):
+                        m.d.sync += entry[64:].eq(axi.rdata)
+                    with m.Else():
+                        m.d.sync += entry[:64].eq(axi.rdata)
+                    with m.If(axi.rresp != Resp.OKAY):
+                        m.d.sync += dma_error.eq(1)
+                        m.d.comb += self.count.dma_errors.eq(1)
+                    with m.If(axi.rlast):
+                        m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(dma_error):
+                    # The entry could not be read: skip it, say so, go on.
+                    with m.Switch(job):
+                        with m.Case(_Job.RX):
+                            m.d.comb += advance[rx_ring].eq(1)
+                            start_event(EventKind.ERROR, RingId.RX, nic_index[rx_ring],
+                                        EventCode.DMA_ERROR.value, detail=dma_addr[:32])
+                        with m.Case(_Job.TX):
+                            m.d.comb += [advance[tx_ring].eq(1),
+                                         self.count.tx_bad_descriptor.eq(1)]
+                            start_event(EventKind.TX_DONE, RingId.TX, nic_index[tx_ring],
+                                        EventCode.DMA_ERROR.value, detail=dma_addr[:32])
+                        with m.Default():
+                            m.d.comb += [advance[cmd_ring].eq(1), self.count.commands.eq(1)]
+                            start_event(EventKind.COMMAND_DONE, RingId.COMMAND,
+                                        nic_index[cmd_ring], EventCode.DMA_ERROR.value,
+                                        detail=dma_addr[:32])
+                    m.next = "EVENT"
+                with m.Elif(job == _Job.RX):
+                    with m.If(rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length):
+                        m.d.sync += beat_index.eq(0)
+                        m.next = "RX_DRAIN"
+                    with m.Else():
+                        m.d.sync += [
+                            dma_addr.eq(Cat(Const(0, _BEAT_SIZE), rx_desc.addr[_BEAT_SIZE:])),
+                            dma_left.eq(_HEADER_BEATS + rx.beats),
+                            dma_error.eq(0),
+                            beat_index.eq(0),
+                            source.eq(_Source.RX),
+                            frame_bytes_left.eq(rx.status.length),
+                        ]
+                        m.next = "W_PLAN"
+                with m.Elif(job == _Job.TX):
+                    with m.If(tx_bad):
+                        m.d.comb += [advance[tx_ring].eq(1), self.count.tx_bad_descriptor.eq(1)]
+                        start_event(EventKind.TX_DONE, RingId.TX, nic_index[tx_ring],
+                                    EventCode.BAD_DESCRIPTOR.value, length=tx_len)
+                        m.next = "EVENT"
+                    with m.Elif((self.tx_w_free >= tx_beats) & self.tx_w_frame_room):
+                        m.d.sync += [
+                            dma_addr.eq(Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:])),
+                            dma_left.eq(tx_beats),
+                            dma_error.eq(0),
+                            beat_index.eq(0),
+                            ip_end_known.eq(0),
+                        ]
+                        m.next = "R_PLAN"
+                with m.Else():
+                    m.d.comb += [advance[cmd_ring].eq(1), self.count.commands.eq(1)]
+                    code = Signal(8)
+                    ring_ok = (command.ring == RingId.RX.value) | (command.ring == RingId.TX.value)
+                    with m.Switch(command.opcode):
+                        with m.Case(CommandOpcode.NOP.value):
+                            m.d.comb += code.eq(EventCode.OK.value)
+                        with m.Case(CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
+                            stop = command.opcode == CommandOpcode.RING_STOP.value
+                            with m.If(ring_ok):
+                                m.d.comb += code.eq(EventCode.OK.value)
+                                with m.If(command.ring == RingId.RX.value):
+                                    m.d.sync += rx_stopped.eq(stop)
+                                with m.Else():
+                                    m.d.sync += tx_stopped.eq(stop)
+                            with m.Else():
+                                m.d.comb += code.eq(EventCode.BAD_RING.value)
+                        with m.Default():
+                            m.d.comb += code.eq(EventCode.UNKNOWN_OPCODE.value)
+                    with m.If(code != EventCode.OK.value):
+                        m.d.comb += self.count.bad_commands.eq(1)
+                    start_event(EventKind.COMMAND_DONE, RingId.COMMAND, nic_index[cmd_ring],
+                                code, tag=command.tag, detail=command.opcode)
+                    m.next = "EVENT"
+
+            # RX buffer too small: the frame leaves the packet buffer unwritten.
+            with m.State("RX_DRAIN"):
+                m.d.comb += self.rx_beats.ready.eq(1)
+                with m.If(self.rx_beats.valid):
+                    m.d.sync += beat_index.eq(beat_index + 1)
+                    with m.If(beat_index == rx.beats - 1):
+                        m.d.comb += [
+                            self.rx_consume.eq(1),
+                            advance[rx_ring].eq(1),
+                            self.count.rx_drop_too_small.eq(1),
+                        ]
+                        start_event(EventKind.RX, RingId.RX, nic_index[rx_ring],
+                                    EventCode.BUFFER_TOO_SMALL.value, length=rx.status.length,
+                                    tag=rx.status.hash)
+                        m.next = "EVENT"
+
+            # Write ``dma_left`` beats from ``source`` at ``dma_addr``, burst by burst.
+            with m.State("W_PLAN"):
+                m.d.sync += [burst_len.eq(plan), burst_left.eq(plan)]
+                m.next = "W_AW"
+            with m.State("W_AW"):
+                m.d.comb += axi.awvalid.eq(1)
+                with m.If(axi.awready):
+                    m.next = "W_DATA"
+            with m.State("W_DATA"):
+                m.d.comb += [
+                    axi.wvalid.eq(w_valid),
+                    self.rx_beats.ready.eq(w_frame_beat & axi.wready),
+                ]
+                with m.If(w_take):
+                    m.d.sync += [
+                        beat_index.eq(beat_index + 1),
+                        burst_left.eq(burst_left - 1),
+                        dma_addr.eq(dma_addr + beat_bytes),
+                        dma_left.eq(dma_left - 1),
+                    ]
+                    with m.If(w_frame_beat):
+                        m.d.sync += frame_bytes_left.eq(
+                            Mux(frame_bytes_left > beat_bytes, frame_bytes_left - beat_bytes, 0))
+                    with m.If(burst_left == 1):
+                        m.next = "W_RESP"
+            with m.State("W_RESP"):
+                m.d.comb += axi.bready.eq(1)
+                with m.If(axi.bvalid):
+                    with m.If(axi.bresp != Resp.OKAY):
+                        m.d.comb += self.count.dma_errors.eq(1)
+                        with m.If(~dma_error):
+                            m.d.sync += dma_error_addr.eq(dma_addr[:32])
+                        m.d.sync += dma_error.eq(1)
+                    with m.If(dma_left != 0):
+                        m.next = "W_PLAN"
+                    with m.Elif(source == _Source.EVENT):
+                        m.next = "EVENT_DONE"
+                    with m.Else():
+                        m.next = "RX_DONE"
+
+            with m.State("RX_DONE"):
+                m.d.comb += [self.rx_consume.eq(1), advance[rx_ring].eq(1)]
+                with m.If(dma_error):
+                    m.d.comb += self.count.rx_drop_dma_error.eq(1)
+                with m.Else():
+                    m.d.comb += self.count.rx_to_host.eq(1)
+                start_event(EventKind.RX, RingId.RX, nic_index[rx_ring],
+                            Mux(dma_error, EventCode.DMA_ERROR.value, EventCode.OK.value),
+                            length=rx.status.length, tag=rx.status.hash,
+                            detail=Mux(dma_error, dma_error_addr, 0))
+                m.next = "EVENT"
+
+            # Read ``dma_left`` beats of a TX frame at ``dma_addr`` into the staging buffer.
+            with m.State("R_PLAN"):
+                m.d.sync += burst_len.eq(plan)
+                m.next = "R_AR"
+            with m.State("R_AR"):
+                m.d.comb += axi.arvalid.eq(1)
+                with m.If(axi.arready):
+                    m.next = "R_DATA"
+            with m.State("R_DATA"):
+                m.d.comb += [axi.rready.eq(1), tx_reading.eq(1)]
+                with m.If(r_take):
+                    m.d.sync += [
+                        beat_index.eq(beat_index + 1),
+                        dma_addr.eq(dma_addr + beat_bytes),
+                        dma_left.eq(dma_left - 1),
+                    ]
+                    with m.If(axi.rresp != Resp.OKAY):
+                        m.d.comb += self.count.dma_errors.eq(1)
+                        with m.If(~dma_error):
+                            m.d.sync += dma_error_addr.eq(dma_addr[:32])
+                        m.d.sync += dma_error.eq(1)
+                    with m.If(axi.rlast):
+                        with m.If(dma_left == 1):
+                            m.next = "TX_SUM"
+                        with m.Else():
+                            m.next = "R_PLAN"
+            with m.State("TX_SUM"):
+                # The checksum units answer a few clocks after the last beat.
+                with m.If(l4_sum.sum_valid):
+                    m.d.comb += [
+                        self.tx_w_commit.eq(~dma_error),
+                        self.tx_w_abort.eq(dma_error),
+                        advance[tx_ring].eq(1),
+                    ]
+                    with m.If(dma_error):
+                        m.d.comb += self.count.tx_bad_descriptor.eq(1)
+                    start_event(EventKind.TX_DONE, RingId.TX, nic_index[tx_ring],
+                                Mux(dma_error, EventCode.DMA_ERROR.value, EventCode.OK.value),
+                                length=tx_len, detail=Mux(dma_error, dma_error_addr, 0))
+                    m.next = "EVENT"
+
+            # Write ``event`` into the next slot of the event ring.
+            with m.State("EVENT"):
+                m.d.sync += [
+                    dma_addr.eq(event_address()),
+                    dma_left.eq(2),
+                    dma_error.eq(0),
+                    beat_index.eq(0),
+                    source.eq(_Source.EVENT),
+                ]
+                m.next = "W_PLAN"
+            with m.State("EVENT_DONE"):
+                with m.If(dma_error):
+                    m.d.comb += self.event_write_failed.eq(1)
+                with m.Else():
+                    m.d.comb += [
+                        advance[ev].eq(1),
+                        self.event_written.eq(1),
+                        self.count.events.eq(1),
+                    ]
+                m.next = "IDLE"
+        return m

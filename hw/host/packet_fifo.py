@@ -1,0 +1,104 @@
+"""A FIFO of whole frames: beats are written speculatively and either committed or taken back.
+
+Ref: docs/host_interface.md (slow-path receive: frames are dropped whole, never in part).
+
+The reader sees only committed beats, so a frame the writer gives up on half-way (packet buffer
+full, oversize) vanishes without trace. The storage is one simple dual-port block RAM; its one-clock
+read latency is hidden by a 4-entry prefetch FIFO, so the read side streams a beat every clock.
+"""
+
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PacketFifo"]
+
+_PREFETCH_DEPTH = 4
+
+
+class PacketFifo(wiring.Component):
+    """Beats of whole frames in block RAM.
+
+    Members
+    -------
+    w_data, w_en : In
+        Write one beat this clock (the writer checks ``w_free`` first).
+    w_commit : In(1)
+        Make every beat written so far, including one written this clock, visible to the reader.
+    w_abort : In(1)
+        Forget the beats written since the last commit (not together with ``w_en``).
+    w_free : Out
+        Beats that can still be written, uncommitted beats counted as used.
+    r : Out(stream.Signature(width))
+        Committed beats, in order.
+    """
+
+    def __init__(self, *, width, depth):
+        if depth & (depth - 1):
+            raise ValueError(f"depth must be a power of 2, not {depth}")
+        self._width = width
+        self._depth = depth
+        super().__init__({
+            "w_data": In(width),
+            "w_en": In(1),
+            "w_commit": In(1),
+            "w_abort": In(1),
+            "w_free": Out(range(depth + 1)),
+            "r": Out(stream.Signature(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        ptr_bits = depth.bit_length()      # one more bit than the address: full != empty
+
+        m.submodules.mem = mem = Memory(shape=self._width, depth=depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+
+        wr_ptr = Signal(ptr_bits)           # next beat to write
+        committed = Signal(ptr_bits)        # beats before this are the reader's
+        rd_ptr = Signal(ptr_bits)           # next beat to read out of the memory
+        freed = Signal(ptr_bits)            # beats before this have left on ``r``
+
+        wr_next = Signal(ptr_bits)
+        m.d.comb += [
+            wp.addr.eq(wr_ptr),
+            wp.data.eq(self.w_data),
+            wp.en.eq(self.w_en),
+            wr_next.eq(wr_ptr + self.w_en),
+        ]
+        with m.If(self.w_abort):
+            m.d.sync += wr_ptr.eq(committed)
+        with m.Else():
+            m.d.sync += wr_ptr.eq(wr_next)
+        with m.If(self.w_commit):
+            m.d.sync += committed.eq(wr_next)
+        m.d.comb += self.w_free.eq(depth - (wr_ptr - freed)[:ptr_bits])
+
+        # Read side: memory -> prefetch FIFO -> r. A read is issued only when the prefetch FIFO has
+        # room for it and for the one still in flight.
+        m.submodules.prefetch = prefetch = SyncFIFO(width=self._width, depth=_PREFETCH_DEPTH)
+        in_flight = Signal()
+        issue = Signal()
+        m.d.comb += [
+            issue.eq((rd_ptr != committed) & (prefetch.w_level + in_flight < _PREFETCH_DEPTH)),
+            rp.addr.eq(rd_ptr),
+            rp.en.eq(issue),
+            prefetch.w_data.eq(rp.data),
+            prefetch.w_en.eq(in_flight),
+        ]
+        m.d.sync += in_flight.eq(issue)
+        with m.If(issue):
+            m.d.sync += rd_ptr.eq(rd_ptr + 1)
+
+        m.d.comb += [
+            self.r.payload.eq(prefetch.r_data),
+            self.r.valid.eq(prefetch.r_rdy),
+            prefetch.r_en.eq(self.r.ready),
+        ]
+        with m.If(self.r.valid & self.r.ready):
+            m.d.sync += freed.eq(freed + 1)
+        return m
