@@ -479,6 +479,10 @@ class HostEngine(wiring.Component):
                             Mux(frame_bytes_left > beat_bytes, frame_bytes_left - beat_bytes, 0))
                     with m.If(burst_left == 1):
                         m.next = "W_RESP"
+                        # The host may see the event as soon as its last beat is written, before
+                        # the write response: the producer index must already count it then.
+                        with m.If(source == _Source.EVENT):
+                            m.d.comb += advance[ev].eq(1)
             with m.State("W_RESP"):
                 m.d.comb += axi.bready.eq(1)
                 with m.If(axi.bvalid):
@@ -561,10 +565,6 @@ class HostEngine(wiring.Component):
                 with m.If(dma_error):
                     m.d.comb += self.event_write_failed.eq(1)
                 with m.Else():
-                    m.d.comb += [
-                        advance[ev].eq(1),
-                        self.event_written.eq(1),
-                        self.count.events.eq(1),
-                    ]
+                    m.d.comb += [self.event_written.eq(1), self.count.events.eq(1)]
                 m.next = "IDLE"
         return m
