@@ -77,7 +77,8 @@ def _cmd_replay(args):
 
 
 def _cmd_demo(args):
-    return _call("demo", "sim.cosim.demo", "run_demo", json_mode=args.json, waves=args.waves)
+    return _call("demo", "sim.cosim.demo", "run_demo", json_mode=args.json, waves=args.waves,
+                 down=args.down, up=args.up)
 
 
 def _cmd_synth(args):
@@ -120,6 +121,10 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--waves", action=argparse.BooleanOptionalAction, default=True,
                    help="write an FST waveform (default: yes)")
+    p.add_argument("--down", type=int, default=1 << 20, metavar="BYTES",
+                   help="bytes the remote peer sends to the host (default: %(default)s)")
+    p.add_argument("--up", type=int, default=256 << 10, metavar="BYTES",
+                   help="bytes the host sends back (default: %(default)s)")
     p.set_defaults(run=_cmd_demo)
 
     p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")

@@ -1,43 +1,108 @@
-"""``inic demo``: the bundled capture (``sim/data/demo.pcap``) through the receive sequencer RTL,
-with a summary table and, by default, an FST waveform and its GTKWave view in ``build/demo/``."""
+"""``inic demo``: the end-to-end scenario on the NIC RTL (Icarus), with a summary table and, by
+default, an FST waveform and its GTKWave view in ``build/demo/``.
+
+A remote TCP peer on the wire connects to a host socket through the NIC (MAC RX -> receive sequencer
+-> packet buffer -> DMA into host RX buffers -> driver -> host TCP stack, and back through the TX
+ring, checksum offload and MAC TX), sends 1 MB, gets 256 KB back, and both close.
+"""
 
 import json
 import sys
 from pathlib import Path
 
-from sim.pcap import read_capture
-from sim.status_json import format_summary, summarize
+from hw.nic import Nic
 
 from . import runner
-from .replay import replay_frames
-from .waves import DEMO_CAPTURE, record
+from .waves import write_gtkw
 
-__all__ = ["DEMO_DIR", "run_demo"]
+__all__ = ["DEMO_DIR", "NIC_SIGNALS", "run_demo"]
 
 DEMO_DIR = Path("build") / "demo"
+TOPLEVEL = "inic_nic"
+
+#: The NIC view in GTKWave: the MAC streams, the status word, the DMA engine, both AXI buses.
+NIC_SIGNALS = [
+    ("MAC RX", ["clk", "rst", "mac_rx__valid", "mac_rx__ready", r"\mac_rx__payload.data",
+                r"\mac_rx__payload.keep", r"\mac_rx__payload.last"]),
+    ("status word", ["sequencer.status__valid", r"sequencer.\status__payload.length",
+                     r"sequencer.\status__payload.l3", r"sequencer.\status__payload.l4",
+                     r"sequencer.\status__payload.candidate", r"sequencer.\status__payload.hash",
+                     r"sequencer.\status__payload.sport", r"sequencer.\status__payload.dport"]),
+    ("RX packet buffer", ["rx_buffer.reserved", "rx_buffer.drop_no_buffer",
+                          "rx_buffer.drop_overflow", "rx_buffer.frame__valid"]),
+    ("DMA engine", ["engine.engine_state", "engine.job", "engine.dma_addr", "engine.dma_left",
+                    "engine.nic_index_rx", "engine.nic_index_tx", "engine.nic_index_event",
+                    "engine.event_written"]),
+    ("AXI4 DMA", ["m_axi__awvalid", "m_axi__awready", "m_axi__awaddr", "m_axi__awlen",
+                  "m_axi__wvalid", "m_axi__wready", "m_axi__wlast", "m_axi__bvalid",
+                  "m_axi__bresp", "m_axi__arvalid", "m_axi__arready", "m_axi__araddr",
+                  "m_axi__arlen", "m_axi__rvalid", "m_axi__rlast", "m_axi__rresp"]),
+    ("AXI4-Lite registers", ["s_axil__awvalid", "s_axil__awaddr", "s_axil__wdata",
+                             "s_axil__arvalid", "s_axil__araddr", "s_axil__rvalid",
+                             "s_axil__rdata", "irq"]),
+    ("MAC TX", ["mac_tx__valid", "mac_tx__ready", r"\mac_tx__payload.data",
+                r"\mac_tx__payload.keep", r"\mac_tx__payload.last"]),
+]
 
 
-def run_demo(json_mode=False, waves=True) -> int:
-    """Run the demo; prints the summary (a JSON object with ``json_mode``) and where the
-    waveform and the GTKWave save file are. Returns the exit status."""
+def simulate(out_dir=DEMO_DIR, *, down=1 << 20, up=256 << 10, waves=True):
+    """Run the scenario; returns ``(figures dict, fst path or None)``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result_path = (out_dir / "demo.json").resolve()
+    result_path.unlink(missing_ok=True)
+    fst_path = (out_dir / "demo.fst").resolve() if waves else None
+    sim_build = runner.build(Nic, TOPLEVEL, waves=waves)
+    env = {"INIC_DEMO_OUT": str(result_path), "INIC_DEMO_DOWN": str(down),
+           "INIC_DEMO_UP": str(up)}
     try:
-        if waves:
-            rows, fst_path, gtkw_path = record(DEMO_CAPTURE, DEMO_DIR, "demo")
-        else:
-            frames, synthetic_l2 = read_capture(DEMO_CAPTURE)
-            rows = replay_frames(frames, synthetic_l2=synthetic_l2)
-            fst_path = gtkw_path = None
+        runner.run(sim_build, "sim.cosim.demo_tb", run_name="demo", extra_env=env, waves=waves,
+                   waves_path=fst_path)
+    except runner.CosimError:
+        if not result_path.is_file():
+            raise
+    return json.loads(result_path.read_text()), fst_path
+
+
+def format_table(r) -> str:
+    rows = [
+        ("result", "OK: both payloads byte-exact" if r["ok"] else f"FAILED: {r['error']}"),
+        ("payload", f"{r['bytes_delivered']:,} of {r['bytes_expected']:,} bytes delivered"),
+        ("MAC RX", f"{r['mac_rx_frames']:,} frames, {r['mac_rx_bytes']:,} bytes"),
+        ("MAC TX", f"{r['mac_tx_frames']:,} frames, {r['mac_tx_bytes']:,} bytes"),
+        ("dropped", f"{r['frames_dropped']:,} frames (counted by reason), "
+                    f"{r['retransmissions']:,} TCP retransmissions"),
+        ("DMA", f"{r['dma_reads']:,} read and {r['dma_writes']:,} write bursts, "
+                f"{r['dma_bytes']:,} bytes"),
+        ("events", f"{r['events']:,}, in {r['interrupts']:,} interrupts"),
+        ("cycles", f"{r['cycles']:,} (156.25 MHz clock: {r['cycles'] * 6.4e-3:,.1f} µs)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def run_demo(json_mode=False, waves=True, down=1 << 20, up=256 << 10) -> int:
+    """``inic demo``: prints the summary (a JSON object with ``json_mode``) and where the waveform
+    is. Returns the exit status: 0 when both payloads arrived byte-exact."""
+    try:
+        result, fst_path = simulate(down=down, up=up, waves=waves)
     except runner.CosimError as e:
         print(f"inic demo: simulation failed: {e}", file=sys.stderr)
         return 1
-    summary = summarize(rows)
+    gtkw_path = None
+    if fst_path is not None and fst_path.is_file():
+        gtkw_path = fst_path.with_suffix(".gtkw")
+        write_gtkw(fst_path, gtkw_path, NIC_SIGNALS, toplevel=TOPLEVEL)
     if json_mode:
-        print(json.dumps({**summary, "fst": fst_path and str(fst_path),
+        print(json.dumps({**{k: v for k, v in result.items() if k != "counters"},
+                          "fst": fst_path and str(fst_path),
                           "gtkw": gtkw_path and str(gtkw_path)}))
-        return 0
-    print(f"inic demo: {DEMO_CAPTURE.name} through the receive sequencer RTL (Icarus)")
-    print(format_summary(summary))
-    if waves:
-        print(f"waveform     {fst_path}")
-        print(f"gtkwave view {gtkw_path}  (gtkwave {gtkw_path})")
-    return 0
+    else:
+        print("inic demo: a remote TCP peer sends 1 MB to a host socket through the NIC RTL and "
+              "gets 256 KB back" if (down, up) == (1 << 20, 256 << 10) else
+              f"inic demo: TCP through the NIC RTL, {down:,} bytes in, {up:,} bytes out")
+        print(format_table(result))
+        if gtkw_path:
+            print(f"waveform      {fst_path}")
+            print(f"gtkwave view  {gtkw_path}  (gtkwave {gtkw_path})")
+    return 0 if result["ok"] else 1
