@@ -18,6 +18,7 @@ bursts of at most ``DMA_MAX_BURST_BEATS``, never across a 4 KB boundary, one out
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .. import params
@@ -43,6 +44,23 @@ __all__ = ["HostEngine"]
 _INDEX_BITS = params.RING_LOG2_SIZE_MAX
 _HEADER_BEATS = params.RX_BUFFER_HEADER_BYTES // params.BEAT_BYTES
 _BEAT_SIZE = (params.BEAT_BYTES - 1).bit_length()        # AxSIZE: bytes per beat = 2**size
+_MAX_READS = 8          # read bursts outstanding at once
+_MAX_WRITES = 8         # write bursts waiting for their response at once
+_CACHE_ENTRIES = 4      # ring entries fetched ahead, per ring
+
+
+def _burst_plan(m, addr, left, name):
+    """The next burst's length: what is left, at most DMA_MAX_BURST_BEATS, ending at 4 KB."""
+    width = range(params.DMA_MAX_BURST_BEATS + 1)
+    to_4k = Signal(10, name=f"{name}_to_4k")
+    capped = Signal(width, name=f"{name}_capped")
+    plan = Signal(width, name=name)
+    m.d.comb += [
+        to_4k.eq((4096 - addr[:12]) >> _BEAT_SIZE),
+        capped.eq(Mux(left < params.DMA_MAX_BURST_BEATS, left, params.DMA_MAX_BURST_BEATS)),
+        plan.eq(Mux(to_4k < capped, to_4k, capped)),
+    ]
+    return plan
 
 
 class _Job(enum.Enum, shape=2):
@@ -148,33 +166,65 @@ class HostEngine(wiring.Component):
             self.rx_running.eq((self.ring_log2_size[RingId.RX.value] != 0) & ~rx_stopped),
         ]
 
-        # --- AXI manager: one burst at a time ----------------------------------------------------
-        dma_addr = Signal(64)           # next beat's address
-        dma_left = Signal(14)           # beats still to transfer in this operation
+        # --- AXI manager ------------------------------------------------------------------------
+        # Writes: one burst at a time on AW/W; their B responses come back while the engine goes
+        # on (posted, as PCIe writes are): a FIFO remembers what each outstanding burst was.
+        # Reads: a frame's bursts are all requested at once (up to _MAX_READS outstanding), their
+        # data taken in order as it comes back (one ID, so in order).
+        dma_addr = Signal(64)           # write: next beat's address
+        dma_left = Signal(14)           # beats still to write / to receive in this operation
         burst_len = Signal(range(params.DMA_MAX_BURST_BEATS + 1))
         burst_left = Signal.like(burst_len)
-        dma_error = Signal()            # an error response in this operation
+        ar_addr = Signal(64)            # read: next burst's address
+        ar_left = Signal(14)            # beats not yet requested
+        reads_out = Signal(range(_MAX_READS + 1))
+        dma_error = Signal()            # an error response in this job's transfers
         dma_error_addr = Signal(32)
-        to_4k = Signal(10)
-        m.d.comb += to_4k.eq((4096 - dma_addr[:12]) >> _BEAT_SIZE)
-        capped = Signal.like(burst_len)
-        plan = Signal.like(burst_len)       # the next burst: capped, and stopping at 4 KB
-        m.d.comb += [
-            capped.eq(Mux(dma_left < params.DMA_MAX_BURST_BEATS, dma_left,
-                          params.DMA_MAX_BURST_BEATS)),
-            plan.eq(Mux(to_4k < capped, to_4k, capped)),
-        ]
+        w_plan = _burst_plan(m, dma_addr, dma_left, "w_plan")
+        ar_plan = _burst_plan(m, ar_addr, ar_left, "ar_plan")
         m.d.comb += [
             axi.awaddr.eq(dma_addr),
             axi.awlen.eq(burst_len - 1),
             axi.awsize.eq(_BEAT_SIZE),
             axi.awburst.eq(Burst.INCR),
-            axi.araddr.eq(dma_addr),
-            axi.arlen.eq(burst_len - 1),
+            axi.araddr.eq(ar_addr),
+            axi.arlen.eq(ar_plan - 1),
             axi.arsize.eq(_BEAT_SIZE),
             axi.arburst.eq(Burst.INCR),
             axi.wlast.eq(burst_left == 1),
         ]
+        ar_take = Signal()
+        m.d.comb += ar_take.eq(axi.arvalid & axi.arready)
+        with m.If(ar_take):
+            m.d.sync += [
+                ar_addr.eq(ar_addr + (ar_plan << _BEAT_SIZE)),
+                ar_left.eq(ar_left - ar_plan),
+            ]
+        r_burst_end = Signal()
+        m.d.comb += r_burst_end.eq(axi.rvalid & axi.rready & axi.rlast)
+        m.d.sync += reads_out.eq(reads_out + ar_take - r_burst_end)
+
+        # Outstanding write bursts: (is an event write, low address bits) per AW, popped per B.
+        b_record = data.StructLayout({"event": 1, "addr": 32})
+        m.submodules.b_fifo = b_fifo = SyncFIFO(width=b_record.size, depth=_MAX_WRITES)
+        b_in = data.View(b_record, b_fifo.w_data)
+        b_out = data.View(b_record, b_fifo.r_data)
+        m.d.comb += [
+            b_in.addr.eq(dma_addr[:32]),
+            b_fifo.w_en.eq(axi.awvalid & axi.awready),
+            axi.bready.eq(1),
+            b_fifo.r_en.eq(axi.bvalid),
+        ]
+        writes_done = Signal()          # no write burst waits for its response
+        m.d.comb += writes_done.eq(~b_fifo.r_rdy)
+        with m.If(axi.bvalid & (axi.bresp != Resp.OKAY)):
+            m.d.comb += self.count.dma_errors.eq(1)
+            with m.If(b_out.event):
+                m.d.comb += self.event_write_failed.eq(1)
+            with m.Else():
+                with m.If(~dma_error):
+                    m.d.sync += dma_error_addr.eq(b_out.addr)
+                m.d.sync += dma_error.eq(1)
 
         # --- Job state ---------------------------------------------------------------------------
         job = Signal(_Job)
@@ -186,6 +236,8 @@ class HostEngine(wiring.Component):
         source = Signal(_Source)
         beat_index = Signal(14)         # beats of the operation done so far
         rr_last = Signal(2)             # round robin: the job kind served last
+
+        m.d.comb += b_in.event.eq(source == _Source.EVENT)
 
         rx = self.rx_frame.payload
         rx_ring, tx_ring, cmd_ring = RingId.RX.value, RingId.TX.value, RingId.COMMAND.value
@@ -296,14 +348,49 @@ class HostEngine(wiring.Component):
             want_cmd.eq(posted[cmd_ring] != 0),
         ]
 
-        def start_fetch(ring):
-            m.d.sync += [
-                dma_addr.eq(Cat(Const(0, 4), (self.ring_base[ring][4:]
-                                              + nic_index[ring]))),
-                dma_left.eq(2),
-                dma_error.eq(0),
-                beat_index.eq(0),
+        # Ring-entry caches: a fetch reads up to _CACHE_ENTRIES entries of a ring in one burst
+        # (as far as the host has posted, not past the ring's end); later jobs use them without a
+        # read. Entries are used, and the consumer index moves, in ring order.
+        fetchable = (rx_ring, tx_ring, cmd_ring)
+        cache = {r: [Signal(128, name=f"cache_{RingId(r).name.lower()}_{i}")
+                     for i in range(_CACHE_ENTRIES)] for r in fetchable}
+        cached = {r: Signal(range(_CACHE_ENTRIES + 1), name=f"cached_{RingId(r).name.lower()}")
+                  for r in fetchable}
+        cache_head = {r: Signal(range(_CACHE_ENTRIES), name=f"cache_head_{RingId(r).name.lower()}")
+                      for r in fetchable}
+        fetch_ring = Signal(2)
+        fetch_count = Signal(range(_CACHE_ENTRIES + 1))
+        fetch_n = {}
+        for r in fetchable:
+            to_end = Signal(_INDEX_BITS + 1, name=f"to_end_{RingId(r).name.lower()}")
+            capped = Signal(range(_CACHE_ENTRIES + 1),
+                            name=f"posted_capped_{RingId(r).name.lower()}")
+            n = Signal(range(_CACHE_ENTRIES + 1), name=f"fetch_n_{RingId(r).name.lower()}")
+            m.d.comb += [
+                to_end.eq(mask[r] - nic_index[r] + 1),
+                capped.eq(Mux(posted[r] < _CACHE_ENTRIES, posted[r], _CACHE_ENTRIES)),
+                n.eq(Mux(to_end < capped, to_end, capped)),
             ]
+            fetch_n[r] = n
+
+        def start_job(kind, r):
+            m.d.sync += [job.eq(kind), rr_last.eq(kind), dma_error.eq(0), beat_index.eq(0)]
+            with m.If(cached[r] != 0):
+                with m.Switch(cache_head[r]):
+                    for i in range(_CACHE_ENTRIES):
+                        with m.Case(i):
+                            m.d.sync += entry.eq(cache[r][i])
+                m.d.sync += [cache_head[r].eq(cache_head[r] + 1), cached[r].eq(cached[r] - 1)]
+                m.next = "DISPATCH"
+            with m.Else():
+                m.d.sync += [
+                    ar_addr.eq(Cat(Const(0, 4), self.ring_base[r][4:] + nic_index[r])),
+                    ar_left.eq(fetch_n[r] << 1),
+                    dma_left.eq(fetch_n[r] << 1),
+                    fetch_ring.eq(r),
+                    fetch_count.eq(fetch_n[r]),
+                ]
+                m.next = "FETCH"
 
         def start_event(kind, ring, index, code, length=0, tag=0, detail=0):
             m.d.sync += [
@@ -333,7 +420,6 @@ class HostEngine(wiring.Component):
                         # Round robin among RX (0), TX (1), commands (2), after the last served.
                         order = {0: (1, 2, 0), 1: (2, 0, 1), 2: (0, 1, 2), 3: (0, 1, 2)}
                         wants = (want_rx, want_tx, want_cmd)
-                        rings = (rx_ring, tx_ring, cmd_ring)
                         with m.Switch(rr_last):
                             for last, turn in order.items():
                                 with m.Case(last):
@@ -342,49 +428,68 @@ class HostEngine(wiring.Component):
                                         cond = m.If if first else m.Elif
                                         first = False
                                         with cond(wants[kind]):
-                                            m.d.sync += [job.eq(kind), rr_last.eq(kind)]
-                                            start_fetch(rings[kind])
-                                            m.next = "FETCH_AR"
+                                            start_job(kind, fetchable[kind])
 
-            # Fetch one ring entry (2 beats) into ``entry``.
-            with m.State("FETCH_AR"):
-                m.d.comb += [axi.arvalid.eq(1), axi.arlen.eq(1)]
-                with m.If(axi.arready):
-                    m.next = "FETCH_R"
-            with m.State("FETCH_R"):
-                m.d.comb += axi.rready.eq(1)
+            # Fetch ``fetch_count`` entries of ring ``fetch_ring`` into its cache.
+            with m.State("FETCH"):
+                m.d.comb += [
+                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.rready.eq(1),
+                ]
                 with m.If(r_take):
-                    m.d.sync += beat_index.eq(beat_index + 1)
-                    with m.If(beat_index[0]):
-                        m.d.sync += entry[64:].eq(axi.rdata)
-                    with m.Else():
-                        m.d.sync += entry[:64].eq(axi.rdata)
+                    m.d.sync += [beat_index.eq(beat_index + 1), dma_left.eq(dma_left - 1)]
+                    with m.Switch(fetch_ring):
+                        for r in fetchable:
+                            with m.Case(r):
+                                with m.Switch(beat_index[1:3]):
+                                    for i in range(_CACHE_ENTRIES):
+                                        with m.Case(i):
+                                            half = cache[r][i].word_select(beat_index[0], 64)
+                                            m.d.sync += half.eq(axi.rdata)
                     with m.If(axi.rresp != Resp.OKAY):
                         m.d.sync += dma_error.eq(1)
                         m.d.comb += self.count.dma_errors.eq(1)
-                    with m.If(axi.rlast):
-                        m.next = "DISPATCH"
-
-            with m.State("DISPATCH"):
+                    with m.If(dma_left == 1):
+                        m.next = "FETCHED"
+            with m.State("FETCHED"):
                 with m.If(dma_error):
-                    # The entry could not be read: skip it, say so, go on.
+                    # The entries could not be read: skip the first, say so, go on (the rest are
+                    # fetched again).
+                    fetch_addr = Signal(32)
+                    with m.Switch(fetch_ring):
+                        for r in fetchable:
+                            with m.Case(r):
+                                m.d.comb += fetch_addr.eq(
+                                    Cat(Const(0, 4), self.ring_base[r][4:] + nic_index[r]))
                     with m.Switch(job):
                         with m.Case(_Job.RX):
                             m.d.comb += advance[rx_ring].eq(1)
                             start_event(EventKind.ERROR, RingId.RX, nic_index[rx_ring],
-                                        EventCode.DMA_ERROR.value, detail=dma_addr[:32])
+                                        EventCode.DMA_ERROR.value, detail=fetch_addr)
                         with m.Case(_Job.TX):
                             m.d.comb += [advance[tx_ring].eq(1),
                                          self.count.tx_bad_descriptor.eq(1)]
                             start_event(EventKind.TX_DONE, RingId.TX, nic_index[tx_ring],
-                                        EventCode.DMA_ERROR.value, detail=dma_addr[:32])
+                                        EventCode.DMA_ERROR.value, detail=fetch_addr)
                         with m.Default():
                             m.d.comb += [advance[cmd_ring].eq(1), self.count.commands.eq(1)]
                             start_event(EventKind.COMMAND_DONE, RingId.COMMAND,
                                         nic_index[cmd_ring], EventCode.DMA_ERROR.value,
-                                        detail=dma_addr[:32])
+                                        detail=fetch_addr)
                     m.next = "EVENT"
-                with m.Elif(job == _Job.RX):
+                with m.Else():
+                    with m.Switch(fetch_ring):
+                        for r in fetchable:
+                            with m.Case(r):
+                                m.d.sync += [
+                                    entry.eq(cache[r][0]),
+                                    cache_head[r].eq(1),
+                                    cached[r].eq(fetch_count - 1),
+                                ]
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(job == _Job.RX):
                     with m.If(rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length):
                         m.d.sync += beat_index.eq(0)
                         m.next = "RX_DRAIN"
@@ -406,13 +511,13 @@ class HostEngine(wiring.Component):
                         m.next = "EVENT"
                     with m.Elif((self.tx_w_free >= tx_beats) & self.tx_w_frame_room):
                         m.d.sync += [
-                            dma_addr.eq(Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:])),
+                            ar_addr.eq(Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:])),
+                            ar_left.eq(tx_beats),
                             dma_left.eq(tx_beats),
-                            dma_error.eq(0),
                             beat_index.eq(0),
                             ip_end_known.eq(0),
                         ]
-                        m.next = "R_PLAN"
+                        m.next = "R_DATA"
                 with m.Else():
                     m.d.comb += [advance[cmd_ring].eq(1), self.count.commands.eq(1)]
                     code = Signal(8)
@@ -456,11 +561,11 @@ class HostEngine(wiring.Component):
 
             # Write ``dma_left`` beats from ``source`` at ``dma_addr``, burst by burst.
             with m.State("W_PLAN"):
-                m.d.sync += [burst_len.eq(plan), burst_left.eq(plan)]
+                m.d.sync += [burst_len.eq(w_plan), burst_left.eq(w_plan)]
                 m.next = "W_AW"
             with m.State("W_AW"):
-                m.d.comb += axi.awvalid.eq(1)
-                with m.If(axi.awready):
+                m.d.comb += axi.awvalid.eq(b_fifo.w_rdy)
+                with m.If(axi.awvalid & axi.awready):
                     m.next = "W_DATA"
             with m.State("W_DATA"):
                 m.d.comb += [
@@ -478,25 +583,19 @@ class HostEngine(wiring.Component):
                         m.d.sync += frame_bytes_left.eq(
                             Mux(frame_bytes_left > beat_bytes, frame_bytes_left - beat_bytes, 0))
                     with m.If(burst_left == 1):
-                        m.next = "W_RESP"
-                        # The host may see the event as soon as its last beat is written, before
-                        # the write response: the producer index must already count it then.
-                        with m.If(source == _Source.EVENT):
+                        with m.If(dma_left != 1):
+                            m.next = "W_PLAN"
+                        with m.Elif(source == _Source.EVENT):
+                            # The host may see the event as soon as its last beat is written,
+                            # before the response: the producer index must count it by then.
                             m.d.comb += advance[ev].eq(1)
-            with m.State("W_RESP"):
-                m.d.comb += axi.bready.eq(1)
-                with m.If(axi.bvalid):
-                    with m.If(axi.bresp != Resp.OKAY):
-                        m.d.comb += self.count.dma_errors.eq(1)
-                        with m.If(~dma_error):
-                            m.d.sync += dma_error_addr.eq(dma_addr[:32])
-                        m.d.sync += dma_error.eq(1)
-                    with m.If(dma_left != 0):
-                        m.next = "W_PLAN"
-                    with m.Elif(source == _Source.EVENT):
-                        m.next = "EVENT_DONE"
-                    with m.Else():
-                        m.next = "RX_DONE"
+                            m.next = "EVENT_DONE"
+                        with m.Else():
+                            m.next = "W_END"
+            with m.State("W_END"):
+                # The RX event must say whether the buffer was written: wait for the responses.
+                with m.If(writes_done):
+                    m.next = "RX_DONE"
 
             with m.State("RX_DONE"):
                 m.d.comb += [self.rx_consume.eq(1), advance[rx_ring].eq(1)]
@@ -511,31 +610,22 @@ class HostEngine(wiring.Component):
                 m.next = "EVENT"
 
             # Read ``dma_left`` beats of a TX frame at ``dma_addr`` into the staging buffer.
-            with m.State("R_PLAN"):
-                m.d.sync += burst_len.eq(plan)
-                m.next = "R_AR"
-            with m.State("R_AR"):
-                m.d.comb += axi.arvalid.eq(1)
-                with m.If(axi.arready):
-                    m.next = "R_DATA"
             with m.State("R_DATA"):
-                m.d.comb += [axi.rready.eq(1), tx_reading.eq(1)]
+                m.d.comb += [
+                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.rready.eq(1),
+                    tx_reading.eq(1),
+                ]
                 with m.If(r_take):
-                    m.d.sync += [
-                        beat_index.eq(beat_index + 1),
-                        dma_addr.eq(dma_addr + beat_bytes),
-                        dma_left.eq(dma_left - 1),
-                    ]
+                    m.d.sync += [beat_index.eq(beat_index + 1), dma_left.eq(dma_left - 1)]
                     with m.If(axi.rresp != Resp.OKAY):
                         m.d.comb += self.count.dma_errors.eq(1)
                         with m.If(~dma_error):
-                            m.d.sync += dma_error_addr.eq(dma_addr[:32])
+                            m.d.sync += dma_error_addr.eq(
+                                tx_desc.addr[:32] + (beat_index << _BEAT_SIZE))
                         m.d.sync += dma_error.eq(1)
-                    with m.If(axi.rlast):
-                        with m.If(dma_left == 1):
-                            m.next = "TX_SUM"
-                        with m.Else():
-                            m.next = "R_PLAN"
+                    with m.If(dma_left == 1):
+                        m.next = "TX_SUM"
             with m.State("TX_SUM"):
                 # The checksum units answer a few clocks after the last beat.
                 with m.If(l4_sum.sum_valid):
@@ -556,15 +646,17 @@ class HostEngine(wiring.Component):
                 m.d.sync += [
                     dma_addr.eq(event_address()),
                     dma_left.eq(2),
-                    dma_error.eq(0),
                     beat_index.eq(0),
                     source.eq(_Source.EVENT),
                 ]
                 m.next = "W_PLAN"
             with m.State("EVENT_DONE"):
-                with m.If(dma_error):
-                    m.d.comb += self.event_write_failed.eq(1)
-                with m.Else():
-                    m.d.comb += [self.event_written.eq(1), self.count.events.eq(1)]
+                m.d.comb += [self.event_written.eq(1), self.count.events.eq(1)]
                 m.next = "IDLE"
+
+        # A ring (re)configured forgets what was fetched of it.
+        for r in fetchable:
+            with m.If(self.ring_reset[r]):
+                m.d.sync += cached[r].eq(0)
+
         return m

@@ -6,6 +6,8 @@ coroutine per clock edge. :func:`run_tcp` plays :class:`sim.scenario.TcpScenario
 end-to-end test, ``inic demo`` and the slow-path bench all use it.
 """
 
+import logging
+
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
@@ -83,6 +85,8 @@ class NicTb:
         self.dut = dut
         self.memory = HostMemory(HOST_MEMORY_BYTES)
         self.bus = CocotbBus(dut, self.memory, link)
+        # cocotbext-axi logs every register access at INFO: thousands of lines a run, and slow.
+        logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         self.mac = MacPort(dut)
 
     async def reset(self, cycles=4):

@@ -1,0 +1,466 @@
+"""The host driver model: rings, buffers, doorbells, the interrupt handler (docs/host_interface.md).
+
+:class:`NicDriver` does what a NIC driver does, over a :class:`host_driver.bus.Bus` (the Python NIC
+model or the RTL under cocotb, see docs/host_driver.md):
+
+- :meth:`NicDriver.start`: check ID/VERSION, allocate the four rings in host memory (the event
+  ring zeroed), program bases and sizes, moderation, post RX buffers, enable, unmask;
+- RX: a pool of DMA buffers, posted as :class:`RxDescriptor` entries and re-posted as soon as
+  their ``RX`` event is handled (``rx_target`` buffers stay posted; lower it to starve the NIC on
+  purpose);
+- TX: :meth:`NicDriver.send` copies a frame into a DMA buffer, posts a :class:`TxDescriptor`
+  (checksum-offload flags and offsets) and rings the doorbell; ``TX_DONE`` frees the buffer;
+- commands: :meth:`NicDriver.command` posts a :class:`Command`; ``COMMAND_DONE`` is recorded by tag;
+- :meth:`NicDriver.service`, the interrupt handler: clear ``INTR_STATUS``, take events while their
+  phase is the expected one, handle each, give the slots back with ``EVENT_CONSUMER``.
+
+:class:`StackPort` glues a :class:`host_driver.tcp.TcpStack` to a driver: received frames go to the
+stack, the stack's frames go out through :meth:`NicDriver.send` with checksum offload
+(:func:`offload_frame` turns a finished frame into a CHECKSUM_PARTIAL one).
+
+Every ring entry is packed and unpacked with the Structs of :mod:`hw.layouts`; every register
+offset comes from :mod:`hw.host.regmap`.
+"""
+
+import dataclasses
+from collections import Counter, deque
+from collections.abc import Callable
+
+from amaranth.lib import data
+
+from hw import params
+from hw.host import regmap
+from hw.layouts import (
+    Command,
+    CommandOpcode,
+    Event,
+    EventCode,
+    EventKind,
+    HostCounters,
+    RingId,
+    RxCounters,
+    RxDescriptor,
+    RxStatus,
+    TxDescriptor,
+    pack,
+    unpack,
+)
+from sim.reference.checksum import ones_complement_sum, pseudo_header
+
+from .bus import Bus
+
+__all__ = ["NicDriver", "DriverStats", "DriverError", "StackPort", "offload_frame"]
+
+_ENTRY = params.RING_ENTRY_BYTES
+_HEADER = params.RX_BUFFER_HEADER_BYTES
+_EVENT_FIELDS = tuple(name for name, _ in data.Layout.cast(Event))
+_RING_ALIGN = 4096      # a page, as a real driver allocates rings
+_BUFFER_ALIGN = 64      # a cache line (the contract needs 8)
+
+
+def _reg(name: str) -> int:
+    return regmap.BY_NAME[name].offset
+
+
+def _ring_reg(ring: RingId, what: str) -> int:
+    return regmap.ring_register(ring, what).offset
+
+
+class DriverError(RuntimeError):
+    """The NIC did not answer as the contract says (wrong ID, a timeout)."""
+
+
+@dataclasses.dataclass
+class DriverStats:
+    """What the driver counted.
+
+    Members
+    -------
+    rx_frames, rx_bytes : int
+        Frames (and their bytes) delivered to ``on_rx``.
+    rx_errors : Counter
+        RX events with a code other than OK, by code name.
+    tx_frames, tx_bytes : int
+        Frames posted to the TX ring; ``tx_offload`` of them asked for checksum offload.
+    tx_done : int
+        TX_DONE events with OK; ``tx_errors`` counts the others by code name.
+    events : Counter
+        Events taken, by kind name.
+    interrupts : int
+        Calls of :meth:`NicDriver.service` that found ``INTR_STATUS`` set.
+    errors : list of dict
+        Every ERROR event's fields.
+    """
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    rx_errors: Counter = dataclasses.field(default_factory=Counter)
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    tx_offload: int = 0
+    tx_done: int = 0
+    tx_errors: Counter = dataclasses.field(default_factory=Counter)
+    events: Counter = dataclasses.field(default_factory=Counter)
+    interrupts: int = 0
+    errors: list = dataclasses.field(default_factory=list)
+
+
+class _Ring:
+    """The driver's side of one ring: where it is, how big, the driver's index."""
+
+    def __init__(self, ring: RingId, log2: int, addr: int):
+        self.ring = ring
+        self.log2 = log2
+        self.size = 1 << log2
+        self.addr = addr
+        self.index = 0      # producer (host rings) or consumer (event ring)
+
+    def entry(self, index: int) -> int:
+        return self.addr + _ENTRY * index
+
+    def next(self, index: int) -> int:
+        return (index + 1) % self.size
+
+
+class NicDriver:
+    """The driver of one NIC behind ``bus``.
+
+    Parameters
+    ----------
+    bus : Bus
+        The NIC.
+    on_rx : Callable[[bytes, RxStatus view], None] or None
+        Called for every frame received whole, with the frame and its unpacked ``RxStatus``.
+        It must not call back into the driver (queue work instead, as :class:`StackPort` does).
+
+    Members
+    -------
+    stats : DriverStats
+    rx_target : int
+        Buffers the driver keeps posted (at most the RX ring size - 1); lower it to starve the
+        NIC, raise it again and call :meth:`refill`.
+    command_done : dict
+        ``tag -> fields`` of every COMMAND_DONE event.
+    rx_status : list or None
+        When a list, every received frame's RxStatus view is appended (for tests).
+    """
+
+    def __init__(self, bus: Bus, on_rx: Callable | None = None):
+        self.bus = bus
+        self.memory = bus.memory
+        self.on_rx = on_rx
+        self.stats = DriverStats()
+        self.rx_target = 0
+        self.command_done: dict[int, dict] = {}
+        self._rings: dict[RingId, _Ring] = {}
+        self._phase = 1
+        self._rx_free: list[int] = []
+        self._rx_posted: dict[int, int] = {}      # RX ring index -> buffer address
+        self._tx_posted: dict[int, int] = {}      # TX ring index -> buffer address
+        self._commands_posted: dict[int, int] = {}   # command ring index -> tag
+        self._rx_buffer_size = 0
+        self._next_tag = 0
+        self.started = False
+
+    # -- Set-up ----------------------------------------------------------------------------------
+
+    async def start(self, *, command_log2: int = 4, event_log2: int = 9, rx_log2: int = 8,
+                    tx_log2: int = 8, rx_buffer_size: int = 2048, rx_post: int | None = None,
+                    intr_mod_events: int = 1, intr_mod_cycles: int = 0,
+                    clear_counters: bool = True) -> None:
+        """Bring the NIC up.
+
+        Ring sizes are log2 entries; ``rx_buffer_size`` is the size of each RX buffer (the 72-byte
+        header included); ``rx_post`` buffers are posted (default: the ring's capacity, size - 1);
+        ``intr_mod_events``/``intr_mod_cycles`` program interrupt moderation.
+        """
+        nic_id = await self.bus.read32(_reg("ID"))
+        if nic_id != params.NIC_ID:
+            raise DriverError(f"ID reads {nic_id:#010x}, expected {params.NIC_ID:#010x}")
+        version = await self.bus.read32(_reg("VERSION"))
+        if version >> 16 != params.NIC_VERSION >> 16:
+            raise DriverError(f"host-interface version {version:#010x} is not "
+                              f"{params.NIC_VERSION:#010x}'s major")
+        await self.bus.write32(_reg("CONTROL"),
+                               regmap.CONTROL_COUNTERS_CLEAR if clear_counters else 0)
+        for ring, log2 in ((RingId.COMMAND, command_log2), (RingId.EVENT, event_log2),
+                           (RingId.RX, rx_log2), (RingId.TX, tx_log2)):
+            if not params.RING_LOG2_SIZE_MIN <= log2 <= params.RING_LOG2_SIZE_MAX:
+                raise ValueError(f"{ring.name} ring log2 size {log2} out of range")
+            size = _ENTRY << log2
+            addr = self.memory.alloc(size, _RING_ALIGN)
+            self.memory.write(addr, bytes(size))
+            self._rings[ring] = _Ring(ring, log2, addr)
+            await self.bus.write32(_ring_reg(ring, "BASE_LO"), addr & 0xFFFF_FFFF)
+            await self.bus.write32(_ring_reg(ring, "BASE_HI"), addr >> 32)
+            await self.bus.write32(_ring_reg(ring, "LOG2_SIZE"), log2)
+        self._phase = 1
+        await self.bus.write32(_reg("INTR_MOD_EVENTS"), intr_mod_events)
+        await self.bus.write32(_reg("INTR_MOD_CYCLES"), intr_mod_cycles)
+        self._rx_buffer_size = rx_buffer_size
+        capacity = self._rings[RingId.RX].size - 1
+        self._rx_free = [self.memory.alloc(rx_buffer_size, _BUFFER_ALIGN) for _ in range(capacity)]
+        self.rx_target = capacity if rx_post is None else min(rx_post, capacity)
+        await self.refill()
+        await self.bus.write32(_reg("CONTROL"), regmap.CONTROL_ENABLE)
+        await self.bus.write32(_reg("INTR_STATUS"), regmap.INTR_EVENTS | regmap.INTR_FATAL)
+        await self.bus.write32(_reg("INTR_MASK"), regmap.INTR_EVENTS | regmap.INTR_FATAL)
+        self.started = True
+
+    async def stop(self) -> None:
+        """Mask the interrupt, disable the NIC, turn the rings off and free every allocation."""
+        await self.bus.write32(_reg("INTR_MASK"), 0)
+        await self.bus.write32(_reg("CONTROL"), 0)
+        for ring in self._rings.values():
+            await self.bus.write32(_ring_reg(ring.ring, "LOG2_SIZE"), 0)
+            self.memory.free(ring.addr)
+        for addr in [*self._rx_free, *self._rx_posted.values(), *self._tx_posted.values()]:
+            self.memory.free(addr)
+        self._rings.clear()
+        self._rx_free.clear()
+        self._rx_posted.clear()
+        self._tx_posted.clear()
+        self.started = False
+
+    # -- RX buffers ------------------------------------------------------------------------------
+
+    @property
+    def rx_posted(self) -> int:
+        """Buffers posted and not yet returned by an RX event."""
+        return len(self._rx_posted)
+
+    async def post_rx_buffers(self, count: int) -> int:
+        """Post up to ``count`` free buffers (one doorbell); returns how many were posted."""
+        ring = self._rings[RingId.RX]
+        count = min(count, len(self._rx_free), ring.size - 1 - len(self._rx_posted))
+        for _ in range(count):
+            addr = self._rx_free.pop()
+            desc = pack(RxDescriptor, {"addr": addr, "size": self._rx_buffer_size})
+            self.memory.write(ring.entry(ring.index), desc.to_bytes(_ENTRY, "little"))
+            self._rx_posted[ring.index] = addr
+            ring.index = ring.next(ring.index)
+        if count:
+            await self.bus.write32(_ring_reg(RingId.RX, "PRODUCER"), ring.index)
+        return count
+
+    async def refill(self) -> int:
+        """Post buffers until ``rx_target`` are posted."""
+        return await self.post_rx_buffers(self.rx_target - len(self._rx_posted))
+
+    # -- TX --------------------------------------------------------------------------------------
+
+    @property
+    def tx_space(self) -> int:
+        """Free TX ring entries."""
+        return self._rings[RingId.TX].size - 1 - len(self._tx_posted)
+
+    async def send(self, frame: bytes, *, ip_csum: bool = False, l4_csum: bool = False,
+                   ip_offset: int = 0, csum_start: int = 0, csum_offset: int = 0,
+                   max_cycles: int = 1_000_000) -> int:
+        """Post ``frame`` for transmission and ring the doorbell; returns its TX ring index.
+
+        With ``ip_csum`` the NIC fills the IPv4 header checksum at ``ip_offset`` (leave it 0);
+        with ``l4_csum`` it completes the checksum at ``csum_start + csum_offset`` over
+        ``[csum_start, end)``, seeded with the pseudo-header sum the frame holds there. When the TX
+        ring is full the driver services events (polling) until an entry frees, at most
+        ``max_cycles`` (then `DriverError`).
+        """
+        ring = self._rings[RingId.TX]
+        waited = 0
+        while self.tx_space == 0:
+            if waited >= max_cycles:
+                raise DriverError(f"TX ring still full after {max_cycles} cycles")
+            await self.bus.delay(16)
+            waited += 16
+            await self.service()
+        addr = self.memory.alloc(max(1, len(frame)), _BUFFER_ALIGN)
+        self.memory.write(addr, bytes(frame))
+        desc = pack(TxDescriptor, {
+            "addr": addr, "length": len(frame), "ip_csum": int(ip_csum),
+            "l4_csum": int(l4_csum), "ip_offset": ip_offset, "csum_start": csum_start,
+            "csum_offset": csum_offset,
+        })
+        index = ring.index
+        self.memory.write(ring.entry(index), desc.to_bytes(_ENTRY, "little"))
+        self._tx_posted[index] = addr
+        ring.index = ring.next(index)
+        self.stats.tx_frames += 1
+        self.stats.tx_bytes += len(frame)
+        self.stats.tx_offload += bool(ip_csum or l4_csum)
+        await self.bus.write32(_ring_reg(RingId.TX, "PRODUCER"), ring.index)
+        return index
+
+    # -- Commands --------------------------------------------------------------------------------
+
+    async def command(self, opcode: CommandOpcode | int, ring: RingId | int = 0,
+                      tag: int | None = None, arg: int = 0, addr: int = 0) -> int:
+        """Post one command and ring the doorbell; returns its tag (``command_done[tag]`` gets
+        the COMMAND_DONE fields). Unknown opcodes and rings are passed through unchecked."""
+        if tag is None:
+            tag = self._next_tag
+            self._next_tag = (self._next_tag + 1) & 0xFFFF
+        cmd_ring = self._rings[RingId.COMMAND]
+        if len(self._commands_posted) >= cmd_ring.size - 1:
+            raise DriverError("command ring full")
+        entry = pack(Command, {"opcode": int(getattr(opcode, "value", opcode)),
+                               "ring": int(getattr(ring, "value", ring)), "tag": tag,
+                               "arg": arg, "addr": addr})
+        self.memory.write(cmd_ring.entry(cmd_ring.index), entry.to_bytes(_ENTRY, "little"))
+        self._commands_posted[cmd_ring.index] = tag
+        cmd_ring.index = cmd_ring.next(cmd_ring.index)
+        await self.bus.write32(_ring_reg(RingId.COMMAND, "PRODUCER"), cmd_ring.index)
+        return tag
+
+    async def wait_command(self, tag: int, max_cycles: int = 100_000) -> dict:
+        """Service events until the COMMAND_DONE of ``tag`` arrives; its fields."""
+        waited = 0
+        while tag not in self.command_done:
+            if waited >= max_cycles:
+                raise DriverError(f"no COMMAND_DONE for tag {tag} after {max_cycles} cycles")
+            start = self.bus.now()
+            await self.bus.wait_irq(256)
+            await self.service()
+            waited += max(1, self.bus.now() - start)
+        return self.command_done[tag]
+
+    # -- Events ----------------------------------------------------------------------------------
+
+    async def service(self) -> int:
+        """The interrupt handler: clear INTR_STATUS, handle every new event, give the slots back,
+        re-post RX buffers. Returns the number of events handled."""
+        status = await self.bus.read32(_reg("INTR_STATUS"))
+        if status:
+            self.stats.interrupts += 1
+            await self.bus.write32(_reg("INTR_STATUS"), status)
+        if status & regmap.INTR_FATAL:
+            self.stats.errors.append({"fatal": True, "status": status})
+        ring = self._rings[RingId.EVENT]
+        handled = 0
+        while True:
+            raw = self.memory.read(ring.entry(ring.index), _ENTRY)
+            event = unpack(Event, int.from_bytes(raw, "little"))
+            if event.phase != self._phase:
+                break
+            self._handle(event, {name: int(getattr(event, name)) for name in _EVENT_FIELDS})
+            ring.index = ring.next(ring.index)
+            if ring.index == 0:
+                self._phase ^= 1
+            handled += 1
+        if handled:
+            await self.bus.write32(_ring_reg(RingId.EVENT, "CONSUMER"), ring.index)
+        await self.refill()
+        return handled
+
+    async def poll(self, max_cycles: int) -> int:
+        """Wait for the interrupt (at most ``max_cycles``), then service; events handled."""
+        await self.bus.wait_irq(max_cycles)
+        return await self.service()
+
+    def _handle(self, event, fields: dict) -> None:
+        kind = EventKind(event.kind)
+        self.stats.events[kind.name] += 1
+        code = EventCode(event.code)
+        if kind is EventKind.RX:
+            addr = self._rx_posted.pop(event.index)
+            if code is EventCode.OK:
+                raw = self.memory.read(addr, _HEADER + event.length)
+                status = unpack(RxStatus, int.from_bytes(raw[:_HEADER], "little"))
+                frame = raw[_HEADER:]
+                self.stats.rx_frames += 1
+                self.stats.rx_bytes += len(frame)
+                if self.on_rx is not None:
+                    self.on_rx(frame, status)
+            else:
+                self.stats.rx_errors[code.name] += 1
+            self._rx_free.append(addr)
+        elif kind is EventKind.TX_DONE:
+            self.memory.free(self._tx_posted.pop(event.index))
+            if code is EventCode.OK:
+                self.stats.tx_done += 1
+            else:
+                self.stats.tx_errors[code.name] += 1
+        elif kind is EventKind.COMMAND_DONE:
+            self._commands_posted.pop(event.index, None)
+            self.command_done[event.tag] = fields
+        else:
+            self.stats.errors.append(fields)
+
+    # -- Counters --------------------------------------------------------------------------------
+
+    async def counters(self) -> dict:
+        """Every NIC counter, read through the register map: ``rx_<field>`` for RxCounters,
+        the field name for HostCounters."""
+        names = [f"rx_{name}" for name, _ in data.Layout.cast(RxCounters)]
+        names += [name for name, _ in data.Layout.cast(HostCounters)]
+        return {name: await self.bus.read32(regmap.counter_register(name).offset)
+                for name in names}
+
+
+def offload_frame(frame: bytes) -> tuple[bytes, dict]:
+    """Turn a finished Ethernet/IPv4 TCP or UDP frame into a CHECKSUM_PARTIAL one.
+
+    Returns the frame with its IPv4 header checksum 0 and its L4 checksum field holding the
+    pseudo-header sum (as Linux leaves them for the NIC), and the :meth:`NicDriver.send` keyword
+    arguments that ask the NIC to fill both. Other frames come back unchanged with no offload.
+    """
+    offset = 14
+    ethertype = int.from_bytes(frame[12:14], "big")
+    while ethertype in (0x8100, 0x88A8) and len(frame) >= offset + 4:
+        ethertype = int.from_bytes(frame[offset + 2:offset + 4], "big")
+        offset += 4
+    if ethertype != 0x0800 or len(frame) < offset + 20:
+        return bytes(frame), {}
+    ihl = 4 * (frame[offset] & 0xF)
+    total = int.from_bytes(frame[offset + 2:offset + 4], "big")
+    proto = frame[offset + 9]
+    start = offset + ihl
+    field = {6: 16, 17: 6}.get(proto)
+    if field is None or offset + total > len(frame) or start + field + 2 > offset + total:
+        return bytes(frame), {}
+    out = bytearray(frame)
+    out[offset + 10:offset + 12] = b"\0\0"
+    seed = ones_complement_sum(pseudo_header(bytes(frame[offset + 12:offset + 16]),
+                                             bytes(frame[offset + 16:offset + 20]), proto,
+                                             total - ihl))
+    out[start + field:start + field + 2] = seed.to_bytes(2, "big")
+    return bytes(out), {"ip_csum": True, "l4_csum": True, "ip_offset": offset,
+                        "csum_start": start, "csum_offset": field}
+
+
+class StackPort:
+    """Glue between a :class:`host_driver.tcp.TcpStack` and a :class:`NicDriver`.
+
+    Give :meth:`send_frame` to the stack as its ``send_frame``, then :meth:`attach` the stack:
+    frames the driver receives go to ``stack.receive_frame``; frames the stack sends wait in a
+    queue (the stack must not be re-entered) until :meth:`flush` posts them, with checksum
+    offload when ``offload`` (the default) and the frame is IPv4 TCP/UDP.
+    """
+
+    def __init__(self, driver: NicDriver, offload: bool = True):
+        self.driver = driver
+        self.offload = offload
+        self.stack = None
+        self._queue: deque[bytes] = deque()
+
+    def send_frame(self, frame: bytes) -> None:
+        self._queue.append(bytes(frame))
+
+    def attach(self, stack) -> None:
+        self.stack = stack
+        self.driver.on_rx = lambda frame, status: stack.receive_frame(frame)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def flush(self) -> int:
+        """Send every queued frame; returns how many."""
+        sent = 0
+        while self._queue:
+            frame = self._queue.popleft()
+            if self.offload:
+                frame, options = offload_frame(frame)
+                await self.driver.send(frame, **options)
+            else:
+                await self.driver.send(frame)
+            sent += 1
+        return sent

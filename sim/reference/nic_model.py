@@ -1,0 +1,671 @@
+"""Transaction-level model of the NIC's host interface (docs/host_interface.md), in plain Python.
+
+:class:`NicModel` is written from the contract, not from the gateware: registers (values, W1C,
+doorbell checks), the four rings in a :class:`~host_driver.memory.HostMemory`, slow-path receive
+(admission, drop reasons, the RxStatus header and the frame in the buffer, the RX event), transmit
+with checksum offload, commands, events with the phase bit, interrupt moderation and every
+counter. It serves two purposes:
+
+- the driver (:mod:`host_driver.driver`) runs against it through :class:`ModelBus`, so the driver
+  and whole TCP transfers are tested in seconds under :mod:`asyncio`;
+- it is the golden model for the RTL: feed it the same frames, doorbells and commands, and compare
+  its counters (:meth:`NicModel.counters`) and its event log (:attr:`NicModel.events`).
+
+Simplifications (all deliberate; the contract leaves them to the implementation):
+
+- Zero latency: a doorbell, a command, a frame is processed completely inside the call that
+  caused it. Only moderation by time needs the clock (:meth:`NicModel.advance`).
+- Work order when several rings have work: pending register errors, then commands, then TX, then
+  RX. Each step needs a free event slot; when the event ring is full (or off, or failed) the NIC
+  waits and nothing moves, and received frames wait in the packet buffer until it overflows.
+- The packet buffer holds whole frames, each taking its length rounded up to a beat. Checks when a
+  frame arrives, in order: disabled, no buffer (RX ring stopped, or no posted buffer that is not
+  promised to a frame already waiting), oversize, overflow.
+- DMA is split in AXI bursts as the RTL does (at most ``DMA_MAX_BURST_BEATS`` beats, never across a
+  4 KB boundary). With error injection (:attr:`NicModel.dma_error_ranges`), ``dma_errors`` counts
+  one per failed read beat and one per failed write burst (each is one AXI response).
+- A descriptor fetch that fails gives an ``ERROR`` event (RX and TX rings; a TX one also counts in
+  ``tx_bad_descriptor``); a command fetch that fails gives ``COMMAND_DONE`` with ``DMA_ERROR``
+  (tag 0, detail 0), since every command completes.
+- An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` and ``INTR_STATUS.FATAL``; the event
+  is lost and no further event is written until the event ring is reconfigured.
+- The L4 checksum: the NIC sums the frame from ``csum_start`` to its end, the field included (the
+  host put the pseudo-header sum there); the IPv4 header checksum likewise sums the header with its
+  field (which the host leaves 0). A result of 0 is sent as 0xFFFF for both. Offsets are checked for
+  oddness only when their offload is asked for; a checksum field that lies outside the frame is
+  not written.
+"""
+
+import ipaddress
+from collections import Counter, deque
+from collections.abc import Callable
+
+from amaranth.lib import data
+
+from host_driver.bus import Bus
+from host_driver.memory import HostMemory
+from hw import params
+from hw.host import regmap
+from hw.layouts import (
+    Command,
+    CommandOpcode,
+    Event,
+    EventCode,
+    EventKind,
+    HashType,
+    HostCounters,
+    L3Type,
+    L4Type,
+    RingId,
+    RxCounters,
+    RxDescriptor,
+    RxErrors,
+    RxStatus,
+    TxDescriptor,
+    pack,
+    unpack,
+)
+
+from .checksum import ones_complement_sum
+from .rx_status import expected_errors, expected_status
+
+__all__ = ["NicModel", "ModelBus", "rx_status_fields", "rx_status_header", "fields_of",
+           "HOST_COUNTER_NAMES", "RX_COUNTER_NAMES"]
+
+HOST_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(HostCounters))
+RX_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(RxCounters))
+_RX_ERROR_NAMES = tuple(name for name, _ in data.Layout.cast(RxErrors))
+_RX_STATUS_BYTES = -(-data.Layout.cast(RxStatus).size // 8)
+assert _RX_STATUS_BYTES <= params.RX_BUFFER_HEADER_BYTES
+_ENTRY = params.RING_ENTRY_BYTES
+_BEAT = params.BEAT_BYTES
+_MASK32 = 0xFFFF_FFFF
+#: Event.detail keeps the low bits of the value written / the failing address.
+_DETAIL_MASK = (1 << data.Layout.cast(Event)["detail"].width) - 1
+_TCP_FLAG_LETTERS = "FSRPAUEC"
+#: Register name -> (RingId, what), for the registers in each ring's block of the register map.
+_RING_REGISTERS = {
+    reg.name: (ring, reg.name.removeprefix(ring.name + "_"))
+    for reg in regmap.REGISTERS for ring in RingId
+    if 0 <= reg.offset - (regmap.RING_BLOCK + regmap.RING_STRIDE * ring.value) < regmap.RING_STRIDE
+}
+
+
+def fields_of(layout, bits) -> dict:
+    """The fields of ``layout`` in the integer ``bits``, as a dict of ints (via :func:`unpack`)."""
+    view = unpack(layout, bits)
+    return {name: int(getattr(view, name)) for name, _ in data.Layout.cast(layout)}
+
+
+def rx_status_fields(frame: bytes, key: bytes = params.MS_RSS_KEY, *, row=None,
+                     errors=None) -> dict:
+    """The :class:`RxStatus` field dict of ``frame`` (for :func:`hw.layouts.pack`).
+
+    Built from the reference row (:func:`sim.reference.rx_status.expected_status`) and
+    :func:`~sim.reference.rx_status.expected_errors`; the fields the row does not carry
+    (``ip_proto``, ``hash_type``, the offsets) follow docs/status_word.md. Fields that do not
+    apply are 0, so :func:`sim.status_json.status_to_json` of the packed value gives the row back.
+    """
+    if row is None:
+        row = expected_status(frame, 0, key)
+    if errors is None:
+        errors = expected_errors(frame)
+    f = {"length": min(len(frame), (1 << 17) - 1)}
+    l3_offset = 0
+    if row["ethertype"] is not None:
+        vlans = row["vlan"]
+        f.update(l2_valid=1, vlan_count=len(vlans), ethertype=row["ethertype"])
+        f.update({f"vlan{n}": vid for n, vid in enumerate(vlans)})
+        l3_offset = 14 + 4 * len(vlans)
+    f["l3"] = L3Type[row["l3"].upper()]
+    if row["src"] is not None:
+        ipv4 = row["l3"] == "ipv4"
+        f.update(
+            addr_valid=1, l4=L4Type[row["l4"].upper()],
+            ip_proto=frame[l3_offset + (9 if ipv4 else 6)],
+            fragment=int(row["fragment"]), ip_options=int(row["ip_options"]),
+            src=_address(row["src"]), dst=_address(row["dst"]),
+            l3_offset=l3_offset,
+            l4_offset=l3_offset + (4 * (frame[l3_offset] & 0xF) if ipv4 else 40),
+            hash_type=HashType.IP_2TUPLE,
+        )
+    if row["sport"] is not None:
+        f.update(l4_valid=1, sport=row["sport"], dport=row["dport"],
+                 hash_type=HashType.IP_4TUPLE)
+        l4_offset = f["l4_offset"]
+        if row["l4"] == "tcp":
+            f.update(seq=row["seq"], ack=row["ack"], window=row["window"],
+                     tcp_flags=sum(1 << _TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]),
+                     payload_offset=l4_offset + 4 * (frame[l4_offset + 12] >> 4))
+        else:
+            f["payload_offset"] = l4_offset + 8
+        f["payload_len"] = row["payload_len"] or 0
+    if row["ip_csum_ok"] is not None:
+        f.update(ip_csum_valid=1, ip_csum_ok=int(row["ip_csum_ok"]))
+    if row["l4_csum_ok"] is not None:
+        f.update(l4_csum_valid=1, l4_csum_ok=int(row["l4_csum_ok"]))
+    f["errors"] = {name: int(name in errors) for name in _RX_ERROR_NAMES}
+    f.update(malformed=int(row["malformed"]), candidate=int(row["candidate"]),
+             hash=int(row["hash"], 16))
+    return f
+
+
+def rx_status_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
+    """The ``RX_BUFFER_HEADER_BYTES`` that precede ``frame`` in its RX buffer: its RxStatus, little
+    endian, zero-padded."""
+    bits = pack(RxStatus, rx_status_fields(frame, key))
+    return bits.to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+
+
+def _address(text: str) -> int:
+    return int(ipaddress.ip_address(text))
+
+
+def _rx_counts(row: dict, errors) -> Counter:
+    """What the sequencer's RxCounters count for a frame of reference ``row`` and ``errors`` (as
+    sim.cosim.rx_tb's scoreboard)."""
+    counts = Counter(frames=1, candidates=int(row["candidate"]), malformed=int(row["malformed"]),
+                     ip_csum_bad=int(row["ip_csum_ok"] is False),
+                     l4_csum_bad=int(row["l4_csum_ok"] is False),
+                     fragments=int(bool(row["fragment"])))
+    counts.update(errors)
+    return counts
+
+
+def _fold_complement(total: int) -> int:
+    """The checksum to store for a ones' complement sum: its complement, 0 sent as 0xFFFF."""
+    value = ~total & 0xFFFF
+    return value or 0xFFFF
+
+
+def _bursts(addr: int, n: int):
+    """``(address, bytes)`` of the AXI bursts a transfer of ``n`` bytes at ``addr`` takes."""
+    max_bytes = params.DMA_MAX_BURST_BEATS * _BEAT
+    end = addr + n
+    while addr < end:
+        step = min(end - addr, max_bytes, 0x1000 - (addr & 0xFFF))
+        yield addr, step
+        addr += step
+
+
+class _Ring:
+    def __init__(self):
+        self.base_lo = self.base_hi = 0
+        self.log2 = 0
+        self.producer = self.consumer = 0
+
+    @property
+    def size(self) -> int:
+        return 1 << self.log2 if self.log2 else 0
+
+    @property
+    def base(self) -> int:
+        return (self.base_hi << 32 | self.base_lo) & ~0xF
+
+    @property
+    def count(self) -> int:
+        """Entries between consumer and producer."""
+        return (self.producer - self.consumer) % self.size if self.size else 0
+
+    def entry(self, index: int) -> int:
+        return self.base + _ENTRY * index
+
+
+class NicModel:
+    """The NIC's host interface as a Python object.
+
+    Parameters
+    ----------
+    memory : HostMemory
+        The host memory DMA reaches.
+    on_tx : Callable[[bytes], None] or None
+        Called with every frame sent on MAC TX (also appended to :attr:`tx_frames`).
+
+    Members
+    -------
+    cycle : int
+        Model time in NIC clock cycles (advanced by :meth:`advance`).
+    tx_frames : list of bytes
+        Frames sent on MAC TX, in order (clear it at will).
+    events : list of (int, dict)
+        Every event written: the cycle and its :class:`Event` fields.
+    dma_error_ranges : list of (int, int, str)
+        ``(start, end, kind)``: DMA to ``[start, end)`` is answered with an error
+        (``kind`` "read", "write" or "both").
+    dma_log : list of (str, int, int, int)
+        Every DMA burst: ``(kind, address, bytes, cycle)``.
+    irq : bool
+        The interrupt line.
+    """
+
+    def __init__(self, memory: HostMemory, on_tx: Callable[[bytes], None] | None = None):
+        self.memory = memory
+        self.on_tx = on_tx
+        self.cycle = 0
+        self.tx_frames: list[bytes] = []
+        self.events: list[tuple[int, dict]] = []
+        self.dma_error_ranges: list[tuple[int, int, str]] = []
+        self.dma_log: list[tuple[str, int, int, int]] = []
+        self._by_offset = {reg.offset: reg for reg in regmap.REGISTERS}
+        self._values = {reg.name: reg.reset for reg in regmap.REGISTERS}
+        self._rings = {ring: _Ring() for ring in RingId}
+        self._stopped = {RingId.RX: False, RingId.TX: False}
+        self._phase = 1
+        self._event_failed = False
+        self._intr_status = 0
+        self._mod_count = 0
+        self._mod_deadline: int | None = None
+        self.irq = False
+        self._rx_pending: deque[tuple[bytes, bytes, int]] = deque()
+        self._rx_pending_bytes = 0
+        self._reg_errors: deque[dict] = deque()
+        self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
+        self.rx_counters = dict.fromkeys(RX_COUNTER_NAMES, 0)
+
+    # -- MMIO ------------------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._values["CONTROL"] & regmap.CONTROL_ENABLE)
+
+    def read_register(self, offset: int) -> int:
+        """The value a BAR0 read of ``offset`` returns (0 for unmapped offsets)."""
+        reg = self._by_offset.get(offset)
+        if reg is None:
+            return 0
+        name = reg.name
+        if name == "STATUS":
+            return ((regmap.STATUS_ENABLED if self.enabled else 0)
+                    | (regmap.STATUS_EVENT_WRITE_FAILED if self._event_failed else 0))
+        if name == "INTR_STATUS":
+            return self._intr_status
+        if reg.offset >= regmap.HOST_COUNTERS_BASE:
+            return self.host_counters[name.lower()] & _MASK32
+        if reg.offset >= regmap.RX_COUNTERS_BASE:
+            return self.rx_counters[name.lower().removeprefix("rx_")] & _MASK32
+        ring_what = self._ring_field(name)
+        if ring_what is not None:
+            ring, what = ring_what
+            r = self._rings[ring]
+            return {"BASE_LO": r.base_lo, "BASE_HI": r.base_hi, "LOG2_SIZE": r.log2,
+                    "PRODUCER": r.producer, "CONSUMER": r.consumer}[what]
+        return self._values[name]
+
+    def write_register(self, offset: int, value: int) -> None:
+        """A BAR0 write of ``value`` to ``offset`` (ignored when unmapped or read-only)."""
+        value &= _MASK32
+        reg = self._by_offset.get(offset)
+        if reg is None or reg.access == "ro":
+            return
+        name = reg.name
+        ring_what = self._ring_field(name)
+        if name == "CONTROL":
+            if value & regmap.CONTROL_COUNTERS_CLEAR:
+                self.clear_counters()
+            self._values[name] = value & regmap.CONTROL_ENABLE
+        elif name == "INTR_STATUS":
+            self._intr_status &= ~value
+            self._update_irq()
+        elif name == "INTR_MASK":
+            self._values[name] = value & (regmap.INTR_EVENTS | regmap.INTR_FATAL)
+            self._update_irq()
+        elif ring_what is not None:
+            self._write_ring(*ring_what, value)
+        else:
+            self._values[name] = value
+        self._run()
+
+    @staticmethod
+    def _ring_field(name):
+        """``(RingId, "PRODUCER")`` for a ring register's name, else None."""
+        return _RING_REGISTERS.get(name)
+
+    def _write_ring(self, ring: RingId, what: str, value: int) -> None:
+        r = self._rings[ring]
+        if what == "BASE_LO":
+            r.base_lo = value
+        elif what == "BASE_HI":
+            r.base_hi = value
+        elif what == "LOG2_SIZE":
+            ok = value == 0 or params.RING_LOG2_SIZE_MIN <= value <= params.RING_LOG2_SIZE_MAX
+            r.log2 = value if ok else 0
+            r.producer = r.consumer = 0
+            if ring is RingId.EVENT:
+                self._phase = 1
+                self._event_failed = False
+            if not ok:
+                self._register_error(EventCode.BAD_RING_SIZE, ring, 0, value)
+        else:
+            host_produces = ring is not RingId.EVENT
+            old = r.producer if host_produces else r.consumer
+            if value >= r.size:
+                good = False
+            elif host_produces:
+                good = (value - r.consumer) % r.size >= (old - r.consumer) % r.size
+            else:
+                good = (value - old) % r.size <= (r.producer - old) % r.size
+            if not good:
+                self._register_error(EventCode.BAD_DOORBELL, ring, old, value)
+            elif host_produces:
+                r.producer = value
+            else:
+                r.consumer = value
+
+    def _register_error(self, code, ring, index, value):
+        self._count("bad_doorbells")
+        self._reg_errors.append({"kind": EventKind.ERROR.value, "ring": ring.value,
+                                 "index": index, "code": code.value,
+                                 "detail": value & _DETAIL_MASK})
+
+    def clear_counters(self) -> None:
+        """What CONTROL.COUNTERS_CLEAR does."""
+        for counters in (self.host_counters, self.rx_counters):
+            for name in counters:
+                counters[name] = 0
+
+    def counters(self) -> dict:
+        """Every counter, named as :func:`hw.host.regmap.counter_register` takes them
+        (``rx_frames`` for RxCounters.frames, ``rx_to_host`` for HostCounters.rx_to_host)."""
+        out = {f"rx_{name}": value & _MASK32 for name, value in self.rx_counters.items()}
+        out.update({name: value & _MASK32 for name, value in self.host_counters.items()})
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.host_counters[name] += n
+
+    @property
+    def rss_key(self) -> bytes:
+        return b"".join(self._values[f"RSS_KEY{n}"].to_bytes(4, "big")
+                        for n in range(params.RSS_KEY_BYTES // 4))
+
+    # -- Time and interrupts ---------------------------------------------------------------------
+
+    def advance(self, cycles: int) -> None:
+        """Let ``cycles`` clocks pass: fire the moderation timer when it is due."""
+        target = self.cycle + max(0, cycles)
+        if self._mod_deadline is not None and self._mod_deadline <= target:
+            self.cycle = max(self.cycle, self._mod_deadline)
+            self._signal_events()
+        self.cycle = target
+
+    def cycles_to_timer(self) -> int | None:
+        """Clocks until the moderation timer fires, or None if it does not run."""
+        return None if self._mod_deadline is None else max(0, self._mod_deadline - self.cycle)
+
+    def _signal_events(self) -> None:
+        self._intr_status |= regmap.INTR_EVENTS
+        self._mod_count = 0
+        self._mod_deadline = None
+        self._update_irq()
+
+    def _event_written(self) -> None:
+        self._mod_count += 1
+        if self._mod_count >= max(1, self._values["INTR_MOD_EVENTS"]):
+            self._signal_events()
+        elif self._mod_deadline is None and self._values["INTR_MOD_CYCLES"]:
+            self._mod_deadline = self.cycle + self._values["INTR_MOD_CYCLES"]
+
+    def _update_irq(self) -> None:
+        irq = bool(self._intr_status & self._values["INTR_MASK"])
+        if irq and not self.irq:
+            self._count("interrupts")
+        self.irq = irq
+
+    # -- DMA -------------------------------------------------------------------------------------
+
+    def _faulty(self, addr, n, kind):
+        if addr < self.memory.base or addr + n > self.memory.base + self.memory.size:
+            return True
+        return any(start < addr + n and addr < end and k in (kind, "both")
+                   for start, end, k in self.dma_error_ranges)
+
+    def _dma_read(self, addr: int, n: int) -> bytes | None:
+        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA; None on an error response."""
+        errors = 0
+        for burst, length in _bursts(addr, n):
+            self.dma_log.append(("read", burst, length, self.cycle))
+            errors += sum(self._faulty(beat, _BEAT, "read")
+                          for beat in range(burst, burst + length, _BEAT))
+        if errors:
+            self._count("dma_errors", errors)
+            return None
+        return self.memory.read(addr, n)
+
+    def _dma_write(self, addr: int, payload: bytes) -> bool:
+        """Write ``payload`` at ``addr`` by DMA; False if any burst got an error response (the
+        bursts that got OKAY are written)."""
+        ok = True
+        for burst, length in _bursts(addr, len(payload)):
+            self.dma_log.append(("write", burst, length, self.cycle))
+            if self._faulty(burst, length, "write"):
+                self._count("dma_errors")
+                ok = False
+            else:
+                self.memory.write(burst, payload[burst - addr:burst - addr + length])
+        return ok
+
+    def _fetch(self, ring: RingId, layout):
+        r = self._rings[ring]
+        raw = self._dma_read(r.entry(r.consumer), _ENTRY)
+        return None if raw is None else unpack(layout, int.from_bytes(raw, "little"))
+
+    # -- Events ----------------------------------------------------------------------------------
+
+    def _event_slot(self) -> bool:
+        r = self._rings[RingId.EVENT]
+        return bool(r.size) and not self._event_failed and r.count < r.size - 1
+
+    def _write_event(self, **fields) -> None:
+        r = self._rings[RingId.EVENT]
+        fields["phase"] = self._phase
+        bits = pack(Event, fields)
+        if not self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little")):
+            self._event_failed = True
+            self._intr_status |= regmap.INTR_FATAL
+            self._update_irq()
+            return
+        self.events.append((self.cycle, fields_of(Event, bits)))
+        r.producer = (r.producer + 1) % r.size
+        if r.producer == 0:
+            self._phase ^= 1
+        self._count("events")
+        self._event_written()
+
+    # -- Processing ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while self.enabled and self._event_slot() and (
+                self._step_register_error() or self._step_command() or self._step_tx()
+                or self._step_rx()):
+            pass
+
+    def _step_register_error(self) -> bool:
+        if not self._reg_errors:
+            return False
+        self._write_event(**self._reg_errors.popleft())
+        return True
+
+    def _step_command(self) -> bool:
+        r = self._rings[RingId.COMMAND]
+        if not r.count:
+            return False
+        index = r.consumer
+        command = self._fetch(RingId.COMMAND, Command)
+        r.consumer = (r.consumer + 1) % r.size
+        self._count("commands")
+        event = {"kind": EventKind.COMMAND_DONE.value, "ring": RingId.COMMAND.value,
+                 "index": index}
+        if command is None:
+            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            return True
+        code = EventCode.OK
+        if command.opcode in (CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
+            if command.ring in (RingId.RX.value, RingId.TX.value):
+                stop = command.opcode == CommandOpcode.RING_STOP.value
+                self._stopped[RingId(command.ring)] = stop
+            else:
+                code = EventCode.BAD_RING
+        elif command.opcode != CommandOpcode.NOP.value:
+            code = EventCode.UNKNOWN_OPCODE
+        if code is not EventCode.OK:
+            self._count("bad_commands")
+        self._write_event(**event, code=code.value, tag=command.tag, detail=command.opcode)
+        return True
+
+    def _step_tx(self) -> bool:
+        r = self._rings[RingId.TX]
+        if self._stopped[RingId.TX] or not r.count:
+            return False
+        index = r.consumer
+        entry = r.entry(index)
+        desc = self._fetch(RingId.TX, TxDescriptor)
+        r.consumer = (r.consumer + 1) % r.size
+        if desc is None:
+            self._count("tx_bad_descriptor")
+            self._write_event(kind=EventKind.ERROR.value, ring=RingId.TX.value, index=index,
+                              code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
+            return True
+        event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index,
+                 "length": desc.length}
+        odd = ((desc.ip_csum and desc.ip_offset & 1)
+               or (desc.l4_csum and (desc.csum_start | desc.csum_offset) & 1))
+        if not 0 < desc.length <= params.MAX_FRAME_BYTES or odd:
+            self._count("tx_bad_descriptor")
+            self._write_event(**event, code=EventCode.BAD_DESCRIPTOR.value)
+            return True
+        addr = desc.addr & ~(_BEAT - 1)
+        raw = self._dma_read(addr, -(-desc.length // _BEAT) * _BEAT)
+        if raw is None:
+            self._count("tx_bad_descriptor")
+            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            return True
+        frame = bytearray(raw[:desc.length])
+        if desc.ip_csum:
+            self._ip_checksum(frame, desc.ip_offset)
+        if desc.l4_csum:
+            field = desc.csum_start + desc.csum_offset
+            if field + 2 <= len(frame):
+                total = ones_complement_sum(bytes(frame[desc.csum_start:]))
+                frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
+        self._write_event(**event, code=EventCode.OK.value)
+        self._count("tx_frames")
+        self.tx_frames.append(bytes(frame))
+        if self.on_tx is not None:
+            self.on_tx(bytes(frame))
+        return True
+
+    @staticmethod
+    def _ip_checksum(frame: bytearray, offset: int) -> None:
+        if offset + 20 > len(frame):
+            return
+        end = offset + 4 * (frame[offset] & 0xF)
+        if end > len(frame) or end < offset + 20:
+            return
+        frame[offset + 10:offset + 12] = _fold_complement(
+            ones_complement_sum(bytes(frame[offset:end]))).to_bytes(2, "big")
+
+    def _step_rx(self) -> bool:
+        r = self._rings[RingId.RX]
+        if not self._rx_pending or not r.count:
+            return False
+        index = r.consumer
+        entry = r.entry(index)
+        desc = self._fetch(RingId.RX, RxDescriptor)
+        r.consumer = (r.consumer + 1) % r.size
+        if desc is None:
+            self._write_event(kind=EventKind.ERROR.value, ring=RingId.RX.value, index=index,
+                              code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
+            return True
+        frame, header, rss_hash = self._rx_pending.popleft()
+        self._rx_pending_bytes -= _beats_bytes(len(frame))
+        event = {"kind": EventKind.RX.value, "ring": RingId.RX.value, "index": index,
+                 "length": len(frame), "tag": rss_hash}
+        if desc.size < params.RX_BUFFER_HEADER_BYTES + len(frame):
+            self._count("rx_drop_too_small")
+            code = EventCode.BUFFER_TOO_SMALL
+        elif not self._dma_write(desc.addr & ~(_BEAT - 1), header + frame):
+            self._count("rx_drop_dma_error")
+            code = EventCode.DMA_ERROR
+        else:
+            self._count("rx_to_host")
+            code = EventCode.OK
+        self._write_event(**event, code=code.value)
+        return True
+
+    # -- MAC -------------------------------------------------------------------------------------
+
+    def receive_frame(self, frame: bytes) -> str:
+        """A frame from the MAC (no FCS). Returns what became of it: ``"admitted"`` or the name of
+        the HostCounters drop counter that counted it."""
+        frame = bytes(frame)
+        key = self.rss_key
+        row, errors = expected_status(frame, 0, key), expected_errors(frame)
+        for name, n in _rx_counts(row, errors).items():
+            self.rx_counters[name] += n
+        r = self._rings[RingId.RX]
+        if not self.enabled:
+            verdict = "rx_drop_disabled"
+        elif self._stopped[RingId.RX] or r.count <= len(self._rx_pending):
+            verdict = "rx_drop_no_buffer"
+        elif len(frame) > params.MAX_FRAME_BYTES:
+            verdict = "rx_drop_oversize"
+        elif self._rx_pending_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
+            verdict = "rx_drop_overflow"
+        else:
+            fields = rx_status_fields(frame, key, row=row, errors=errors)
+            header = pack(RxStatus, fields).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+            self._rx_pending.append((frame, header, fields["hash"]))
+            self._rx_pending_bytes += _beats_bytes(len(frame))
+            self._run()
+            return "admitted"
+        self._count(verdict)
+        return verdict
+
+    @property
+    def frames_inside(self) -> int:
+        """Admitted frames not yet written to the host (waiting for an event slot or a buffer)."""
+        return len(self._rx_pending)
+
+
+def _beats_bytes(n: int) -> int:
+    return max(1, -(-n // _BEAT)) * _BEAT
+
+
+class ModelBus(Bus):
+    """:class:`host_driver.bus.Bus` over a :class:`NicModel`: register accesses are immediate,
+    time is the model's cycle counter, advanced by :meth:`delay` and :meth:`wait_irq` (so a single
+    task drives time; run the driver and the traffic from one coroutine).
+
+    ``access_cycles`` is added to the clock by every register access (0: free).
+    """
+
+    def __init__(self, model: NicModel, access_cycles: int = 0):
+        self.model = model
+        self.memory = model.memory
+        self.access_cycles = access_cycles
+        self.reads = self.writes = 0
+
+    async def read32(self, offset: int) -> int:
+        self.reads += 1
+        self.model.advance(self.access_cycles)
+        return self.model.read_register(offset)
+
+    async def write32(self, offset: int, value: int) -> None:
+        self.writes += 1
+        self.model.advance(self.access_cycles)
+        self.model.write_register(offset, value)
+
+    async def wait_irq(self, max_cycles: int) -> bool:
+        if not self.model.irq:
+            timer = self.model.cycles_to_timer()
+            if timer is not None and timer <= max_cycles:
+                self.model.advance(timer)
+            else:
+                self.model.advance(max_cycles)
+        return self.model.irq
+
+    async def delay(self, cycles: int) -> None:
+        self.model.advance(cycles)
+
+    def now(self) -> int:
+        return self.model.cycle

@@ -1,0 +1,423 @@
+"""The NIC model itself (sim/reference/nic_model.py) against docs/host_interface.md."""
+
+import asyncio
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.packet import Raw
+
+from host_driver.driver import NicDriver, offload_frame
+from host_driver.memory import HostMemory
+from hw import params
+from hw.host import regmap
+from hw.layouts import (
+    Command,
+    CommandOpcode,
+    Event,
+    EventCode,
+    EventKind,
+    RingId,
+    RxDescriptor,
+    RxStatus,
+    TxDescriptor,
+    pack,
+)
+from sim.reference.nic_model import ModelBus, NicModel, fields_of, rx_status_header
+from sim.reference.rx_status import expected_status
+from sim.status_json import status_to_json
+
+HEADER = params.RX_BUFFER_HEADER_BYTES
+ENTRY = params.RING_ENTRY_BYTES
+
+
+def reg(name):
+    return regmap.BY_NAME[name].offset
+
+
+def ring_reg(ring, what):
+    return regmap.ring_register(ring, what).offset
+
+
+class Raw16:
+    """The model driven by hand: rings in host memory, registers written directly."""
+
+    def __init__(self, log2=3, enable=True, rx_buffers=(), mod_events=1, mod_cycles=0):
+        self.memory = HostMemory(1 << 20)
+        self.model = NicModel(self.memory)
+        self.m = self.model
+        self.rings = {}
+        for ring in RingId:
+            addr = self.memory.alloc(ENTRY << log2, 4096)
+            self.rings[ring] = addr
+            self.m.write_register(ring_reg(ring, "BASE_LO"), addr & 0xFFFF_FFFF)
+            self.m.write_register(ring_reg(ring, "BASE_HI"), addr >> 32)
+            self.m.write_register(ring_reg(ring, "LOG2_SIZE"), log2)
+        self.size = 1 << log2
+        self.prod = dict.fromkeys(RingId, 0)
+        self.event_index = 0
+        self.m.write_register(reg("INTR_MOD_EVENTS"), mod_events)
+        self.m.write_register(reg("INTR_MOD_CYCLES"), mod_cycles)
+        self.m.write_register(reg("INTR_MASK"), regmap.INTR_EVENTS | regmap.INTR_FATAL)
+        self.buffers = []
+        for size in rx_buffers:
+            self.post_rx(size)
+        if enable:
+            self.m.write_register(reg("CONTROL"), regmap.CONTROL_ENABLE)
+
+    def post(self, ring, layout, fields):
+        index = self.prod[ring]
+        self.memory.write(self.rings[ring] + ENTRY * index,
+                          pack(layout, fields).to_bytes(ENTRY, "little"))
+        self.prod[ring] = (index + 1) % self.size
+        self.m.write_register(ring_reg(ring, "PRODUCER"), self.prod[ring])
+        return index
+
+    def post_rx(self, size=2048):
+        addr = self.memory.alloc(size, 64)
+        self.buffers.append(addr)
+        self.post(RingId.RX, RxDescriptor, {"addr": addr, "size": size})
+        return addr
+
+    def send(self, frame, **fields):
+        addr = self.memory.alloc(max(1, len(frame)), 64)
+        self.memory.write(addr, frame)
+        fields.setdefault("length", len(frame))
+        return self.post(RingId.TX, TxDescriptor, {"addr": addr, **fields})
+
+    def command(self, opcode, ring=0, tag=0):
+        return self.post(RingId.COMMAND, Command, {"opcode": getattr(opcode, "value", opcode),
+                                                   "ring": getattr(ring, "value", ring),
+                                                   "tag": tag})
+
+    def events(self):
+        """New events (by phase), consumed and given back."""
+        out = []
+        ring = self.rings[RingId.EVENT]
+        while True:
+            n = self.event_index % self.size
+            phase = 1 - (self.event_index // self.size) % 2
+            event = fields_of(Event, int.from_bytes(self.memory.read(ring + ENTRY * n, ENTRY),
+                                                    "little"))
+            if event["phase"] != phase:
+                break
+            out.append(event)
+            self.event_index += 1
+        self.m.write_register(ring_reg(RingId.EVENT, "CONSUMER"), self.event_index % self.size)
+        return out
+
+
+FRAMES = {
+    "tcp": Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1234, dport=80) / (b"x" * 50),
+    "udp": Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=53, dport=99) / (b"y" * 9),
+    "ipv6": Ether() / IPv6(src="fe80::1", dst="fe80::2") / TCP(sport=5, dport=6, flags="SA"),
+    "vlan": Ether() / Dot1Q(vlan=7) / IP(src="1.1.1.1", dst="2.2.2.2") / TCP() / (b"z" * 3),
+    "arp": Ether() / ARP(),
+    "bad_csum": Ether() / IP(src="10.0.0.1", dst="10.0.0.2", chksum=1) / TCP() / b"q",
+}
+
+
+@pytest.mark.parametrize("name", [*FRAMES, "runt", "truncated"])
+def test_rx_buffer_holds_status_then_frame(name):
+    frame = {"runt": bytes(10), "truncated": bytes(FRAMES["tcp"])[:30]}.get(name)
+    frame = bytes(FRAMES[name]) if frame is None else frame
+    t = Raw16(rx_buffers=[2048])
+    assert t.m.receive_frame(frame) == "admitted"
+    (event,) = t.events()
+    assert event["kind"] == EventKind.RX.value and event["code"] == EventCode.OK.value
+    assert event["ring"] == RingId.RX.value and event["index"] == 0
+    assert event["length"] == len(frame)
+    raw = t.memory.read(t.buffers[0], HEADER + len(frame))
+    assert raw[HEADER:] == frame
+    assert raw[:HEADER] == rx_status_header(frame)
+    status = int.from_bytes(raw[:HEADER], "little")
+    assert status < 1 << 540       # the padding is zero
+    row = status_to_json(status, 0)
+    assert row == expected_status(frame)
+    assert event["tag"] == int(row["hash"], 16)
+    counters = t.m.counters()
+    assert counters["rx_frames"] == counters["rx_to_host"] == 1
+    assert counters["rx_malformed"] == int(row["malformed"])
+
+
+def test_rx_status_offsets():
+    frame = bytes(FRAMES["vlan"])
+    status = RxStatus.from_bits(int.from_bytes(rx_status_header(frame), "little"))
+    assert (status.l3_offset, status.l4_offset, status.payload_offset) == (18, 38, 58)
+    assert status.ip_proto == 6 and status.payload_len == 3
+
+
+def test_drop_reasons():
+    tcp = bytes(FRAMES["tcp"])
+    # Disabled.
+    t = Raw16(enable=False, rx_buffers=[2048])
+    assert t.m.receive_frame(tcp) == "rx_drop_disabled"
+    # No buffer posted; then one buffer promised to the first of two frames.
+    t = Raw16()
+    assert t.m.receive_frame(tcp) == "rx_drop_no_buffer"
+    t.post_rx()
+    assert t.m.receive_frame(tcp) == "admitted"
+    assert t.m.receive_frame(tcp) == "rx_drop_no_buffer"
+    # RX ring stopped.
+    t = Raw16(rx_buffers=[2048])
+    t.command(CommandOpcode.RING_STOP, RingId.RX)
+    assert t.m.receive_frame(tcp) == "rx_drop_no_buffer"
+    # Oversize.
+    t = Raw16(rx_buffers=[16384])
+    big = bytes(Ether() / IP() / Raw(bytes(params.MAX_FRAME_BYTES)))
+    assert t.m.receive_frame(big) == "rx_drop_oversize"
+    # Too small: the buffer comes back unused.
+    t = Raw16(rx_buffers=[HEADER + len(tcp) - 1])
+    assert t.m.receive_frame(tcp) == "admitted"
+    (event,) = t.events()
+    assert event["code"] == EventCode.BUFFER_TOO_SMALL.value
+    assert t.memory.read(t.buffers[0], 8) == bytes(8)
+    # DMA error while writing the buffer.
+    t = Raw16(rx_buffers=[2048])
+    t.m.dma_error_ranges.append((t.buffers[0] + 64, t.buffers[0] + 72, "write"))
+    assert t.m.receive_frame(tcp) == "admitted"
+    (event,) = t.events()
+    assert event["code"] == EventCode.DMA_ERROR.value
+    counters = t.m.counters()
+    drops = sum(v for k, v in counters.items() if k.startswith("rx_drop_"))
+    assert counters["rx_frames"] == counters["rx_to_host"] + drops + t.m.frames_inside
+
+
+def test_overflow_when_event_ring_full():
+    t = Raw16(log2=3, rx_buffers=[16384] * 7)
+    # Fill the event ring with 7 NOP completions, so no RX event can be written.
+    for _ in range(7):
+        t.command(CommandOpcode.NOP)
+    t.post_rx()   # an 8th buffer would fill the ring: refused (BAD_DOORBELL, queued)
+    frame = bytes(Ether() / IP() / Raw(bytes(6000)))
+    verdicts = [t.m.receive_frame(frame) for _ in range(4)]
+    assert verdicts == ["admitted", "admitted", "rx_drop_overflow", "rx_drop_overflow"]
+    assert t.m.frames_inside == 2
+    assert t.m.counters()["rx_drop_overflow"] == 2
+    # Give the event slots back: the waiting frames go to the host.
+    events = t.events()
+    assert [e["kind"] for e in events] == [EventKind.COMMAND_DONE.value] * 7
+    assert t.m.frames_inside == 0
+    more = t.events()
+    # The refused doorbell of the 8th buffer, then the two frames.
+    assert [e["kind"] for e in more] == [EventKind.ERROR.value] + [EventKind.RX.value] * 2
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"opcode": 0x55}, EventCode.UNKNOWN_OPCODE),
+    ({"opcode": CommandOpcode.RING_STOP.value, "ring": RingId.COMMAND.value},
+     EventCode.BAD_RING),
+    ({"opcode": CommandOpcode.RING_START.value, "ring": RingId.EVENT.value}, EventCode.BAD_RING),
+    ({"opcode": CommandOpcode.RING_STOP.value, "ring": 200}, EventCode.BAD_RING),
+    ({"opcode": CommandOpcode.NOP.value}, EventCode.OK),
+])
+def test_commands(fields, code):
+    t = Raw16()
+    t.post(RingId.COMMAND, Command, {**fields, "tag": 0xBEEF})
+    (event,) = t.events()
+    assert event == {"kind": EventKind.COMMAND_DONE.value, "phase": 1, "reserved0": 0,
+                     "ring": RingId.COMMAND.value, "index": 0, "length": 0, "code": code.value,
+                     "reserved1": 0, "tag": 0xBEEF, "detail": fields["opcode"]}
+    counters = t.m.counters()
+    assert counters["commands"] == 1
+    assert counters["bad_commands"] == int(code is not EventCode.OK)
+
+
+def test_command_fetch_dma_error():
+    t = Raw16()
+    base = t.rings[RingId.COMMAND]
+    t.m.dma_error_ranges.append((base, base + ENTRY, "read"))
+    t.command(CommandOpcode.NOP, tag=5)
+    t.command(CommandOpcode.NOP, tag=6)
+    events = t.events()
+    assert [(e["index"], e["code"], e["tag"]) for e in events] == [
+        (0, EventCode.DMA_ERROR.value, 0), (1, EventCode.OK.value, 6)]
+    assert t.m.counters()["dma_errors"] == 2     # two read beats answered SLVERR
+
+
+def _offload_case(packet):
+    """``(frame with checksums computed by scapy, frame to post, descriptor fields)``."""
+    want = bytes(packet)
+    frame, options = offload_frame(want)
+    return want, frame, options
+
+
+@pytest.mark.parametrize("packet", [
+    Ether() / IP(src="10.1.2.3", dst="10.3.2.1", id=77) / TCP(sport=1, dport=2, seq=9) / b"ab",
+    Ether() / IP(src="10.1.2.3", dst="10.3.2.1") / TCP(sport=3, dport=4) / Raw(bytes(range(255))),
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8") / UDP(sport=7, dport=9) / b"odd",
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8", options=b"\x01\x01\x01\x00") / TCP() / b"opt",
+    Ether() / Dot1Q(vlan=3) / IP(src="1.2.3.4", dst="5.6.7.8") / UDP() / bytes(1400),
+])
+def test_tx_checksum_offload_matches_scapy(packet):
+    want, frame, options = _offload_case(packet)
+    assert frame != want
+    t = Raw16()
+    t.send(frame, **options)
+    (event,) = t.events()
+    assert event["kind"] == EventKind.TX_DONE.value and event["code"] == EventCode.OK.value
+    assert event["length"] == len(frame)
+    assert t.m.tx_frames == [want]
+
+
+def test_tx_udp_checksum_zero_is_sent_as_ffff():
+    # Pick the last two payload bytes so that the UDP checksum computes to 0.
+    packet = Ether() / IP(src="1.2.3.4", dst="5.6.7.8") / UDP(sport=1, dport=2) / bytes(10)
+    checksum = UDP(bytes(packet[UDP])).chksum
+    payload = bytes(8) + checksum.to_bytes(2, "big")
+    packet = Ether() / IP(src="1.2.3.4", dst="5.6.7.8") / UDP(sport=1, dport=2) / payload
+    want = bytes(packet)
+    assert UDP(bytes(packet[UDP])).chksum == 0xFFFF      # scapy's rule too (RFC 768)
+    _, frame, options = _offload_case(packet)
+    t = Raw16()
+    t.send(frame, **options)
+    assert t.m.tx_frames == [want]
+
+
+def test_tx_without_offload_sends_frame_unchanged():
+    t = Raw16()
+    frame = bytes(range(61))
+    t.send(frame)
+    assert t.m.tx_frames == [frame]
+    assert t.m.counters()["tx_frames"] == 1
+
+
+@pytest.mark.parametrize("fields", [
+    {"length": 0},
+    {"length": params.MAX_FRAME_BYTES + 1},
+    {"ip_csum": 1, "ip_offset": 15},
+    {"l4_csum": 1, "csum_start": 35, "csum_offset": 16},
+    {"l4_csum": 1, "csum_start": 34, "csum_offset": 7},
+])
+def test_tx_bad_descriptor(fields):
+    t = Raw16()
+    t.send(bytes(64), **fields)
+    (event,) = t.events()
+    assert event["kind"] == EventKind.TX_DONE.value
+    assert event["code"] == EventCode.BAD_DESCRIPTOR.value
+    assert not t.m.tx_frames
+    assert t.m.counters()["tx_bad_descriptor"] == 1
+
+
+def test_tx_dma_errors():
+    t = Raw16()
+    # The frame read fails: TX_DONE with DMA_ERROR, nothing sent.
+    addr = t.memory.alloc(128, 64)
+    t.m.dma_error_ranges.append((addr + 64, addr + 72, "read"))
+    t.post(RingId.TX, TxDescriptor, {"addr": addr, "length": 100})
+    (event,) = t.events()
+    assert (event["kind"], event["code"]) == (EventKind.TX_DONE.value, EventCode.DMA_ERROR.value)
+    # The descriptor fetch fails: an ERROR event naming the entry; the ring goes on.
+    entry = t.rings[RingId.TX] + ENTRY * 1
+    t.m.dma_error_ranges[0] = (entry, entry + ENTRY, "read")
+    t.send(bytes(100))
+    t.send(bytes(100))
+    fetch, done = t.events()
+    assert (fetch["kind"], fetch["code"]) == (EventKind.ERROR.value, EventCode.DMA_ERROR.value)
+    assert fetch["ring"] == RingId.TX.value and fetch["detail"] == entry & 0x7FFF_FFFF
+    assert (done["kind"], done["code"], done["index"]) == (EventKind.TX_DONE.value, 0, 2)
+    assert len(t.m.tx_frames) == 1
+    counters = t.m.counters()
+    assert counters["tx_bad_descriptor"] == 2 and counters["tx_frames"] == 1
+
+
+def test_event_phase_flips_on_wrap():
+    t = Raw16(log2=2)
+    phases = []
+    for n in range(10):
+        t.command(CommandOpcode.NOP, tag=n)
+        ring = t.rings[RingId.EVENT]
+        slot = t.event_index % t.size
+        phases.append(fields_of(Event, int.from_bytes(t.memory.read(ring + ENTRY * slot, ENTRY),
+                                                      "little"))["phase"])
+        (event,) = t.events()
+        assert event["tag"] == n
+    assert phases == [1, 1, 1, 1, 0, 0, 0, 0, 1, 1]
+
+
+def test_moderation_by_count_and_timer():
+    t = Raw16(mod_events=4, mod_cycles=0)
+    for _ in range(3):
+        t.command(CommandOpcode.NOP)
+    assert not t.m.irq
+    t.m.advance(10_000)
+    assert not t.m.irq                      # no timer: the last events of a burst wait
+    t.command(CommandOpcode.NOP)
+    assert t.m.irq
+    assert t.m.read_register(reg("INTR_STATUS")) == regmap.INTR_EVENTS
+    t.m.write_register(reg("INTR_STATUS"), regmap.INTR_EVENTS)   # W1C
+    assert not t.m.irq
+    t.events()
+    # With a timer: one event, the interrupt comes 100 cycles later.
+    t.m.write_register(reg("INTR_MOD_CYCLES"), 100)
+    t.command(CommandOpcode.NOP)
+    t.m.advance(99)
+    assert not t.m.irq
+    t.m.advance(1)
+    assert t.m.irq
+    assert t.m.counters()["interrupts"] == 2
+    # Masked: the status is set but the line stays low.
+    t.m.write_register(reg("INTR_STATUS"), 0xFFFF_FFFF)
+    t.m.write_register(reg("INTR_MASK"), 0)
+    for _ in range(4):
+        t.command(CommandOpcode.NOP)
+    assert t.m.read_register(reg("INTR_STATUS")) & regmap.INTR_EVENTS and not t.m.irq
+    assert t.m.counters()["interrupts"] == 2
+
+
+def test_registers_reset_unmapped_and_counter_clear():
+    m = NicModel(HostMemory(4096))
+    for r in regmap.REGISTERS:
+        if r.access != "w1c":
+            assert m.read_register(r.offset) == r.reset, r.name
+    assert m.read_register(0xFFC) == 0
+    m.write_register(0xFFC, 5)                          # ignored
+    m.write_register(reg("ID"), 0)                      # read-only
+    assert m.read_register(reg("ID")) == params.NIC_ID
+    m.receive_frame(bytes(60))
+    assert m.counters()["rx_frames"] == m.counters()["rx_drop_disabled"] == 1
+    m.write_register(reg("CONTROL"), regmap.CONTROL_COUNTERS_CLEAR | regmap.CONTROL_ENABLE)
+    assert not any(m.counters().values())
+    assert m.read_register(reg("CONTROL")) == regmap.CONTROL_ENABLE
+    assert m.read_register(reg("STATUS")) == regmap.STATUS_ENABLED
+
+
+def test_event_write_failure_is_fatal():
+    t = Raw16()
+    base = t.rings[RingId.EVENT]
+    t.m.dma_error_ranges.append((base, base + 4096, "write"))
+    t.command(CommandOpcode.NOP)
+    assert t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED
+    assert t.m.read_register(reg("INTR_STATUS")) & regmap.INTR_FATAL and t.m.irq
+    t.m.dma_error_ranges.clear()
+    t.m.write_register(ring_reg(RingId.EVENT, "LOG2_SIZE"), 3)      # reconfigure: cleared
+    assert not t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED
+
+
+def test_rss_key_register_changes_hash():
+    t = Raw16(rx_buffers=[2048, 2048])
+    frame = bytes(FRAMES["tcp"])
+    t.m.receive_frame(frame)
+    t.m.write_register(reg("RSS_KEY0"), 0x12345678)
+    t.m.receive_frame(frame)
+    first, second = t.events()
+    assert first["tag"] == int(expected_status(frame)["hash"], 16)
+    key = bytes.fromhex("12345678") + params.MS_RSS_KEY[4:]
+    assert second["tag"] == int(expected_status(frame, key=key)["hash"], 16)
+
+
+def test_driver_runs_on_model():
+    async def main():
+        memory = HostMemory(1 << 22)
+        model = NicModel(memory)
+        received = []
+        driver = NicDriver(ModelBus(model), on_rx=lambda frame, status: received.append(frame))
+        await driver.start(rx_log2=4)
+        frame = bytes(FRAMES["udp"])
+        model.receive_frame(frame)
+        await driver.poll(100)
+        assert received == [frame]
+        assert await driver.counters() == model.counters()
+
+    asyncio.run(main())
