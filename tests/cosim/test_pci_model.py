@@ -32,7 +32,7 @@ def test_pci_model_on_nic():
     from hw.nic import Nic
     from sim.cosim import runner
     build = runner.build(Nic, "inic_nic")
-    runner.run(build, "tests.unit.test_pci_model", run_name="pci_model")
+    runner.run(build, "tests.cosim.test_pci_model", run_name="pci_model")
 
 
 class Tb:
