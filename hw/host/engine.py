@@ -360,6 +360,7 @@ class HostEngine(wiring.Component):
                       for r in fetchable}
         fetch_ring = Signal(2)
         fetch_count = Signal(range(_CACHE_ENTRIES + 1))
+        fetch_good = Signal(range(_CACHE_ENTRIES))      # entries read before the first error
         fetch_n = {}
         for r in fetchable:
             to_end = Signal(_INDEX_BITS + 1, name=f"to_end_{RingId(r).name.lower()}")
@@ -447,14 +448,17 @@ class HostEngine(wiring.Component):
                                             half = cache[r][i].word_select(beat_index[0], 64)
                                             m.d.sync += half.eq(axi.rdata)
                     with m.If(axi.rresp != Resp.OKAY):
+                        with m.If(~dma_error):
+                            m.d.sync += fetch_good.eq(beat_index[1:3])
                         m.d.sync += dma_error.eq(1)
                         m.d.comb += self.count.dma_errors.eq(1)
                     with m.If(dma_left == 1):
                         m.next = "FETCHED"
             with m.State("FETCHED"):
-                with m.If(dma_error):
-                    # The entries could not be read: skip the first, say so, go on (the rest are
-                    # fetched again).
+                with m.If(dma_error & (fetch_good == 0)):
+                    # The first entry could not be read: skip it, say so, go on. (When a later
+                    # entry failed, the good ones before it are used; the bad one is fetched
+                    # again, first, and skipped then.)
                     fetch_addr = Signal(32)
                     with m.Switch(fetch_ring):
                         for r in fetchable:
@@ -484,8 +488,9 @@ class HostEngine(wiring.Component):
                                 m.d.sync += [
                                     entry.eq(cache[r][0]),
                                     cache_head[r].eq(1),
-                                    cached[r].eq(fetch_count - 1),
+                                    cached[r].eq(Mux(dma_error, fetch_good, fetch_count) - 1),
                                 ]
+                    m.d.sync += dma_error.eq(0)
                     m.next = "DISPATCH"
 
             with m.State("DISPATCH"):

@@ -6,6 +6,11 @@ back-to-back frames go through the receive sequencer in Icarus with the outputs 
 - ``cycles``: first input beat taken to last status word out; ``cycles_per_frame`` from it;
 - ``beats_per_cycle``: input beats taken per cycle while the input had data (1.0 is line rate);
 - ``latency_cycles``: mean over the frames of first beat in to status word out.
+
+The slow path (``slow_path``) is the whole NIC with the driver and the PCI model at its default
+latency (sim/cosim/bench_slow_tb.py): RX frames offered at line rate and written into host
+buffers, TX frames read from host memory and sent; cycles per frame, DMA bytes per cycle and
+interrupts per 1,000 frames with moderation on.
 """
 
 import json
@@ -13,15 +18,23 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hw.nic import Nic
 from hw.rx_sequencer import RxSequencer
 
-from . import bench_tb, runner
+from . import bench_slow_tb, bench_tb, runner
 from .replay import TOPLEVEL
 
-__all__ = ["FRAMES", "run_bench"]
+__all__ = ["FRAMES", "SLOW_FRAMES", "run_bench"]
 
 #: Frames per traffic class: a few hundred, about 75k simulated cycles in all.
 FRAMES = {"60": 600, "576": 300, "1514": 200, "imix": 240}
+
+#: Frames per slow-path class.
+SLOW_FRAMES = {"rx 60": 300, "rx 1514": 150, "tx 60": 200, "tx 1514": 100}
+
+_SLOW_COLUMNS = [("traffic", "{}"), ("frames", "{}"), ("delivered", "{}"), ("dropped", "{}"),
+                 ("cycles", "{}"), ("cycles_per_frame", "{:.1f}"),
+                 ("dma_bytes_per_cycle", "{:.2f}"), ("interrupts_per_1000_frames", "{:.1f}")]
 
 _COLUMNS = [("traffic", "{}"), ("frames", "{}"), ("cycles", "{}"), ("cycles_per_frame", "{:.2f}"),
             ("beats_per_cycle", "{:.3f}"), ("latency_cycles", "{:.1f}")]
@@ -41,20 +54,46 @@ def measure(frames=None) -> list[dict]:
         return [json.loads(line) for line in out.read_text().splitlines()]
 
 
-def run_bench(json_mode=False, frames=None) -> int:
-    """``inic bench``: prints a table, or with ``json_mode`` ``{"rx": [figures, ...]}``."""
+def measure_slow_path(frames=None) -> list[dict]:
+    """The slow-path figures; ``frames`` (an int) overrides :data:`SLOW_FRAMES`."""
+    counts = SLOW_FRAMES if frames is None else dict.fromkeys(SLOW_FRAMES, frames)
+    sim_build = runner.build(Nic, "inic_nic")
+    runs = sim_build.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=runs) as run_dir:
+        out = Path(run_dir) / "bench.jsonl"
+        runner.run(sim_build, "sim.cosim.bench_slow_tb", run_name=Path(run_dir).name,
+                   extra_env={bench_slow_tb.ENV_OUT: str(out),
+                              bench_slow_tb.ENV_FRAMES: json.dumps(counts),
+                              "COCOTB_LOG_LEVEL": "WARNING"})
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _print_table(columns, rows):
+    header = [name for name, _ in columns]
+    table = [header] + [[fmt.format(row[name]) for name, fmt in columns] for row in rows]
+    widths = [max(len(line[n]) for line in table) for n in range(len(header))]
+    for line in table:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+
+
+def run_bench(json_mode=False, frames=None, slow_frames=None) -> int:
+    """``inic bench``: prints tables, or with ``json_mode``
+    ``{"rx": [figures, ...], "slow_path": [figures, ...]}``."""
     try:
         rows = measure(frames)
+        slow = measure_slow_path(slow_frames)
     except runner.CosimError as e:
         print(f"inic bench: simulation failed: {e}", file=sys.stderr)
         return 1
     if json_mode:
-        print(json.dumps({"rx": rows}))
+        print(json.dumps({"rx": rows, "slow_path": slow}))
         return 0
     print("receive sequencer, back-to-back frames, outputs always ready (clock cycles)")
-    header = [name for name, _ in _COLUMNS]
-    table = [header] + [[fmt.format(row[name]) for name, fmt in _COLUMNS] for row in rows]
-    widths = [max(len(line[n]) for line in table) for n in range(len(header))]
-    for line in table:
-        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+    _print_table(_COLUMNS, rows)
+    print()
+    print("slow path, whole NIC + driver, PCI model defaults (read latency 78 cycles), "
+          f"moderation {bench_slow_tb.MODERATION['intr_mod_events']} events / "
+          f"{bench_slow_tb.MODERATION['intr_mod_cycles']} cycles")
+    _print_table(_SLOW_COLUMNS, slow)
     return 0

@@ -38,6 +38,8 @@ class MacPort:
         self._tx = bytearray()
         self.rx_frames = self.rx_bytes = self.tx_frames = self.tx_bytes = 0
         self.rx_stalls = 0
+        self.cycle = 0              # rising edges seen
+        self.last_tx_cycle = 0      # when the last MAC TX frame ended
         self._offered = False
         dut.mac_rx__valid.value = 0
         dut.mac_tx__ready.value = 1
@@ -51,6 +53,7 @@ class MacPort:
 
     def step(self):
         dut = self._dut
+        self.cycle += 1
         if self._offered:
             if int(dut.mac_rx__ready.value):
                 self._pos += 1
@@ -76,6 +79,7 @@ class MacPort:
                 frame, self._tx = bytes(self._tx), bytearray()
                 self.tx_frames += 1
                 self.tx_bytes += len(frame)
+                self.last_tx_cycle = self.cycle
                 if self.on_tx is not None:
                     self.on_tx(frame)
 
