@@ -81,11 +81,11 @@ def format_table(r) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def run_demo(json_mode=False, waves=True, down=1 << 20, up=256 << 10) -> int:
+def run_demo(json_mode=False, waves=True, down=1 << 20, up=256 << 10, out_dir=DEMO_DIR) -> int:
     """``inic demo``: prints the summary (a JSON object with ``json_mode``) and where the waveform
     is. Returns the exit status: 0 when both payloads arrived byte-exact."""
     try:
-        result, fst_path = simulate(down=down, up=up, waves=waves)
+        result, fst_path = simulate(out_dir, down=down, up=up, waves=waves)
     except runner.CosimError as e:
         print(f"inic demo: simulation failed: {e}", file=sys.stderr)
         return 1
