@@ -60,9 +60,10 @@ RING_LOG2_SIZE_MAX = 12
 #: the frame follows. A multiple of the beat, so the frame starts on a beat.
 RX_BUFFER_HEADER_BYTES = 72
 
-#: Receive packet buffer (bytes, block RAM): frames wait here, whole, for their DMA. It must hold
-#: at least one largest frame.
-RX_PACKET_BUFFER_BYTES = 16384
+#: Receive packet buffer (bytes, block RAM: 32 DP16KD on ECP5): frames wait here, whole, for their
+#: DMA. It must hold at least one largest frame; 64 KB holds a full 64 KB TCP window of segments
+#: arriving at line rate while the slower slow-path DMA drains them.
+RX_PACKET_BUFFER_BYTES = 65536
 
 #: Transmit staging buffer (bytes, block RAM): a frame is read whole before it is sent, so that its
 #: checksums can be filled in.
@@ -82,5 +83,6 @@ REG_ADDR_WIDTH = 12
 NIC_ID = 0x494E4943
 NIC_VERSION = 0x0001_0000
 
-#: Frames the receive packet buffer holds at most (each keeps its status word, in block RAM).
-RX_PACKET_BUFFER_FRAMES = 32
+#: Frames the receive packet buffer holds at most (each keeps its status word, in block RAM; the
+#: 540-bit words take 15 DP16KD whatever the depth up to 512).
+RX_PACKET_BUFFER_FRAMES = 64
