@@ -145,7 +145,9 @@ class RxPacketBuffer(wiring.Component):
         ]
         frame_in = data.View(RxBufferedFrame, ready.w_data)
         m.d.comb += [
-            self.status.ready.eq(ready.w_rdy & pending.r_rdy),
+            # A dropped frame's status word is taken even when the admitted frames fill the
+            # queue: the sequencer must never wait on a frame that is not kept.
+            self.status.ready.eq((ready.w_rdy | ~record_out.kept) & pending.r_rdy),
             pending.r_en.eq(self.status.valid & self.status.ready),
             frame_in.status.eq(self.status.payload),
             frame_in.beats.eq(record_out.beats),
