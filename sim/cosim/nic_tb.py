@@ -2,8 +2,8 @@
 
 :class:`NicTb` owns the clock, reset, host memory, the PCI model (:mod:`sim.cosim.pci`: MMIO and
 the DMA target) and :class:`MacPort`, which drives MAC RX and collects MAC TX frames in one
-coroutine per clock edge. :func:`run_tcp` plays :class:`sim.scenario.TcpScenario` on it: the
-end-to-end test, ``inic demo`` and the slow-path bench all use it.
+coroutine per clock edge. The end-to-end test and ``inic demo`` play
+:class:`sim.scenario.TcpScenario` on it; the slow-path bench drives the driver directly.
 """
 
 import logging
@@ -11,26 +11,47 @@ import logging
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb_bus.monitors import Monitor
 
 from host_driver.memory import HostMemory
-from sim.scenario import TcpScenario
 
 from .pci import CLOCK_NS, CocotbBus, LinkConfig
 from .rx_tb import _BeatCodec, frame_beats
 
-__all__ = ["NicTb", "MacPort", "run_tcp", "HOST_MEMORY_BYTES"]
+__all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES"]
 
 #: Host DRAM the simulation gives the driver (rings, RX buffers, TX buffers).
 HOST_MEMORY_BYTES = 1 << 24
 
 
+class EdgeMonitor(Monitor):
+    """A cocotb-bus :class:`~cocotb_bus.monitors.Monitor` fed by the testbench's one coroutine per
+    clock edge instead of a coroutine of its own (that one coroutine for every bus model is what
+    keeps Icarus runs fast, see sim/cosim/rx_tb.py). Callbacks, ``wait_for_recv`` and
+    :class:`cocotb_bus.scoreboard.Scoreboard` work as with any cocotb-bus monitor; without a
+    callback, transactions queue in the monitor."""
+
+    def __init__(self, name, callback=None):
+        self.name = name
+        self.log = logging.getLogger(f"cocotb.monitor.{name}")
+        super().__init__(callback)
+
+    async def _monitor_recv(self):
+        return      # transactions arrive through publish()
+
+    def publish(self, transaction):
+        self._recv(transaction)
+
+
 class MacPort:
     """The MAC side: frames queued with :meth:`send` go out on ``mac_rx`` back to back, one beat
-    a clock; frames on ``mac_tx`` (always ready) go to ``on_tx``. Counts what crossed."""
+    a clock; frames leaving on ``mac_tx`` (always ready) are published on :attr:`tx_monitor` (and
+    given to ``on_tx``). Counts what crossed."""
 
     def __init__(self, dut, on_tx=None):
         self._dut = dut
         self.on_tx = on_tx
+        self.tx_monitor = EdgeMonitor("mac_tx")
         self._codec = _BeatCodec()
         self._beats: list[int] = []
         self._pos = 0
@@ -82,6 +103,8 @@ class MacPort:
                 self.last_tx_cycle = self.cycle
                 if self.on_tx is not None:
                     self.on_tx(frame)
+                if self.tx_monitor._callbacks:
+                    self.tx_monitor.publish(frame)
 
 
 class NicTb:
@@ -113,11 +136,3 @@ class NicTb:
     @property
     def cycle(self) -> int:
         return self.bus.now()
-
-
-async def run_tcp(tb: NicTb, *, down=1 << 20, up=256 << 10, start=None, step_hook=None, seed=1):
-    """The TCP scenario on the RTL; returns the :class:`TcpScenario` (after checking nothing)."""
-    scenario = TcpScenario(tb.bus, tb.mac.send, start=start, step_hook=step_hook)
-    tb.mac.on_tx = scenario.from_wire
-    scenario.result = await scenario.transfer(down, up, seed)
-    return scenario

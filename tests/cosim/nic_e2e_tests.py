@@ -7,8 +7,9 @@ import random
 
 import cocotb
 
-from sim.cosim.nic_tb import NicTb, run_tcp
+from sim.cosim.nic_tb import NicTb
 from sim.cosim.pci import LinkConfig
+from sim.scenario import TcpScenario
 
 DOWN = int(os.environ.get("INIC_E2E_DOWN", 1 << 20))
 UP = int(os.environ.get("INIC_E2E_UP", 256 << 10))
@@ -25,11 +26,11 @@ async def test_tcp_starvation_backpressure(dut):
 
     async def starve():
         driver = scenario.driver
+        # Now and then the driver stops re-posting (0 or a few buffers kept posted) for a while.
         if rng.random() < 0.02:
-            driver.rx_target = rng.choice([0, 0, 1, 3, 31])
+            driver.rx_target = rng.choice([0, 2, 8, 31, 31, 31])
             await driver.refill()
 
-    from sim.scenario import TcpScenario
     scenario = TcpScenario(tb.bus, tb.mac.send, start={"rx_log2": 5, "intr_mod_events": 8,
                                                         "intr_mod_cycles": 300},
                            step_hook=starve)
@@ -54,5 +55,3 @@ async def test_tcp_starvation_backpressure(dut):
     assert not tb.bus.dma.violations, tb.bus.dma.violations
     assert scenario.remote.stats.checksum_errors == 0 and scenario.host.stats.checksum_errors == 0
 
-
-del run_tcp

@@ -4,6 +4,7 @@ offload, commands. Bus models straight from cocotbext-axi; the driver model has 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb_bus.scoreboard import Scoreboard
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -23,6 +24,7 @@ from hw.layouts import (
     pack,
     unpack,
 )
+from sim.cosim.nic_tb import EdgeMonitor
 from sim.cosim.rx_tb import frame_beats
 
 EVENT_RING, RX_RING, TX_RING, CMD_RING = 0x1000, 0x2000, 0x3000, 0x4000
@@ -37,6 +39,7 @@ class Smoke:
         self.mmio = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=1 << 20)
         self.tx_frames = []
+        self.tx_monitor = EdgeMonitor("mac_tx")       # a cocotb-bus monitor for the scoreboard
         dut.mac_rx__valid.value = 0
         dut.mac_tx__ready.value = 1
         self.event_index = 0
@@ -58,6 +61,7 @@ class Smoke:
                 frame += data.to_bytes(8, "little")[:bin(keep).count("1")]
                 if last:
                     self.tx_frames.append(frame)
+                    self.tx_monitor.publish(frame)
                     frame = b""
 
     async def write(self, name, value):
@@ -142,6 +146,8 @@ async def test_smoke(dut):
                                "reserved0": 0, "ip_offset": 14, "csum_start": 34,
                                "csum_offset": 16, "reserved1": 0})
     tb.ram.write(TX_RING, desc.to_bytes(16, "little"))
+    scoreboard = Scoreboard(dut)
+    scoreboard.add_interface(tb.tx_monitor, [want])
     await tb.write("TX_PRODUCER", 1)
     event = await tb.next_event()
     assert (event.kind, event.code, event.length) == (EventKind.TX_DONE.value, 0, len(raw)), event
@@ -150,6 +156,7 @@ async def test_smoke(dut):
             break
         await RisingEdge(dut.clk)
     assert tb.tx_frames == [want], (tb.tx_frames, want)
+    scoreboard.result()
 
     # Commands: a NOP and an unknown opcode.
     for i, opcode in enumerate((CommandOpcode.NOP.value, 0x77)):
