@@ -7,100 +7,49 @@ Everything runs in one asyncio task; the TCP clock is the model's cycle counter 
 
 import asyncio
 import random
-from collections import deque
 
 import pytest
 from amaranth.lib import data
 
-from host_driver.driver import NicDriver, StackPort
+from host_driver.driver import NicDriver
 from host_driver.memory import HostMemory
-from host_driver.tcp import State, TcpStack
 from hw.host import regmap
 from hw.layouts import CommandOpcode, Event, EventCode, EventKind, RingId
 from sim.reference.nic_model import ModelBus, NicModel
+from sim.scenario import TcpScenario
 
-REMOTE_MAC, REMOTE_IP = "02:00:00:00:00:02", "10.0.0.2"
-HOST_MAC, HOST_IP = "02:00:00:00:00:01", "10.0.0.1"
-#: TCP seconds per NIC cycle: 1 µs, so the stacks' timers (below) are a few thousand cycles.
-CYCLE_SECONDS = 1e-6
-TCP_TIMERS = {"rto_initial": 0.02, "rto_min": 0.004, "rto_max": 0.1, "time_wait": 0.005,
-              "max_retries": 30}
 DETAIL_MASK = (1 << data.Layout.cast(Event)["detail"].width) - 1
-QUANTUM = 200       # cycles the loop lets pass when nothing interrupts
 
 
 class Setup:
+    """The TCP scenario of :mod:`sim.scenario` (the same one the RTL runs) on the NIC model."""
+
     def __init__(self, **start):
         self.memory = HostMemory(1 << 24)
-        self.wire_to_remote: deque[bytes] = deque()
-        self.wire_to_nic: deque[bytes] = deque()
-        self.model = NicModel(self.memory, on_tx=self.wire_to_remote.append)
+        self.model = NicModel(self.memory)
         self.bus = ModelBus(self.model)
-        self.driver = NicDriver(self.bus)
-        self.start = start
-        self.port = StackPort(self.driver)
-        clock = self.clock
-        self.remote = TcpStack(REMOTE_MAC, REMOTE_IP, self.wire_to_nic.append, clock, **TCP_TIMERS)
-        self.host = TcpStack(HOST_MAC, HOST_IP, self.port.send_frame, clock, **TCP_TIMERS)
-        self.port.attach(self.host)
-        self.step_hook = None
+        self.scenario = TcpScenario(self.bus, self.model.receive_frame, start=start)
+        self.model.on_tx = self.scenario.from_wire
+        self.driver = self.scenario.driver
+        self.remote = self.scenario.remote
+        self.host = self.scenario.host
 
-    def clock(self) -> float:
-        return self.model.cycle * CYCLE_SECONDS
+    @property
+    def step_hook(self):
+        return self.scenario.step_hook
 
-    async def step(self):
-        while self.wire_to_nic:
-            self.model.receive_frame(self.wire_to_nic.popleft())
-        while self.wire_to_remote:
-            self.remote.receive_frame(self.wire_to_remote.popleft())
-        if await self.bus.wait_irq(QUANTUM):
-            await self.driver.service()
-        await self.port.flush()
-        self.remote.poll()
-        self.host.poll()
-        if self.step_hook is not None:
-            await self.step_hook()
-
-    async def run_until(self, condition, max_cycles=50_000_000, max_steps=200_000):
-        start = self.model.cycle
-        for _ in range(max_steps):
-            if condition():
-                return
-            if self.model.cycle - start > max_cycles:
-                break
-            await self.step()
-        raise AssertionError(f"condition not met after {self.model.cycle - start} cycles")
+    @step_hook.setter
+    def step_hook(self, hook):
+        self.scenario.step_hook = hook
 
     async def transfer(self, down=1 << 20, up=256 << 10, seed=1):
-        """Connect remote -> host, remote sends ``down`` bytes, host sends ``up`` back, close."""
-        rng = random.Random(seed)
-        down_data, up_data = rng.randbytes(down), rng.randbytes(up)
-        await self.driver.start(**self.start)
-        listener = self.host.listen(80)
-        remote_conn = self.remote.connect(HOST_MAC, HOST_IP, 80)
-        accepted = []
-        await self.run_until(lambda: accepted.append(listener.accept()) or accepted[-1])
-        host_conn = accepted[-1]
-        got_down, got_up = bytearray(), bytearray()
-
-        def drained(conn, buf, n):
-            buf += conn.recv(1 << 20) if conn.recv_queue else b""
-            return len(buf) >= n
-
-        remote_conn.send(down_data)
-        await self.run_until(lambda: drained(host_conn, got_down, down))
-        host_conn.send(up_data)
-        await self.run_until(lambda: drained(remote_conn, got_up, up))
-        remote_conn.close()
-        await self.run_until(lambda: host_conn.eof)
-        host_conn.close()
-        await self.run_until(lambda: remote_conn.state in (State.CLOSED, State.TIME_WAIT)
-                             and host_conn.state is State.CLOSED)
-        assert bytes(got_down) == down_data
-        assert bytes(got_up) == up_data
+        """Connect remote -> host, remote sends ``down`` bytes, host sends ``up`` back, close;
+        both byte-exact."""
+        got_down, got_up, (want_down, want_up) = await self.scenario.transfer(down, up, seed)
+        assert got_down == want_down
+        assert got_up == want_up
         assert self.remote.stats.checksum_errors == 0
         assert self.host.stats.checksum_errors == 0
-        return host_conn, remote_conn
 
     async def check_counters(self):
         counters = await self.driver.counters()
