@@ -113,31 +113,48 @@ class RxSequencer(wiring.Component):
 
         beat = self.i.payload
         in_index = Signal(range(params.HEADER_WINDOW_BEATS + 1))     # saturates past the window
-        window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window")
         keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
         beat_kept = Cat(*(beat.data[8 * i:8 * i + 8] & keep[i].replicate(8)
                           for i in range(params.BEAT_BYTES)))
-        window_next = Signal.like(window, name="header_window_next")
-        for k in range(params.HEADER_WINDOW_BEATS):
-            word = slice(64 * k, 64 * k + 64)
-            m.d.comb += window_next[word].eq(
-                Mux(in_index == k, beat_kept, Mux(in_index > k, window[word], 0)))
         launch = Signal()
         m.d.comb += launch.eq(accept & ((in_index == params.HEADER_WINDOW_BEATS - 1)
                                         | (beat.last & (in_index < params.HEADER_WINDOW_BEATS))))
         with m.If(accept):
-            m.d.sync += window.eq(window_next)
             with m.If(beat.last):
                 m.d.sync += in_index.eq(0)
             with m.Elif(in_index != params.HEADER_WINDOW_BEATS):
                 m.d.sync += in_index.eq(in_index + 1)
-
         window_len = Mux(beat.last, in_index * params.BEAT_BYTES + sum(beat.keep),
                          params.HEADER_WINDOW_BYTES)
+
+        # The accepted beat is registered with one write and one clear flag per window word:
+        # ``accept`` (from the FIFO levels) then drives a few dozen flip-flops, not the 832 window
+        # bits. Words past the frame's last beat are cleared, so bytes past the frame read 0.
+        words = params.HEADER_WINDOW_BEATS
+        c_data = Signal(8 * params.BEAT_BYTES, name="capture_data", reset_less=True)
+        c_write = Signal(words, name="capture_write")
+        c_clear = Signal(words, name="capture_clear")
+        c_launch = Signal(name="capture_launch")
+        c_len = Signal(range(params.HEADER_WINDOW_BYTES + 1), name="capture_len")
         m.d.sync += [
-            decoder.window.eq(window_next),
-            decoder.window_len.eq(window_len),
-            decoder.valid.eq(launch),
+            c_data.eq(beat_kept),
+            c_write.eq(Cat(*(accept & (in_index == k) for k in range(words)))),
+            c_clear.eq(Cat(*(accept & beat.last & (in_index < k) for k in range(words)))),
+            c_launch.eq(launch),
+            c_len.eq(window_len),
+        ]
+        window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window", reset_less=True)
+        for k in range(words):
+            word = window[64 * k:64 * k + 64]
+            with m.If(c_write[k]):
+                m.d.sync += word.eq(c_data)
+            with m.Elif(c_clear[k]):
+                m.d.sync += word.eq(0)
+        # The window is complete a clock after its last word is captured.
+        m.d.comb += decoder.window.eq(window)
+        m.d.sync += [
+            decoder.window_len.eq(c_len),
+            decoder.valid.eq(c_launch),
         ]
         m.d.comb += [
             decoder.key.eq(key),
