@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, RxCounters, RxStatus
+from ..netorder import byte_at
 from .frame_checker import FrameChecker
 from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
@@ -113,9 +114,6 @@ class RxSequencer(wiring.Component):
 
         beat = self.i.payload
         in_index = Signal(range(params.HEADER_WINDOW_BEATS + 1))     # saturates past the window
-        keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
-        beat_kept = Cat(*(beat.data[8 * i:8 * i + 8] & keep[i].replicate(8)
-                          for i in range(params.BEAT_BYTES)))
         launch = Signal()
         m.d.comb += launch.eq(accept & ((in_index == params.HEADER_WINDOW_BEATS - 1)
                                         | (beat.last & (in_index < params.HEADER_WINDOW_BEATS))))
@@ -127,29 +125,44 @@ class RxSequencer(wiring.Component):
         window_len = Mux(beat.last, in_index * params.BEAT_BYTES + sum(beat.keep),
                          params.HEADER_WINDOW_BYTES)
 
-        # The accepted beat is registered with one write and one clear flag per window word:
-        # ``accept`` (from the FIFO levels) then drives a few dozen flip-flops, not the 832 window
-        # bits. Words past the frame's last beat are cleared, so bytes past the frame read 0.
-        words = params.HEADER_WINDOW_BEATS
+        # The accepted beat is registered with a load and a zero flag per 2-byte group of the
+        # window: the window's flip-flops are spread over the decoder, and one flag per 64-bit word
+        # took 6 ns to reach them. Bytes past the frame's end are zeroed. Each flag reads its own
+        # ``keep`` bits, so no two are the same logic and Yosys keeps them all.
+        group = 2
+        groups_per_beat = params.BEAT_BYTES // group
+        n_groups = params.HEADER_WINDOW_BYTES // group
+        keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
+        beat_kept = Cat(*(byte_at(beat.data, b) & keep[b].replicate(8)
+                          for b in range(params.BEAT_BYTES)))
         c_data = Signal(8 * params.BEAT_BYTES, name="capture_data", reset_less=True)
-        c_write = Signal(words, name="capture_write")
-        c_clear = Signal(words, name="capture_clear")
+        c_load = Signal(n_groups, name="capture_load")
+        c_zero = Signal(n_groups, name="capture_zero")
         c_launch = Signal(name="capture_launch")
         c_len = Signal(range(params.HEADER_WINDOW_BYTES + 1), name="capture_len")
         m.d.sync += [
             c_data.eq(beat_kept),
-            c_write.eq(Cat(*(accept & (in_index == k) for k in range(words)))),
-            c_clear.eq(Cat(*(accept & beat.last & (in_index < k) for k in range(words)))),
             c_launch.eq(launch),
             c_len.eq(window_len),
         ]
+        for k in range(params.HEADER_WINDOW_BEATS):
+            here = accept & (in_index == k)
+            for g in range(groups_per_beat):
+                # A group none of whose bytes is kept is zeroed rather than loaded (same result).
+                group_kept = keep[group * g:group * (g + 1)].any()
+                m.d.sync += [
+                    c_load[groups_per_beat * k + g].eq(here & group_kept),
+                    c_zero[groups_per_beat * k + g].eq(
+                        accept & beat.last & ((in_index < k) | ((in_index == k) & ~group_kept))),
+                ]
         window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window", reset_less=True)
-        for k in range(words):
-            word = window[64 * k:64 * k + 64]
-            with m.If(c_write[k]):
-                m.d.sync += word.eq(c_data)
-            with m.Elif(c_clear[k]):
-                m.d.sync += word.eq(0)
+        for j in range(n_groups):
+            bits = slice(8 * group * j, 8 * group * (j + 1))
+            g = j % groups_per_beat
+            with m.If(c_load[j]):
+                m.d.sync += window[bits].eq(c_data[8 * group * g:8 * group * (g + 1)])
+            with m.Elif(c_zero[j]):
+                m.d.sync += window[bits].eq(0)
         # The window is complete a clock after its last word is captured.
         m.d.comb += decoder.window.eq(window)
         m.d.sync += [
