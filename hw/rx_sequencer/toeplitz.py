@@ -122,7 +122,7 @@ class ToeplitzHash(wiring.Component):
         # the accumulator a clock later: each group needs only its own input and key bits, which
         # keeps the XOR network local enough for the router.
         chunk = _INPUT_BITS // self._passes
-        groups = 4 if chunk % 4 == 0 else 1
+        groups = 8 if chunk % 8 == 0 else 1
         per_group = chunk // groups
         data_sr = Signal(_INPUT_BITS, name="data_shift")
         key_sr = Signal(_KEY_BITS, name="key_shift")
