@@ -187,11 +187,15 @@ class HeaderDecoder(wiring.Component):
         # + 5 otherwise; only used for IP), so stage 2 just picks one and stage 3 starts selecting.
         s1_l4_select = Signal(12)
         l4_select = []
+        # Likewise, for each tag count: the frame ends before the IPv4 header's options do.
+        s1_short_ip4 = Signal(3)
+        short_ip4 = []
         for tags, (off, ethertype) in enumerate(zip(L3_OFFSETS,
                                                     (ethertype0, ethertype1, ethertype2))):
             ihl_at = byte_at(win, off)[0:4]
             l4_select.append(Mux(ethertype == EtherType.IPV4.value, tags + ihl_at - 5,
                                  tags + 5)[:4])
+            short_ip4.append(self.window_len < off + 4 * ihl_at)
         m.d.sync += [
             s1_valid.eq(self.valid),
             s1_window.eq(win),
@@ -203,6 +207,7 @@ class HeaderDecoder(wiring.Component):
             s1_runt.eq(self.window_len < params.MIN_FRAME_BYTES),
             s1_len_ge.eq(Cat(*(self.window_len >= off for off in L3_OFFSETS))),
             s1_l4_select.eq(Cat(*l4_select)),
+            s1_short_ip4.eq(Cat(*short_ip4)),
         ]
 
         # Stage 2 -- the innermost EtherType and the network layer; select the IP header (40 bytes
@@ -239,7 +244,11 @@ class HeaderDecoder(wiring.Component):
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
         m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
         s2_l4_select = Signal(4)
-        m.d.sync += s2_l4_select.eq(s1_l4_select.word_select(s1_tags, 4))
+        s2_short_ip4 = Signal()
+        m.d.sync += [
+            s2_l4_select.eq(s1_l4_select.word_select(s1_tags, 4)),
+            s2_short_ip4.eq(s1_short_ip4.bit_select(s1_tags, 1)),
+        ]
         # The IP header's version, IHL and IPv6 next-header classes, tested from the byte each
         # sits in at the three possible offsets, so stage 3 starts from flags.
         first_byte = Array(byte_at(s1_window, off) for off in L3_OFFSETS)[s1_tags]
@@ -265,7 +274,7 @@ class HeaderDecoder(wiring.Component):
         s3 = _delayed(m, "s3", s2[0], *s2[2:])
         (s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_runt, s3_ethertype,
          s3_l2_valid, s3_l3) = s3
-        s2_window, s2_len, s2_tags = s2[1], s2[2], s2[3]
+        s2_window, s2_tags = s2[1], s2[3]
         l3w = s2_l3w
         is4 = s2_l3 == L3Type.IPV4
         is6 = s2_l3 == L3Type.IPV6
@@ -306,7 +315,7 @@ class HeaderDecoder(wiring.Component):
 
         header_len = Mux(is4, ihl * 4, 40)
         l4_offset = l3_off + header_len
-        trunc_options = is4 & addr_valid & (s2_len < l4_offset)
+        trunc_options = is4 & addr_valid & s2_short_ip4
         m.d.sync += [
             s3_addr_valid.eq(addr_valid),
             s3_proto.eq(Mux(addr_valid, proto, 0)),
