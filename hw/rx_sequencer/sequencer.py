@@ -22,6 +22,7 @@ clock while the outputs drain.
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import params
@@ -34,6 +35,67 @@ __all__ = ["RxSequencer"]
 
 _KEY_WORDS = params.RSS_KEY_BYTES // 4
 _OUT_FIFO_DEPTH = 8
+#: Bits of the status FIFO's word per memory (each with its own address registers).
+_STATUS_SLICE_BITS = 96
+
+
+class _SlicedFIFO(wiring.Component):
+    """``SyncFIFOBuffered`` (same ports and timing) for a wide word in distributed RAM.
+
+    The word is stored in slices, each a memory with its own write and read address registers:
+    a single read address fanning out to every 16x4 RAM of a 540-bit word was the routed critical
+    path. Slice ``j``'s addresses run ``j`` entries ahead of the others', so no two address
+    registers are the same logic and Yosys keeps them apart.
+    """
+
+    def __init__(self, *, width, depth, slice_bits):
+        self.width, self.depth, self._slice_bits = width, depth, slice_bits
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1            # plus the output register
+        inner_level = Signal(range(inner_depth + 1))
+        inner_r_rdy = inner_level != 0
+        m.d.comb += self.w_rdy.eq(inner_level != inner_depth)
+        do_write = self.w_rdy & self.w_en
+        do_inner_read = inner_r_rdy & (~self.r_rdy | self.r_en)
+
+        for j, lo in enumerate(range(0, self.width, self._slice_bits)):
+            hi = min(lo + self._slice_bits, self.width)
+            storage = Memory(shape=hi - lo, depth=inner_depth, init=[])
+            m.submodules[f"storage{j}"] = storage
+            w_port = storage.write_port()
+            r_port = storage.read_port(domain="sync")
+            produce = Signal(range(inner_depth), init=j % inner_depth, name=f"produce{j}")
+            consume = Signal(range(inner_depth), init=j % inner_depth, name=f"consume{j}")
+            m.d.comb += [
+                w_port.addr.eq(produce),
+                w_port.data.eq(self.w_data[lo:hi]),
+                w_port.en.eq(do_write),
+                r_port.addr.eq(consume),
+                r_port.en.eq(do_inner_read),
+                self.r_data[lo:hi].eq(r_port.data),
+            ]
+            with m.If(do_write):
+                m.d.sync += produce.eq(Mux(produce == inner_depth - 1, 0, produce + 1))
+            with m.If(do_inner_read):
+                m.d.sync += consume.eq(Mux(consume == inner_depth - 1, 0, consume + 1))
+
+        with m.If(do_write & ~do_inner_read):
+            m.d.sync += inner_level.eq(inner_level + 1)
+        with m.If(do_inner_read & ~do_write):
+            m.d.sync += inner_level.eq(inner_level - 1)
+        with m.If(do_inner_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        m.d.comb += self.level.eq(inner_level + self.r_rdy)
+        return m
 
 
 class RxSequencer(wiring.Component):
@@ -95,8 +157,9 @@ class RxSequencer(wiring.Component):
         m.submodules.hash_fifo = hash_fifo = SyncFIFOBuffered(
             width=32, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
-        m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
-            width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
+        m.submodules.status_fifo = status_fifo = _SlicedFIFO(
+            width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH,
+            slice_bits=_STATUS_SLICE_BITS)
 
         # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
         # Frames in flight (launched to the decoder, status word not yet finished) are limited to
