@@ -40,16 +40,20 @@ _STATUS_SLICE_BITS = 96
 
 
 class _SlicedFIFO(wiring.Component):
-    """``SyncFIFOBuffered`` (same ports and timing) for a wide word in distributed RAM.
+    """``SyncFIFOBuffered`` (same ports and timing) for a wide word.
 
-    The word is stored in slices, each a memory with its own write and read address registers:
-    a single read address fanning out to every 16x4 RAM of a 540-bit word was the routed critical
-    path. Slice ``j``'s addresses run ``j`` entries ahead of the others', so no two address
+    The word may be stored in slices, each a memory with its own write and read address registers:
+    a single read address fanning out to every 16x4 RAM of the 540-bit status word was the routed
+    critical path. Slice ``j``'s addresses run ``j`` entries ahead of the others', so no two address
     registers are the same logic and Yosys keeps them apart.
+
+    A read never hits the entry being written (reads need an entry, writes a free one), so the
+    memories are marked ``no_rw_check``: without it Yosys wraps block RAM in collision logic whose
+    select reaches every bit of the word.
     """
 
-    def __init__(self, *, width, depth, slice_bits):
-        self.width, self.depth, self._slice_bits = width, depth, slice_bits
+    def __init__(self, *, width, depth, slice_bits=None):
+        self.width, self.depth, self._slice_bits = width, depth, slice_bits or width
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
@@ -67,7 +71,8 @@ class _SlicedFIFO(wiring.Component):
 
         for j, lo in enumerate(range(0, self.width, self._slice_bits)):
             hi = min(lo + self._slice_bits, self.width)
-            storage = Memory(shape=hi - lo, depth=inner_depth, init=[])
+            storage = Memory(shape=hi - lo, depth=inner_depth, init=[],
+                             attrs={"no_rw_check": 1})
             m.submodules[f"storage{j}"] = storage
             w_port = storage.write_port()
             r_port = storage.read_port(domain="sync")
@@ -150,7 +155,7 @@ class RxSequencer(wiring.Component):
         # at the earliest as the frame's bounds come out of their FIFO, written with the header.
         if decoder.hash_latency - decoder.latency > FrameChecker.HEADER_POP_LATENCY:
             raise ValueError("the Toeplitz unit is too slow for the frame checker's pipeline")
-        m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
+        m.submodules.header_fifo = header_fifo = _SlicedFIFO(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.bounds_fifo = bounds_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RegionBounds).size, depth=params.RX_HEADER_FIFO_DEPTH)
