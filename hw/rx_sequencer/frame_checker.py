@@ -89,12 +89,17 @@ class FrameChecker(wiring.Component):
         past = {}       # per bound, the bytes of the beat at or past it (registered)
         for name, bound in bounds.items():
             remaining = Signal(signed(19), name=f"{name}_ahead")
+            at_first = Signal(signed(19), name=f"{name}_ahead_first")
             current = Signal(signed(19), name=f"{name}_ahead_now")
-            m.d.comb += current.eq(Mux(first, bound, remaining))
+            m.d.comb += [
+                at_first.eq(bound),
+                current.eq(Mux(first, at_first, remaining)),
+            ]
             with m.If(self.valid & ~current[-1]):     # once past the bound, stay there
                 m.d.sync += remaining.eq(current - params.BEAT_BYTES)
+            # Both cases split, then one picked: ``first`` comes last, not before the compares.
             past[name] = Signal(params.BEAT_BYTES, name=f"past_{name}")
-            m.d.sync += past[name].eq(bytes_from(current))
+            m.d.sync += past[name].eq(Mux(first, bytes_from(at_first), bytes_from(remaining)))
 
         beat_bytes = sum(self.beat.keep)    # keep is a run from bit 0 on the last beat
         length = Signal(_BEAT_INDEX_BITS + 4)

@@ -9,9 +9,9 @@ than the window; every check that needs it (the IP datagram running past the fra
 the checksums are left to the sequencer's finalize stage, which gets the ``ip_end`` and
 checksum-region offsets decoded here.
 
-Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks --
-4 select the L4 header -- 5 L4 fields and checks, hash input; then the Toeplitz hash, which
-follows the decoded header on an output of its own.
+Stages: 1 VLAN tags -- 2 EtherType, select the IP header -- 3 IP fields and checks, L4 header
+to 16 bytes -- 4 L4 header to 4 bytes -- 5 L4 fields and checks, hash input; then the Toeplitz
+hash, which follows the decoded header on an output of its own.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
@@ -183,6 +183,19 @@ class HeaderDecoder(wiring.Component):
         ethertype2 = be_field(win, 20, 2)
         tag1 = is_tag(ethertype0)
         tag2 = tag1 & is_tag(ethertype1)
+        # Index in L4_OFFSETS of the L4 header for 0, 1 and 2 tags (tags + IHL - 5 for IPv4, tags
+        # + 5 otherwise; only used for IP), so stage 2 just picks one and stage 3 starts selecting.
+        s1_l4_select = Signal(12)
+        l4_select = []
+        # Likewise, for each tag count: the frame ends before the IPv4 header's options do.
+        s1_short_ip4 = Signal(3)
+        short_ip4 = []
+        for tags, (off, ethertype) in enumerate(zip(L3_OFFSETS,
+                                                    (ethertype0, ethertype1, ethertype2))):
+            ihl_at = byte_at(win, off)[0:4]
+            l4_select.append(Mux(ethertype == EtherType.IPV4.value, tags + ihl_at - 5,
+                                 tags + 5)[:4])
+            short_ip4.append(self.window_len < off + 4 * ihl_at)
         m.d.sync += [
             s1_valid.eq(self.valid),
             s1_window.eq(win),
@@ -193,6 +206,8 @@ class HeaderDecoder(wiring.Component):
             s1_ethertypes.eq(Cat(ethertype0, ethertype1, ethertype2)),
             s1_runt.eq(self.window_len < params.MIN_FRAME_BYTES),
             s1_len_ge.eq(Cat(*(self.window_len >= off for off in L3_OFFSETS))),
+            s1_l4_select.eq(Cat(*l4_select)),
+            s1_short_ip4.eq(Cat(*short_ip4)),
         ]
 
         # Stage 2 -- the innermost EtherType and the network layer; select the IP header (40 bytes
@@ -228,6 +243,12 @@ class HeaderDecoder(wiring.Component):
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
         m.d.sync += s2_l3w.eq(l3_windows[s1_tags])
+        s2_l4_select = Signal(4)
+        s2_short_ip4 = Signal()
+        m.d.sync += [
+            s2_l4_select.eq(s1_l4_select.word_select(s1_tags, 4)),
+            s2_short_ip4.eq(s1_short_ip4.bit_select(s1_tags, 1)),
+        ]
         # The IP header's version, IHL and IPv6 next-header classes, tested from the byte each
         # sits in at the three possible offsets, so stage 3 starts from flags.
         first_byte = Array(byte_at(s1_window, off) for off in L3_OFFSETS)[s1_tags]
@@ -250,10 +271,10 @@ class HeaderDecoder(wiring.Component):
         s2 = (*s2, s2_ethertype, s2_l2_valid, s2_l3)
 
         # Stage 3 -- IP fields and header checks.
-        s3 = _delayed(m, "s3", *s2)
-        (s3_valid, s3_window, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_runt, s3_ethertype,
+        s3 = _delayed(m, "s3", s2[0], *s2[2:])
+        (s3_valid, s3_len, s3_tags, s3_vlan0, s3_vlan1, s3_runt, s3_ethertype,
          s3_l2_valid, s3_l3) = s3
-        s2_len, s2_tags = s2[2], s2[3]
+        s2_window, s2_tags = s2[1], s2[3]
         l3w = s2_l3w
         is4 = s2_l3 == L3Type.IPV4
         is6 = s2_l3 == L3Type.IPV6
@@ -283,7 +304,6 @@ class HeaderDecoder(wiring.Component):
         s3_l4_offset = Signal(8)
         s3_ip_end = Signal(17)
         s3_l4_len = Signal(17)
-        s3_l4_select = Signal(range(len(L4_OFFSETS)))
         s3_addr_lo = Signal(8)
         s3_addr_hi = Signal(8)
         s3_ip_csum_valid = Signal()
@@ -295,7 +315,7 @@ class HeaderDecoder(wiring.Component):
 
         header_len = Mux(is4, ihl * 4, 40)
         l4_offset = l3_off + header_len
-        trunc_options = is4 & addr_valid & (s2_len < l4_offset)
+        trunc_options = is4 & addr_valid & s2_short_ip4
         m.d.sync += [
             s3_addr_valid.eq(addr_valid),
             s3_proto.eq(Mux(addr_valid, proto, 0)),
@@ -310,8 +330,6 @@ class HeaderDecoder(wiring.Component):
             # The L4 length (IP payload) straight from the IP lengths; wraps when the IPv4 total
             # length is shorter than the header (bad_ip_len), which leaves no room for an L4 header.
             s3_l4_len.eq(Mux(is4, total_len - header_len, payload_len6)),
-            # Which of L4_OFFSETS the L4 header is at: (l4_offset - 34) / 4, without the adder.
-            s3_l4_select.eq(s2_tags + Mux(is4, ihl - 5, 5)),
             s3_addr_lo.eq(l3_off + Mux(is4, 12, 8)),
             s3_addr_hi.eq(l3_off + Mux(is4, 20, 40)),
             s3_ip_csum_valid.eq(is4 & addr_valid & ~trunc_options),
@@ -321,6 +339,19 @@ class HeaderDecoder(wiring.Component):
             s3_truncated.eq(trunc_iphdr | trunc_options),
             s3_is6.eq(is6),
             s3_l4.eq(L4Type.NONE),
+        ]
+        # The L4 header is selected in two steps of a 4-way mux: to 16 bytes here, to 4 in stage 4
+        # (one 13-way mux had a select fanning out over all 128 bits of its output).
+        coarse_bytes = L4_WINDOW_BYTES + 12
+        coarse_end = L4_OFFSETS[0] + 48 + coarse_bytes
+        padded = Cat(s2_window, Const(0, 8 * (coarse_end - params.HEADER_WINDOW_BYTES)))
+        coarse = Array(padded[8 * off:8 * (off + coarse_bytes)]
+                       for off in range(L4_OFFSETS[0], L4_OFFSETS[0] + 64, 16))
+        s3_l4_coarse = Signal(8 * coarse_bytes)
+        s3_l4_fine = Signal(2)
+        m.d.sync += [
+            s3_l4_coarse.eq(coarse[s2_l4_select[2:4]]),
+            s3_l4_fine.eq(s2_l4_select[0:2]),
         ]
         with m.If(addr_valid):
             m.d.sync += s3_l4.eq(L4Type.OTHER)
@@ -350,8 +381,9 @@ class HeaderDecoder(wiring.Component):
             s4_room_tcp.eq((s3_l4_offset + 20 <= s3_len) & ~s3_l4_len[16] & (s3_l4_len >= 20)),
             s4_room_udp.eq((s3_l4_offset + 8 <= s3_len) & ~s3_l4_len[16] & (s3_l4_len >= 8)),
         ]
-        l4_windows = Array(s3_window[8 * off:8 * (off + L4_WINDOW_BYTES)] for off in L4_OFFSETS)
-        m.d.sync += s4_l4w.eq(l4_windows[s3_l4_select])
+        l4_windows = Array(s3_l4_coarse[8 * off:8 * (off + L4_WINDOW_BYTES)]
+                           for off in range(0, 16, 4))
+        m.d.sync += s4_l4w.eq(l4_windows[s3_l4_fine])
 
         # Stage 5 -- L4 fields and checks, hash input.
         (s4_valid, s4_tags, s4_vlan0, s4_vlan1, s4_ethertype, s4_runt, s4_l2_valid, s4_l3,

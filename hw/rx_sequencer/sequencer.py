@@ -22,10 +22,12 @@ clock while the outputs drain.
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, RxCounters, RxStatus
+from ..netorder import byte_at
 from .frame_checker import FrameChecker
 from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
@@ -33,6 +35,72 @@ __all__ = ["RxSequencer"]
 
 _KEY_WORDS = params.RSS_KEY_BYTES // 4
 _OUT_FIFO_DEPTH = 8
+#: Bits of the status FIFO's word per memory (each with its own address registers).
+_STATUS_SLICE_BITS = 96
+
+
+class _SlicedFIFO(wiring.Component):
+    """``SyncFIFOBuffered`` (same ports and timing) for a wide word.
+
+    The word may be stored in slices, each a memory with its own write and read address registers:
+    a single read address fanning out to every 16x4 RAM of the 540-bit status word was the routed
+    critical path. Slice ``j``'s addresses run ``j`` entries ahead of the others', so no two address
+    registers are the same logic and Yosys keeps them apart.
+
+    A read never hits the entry being written (reads need an entry, writes a free one), so the
+    memories are marked ``no_rw_check``: without it Yosys wraps block RAM in collision logic whose
+    select reaches every bit of the word.
+    """
+
+    def __init__(self, *, width, depth, slice_bits=None):
+        self.width, self.depth, self._slice_bits = width, depth, slice_bits or width
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1            # plus the output register
+        inner_level = Signal(range(inner_depth + 1))
+        inner_r_rdy = inner_level != 0
+        m.d.comb += self.w_rdy.eq(inner_level != inner_depth)
+        do_write = self.w_rdy & self.w_en
+        do_inner_read = inner_r_rdy & (~self.r_rdy | self.r_en)
+
+        for j, lo in enumerate(range(0, self.width, self._slice_bits)):
+            hi = min(lo + self._slice_bits, self.width)
+            storage = Memory(shape=hi - lo, depth=inner_depth, init=[],
+                             attrs={"no_rw_check": 1})
+            m.submodules[f"storage{j}"] = storage
+            w_port = storage.write_port()
+            r_port = storage.read_port(domain="sync")
+            produce = Signal(range(inner_depth), init=j % inner_depth, name=f"produce{j}")
+            consume = Signal(range(inner_depth), init=j % inner_depth, name=f"consume{j}")
+            m.d.comb += [
+                w_port.addr.eq(produce),
+                w_port.data.eq(self.w_data[lo:hi]),
+                w_port.en.eq(do_write),
+                r_port.addr.eq(consume),
+                r_port.en.eq(do_inner_read),
+                self.r_data[lo:hi].eq(r_port.data),
+            ]
+            with m.If(do_write):
+                m.d.sync += produce.eq(Mux(produce == inner_depth - 1, 0, produce + 1))
+            with m.If(do_inner_read):
+                m.d.sync += consume.eq(Mux(consume == inner_depth - 1, 0, consume + 1))
+
+        with m.If(do_write & ~do_inner_read):
+            m.d.sync += inner_level.eq(inner_level + 1)
+        with m.If(do_inner_read & ~do_write):
+            m.d.sync += inner_level.eq(inner_level - 1)
+        with m.If(do_inner_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        m.d.comb += self.level.eq(inner_level + self.r_rdy)
+        return m
 
 
 class RxSequencer(wiring.Component):
@@ -87,15 +155,16 @@ class RxSequencer(wiring.Component):
         # at the earliest as the frame's bounds come out of their FIFO, written with the header.
         if decoder.hash_latency - decoder.latency > FrameChecker.HEADER_POP_LATENCY:
             raise ValueError("the Toeplitz unit is too slow for the frame checker's pipeline")
-        m.submodules.header_fifo = header_fifo = SyncFIFOBuffered(
+        m.submodules.header_fifo = header_fifo = _SlicedFIFO(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.bounds_fifo = bounds_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RegionBounds).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.hash_fifo = hash_fifo = SyncFIFOBuffered(
             width=32, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
-        m.submodules.status_fifo = status_fifo = SyncFIFOBuffered(
-            width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH)
+        m.submodules.status_fifo = status_fifo = _SlicedFIFO(
+            width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH,
+            slice_bits=_STATUS_SLICE_BITS)
 
         # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
         # Frames in flight (launched to the decoder, status word not yet finished) are limited to
@@ -113,31 +182,60 @@ class RxSequencer(wiring.Component):
 
         beat = self.i.payload
         in_index = Signal(range(params.HEADER_WINDOW_BEATS + 1))     # saturates past the window
-        window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window")
-        keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
-        beat_kept = Cat(*(beat.data[8 * i:8 * i + 8] & keep[i].replicate(8)
-                          for i in range(params.BEAT_BYTES)))
-        window_next = Signal.like(window, name="header_window_next")
-        for k in range(params.HEADER_WINDOW_BEATS):
-            word = slice(64 * k, 64 * k + 64)
-            m.d.comb += window_next[word].eq(
-                Mux(in_index == k, beat_kept, Mux(in_index > k, window[word], 0)))
         launch = Signal()
         m.d.comb += launch.eq(accept & ((in_index == params.HEADER_WINDOW_BEATS - 1)
                                         | (beat.last & (in_index < params.HEADER_WINDOW_BEATS))))
         with m.If(accept):
-            m.d.sync += window.eq(window_next)
             with m.If(beat.last):
                 m.d.sync += in_index.eq(0)
             with m.Elif(in_index != params.HEADER_WINDOW_BEATS):
                 m.d.sync += in_index.eq(in_index + 1)
-
         window_len = Mux(beat.last, in_index * params.BEAT_BYTES + sum(beat.keep),
                          params.HEADER_WINDOW_BYTES)
+
+        # The accepted beat is registered with a load and a zero flag per 2-byte group of the
+        # window: the window's flip-flops are spread over the decoder, and one flag per 64-bit word
+        # took 6 ns to reach them. Bytes past the frame's end are zeroed. Each flag reads its own
+        # ``keep`` bits, so no two are the same logic and Yosys keeps them all.
+        group = 2
+        groups_per_beat = params.BEAT_BYTES // group
+        n_groups = params.HEADER_WINDOW_BYTES // group
+        keep = Mux(beat.last, beat.keep, (1 << params.BEAT_BYTES) - 1)
+        beat_kept = Cat(*(byte_at(beat.data, b) & keep[b].replicate(8)
+                          for b in range(params.BEAT_BYTES)))
+        c_data = Signal(8 * params.BEAT_BYTES, name="capture_data", reset_less=True)
+        c_load = Signal(n_groups, name="capture_load")
+        c_zero = Signal(n_groups, name="capture_zero")
+        c_launch = Signal(name="capture_launch")
+        c_len = Signal(range(params.HEADER_WINDOW_BYTES + 1), name="capture_len")
         m.d.sync += [
-            decoder.window.eq(window_next),
-            decoder.window_len.eq(window_len),
-            decoder.valid.eq(launch),
+            c_data.eq(beat_kept),
+            c_launch.eq(launch),
+            c_len.eq(window_len),
+        ]
+        for k in range(params.HEADER_WINDOW_BEATS):
+            here = accept & (in_index == k)
+            for g in range(groups_per_beat):
+                # A group none of whose bytes is kept is zeroed rather than loaded (same result).
+                group_kept = keep[group * g:group * (g + 1)].any()
+                m.d.sync += [
+                    c_load[groups_per_beat * k + g].eq(here & group_kept),
+                    c_zero[groups_per_beat * k + g].eq(
+                        accept & beat.last & ((in_index < k) | ((in_index == k) & ~group_kept))),
+                ]
+        window = Signal(8 * params.HEADER_WINDOW_BYTES, name="header_window", reset_less=True)
+        for j in range(n_groups):
+            bits = slice(8 * group * j, 8 * group * (j + 1))
+            g = j % groups_per_beat
+            with m.If(c_load[j]):
+                m.d.sync += window[bits].eq(c_data[8 * group * g:8 * group * (g + 1)])
+            with m.Elif(c_zero[j]):
+                m.d.sync += window[bits].eq(0)
+        # The window is complete a clock after its last word is captured.
+        m.d.comb += decoder.window.eq(window)
+        m.d.sync += [
+            decoder.window_len.eq(c_len),
+            decoder.valid.eq(c_launch),
         ]
         m.d.comb += [
             decoder.key.eq(key),

@@ -14,7 +14,7 @@ input and the key shift past (4 passes: about a quarter of the logic). It accept
 ``passes + 1`` clocks; ``passes=1`` is the fully parallel, one-per-clock version.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,7 +67,7 @@ class ToeplitzHash(wiring.Component):
     @staticmethod
     def latency_for(passes):
         """Clocks from ``valid`` to ``hash_valid`` of a unit with ``passes`` passes."""
-        return 2 if passes == 1 else 1 + passes
+        return 2 if passes == 1 else 2 + passes
 
     @property
     def latency(self):
@@ -118,26 +118,48 @@ class ToeplitzHash(wiring.Component):
     def _elaborate_serial(self, m):
         # The input and the key are loaded into shift registers; each clock hashes the top
         # ``chunk`` input bits against the top of the key, then both shift up by ``chunk``.
+        # The chunk is hashed in groups whose partial results are registered, then folded into
+        # the accumulator a clock later: each group needs only its own input and key bits, which
+        # keeps the XOR network local enough for the router.
         chunk = _INPUT_BITS // self._passes
+        groups = 8 if chunk % 8 == 0 else 1
+        per_group = chunk // groups
         data_sr = Signal(_INPUT_BITS, name="data_shift")
         key_sr = Signal(_KEY_BITS, name="key_shift")
-        acc = Signal(32)
         passes_left = Signal(range(self._passes + 1))
+        partials = [Signal(32, name=f"partial{g}") for g in range(groups)]
+        partial_valid = Signal()
+        partial_first = Signal()        # the partials are a frame's first pass
+        first_pass = Signal()
+        acc = Signal(32)
+        m.d.sync += partial_valid.eq(0)
         with m.If(self.valid):
             m.d.sync += [
                 data_sr.eq(self.data),
                 key_sr.eq(self.key),
-                acc.eq(0),
                 passes_left.eq(self._passes),
+                first_pass.eq(1),
             ]
         with m.Elif(passes_left != 0):
-            partial = self._partial(data_sr[_INPUT_BITS - chunk:], key_sr, _KEY_BITS - 1)
+            for g, partial in enumerate(partials):
+                data_lo = _INPUT_BITS - (g + 1) * per_group
+                m.d.sync += partial.eq(self._partial(data_sr[data_lo:data_lo + per_group], key_sr,
+                                                     _KEY_BITS - 1 - g * per_group))
             m.d.sync += [
                 data_sr.eq(data_sr << chunk),
                 key_sr.eq(key_sr << chunk),
-                acc.eq(acc ^ partial),
                 passes_left.eq(passes_left - 1),
+                first_pass.eq(0),
+                partial_valid.eq(1),
+                partial_first.eq(first_pass),
             ]
+        # A frame's first fold replaces the accumulator, so the next input may load while the
+        # last partials of the previous one are still being folded.
+        folded = Mux(partial_first, 0, acc)
+        for partial in partials:
+            folded = folded ^ partial
+        with m.If(partial_valid):
+            m.d.sync += acc.eq(folded)
         m.d.comb += [
             self.hash.eq(acc),
             self.overrun.eq(self.valid & (passes_left != 0)),
