@@ -139,15 +139,24 @@ class HostEngine(wiring.Component):
         advance = [Signal(name=f"advance_{ring.name.lower()}") for ring in RingId]
         for r in range(4):
             log2 = self.ring_log2_size[r]
+            nic_next = Signal(_INDEX_BITS, name=f"nic_index_next_{RingId(r).name.lower()}")
             m.d.comb += [
                 mask[r].eq((Const(1, _INDEX_BITS + 1) << log2) - 1),
                 self.ring_nic_index[r].eq(nic_index[r]),
-                posted[r].eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
             ]
             with m.If(self.ring_reset[r]):
-                m.d.sync += nic_index[r].eq(0)
+                m.d.comb += nic_next.eq(0)
             with m.Elif(advance[r]):
-                m.d.sync += nic_index[r].eq((nic_index[r] + 1) & mask[r])
+                m.d.comb += nic_next.eq((nic_index[r] + 1) & mask[r])
+            with m.Else():
+                m.d.comb += nic_next.eq(nic_index[r])
+            # ``posted`` is a register (it feeds the RX admission and the job choice, both long
+            # paths): computed from the NIC's next index, so an entry taken is never counted a
+            # clock too long; the host's index is a clock old, which only delays a doorbell.
+            m.d.sync += [
+                nic_index[r].eq(nic_next),
+                posted[r].eq((self.ring_host_index[r] - nic_next) & mask[r]),
+            ]
         ev = RingId.EVENT.value
         event_phase = Signal(init=1)
         with m.If(self.ring_reset[ev]):
@@ -181,7 +190,14 @@ class HostEngine(wiring.Component):
         dma_error = Signal()            # an error response in this job's transfers
         dma_error_addr = Signal(32)
         w_plan = _burst_plan(m, dma_addr, dma_left, "w_plan")
-        ar_plan = _burst_plan(m, ar_addr, ar_left, "ar_plan")
+        # The read burst plan is registered: it is computed from ``ar_addr``/``ar_left`` of the
+        # clock before, so AR waits a clock (``ar_stale``) after either changes.
+        ar_plan_now = _burst_plan(m, ar_addr, ar_left, "ar_plan_now")
+        ar_plan = Signal.like(ar_plan_now)
+        ar_stale = Signal()
+        ar_ok = Signal()
+        m.d.sync += [ar_plan.eq(ar_plan_now), ar_stale.eq(0)]
+        m.d.comb += ar_ok.eq((ar_left != 0) & ~ar_stale & (reads_out < _MAX_READS))
         m.d.comb += [
             axi.awaddr.eq(dma_addr),
             axi.awlen.eq(burst_len - 1),
@@ -199,6 +215,7 @@ class HostEngine(wiring.Component):
             m.d.sync += [
                 ar_addr.eq(ar_addr + (ar_plan << _BEAT_SIZE)),
                 ar_left.eq(ar_left - ar_plan),
+                ar_stale.eq(1),
             ]
         r_burst_end = Signal()
         m.d.comb += r_burst_end.eq(axi.rvalid & axi.rready & axi.rlast)
@@ -302,15 +319,29 @@ class HostEngine(wiring.Component):
         tx_reading = Signal()
         tx_last_beat = Signal()
         m.d.comb += tx_last_beat.eq(beat_index == tx_beats - 1)
+        # The beat and its byte masks are registered on their way into the checksum units: the
+        # masks come out of subtractions and compares, the units start with an adder tree.
+        sum_data = Signal(64)
+        sum_ip_mask = Signal(beat_bytes)
+        sum_l4_mask = Signal(beat_bytes)
+        sum_last = Signal()
+        sum_valid = Signal()
+        m.d.sync += [
+            sum_data.eq(axi.rdata),
+            sum_ip_mask.eq(ip_start & ip_stop & in_frame & tx_desc.ip_csum.replicate(8)),
+            sum_l4_mask.eq(l4_start & in_frame & tx_desc.l4_csum.replicate(8)),
+            sum_last.eq(tx_last_beat),
+            sum_valid.eq(tx_reading & r_take),
+        ]
         m.d.comb += [
-            ip_sum.data.eq(axi.rdata),
-            ip_sum.mask.eq(ip_start & ip_stop & in_frame & tx_desc.ip_csum.replicate(8)),
-            ip_sum.last.eq(tx_last_beat),
-            ip_sum.valid.eq(tx_reading & r_take),
-            l4_sum.data.eq(axi.rdata),
-            l4_sum.mask.eq(l4_start & in_frame & tx_desc.l4_csum.replicate(8)),
-            l4_sum.last.eq(tx_last_beat),
-            l4_sum.valid.eq(tx_reading & r_take),
+            ip_sum.data.eq(sum_data),
+            ip_sum.mask.eq(sum_ip_mask),
+            ip_sum.last.eq(sum_last),
+            ip_sum.valid.eq(sum_valid),
+            l4_sum.data.eq(sum_data),
+            l4_sum.mask.eq(sum_l4_mask),
+            l4_sum.last.eq(sum_last),
+            l4_sum.valid.eq(sum_valid),
             self.tx_w_data.eq(axi.rdata),
             self.tx_w_en.eq(tx_reading & r_take),
         ]
@@ -387,6 +418,7 @@ class HostEngine(wiring.Component):
                 m.d.sync += [
                     ar_addr.eq(Cat(Const(0, 4), self.ring_base[r][4:] + nic_index[r])),
                     ar_left.eq(fetch_n[r] << 1),
+                    ar_stale.eq(1),
                     dma_left.eq(fetch_n[r] << 1),
                     fetch_ring.eq(r),
                     fetch_count.eq(fetch_n[r]),
@@ -434,7 +466,7 @@ class HostEngine(wiring.Component):
             # Fetch ``fetch_count`` entries of ring ``fetch_ring`` into its cache.
             with m.State("FETCH"):
                 m.d.comb += [
-                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.arvalid.eq(ar_ok),
                     axi.rready.eq(1),
                 ]
                 with m.If(r_take):
@@ -518,6 +550,7 @@ class HostEngine(wiring.Component):
                         m.d.sync += [
                             ar_addr.eq(Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:])),
                             ar_left.eq(tx_beats),
+                            ar_stale.eq(1),
                             dma_left.eq(tx_beats),
                             beat_index.eq(0),
                             ip_end_known.eq(0),
@@ -617,7 +650,7 @@ class HostEngine(wiring.Component):
             # Read ``dma_left`` beats of a TX frame at ``dma_addr`` into the staging buffer.
             with m.State("R_DATA"):
                 m.d.comb += [
-                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.arvalid.eq(ar_ok),
                     axi.rready.eq(1),
                     tx_reading.eq(1),
                 ]
