@@ -144,19 +144,26 @@ class HostEngine(wiring.Component):
                 mask[r].eq((Const(1, _INDEX_BITS + 1) << log2) - 1),
                 self.ring_nic_index[r].eq(nic_index[r]),
             ]
+            # ``posted`` is a register (it feeds the RX admission and the job choice, both long
+            # paths): computed for the NIC's next index, so an entry taken is never counted a
+            # clock too long; the host's index is a clock old, which only delays a doorbell. Both
+            # candidates come from flip-flops; ``advance`` (late, from the FSM) only selects.
+            posted_now = Signal(_INDEX_BITS, name=f"posted_now_{RingId(r).name.lower()}")
+            posted_less = Signal(_INDEX_BITS, name=f"posted_less_{RingId(r).name.lower()}")
+            m.d.comb += [
+                posted_now.eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
+                posted_less.eq((self.ring_host_index[r] - nic_index[r] - 1) & mask[r]),
+            ]
             with m.If(self.ring_reset[r]):
                 m.d.comb += nic_next.eq(0)
+                m.d.sync += posted[r].eq(0)
             with m.Elif(advance[r]):
                 m.d.comb += nic_next.eq((nic_index[r] + 1) & mask[r])
+                m.d.sync += posted[r].eq(posted_less)
             with m.Else():
                 m.d.comb += nic_next.eq(nic_index[r])
-            # ``posted`` is a register (it feeds the RX admission and the job choice, both long
-            # paths): computed from the NIC's next index, so an entry taken is never counted a
-            # clock too long; the host's index is a clock old, which only delays a doorbell.
-            m.d.sync += [
-                nic_index[r].eq(nic_next),
-                posted[r].eq((self.ring_host_index[r] - nic_next) & mask[r]),
-            ]
+                m.d.sync += posted[r].eq(posted_now)
+            m.d.sync += nic_index[r].eq(nic_next)
         ev = RingId.EVENT.value
         event_phase = Signal(init=1)
         with m.If(self.ring_reset[ev]):
@@ -299,8 +306,14 @@ class HostEngine(wiring.Component):
         m.submodules.ip_sum = ip_sum = ChecksumAccumulator()
         m.submodules.l4_sum = l4_sum = ChecksumAccumulator()
         tx_len = tx_desc.length
+        # Decoded from ``entry`` into registers: valid from the clock after ``entry`` is written
+        # (the DECODE state), then steady for the whole job.
         tx_beats = Signal(12)
-        m.d.comb += tx_beats.eq((tx_len + beat_bytes - 1) >> _BEAT_SIZE)
+        tx_beats_less_one = Signal(12)
+        m.d.sync += [
+            tx_beats.eq((tx_len + beat_bytes - 1) >> _BEAT_SIZE),
+            tx_beats_less_one.eq(((tx_len + beat_bytes - 1) >> _BEAT_SIZE) - 1),
+        ]
         ip_end = Signal(16)             # IPv4 header end, from its IHL once that beat has passed
         ip_end_known = Signal()
         r_take = Signal()
@@ -318,7 +331,7 @@ class HostEngine(wiring.Component):
                     m.d.comb += ihl_byte.eq(axi.rdata[8 * i:8 * i + 8])
         tx_reading = Signal()
         tx_last_beat = Signal()
-        m.d.comb += tx_last_beat.eq(beat_index == tx_beats - 1)
+        m.d.comb += tx_last_beat.eq(beat_index == tx_beats_less_one)
         # The beat and its byte masks are registered on their way into the checksum units: the
         # masks come out of subtractions and compares, the units start with an adder tree.
         sum_data = Signal(64)
@@ -363,7 +376,10 @@ class HostEngine(wiring.Component):
             self.tx_w_frame.l4_csum.value.eq(l4_value),
         ]
         tx_bad = Signal()
-        m.d.comb += tx_bad.eq(
+        rx_too_small = Signal()
+        m.d.sync += rx_too_small.eq(
+            rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length)
+        m.d.sync += tx_bad.eq(
             (tx_len == 0) | (tx_len > params.MAX_FRAME_BYTES)
             | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (tx_desc.ip_offset + 20 > tx_len)))
             | (tx_desc.l4_csum & (tx_desc.csum_start[0] | tx_desc.csum_offset[0]
@@ -413,7 +429,7 @@ class HostEngine(wiring.Component):
                         with m.Case(i):
                             m.d.sync += entry.eq(cache[r][i])
                 m.d.sync += [cache_head[r].eq(cache_head[r] + 1), cached[r].eq(cached[r] - 1)]
-                m.next = "DISPATCH"
+                m.next = "DECODE"
             with m.Else():
                 m.d.sync += [
                     ar_addr.eq(Cat(Const(0, 4), self.ring_base[r][4:] + nic_index[r])),
@@ -523,11 +539,14 @@ class HostEngine(wiring.Component):
                                     cached[r].eq(Mux(dma_error, fetch_good, fetch_count) - 1),
                                 ]
                     m.d.sync += dma_error.eq(0)
-                    m.next = "DISPATCH"
+                    m.next = "DECODE"
 
+            with m.State("DECODE"):
+                # tx_beats, tx_bad and rx_too_small take the new entry.
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.If(job == _Job.RX):
-                    with m.If(rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length):
+                    with m.If(rx_too_small):
                         m.d.sync += beat_index.eq(0)
                         m.next = "RX_DRAIN"
                     with m.Else():
