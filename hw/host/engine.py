@@ -141,7 +141,8 @@ class HostEngine(wiring.Component):
             log2 = self.ring_log2_size[r]
             nic_next = Signal(_INDEX_BITS, name=f"nic_index_next_{RingId(r).name.lower()}")
             m.d.comb += [
-                mask[r].eq((Const(1, _INDEX_BITS + 1) << log2) - 1),
+                # 2**log2 - 1 as a thermometer code: one LUT a bit, no shifter and subtractor.
+                mask[r].eq(Cat(*(log2 > i for i in range(_INDEX_BITS)))),
                 self.ring_nic_index[r].eq(nic_index[r]),
             ]
             # ``posted`` is a register (it feeds the RX admission and the job choice, both long
@@ -410,13 +411,18 @@ class HostEngine(wiring.Component):
         fetch_good = Signal(range(_CACHE_ENTRIES))      # entries read before the first error
         fetch_n = {}
         for r in fetchable:
-            to_end = Signal(_INDEX_BITS + 1, name=f"to_end_{RingId(r).name.lower()}")
+            # Entries to the ring's end (mask - nic_index + 1) and posted entries, each capped at
+            # _CACHE_ENTRIES, then the smaller: LUTs on the low bits, no carry chain.
+            beyond = Signal(_INDEX_BITS, name=f"beyond_{RingId(r).name.lower()}")
+            to_end = Signal(range(_CACHE_ENTRIES + 1), name=f"to_end_{RingId(r).name.lower()}")
             capped = Signal(range(_CACHE_ENTRIES + 1),
                             name=f"posted_capped_{RingId(r).name.lower()}")
             n = Signal(range(_CACHE_ENTRIES + 1), name=f"fetch_n_{RingId(r).name.lower()}")
+            assert _CACHE_ENTRIES == 4
             m.d.comb += [
-                to_end.eq(mask[r] - nic_index[r] + 1),
-                capped.eq(Mux(posted[r] < _CACHE_ENTRIES, posted[r], _CACHE_ENTRIES)),
+                beyond.eq(mask[r] & ~nic_index[r]),      # entries after this one (= mask - index)
+                to_end.eq(Mux(beyond[2:] != 0, _CACHE_ENTRIES, beyond[:2] + 1)),
+                capped.eq(Mux(posted[r][2:] != 0, _CACHE_ENTRIES, posted[r][:2])),
                 n.eq(Mux(to_end < capped, to_end, capped)),
             ]
             fetch_n[r] = n
