@@ -427,8 +427,13 @@ class HostEngine(wiring.Component):
             ]
             fetch_n[r] = n
 
-        def start_job(kind, r):
+        def start_job(kind):
+            # The choice is registered (``job``); START then moves the entry: the round robin
+            # does not fan out to the 128 entry bits and the fetch set-up in the same clock.
             m.d.sync += [job.eq(kind), rr_last.eq(kind), dma_error.eq(0), beat_index.eq(0)]
+            m.next = "START"
+
+        def take_entry(r):
             with m.If(cached[r] != 0):
                 with m.Switch(cache_head[r]):
                     for i in range(_CACHE_ENTRIES):
@@ -445,7 +450,10 @@ class HostEngine(wiring.Component):
                     fetch_ring.eq(r),
                     fetch_count.eq(fetch_n[r]),
                 ]
-                m.next = "FETCH"
+                with m.If(fetch_n[r] == 0):
+                    m.next = "IDLE"         # the ring was reset since the choice
+                with m.Else():
+                    m.next = "FETCH"
 
         def start_event(kind, ring, index, code, length=0, tag=0, detail=0):
             m.d.sync += [
@@ -483,7 +491,15 @@ class HostEngine(wiring.Component):
                                         cond = m.If if first else m.Elif
                                         first = False
                                         with cond(wants[kind]):
-                                            start_job(kind, fetchable[kind])
+                                            start_job(kind)
+
+            with m.State("START"):
+                with m.Switch(job):
+                    for kind, r in enumerate(fetchable):
+                        with m.Case(kind):
+                            take_entry(r)
+                    with m.Default():
+                        m.next = "IDLE"
 
             # Fetch ``fetch_count`` entries of ring ``fetch_ring`` into its cache.
             with m.State("FETCH"):
