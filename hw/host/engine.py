@@ -277,13 +277,19 @@ class HostEngine(wiring.Component):
         w_data = Signal(64)
         w_strb = Signal(8)
         w_frame_beat = Signal()
+        # beat_index < _HEADER_BEATS as LUTs (a zero test and a 4-bit compare), not a carry chain:
+        # it decides wvalid, whose handshake enables the address, count and index registers.
+        assert _HEADER_BEATS == 9
+        in_header = Signal()
+        m.d.comb += in_header.eq((beat_index[4:] == 0)
+                                 & ~(beat_index[3] & (beat_index[:3] != 0)))
         with m.If(source == _Source.EVENT):
             m.d.comb += [
                 w_valid.eq(1),
                 w_data.eq(Mux(beat_index[0], event_bits[64:], event_bits[:64])),
                 w_strb.eq(0xFF),
             ]
-        with m.Elif(beat_index < _HEADER_BEATS):
+        with m.Elif(in_header):
             with m.Switch(beat_index):
                 for k in range(_HEADER_BEATS):
                     with m.Case(k):
