@@ -382,15 +382,23 @@ class HostEngine(wiring.Component):
             self.tx_w_frame.l4_csum.offset.eq(tx_desc.csum_start + tx_desc.csum_offset),
             self.tx_w_frame.l4_csum.value.eq(l4_value),
         ]
+        # Entry checks in two registered steps (DECODE, DECODE2): the sums, then the compares.
+        rx_need = Signal(18)            # bytes the RX buffer must hold
+        ip_need = Signal(9)             # frame bytes the IPv4 header needs
+        l4_need = Signal(10)            # frame bytes the L4 checksum field needs
+        m.d.sync += [
+            rx_need.eq(params.RX_BUFFER_HEADER_BYTES + rx.status.length),
+            ip_need.eq(tx_desc.ip_offset + 20),
+            l4_need.eq(tx_desc.csum_start + tx_desc.csum_offset + 2),
+        ]
         tx_bad = Signal()
         rx_too_small = Signal()
-        m.d.sync += rx_too_small.eq(
-            rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length)
+        m.d.sync += rx_too_small.eq(rx_desc.size < rx_need)
         m.d.sync += tx_bad.eq(
             (tx_len == 0) | (tx_len > params.MAX_FRAME_BYTES)
-            | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (tx_desc.ip_offset + 20 > tx_len)))
+            | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (ip_need > tx_len)))
             | (tx_desc.l4_csum & (tx_desc.csum_start[0] | tx_desc.csum_offset[0]
-                                  | (tx_desc.csum_start + tx_desc.csum_offset + 2 > tx_len))))
+                                  | (l4_need > tx_len))))
 
         # --- Sequencer ---------------------------------------------------------------------------
         want_rx = Signal()
@@ -570,7 +578,10 @@ class HostEngine(wiring.Component):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                # tx_beats, tx_bad and rx_too_small take the new entry.
+                # tx_beats, rx_need, ip_need and l4_need take the new entry ...
+                m.next = "DECODE2"
+            with m.State("DECODE2"):
+                # ... then tx_bad and rx_too_small.
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.If(job == _Job.RX):
