@@ -139,15 +139,32 @@ class HostEngine(wiring.Component):
         advance = [Signal(name=f"advance_{ring.name.lower()}") for ring in RingId]
         for r in range(4):
             log2 = self.ring_log2_size[r]
+            nic_next = Signal(_INDEX_BITS, name=f"nic_index_next_{RingId(r).name.lower()}")
             m.d.comb += [
-                mask[r].eq((Const(1, _INDEX_BITS + 1) << log2) - 1),
+                # 2**log2 - 1 as a thermometer code: one LUT a bit, no shifter and subtractor.
+                mask[r].eq(Cat(*(log2 > i for i in range(_INDEX_BITS)))),
                 self.ring_nic_index[r].eq(nic_index[r]),
-                posted[r].eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
+            ]
+            # ``posted`` is a register (it feeds the RX admission and the job choice, both long
+            # paths): computed for the NIC's next index, so an entry taken is never counted a
+            # clock too long; the host's index is a clock old, which only delays a doorbell. Both
+            # candidates come from flip-flops; ``advance`` (late, from the FSM) only selects.
+            posted_now = Signal(_INDEX_BITS, name=f"posted_now_{RingId(r).name.lower()}")
+            posted_less = Signal(_INDEX_BITS, name=f"posted_less_{RingId(r).name.lower()}")
+            m.d.comb += [
+                posted_now.eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
+                posted_less.eq((self.ring_host_index[r] - nic_index[r] - 1) & mask[r]),
             ]
             with m.If(self.ring_reset[r]):
-                m.d.sync += nic_index[r].eq(0)
+                m.d.comb += nic_next.eq(0)
+                m.d.sync += posted[r].eq(0)
             with m.Elif(advance[r]):
-                m.d.sync += nic_index[r].eq((nic_index[r] + 1) & mask[r])
+                m.d.comb += nic_next.eq((nic_index[r] + 1) & mask[r])
+                m.d.sync += posted[r].eq(posted_less)
+            with m.Else():
+                m.d.comb += nic_next.eq(nic_index[r])
+                m.d.sync += posted[r].eq(posted_now)
+            m.d.sync += nic_index[r].eq(nic_next)
         ev = RingId.EVENT.value
         event_phase = Signal(init=1)
         with m.If(self.ring_reset[ev]):
@@ -181,7 +198,14 @@ class HostEngine(wiring.Component):
         dma_error = Signal()            # an error response in this job's transfers
         dma_error_addr = Signal(32)
         w_plan = _burst_plan(m, dma_addr, dma_left, "w_plan")
-        ar_plan = _burst_plan(m, ar_addr, ar_left, "ar_plan")
+        # The read burst plan is registered: it is computed from ``ar_addr``/``ar_left`` of the
+        # clock before, so AR waits a clock (``ar_stale``) after either changes.
+        ar_plan_now = _burst_plan(m, ar_addr, ar_left, "ar_plan_now")
+        ar_plan = Signal.like(ar_plan_now)
+        ar_stale = Signal()
+        ar_ok = Signal()
+        m.d.sync += [ar_plan.eq(ar_plan_now), ar_stale.eq(0)]
+        m.d.comb += ar_ok.eq((ar_left != 0) & ~ar_stale & (reads_out < _MAX_READS))
         m.d.comb += [
             axi.awaddr.eq(dma_addr),
             axi.awlen.eq(burst_len - 1),
@@ -199,6 +223,7 @@ class HostEngine(wiring.Component):
             m.d.sync += [
                 ar_addr.eq(ar_addr + (ar_plan << _BEAT_SIZE)),
                 ar_left.eq(ar_left - ar_plan),
+                ar_stale.eq(1),
             ]
         r_burst_end = Signal()
         m.d.comb += r_burst_end.eq(axi.rvalid & axi.rready & axi.rlast)
@@ -252,13 +277,19 @@ class HostEngine(wiring.Component):
         w_data = Signal(64)
         w_strb = Signal(8)
         w_frame_beat = Signal()
+        # beat_index < _HEADER_BEATS as LUTs (a zero test and a 4-bit compare), not a carry chain:
+        # it decides wvalid, whose handshake enables the address, count and index registers.
+        assert _HEADER_BEATS == 9
+        in_header = Signal()
+        m.d.comb += in_header.eq((beat_index[4:] == 0)
+                                 & ~(beat_index[3] & (beat_index[:3] != 0)))
         with m.If(source == _Source.EVENT):
             m.d.comb += [
                 w_valid.eq(1),
                 w_data.eq(Mux(beat_index[0], event_bits[64:], event_bits[:64])),
                 w_strb.eq(0xFF),
             ]
-        with m.Elif(beat_index < _HEADER_BEATS):
+        with m.Elif(in_header):
             with m.Switch(beat_index):
                 for k in range(_HEADER_BEATS):
                     with m.Case(k):
@@ -282,8 +313,14 @@ class HostEngine(wiring.Component):
         m.submodules.ip_sum = ip_sum = ChecksumAccumulator()
         m.submodules.l4_sum = l4_sum = ChecksumAccumulator()
         tx_len = tx_desc.length
+        # Decoded from ``entry`` into registers: valid from the clock after ``entry`` is written
+        # (the DECODE state), then steady for the whole job.
         tx_beats = Signal(12)
-        m.d.comb += tx_beats.eq((tx_len + beat_bytes - 1) >> _BEAT_SIZE)
+        tx_beats_less_one = Signal(12)
+        m.d.sync += [
+            tx_beats.eq((tx_len + beat_bytes - 1) >> _BEAT_SIZE),
+            tx_beats_less_one.eq(((tx_len + beat_bytes - 1) >> _BEAT_SIZE) - 1),
+        ]
         ip_end = Signal(16)             # IPv4 header end, from its IHL once that beat has passed
         ip_end_known = Signal()
         r_take = Signal()
@@ -301,16 +338,30 @@ class HostEngine(wiring.Component):
                     m.d.comb += ihl_byte.eq(axi.rdata[8 * i:8 * i + 8])
         tx_reading = Signal()
         tx_last_beat = Signal()
-        m.d.comb += tx_last_beat.eq(beat_index == tx_beats - 1)
+        m.d.comb += tx_last_beat.eq(beat_index == tx_beats_less_one)
+        # The beat and its byte masks are registered on their way into the checksum units: the
+        # masks come out of subtractions and compares, the units start with an adder tree.
+        sum_data = Signal(64)
+        sum_ip_mask = Signal(beat_bytes)
+        sum_l4_mask = Signal(beat_bytes)
+        sum_last = Signal()
+        sum_valid = Signal()
+        m.d.sync += [
+            sum_data.eq(axi.rdata),
+            sum_ip_mask.eq(ip_start & ip_stop & in_frame & tx_desc.ip_csum.replicate(8)),
+            sum_l4_mask.eq(l4_start & in_frame & tx_desc.l4_csum.replicate(8)),
+            sum_last.eq(tx_last_beat),
+            sum_valid.eq(tx_reading & r_take),
+        ]
         m.d.comb += [
-            ip_sum.data.eq(axi.rdata),
-            ip_sum.mask.eq(ip_start & ip_stop & in_frame & tx_desc.ip_csum.replicate(8)),
-            ip_sum.last.eq(tx_last_beat),
-            ip_sum.valid.eq(tx_reading & r_take),
-            l4_sum.data.eq(axi.rdata),
-            l4_sum.mask.eq(l4_start & in_frame & tx_desc.l4_csum.replicate(8)),
-            l4_sum.last.eq(tx_last_beat),
-            l4_sum.valid.eq(tx_reading & r_take),
+            ip_sum.data.eq(sum_data),
+            ip_sum.mask.eq(sum_ip_mask),
+            ip_sum.last.eq(sum_last),
+            ip_sum.valid.eq(sum_valid),
+            l4_sum.data.eq(sum_data),
+            l4_sum.mask.eq(sum_l4_mask),
+            l4_sum.last.eq(sum_last),
+            l4_sum.valid.eq(sum_valid),
             self.tx_w_data.eq(axi.rdata),
             self.tx_w_en.eq(tx_reading & r_take),
         ]
@@ -331,12 +382,23 @@ class HostEngine(wiring.Component):
             self.tx_w_frame.l4_csum.offset.eq(tx_desc.csum_start + tx_desc.csum_offset),
             self.tx_w_frame.l4_csum.value.eq(l4_value),
         ]
+        # Entry checks in two registered steps (DECODE, DECODE2): the sums, then the compares.
+        rx_need = Signal(18)            # bytes the RX buffer must hold
+        ip_need = Signal(9)             # frame bytes the IPv4 header needs
+        l4_need = Signal(10)            # frame bytes the L4 checksum field needs
+        m.d.sync += [
+            rx_need.eq(params.RX_BUFFER_HEADER_BYTES + rx.status.length),
+            ip_need.eq(tx_desc.ip_offset + 20),
+            l4_need.eq(tx_desc.csum_start + tx_desc.csum_offset + 2),
+        ]
         tx_bad = Signal()
-        m.d.comb += tx_bad.eq(
+        rx_too_small = Signal()
+        m.d.sync += rx_too_small.eq(rx_desc.size < rx_need)
+        m.d.sync += tx_bad.eq(
             (tx_len == 0) | (tx_len > params.MAX_FRAME_BYTES)
-            | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (tx_desc.ip_offset + 20 > tx_len)))
+            | (tx_desc.ip_csum & (tx_desc.ip_offset[0] | (ip_need > tx_len)))
             | (tx_desc.l4_csum & (tx_desc.csum_start[0] | tx_desc.csum_offset[0]
-                                  | (tx_desc.csum_start + tx_desc.csum_offset + 2 > tx_len))))
+                                  | (l4_need > tx_len))))
 
         # --- Sequencer ---------------------------------------------------------------------------
         want_rx = Signal()
@@ -363,35 +425,49 @@ class HostEngine(wiring.Component):
         fetch_good = Signal(range(_CACHE_ENTRIES))      # entries read before the first error
         fetch_n = {}
         for r in fetchable:
-            to_end = Signal(_INDEX_BITS + 1, name=f"to_end_{RingId(r).name.lower()}")
+            # Entries to the ring's end (mask - nic_index + 1) and posted entries, each capped at
+            # _CACHE_ENTRIES, then the smaller: LUTs on the low bits, no carry chain.
+            beyond = Signal(_INDEX_BITS, name=f"beyond_{RingId(r).name.lower()}")
+            to_end = Signal(range(_CACHE_ENTRIES + 1), name=f"to_end_{RingId(r).name.lower()}")
             capped = Signal(range(_CACHE_ENTRIES + 1),
                             name=f"posted_capped_{RingId(r).name.lower()}")
             n = Signal(range(_CACHE_ENTRIES + 1), name=f"fetch_n_{RingId(r).name.lower()}")
+            assert _CACHE_ENTRIES == 4
             m.d.comb += [
-                to_end.eq(mask[r] - nic_index[r] + 1),
-                capped.eq(Mux(posted[r] < _CACHE_ENTRIES, posted[r], _CACHE_ENTRIES)),
+                beyond.eq(mask[r] & ~nic_index[r]),      # entries after this one (= mask - index)
+                to_end.eq(Mux(beyond[2:] != 0, _CACHE_ENTRIES, beyond[:2] + 1)),
+                capped.eq(Mux(posted[r][2:] != 0, _CACHE_ENTRIES, posted[r][:2])),
                 n.eq(Mux(to_end < capped, to_end, capped)),
             ]
             fetch_n[r] = n
 
-        def start_job(kind, r):
+        def start_job(kind):
+            # The choice is registered (``job``); START then moves the entry: the round robin
+            # does not fan out to the 128 entry bits and the fetch set-up in the same clock.
             m.d.sync += [job.eq(kind), rr_last.eq(kind), dma_error.eq(0), beat_index.eq(0)]
+            m.next = "START"
+
+        def take_entry(r):
             with m.If(cached[r] != 0):
                 with m.Switch(cache_head[r]):
                     for i in range(_CACHE_ENTRIES):
                         with m.Case(i):
                             m.d.sync += entry.eq(cache[r][i])
                 m.d.sync += [cache_head[r].eq(cache_head[r] + 1), cached[r].eq(cached[r] - 1)]
-                m.next = "DISPATCH"
+                m.next = "DECODE"
             with m.Else():
                 m.d.sync += [
                     ar_addr.eq(Cat(Const(0, 4), self.ring_base[r][4:] + nic_index[r])),
                     ar_left.eq(fetch_n[r] << 1),
+                    ar_stale.eq(1),
                     dma_left.eq(fetch_n[r] << 1),
                     fetch_ring.eq(r),
                     fetch_count.eq(fetch_n[r]),
                 ]
-                m.next = "FETCH"
+                with m.If(fetch_n[r] == 0):
+                    m.next = "IDLE"         # the ring was reset since the choice
+                with m.Else():
+                    m.next = "FETCH"
 
         def start_event(kind, ring, index, code, length=0, tag=0, detail=0):
             m.d.sync += [
@@ -429,12 +505,20 @@ class HostEngine(wiring.Component):
                                         cond = m.If if first else m.Elif
                                         first = False
                                         with cond(wants[kind]):
-                                            start_job(kind, fetchable[kind])
+                                            start_job(kind)
+
+            with m.State("START"):
+                with m.Switch(job):
+                    for kind, r in enumerate(fetchable):
+                        with m.Case(kind):
+                            take_entry(r)
+                    with m.Default():
+                        m.next = "IDLE"
 
             # Fetch ``fetch_count`` entries of ring ``fetch_ring`` into its cache.
             with m.State("FETCH"):
                 m.d.comb += [
-                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.arvalid.eq(ar_ok),
                     axi.rready.eq(1),
                 ]
                 with m.If(r_take):
@@ -491,11 +575,17 @@ class HostEngine(wiring.Component):
                                     cached[r].eq(Mux(dma_error, fetch_good, fetch_count) - 1),
                                 ]
                     m.d.sync += dma_error.eq(0)
-                    m.next = "DISPATCH"
+                    m.next = "DECODE"
 
+            with m.State("DECODE"):
+                # tx_beats, rx_need, ip_need and l4_need take the new entry ...
+                m.next = "DECODE2"
+            with m.State("DECODE2"):
+                # ... then tx_bad and rx_too_small.
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.If(job == _Job.RX):
-                    with m.If(rx_desc.size < params.RX_BUFFER_HEADER_BYTES + rx.status.length):
+                    with m.If(rx_too_small):
                         m.d.sync += beat_index.eq(0)
                         m.next = "RX_DRAIN"
                     with m.Else():
@@ -518,6 +608,7 @@ class HostEngine(wiring.Component):
                         m.d.sync += [
                             ar_addr.eq(Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:])),
                             ar_left.eq(tx_beats),
+                            ar_stale.eq(1),
                             dma_left.eq(tx_beats),
                             beat_index.eq(0),
                             ip_end_known.eq(0),
@@ -617,7 +708,7 @@ class HostEngine(wiring.Component):
             # Read ``dma_left`` beats of a TX frame at ``dma_addr`` into the staging buffer.
             with m.State("R_DATA"):
                 m.d.comb += [
-                    axi.arvalid.eq((ar_left != 0) & (reads_out < _MAX_READS)),
+                    axi.arvalid.eq(ar_ok),
                     axi.rready.eq(1),
                     tx_reading.eq(1),
                 ]

@@ -61,7 +61,6 @@ class PacketFifo(wiring.Component):
         wr_ptr = Signal(ptr_bits)           # next beat to write
         committed = Signal(ptr_bits)        # beats before this are the reader's
         rd_ptr = Signal(ptr_bits)           # next beat to read out of the memory
-        freed = Signal(ptr_bits)            # beats before this have left on ``r``
 
         wr_next = Signal(ptr_bits)
         m.d.comb += [
@@ -76,7 +75,22 @@ class PacketFifo(wiring.Component):
             m.d.sync += wr_ptr.eq(wr_next)
         with m.If(self.w_commit):
             m.d.sync += committed.eq(wr_next)
-        m.d.comb += self.w_free.eq(depth - (wr_ptr - freed)[:ptr_bits])
+
+        # ``w_free`` is a register kept by increments, not ``depth - (wr_ptr - freed)``: the writer
+        # compares it in the same clock as it decides to write, so it must start from flip-flops.
+        # ``uncommitted`` (``wr_ptr - committed``) is what an abort gives back.
+        free = Signal(range(depth + 1), init=depth)
+        uncommitted = Signal(range(depth + 1))
+        r_take = Signal()
+        m.d.comb += self.w_free.eq(free)
+        with m.If(self.w_abort):
+            m.d.sync += [free.eq(free + uncommitted + r_take), uncommitted.eq(0)]
+        with m.Else():
+            m.d.sync += free.eq(free - self.w_en + r_take)
+            with m.If(self.w_commit):
+                m.d.sync += uncommitted.eq(0)
+            with m.Else():
+                m.d.sync += uncommitted.eq(uncommitted + self.w_en)
 
         # Read side: memory -> prefetch FIFO -> r. A read is issued only when the prefetch FIFO has
         # room for it and for the one still in flight.
@@ -99,6 +113,5 @@ class PacketFifo(wiring.Component):
             self.r.valid.eq(prefetch.r_rdy),
             prefetch.r_en.eq(self.r.ready),
         ]
-        with m.If(self.r.valid & self.r.ready):
-            m.d.sync += freed.eq(freed + 1)
+        m.d.comb += r_take.eq(self.r.valid & self.r.ready)
         return m

@@ -103,7 +103,8 @@ class RxPacketBuffer(wiring.Component):
         m.d.comb += [
             beat_count.eq(Mux(first, 1, beats_in + 1)),
             overflow.eq(storing & (fifo.w_free == 0)),
-            too_long.eq(storing & (beat_count > _MAX_FRAME_BEATS)),
+            # beat_count > _MAX_FRAME_BEATS, without the adder: a compare of a register.
+            too_long.eq(storing & ~first & (beats_in >= _MAX_FRAME_BEATS)),
         ]
         with m.If(accept):
             m.d.sync += beats_in.eq(beat_count)
