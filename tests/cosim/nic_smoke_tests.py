@@ -24,8 +24,8 @@ from hw.layouts import (
     pack,
     unpack,
 )
-from sim.cosim.nic_tb import EdgeMonitor
-from sim.cosim.rx_tb import frame_beats
+from sim.cosim.nic_tb import MacPort
+from sim.reference.checksum import ones_complement_sum, pseudo_header
 
 EVENT_RING, RX_RING, TX_RING, CMD_RING = 0x1000, 0x2000, 0x3000, 0x4000
 RX_BUFS = 0x10000
@@ -38,10 +38,10 @@ class Smoke:
         cocotb.start_soon(Clock(dut.clk, 6.4, unit="ns").start())
         self.mmio = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=1 << 20)
+        self.mac = MacPort(dut)
         self.tx_frames = []
-        self.tx_monitor = EdgeMonitor("mac_tx")       # a cocotb-bus monitor for the scoreboard
-        dut.mac_rx__valid.value = 0
-        dut.mac_tx__ready.value = 1
+        self.mac.on_tx = self.tx_frames.append
+        self.tx_monitor = self.mac.tx_monitor       # a cocotb-bus monitor, for the scoreboard
         self.event_index = 0
         self.phase = 1
 
@@ -49,20 +49,13 @@ class Smoke:
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 4)
         self.dut.rst.value = 0
-        cocotb.start_soon(self._tx_monitor())
+        cocotb.start_soon(self._edges())
 
-    async def _tx_monitor(self):
-        dut, frame = self.dut, b""
+    async def _edges(self):
+        edge = RisingEdge(self.dut.clk)
         while True:
-            await RisingEdge(dut.clk)
-            if int(dut.mac_tx__valid.value) and int(dut.mac_tx__ready.value):
-                word = int(dut.mac_tx__payload.value)
-                data, keep, last = word & (2**64 - 1), (word >> 64) & 0xFF, (word >> 72) & 1
-                frame += data.to_bytes(8, "little")[:bin(keep).count("1")]
-                if last:
-                    self.tx_frames.append(frame)
-                    self.tx_monitor.publish(frame)
-                    frame = b""
+            await edge
+            self.mac.step()
 
     async def write(self, name, value):
         await self.mmio.write_dword(regmap.BY_NAME[name].offset, value)
@@ -76,13 +69,12 @@ class Smoke:
         await self.write(f"{ring.name}_LOG2_SIZE", log2)
 
     async def send_frame(self, frame):
-        dut = self.dut
-        for word in frame_beats(frame):
-            dut.mac_rx__payload.value = word
-            dut.mac_rx__valid.value = 1
-            await RisingEdge(dut.clk)
-            assert int(dut.mac_rx__ready.value)
-        dut.mac_rx__valid.value = 0
+        """Put ``frame`` on MAC RX, back to back with the frames before it; the MAC is never
+        held off."""
+        self.mac.send(frame)
+        while not self.mac.idle:
+            await RisingEdge(self.dut.clk)
+        assert self.mac.rx_stalls == 0
 
     async def next_event(self, timeout=5000):
         for _ in range(timeout):
@@ -124,7 +116,8 @@ async def test_smoke(dut):
             EventKind.RX.value, RingId.RX.value, n, EventCode.OK.value), event
         assert event.length == len(frame)
         buf = RX_BUFS + 0x1000 * n
-        status = unpack(RxStatus, int.from_bytes(tb.ram.read(buf, 72), "little"))
+        header = tb.ram.read(buf, params.RX_BUFFER_HEADER_BYTES)
+        status = unpack(RxStatus, int.from_bytes(header, "little"))
         assert status.length == len(frame) and status.sport == 1000 + n and status.candidate
         assert tb.ram.read(buf + params.RX_BUFFER_HEADER_BYTES, len(frame)) == frame
         assert event.tag == status.hash
@@ -136,11 +129,8 @@ async def test_smoke(dut):
     want = bytes(Ether(bytes(pkt)))       # scapy fills in both checksums
     raw = bytearray(want)
     raw[24:26] = b"\0\0"
-    words = want[26:34] + bytes([0, 6]) + (len(want) - 34).to_bytes(2, "big")
-    pseudo = sum(int.from_bytes(words[i:i + 2], "big") for i in range(0, len(words), 2))
-    while pseudo >> 16:
-        pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
-    raw[50:52] = pseudo.to_bytes(2, "big")
+    raw[50:52] = ones_complement_sum(pseudo_header(want[26:30], want[30:34], 6,
+                                                   len(want) - 34)).to_bytes(2, "big")
     tb.ram.write(TX_BUFS, bytes(raw))
     desc = pack(TxDescriptor, {"addr": TX_BUFS, "length": len(raw), "ip_csum": 1, "l4_csum": 1,
                                "reserved0": 0, "ip_offset": 14, "csum_start": 34,
@@ -240,7 +230,7 @@ async def test_rx_starvation_backpressure(dut):
             event = await tb.next_event(timeout=10**9)
             assert (event.kind, event.code) == (EventKind.RX.value, EventCode.OK.value), event
             buf = RX_BUFS + buf_size * event.index
-            header = int.from_bytes(tb.ram.read(buf, 72), "little")
+            header = int.from_bytes(tb.ram.read(buf, params.RX_BUFFER_HEADER_BYTES), "little")
             frame = tb.ram.read(buf + params.RX_BUFFER_HEADER_BYTES, event.length)
             delivered.append((frame, header))
             # Starve now and then: re-post late.

@@ -15,8 +15,8 @@ from host_driver.driver import NicDriver, offload_frame
 from host_driver.memory import HostMemory
 from hw.host.axi import Resp
 from hw.layouts import CommandOpcode, EventCode
+from sim.cosim.nic_tb import MacPort
 from sim.cosim.pci import CLOCK_NS, CocotbBus, LinkConfig
-from sim.cosim.rx_tb import frame_beats
 from sim.reference.rx_status import expected_status
 from sim.status_json import status_to_json
 
@@ -41,38 +41,29 @@ class Tb:
         self.memory = HostMemory(1 << 22)
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
         dut.rst.value = 1
-        dut.mac_rx__valid.value = 0
-        dut.mac_tx__ready.value = 1
         self.bus = CocotbBus(dut, self.memory, config)
         self.received = []
         self.driver = NicDriver(self.bus, on_rx=lambda f, s: self.received.append((f, s)))
+        self.mac = MacPort(dut)
         self.tx_frames = []
+        self.mac.on_tx = self.tx_frames.append
 
     async def reset(self):
         await ClockCycles(self.dut.clk, 4)
         self.dut.rst.value = 0
         self.bus.start()
-        cocotb.start_soon(self._tx_monitor())
+        cocotb.start_soon(self._edges())
 
-    async def _tx_monitor(self):
-        dut, frame = self.dut, b""
+    async def _edges(self):
+        edge = RisingEdge(self.dut.clk)
         while True:
-            await RisingEdge(dut.clk)
-            if int(dut.mac_tx__valid.value):
-                word = int(dut.mac_tx__payload.value)
-                data, keep, last = word & (2**64 - 1), (word >> 64) & 0xFF, (word >> 72) & 1
-                frame += data.to_bytes(8, "little")[:keep.bit_length()]
-                if last:
-                    self.tx_frames.append(frame)
-                    frame = b""
+            await edge
+            self.mac.step()
 
     async def mac_send(self, frame):
-        dut = self.dut
-        for word in frame_beats(frame):
-            dut.mac_rx__payload.value = word
-            dut.mac_rx__valid.value = 1
-            await RisingEdge(dut.clk)
-        dut.mac_rx__valid.value = 0
+        self.mac.send(frame)
+        while not self.mac.idle:
+            await RisingEdge(self.dut.clk)
 
     async def until(self, condition, max_cycles=200_000):
         waited = 0
