@@ -18,6 +18,7 @@ __all__ = [
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
     "RegisterError", "RxBufferedFrame", "TxPatch", "TxBufferedFrame",
+    "RingEntry", "RxSummary",
     "pack", "unpack",
 ]
 
@@ -334,6 +335,60 @@ class TxBufferedFrame(data.Struct):
     last_bytes: 4       # 1..8
     ip_csum: TxPatch
     l4_csum: TxPatch
+
+
+class RingEntry(data.Struct):
+    """One entry of a host ring as a ring fetcher hands it to its consumer (hw/host/rings.py).
+
+    ``entry`` is the 16 bytes read from host memory (a :class:`RxDescriptor`, :class:`TxDescriptor`
+    or :class:`Command`, to be cast by the consumer); ``index`` its slot in the ring and ``addr``
+    its bus address (for a ``DMA_ERROR`` event's ``detail``); ``error``: the host answered the
+    read with SLVERR/DECERR, so ``entry`` is not to be used: the consumer reports the error and
+    skips the slot.
+    """
+    entry: 8 * params.RING_ENTRY_BYTES
+    index: params.RING_LOG2_SIZE_MAX
+    addr: params.DMA_ADDR_WIDTH
+    error: 1
+
+
+class RxSummary(data.Struct):
+    """The 32 bytes that precede a frame in its slow-path RX buffer: the part of the frame's
+    :class:`RxStatus` a host stack uses to take the frame without parsing it again (a compact
+    receive completion, as a NIC's descriptor write-back). Fields mean what they mean in
+    :class:`RxStatus`; addresses and TCP sequence fields are in the frame itself, at ``l3_offset``
+    and ``l4_offset``. Fields that do not apply read 0.
+    """
+    length: 16
+    l3: L3Type
+    l4: L4Type
+    hash_type: HashType
+    vlan_count: 2
+    l2_valid: 1
+    addr_valid: 1
+    l4_valid: 1
+    fragment: 1
+    ip_options: 1
+    ip_csum_valid: 1
+    ip_csum_ok: 1
+    l4_csum_valid: 1
+    l4_csum_ok: 1
+    malformed: 1
+    candidate: 1
+    errors: RxErrors
+    ip_proto: 8
+    tcp_flags: 8
+    vlan0: 12
+    vlan1: 12
+    ethertype: 16
+    hash: 32
+    l3_offset: 8
+    l4_offset: 8
+    payload_offset: 8
+    payload_len: 16
+    sport: 16
+    dport: 16
+    reserved: 53
 
 
 def pack(layout, fields):

@@ -86,3 +86,25 @@ NIC_VERSION = 0x0001_0000
 #: Frames the receive packet buffer holds at most (each keeps its status word, in block RAM; the
 #: 540-bit words take 15 DP16KD whatever the depth up to 512).
 RX_PACKET_BUFFER_FRAMES = 64
+
+# --- DMA manager (hw/host/dma.py; docs/host_interface.md "DMA manager") --------------------------
+
+#: DMA bus width (bits): 64, 128 or 256. 128 is what a PCIe Gen3 x4 endpoint's AXI bridge gives
+#: (an XDMA/QDMA-style bridge: 128 bits at 250 MHz ≈ 4 GB/s, the link's 3.94 GB/s); at this NIC's
+#: 156.25 MHz it moves 2.5 GB/s each way, twice 10GbE's 1.25 GB/s (docs/host_interface.md).
+DMA_DATA_BITS = 128
+
+#: AXI ID bits: one ID per DMA client and direction (AXI keeps one ID's transactions in order).
+DMA_ID_BITS = 4
+
+#: Width of a DMA request's beat count: up to 4095 beats (64 KB at 128 bits) per request.
+DMA_REQUEST_BEATS_BITS = 12
+
+#: Longest burst (bytes): PCIe's usual max payload / max read request size. Never across 4 KB.
+DMA_MAX_BURST_BYTES = 256
+
+#: Read bursts outstanding at once (the PCIe bridge's read tags; the PCI model's default).
+DMA_MAX_READS = 16
+
+#: Write bursts waiting for their response at once.
+DMA_MAX_WRITES = 16

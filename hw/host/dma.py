@@ -1,0 +1,470 @@
+"""The DMA manager: one AXI4 manager port shared by every unit that moves bytes to or from the host.
+
+Ref: docs/host_interface.md ("DMA manager"); AMBA AXI and ACE Protocol Specification (IHI 0022)
+§A3.4 (bursts, the 4 KB rule), §A5 (ordering by transaction ID).
+
+The units that move bytes are the manager's *clients*. A read client asks for ``beats`` bus beats
+from ``addr`` and gets them back, in order, on its response stream; a write client asks to write
+``beats`` beats at ``addr``, hands over the beats on its data stream and gets one completion (with
+the OR of every burst's error) when the host has answered all of it. Clients never see AXI:
+
+::
+
+    read client i:   req ─► [burst splitter i] ─┐            ┌─► AR (ARID = i)
+                     resp ◄─────────────────────┼── R by RID ┤
+    write client j:  req ─► [burst splitter j] ─┼─ arbiter ──┼─► AW (AWID = j)
+                     data ─► W mux (in AW order)┤            ├─► W
+                     done ◄── B by BID ─────────┘            └── B
+
+- **Bursts.** Each request is split into INCR bursts of at most ``max_burst_bytes`` (256, PCIe's
+  usual max payload and read request size), never across a 4 KB boundary. Addresses are in bytes;
+  their bits below the bus width are ignored (a request starts on a beat); write strobes select
+  the bytes written.
+- **Several transactions in flight.** Up to ``max_reads`` read bursts and ``max_writes`` write
+  bursts are outstanding at once, from any mix of clients; arbitration is round robin per burst,
+  so a long transfer of one client never holds off another's descriptor fetch or event.
+- **Per-client order.** Each client has its own AXI ID, and AXI keeps the order of one ID's
+  transactions: a client's responses and completions come back in the order of its requests,
+  while different clients' reads may interleave on R (the host may reorder between IDs).
+- **No buffering of responses.** R and B go straight to the client the ID names; a client that
+  is not ready stalls the shared channel. Clients therefore take responses as they come: each
+  reserves room for what it reads before it asks (the TX reader, for example, for the frame).
+
+Timing: every AXI output comes from a register; a client's request is registered with its first
+burst already planned, and each later burst is planned a clock after the previous one left.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from .. import params
+from .axi import AxiSignature, Burst, Resp
+
+__all__ = [
+    "DmaRequest", "DmaReadBeat", "DmaWriteBeat", "DmaWriteDone",
+    "DmaReadSignature", "DmaWriteSignature", "DmaManager",
+]
+
+
+def DmaRequest(addr_width=params.DMA_ADDR_WIDTH, beats_bits=params.DMA_REQUEST_BEATS_BITS):
+    """A read or write request: ``beats`` (>= 1) bus beats starting at byte address ``addr``."""
+    return data.StructLayout({"addr": addr_width, "beats": beats_bits})
+
+
+def DmaReadBeat(data_bits=params.DMA_DATA_BITS):
+    """One beat of read data; ``last`` marks the request's final beat, ``error`` a beat the host
+    answered with SLVERR or DECERR (its data is not to be used)."""
+    return data.StructLayout({"data": data_bits, "last": 1, "error": 1})
+
+
+def DmaWriteBeat(data_bits=params.DMA_DATA_BITS):
+    """One beat of write data and its byte strobes (bit i writes byte i of the beat)."""
+    return data.StructLayout({"data": data_bits, "strb": data_bits // 8})
+
+
+#: A write request's completion: the host answered every burst; ``error`` if any with an error.
+DmaWriteDone = data.StructLayout({"error": 1})
+
+
+class DmaReadSignature(wiring.Signature):
+    """A read client, from the client's side: requests out, data beats in."""
+
+    def __init__(self, data_bits=params.DMA_DATA_BITS, addr_width=params.DMA_ADDR_WIDTH,
+                 beats_bits=params.DMA_REQUEST_BEATS_BITS):
+        super().__init__({
+            "req": Out(stream.Signature(DmaRequest(addr_width, beats_bits))),
+            "resp": In(stream.Signature(DmaReadBeat(data_bits))),
+        })
+
+
+class DmaWriteSignature(wiring.Signature):
+    """A write client, from the client's side: requests and data beats out, completions in."""
+
+    def __init__(self, data_bits=params.DMA_DATA_BITS, addr_width=params.DMA_ADDR_WIDTH,
+                 beats_bits=params.DMA_REQUEST_BEATS_BITS):
+        super().__init__({
+            "req": Out(stream.Signature(DmaRequest(addr_width, beats_bits))),
+            "data": Out(stream.Signature(DmaWriteBeat(data_bits))),
+            "done": In(stream.Signature(DmaWriteDone)),
+        })
+
+
+class _BurstSplitter(wiring.Component):
+    """Holds one client request and offers it as bursts, one at a time.
+
+    ``burst`` is valid while a planned burst waits for the arbiter; ``take`` (from the arbiter)
+    consumes it. The plan for the first burst is computed as the request is accepted, the plan for
+    each later one a clock after the previous burst was taken, so every plan is a register.
+    """
+
+    def __init__(self, addr_width, beats_bits, beat_bytes, max_burst_beats):
+        self._beat_bytes = beat_bytes
+        self._max_burst_beats = max_burst_beats
+        super().__init__({
+            "req": In(stream.Signature(DmaRequest(addr_width, beats_bits))),
+            "burst_valid": Out(1),
+            "burst_addr": Out(addr_width),
+            "burst_beats": Out(range(max_burst_beats + 1)),
+            "burst_final": Out(1),      # the request's last burst
+            "take": In(1),
+        })
+
+    def _plan(self, m, addr, left, name):
+        """Beats of the burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary."""
+        shift = exact_log2(self._beat_bytes)
+        cap = self._max_burst_beats
+        to_4k = Signal(range(4096 // self._beat_bytes + 1), name=f"{name}_to_4k")
+        capped = Signal(range(cap + 1), name=f"{name}_capped")
+        plan = Signal(range(cap + 1), name=name)
+        m.d.comb += [
+            to_4k.eq((4096 >> shift) - addr[shift:12]),
+            capped.eq(Mux(left < cap, left, cap)),
+            plan.eq(Mux(to_4k < capped, to_4k, capped)),
+        ]
+        return plan
+
+    def elaborate(self, platform):
+        m = Module()
+        shift = exact_log2(self._beat_bytes)
+        busy = Signal()
+        addr = Signal.like(self.burst_addr)
+        left = Signal.like(self.req.payload.beats)
+        plan_valid = Signal()
+        plan_beats = Signal.like(self.burst_beats)
+
+        m.d.comb += [
+            self.req.ready.eq(~busy),
+            self.burst_valid.eq(plan_valid),
+            self.burst_addr.eq(addr),
+            self.burst_beats.eq(plan_beats),
+            self.burst_final.eq(plan_beats == left),
+        ]
+        first = self._plan(m, self.req.payload.addr, self.req.payload.beats, "first_plan")
+        later = self._plan(m, addr, left, "next_plan")
+        with m.If(self.req.valid & ~busy):
+            m.d.sync += [
+                busy.eq(1),
+                addr.eq(Cat(Const(0, shift), self.req.payload.addr[shift:])),
+                left.eq(self.req.payload.beats),
+                plan_beats.eq(first),
+                plan_valid.eq(1),
+            ]
+        with m.Elif(plan_valid & self.take):
+            m.d.sync += [
+                addr.eq(addr + (plan_beats << shift)),
+                left.eq(left - plan_beats),
+                plan_valid.eq(0),
+            ]
+            with m.If(plan_beats == left):
+                m.d.sync += busy.eq(0)
+        with m.Elif(busy & ~plan_valid):
+            m.d.sync += [plan_beats.eq(later), plan_valid.eq(1)]
+        return m
+
+
+def _round_robin(m, requests, name):
+    """Grant one of ``requests`` (a list of 1-bit values), rotating the priority after each grant.
+
+    Returns ``(any, grant_index, advance)``: the caller drives ``advance`` high in the clock the
+    grant is used, which moves the priority past the granted client.
+    """
+    n = len(requests)
+    last = Signal(range(max(n, 2)), name=f"{name}_last")
+    grant = Signal(range(max(n, 2)), name=f"{name}_grant")
+    any_ = Signal(name=f"{name}_any")
+    advance = Signal(name=f"{name}_advance")
+    m.d.comb += any_.eq(Cat(*requests).any())
+    # Candidates in priority order: last+1, last+2, ..., last. The first one requesting wins.
+    for offset in reversed(range(1, n + 1)):
+        for start in range(n):
+            idx = (start + offset) % n
+            with m.If((last == start) & requests[idx]):
+                m.d.comb += grant.eq(idx)
+    with m.If(advance):
+        m.d.sync += last.eq(grant)
+    return any_, grant, advance
+
+
+class DmaManager(wiring.Component):
+    """One AXI4 manager port shared by ``read_clients`` read clients and ``write_clients`` write
+    clients.
+
+    Parameters
+    ----------
+    read_clients, write_clients : int
+        How many of each (1..2**id_width); client ``i`` uses AXI ID ``i`` on its channel.
+    data_bits : int
+        DMA bus width: 64, 128 or 256.
+    max_reads, max_writes : int
+        Read / write bursts outstanding at once (the AXI target's limits).
+    max_burst_bytes : int
+        Longest burst in bytes (a power of two, at least one beat, at most 4096).
+
+    Members
+    -------
+    axi : Out(AxiSignature)
+        The AXI4 manager port.
+    read : In(DmaReadSignature).array(read_clients)
+        The read clients.
+    write : In(DmaWriteSignature).array(write_clients)
+        The write clients.
+    read_errors, write_errors : Out(1)
+        Pulses: a read beat / a write burst answered with SLVERR or DECERR.
+    reads_outstanding, writes_outstanding : Out
+        Bursts in flight, for the waveform and the benchmarks.
+    """
+
+    def __init__(self, *, read_clients, write_clients, data_bits=params.DMA_DATA_BITS,
+                 addr_width=params.DMA_ADDR_WIDTH, id_width=params.DMA_ID_BITS,
+                 beats_bits=params.DMA_REQUEST_BEATS_BITS, max_reads=params.DMA_MAX_READS,
+                 max_writes=params.DMA_MAX_WRITES, max_burst_bytes=params.DMA_MAX_BURST_BYTES):
+        if data_bits not in (64, 128, 256):
+            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        for name, value in (("read_clients", read_clients), ("write_clients", write_clients)):
+            if not 1 <= value <= 2 ** id_width:
+                raise ValueError(f"{name} must be 1..{2 ** id_width}, not {value}")
+        if max_burst_bytes & (max_burst_bytes - 1) or not \
+                data_bits // 8 <= max_burst_bytes <= min(4096, 256 * data_bits // 8):
+            raise ValueError(f"max_burst_bytes must be a power of two from one beat to 4096 "
+                             f"(and at most 256 beats), not {max_burst_bytes}")
+        for name, value in (("max_reads", max_reads), ("max_writes", max_writes)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        self._data_bits = data_bits
+        self._addr_width = addr_width
+        self._id_width = id_width
+        self._beats_bits = beats_bits
+        self._max_reads = max_reads
+        self._max_writes = max_writes
+        self._max_burst_bytes = max_burst_bytes
+        self._n_read = read_clients
+        self._n_write = write_clients
+        rd = DmaReadSignature(data_bits, addr_width, beats_bits)
+        wr = DmaWriteSignature(data_bits, addr_width, beats_bits)
+        super().__init__({
+            "axi": Out(AxiSignature(addr_width, data_bits, id_width)),
+            "read": In(rd).array(read_clients),
+            "write": In(wr).array(write_clients),
+            "read_errors": Out(1),
+            "write_errors": Out(1),
+            "reads_outstanding": Out(range(max_reads + 1)),
+            "writes_outstanding": Out(range(max_writes + 1)),
+        })
+
+    @property
+    def data_bits(self):
+        return self._data_bits
+
+    @property
+    def beat_bytes(self):
+        return self._data_bits // 8
+
+    @property
+    def max_burst_beats(self):
+        return self._max_burst_bytes // self.beat_bytes
+
+    def elaborate(self, platform):
+        m = Module()
+        self._elaborate_reads(m)
+        self._elaborate_writes(m)
+        return m
+
+    def _splitters(self, m, clients, kind):
+        splitters = []
+        for i, client in enumerate(clients):
+            splitter = _BurstSplitter(self._addr_width, self._beats_bits, self.beat_bytes,
+                                      self.max_burst_beats)
+            m.submodules[f"{kind}_splitter_{i}"] = splitter
+            wiring.connect(m, wiring.flipped(client.req), splitter.req)
+            splitters.append(splitter)
+        return splitters
+
+    def _finals(self, m, n, depth, kind):
+        """Per client, the 'final burst of its request' flag of each outstanding burst, in order:
+        a client's bursts come back in order (one AXI ID), so the flag at the head is the one
+        of the burst now answered."""
+        fifos = []
+        for i in range(n):
+            fifo = SyncFIFOBuffered(width=1, depth=depth)
+            m.submodules[f"{kind}_final_{i}"] = fifo
+            fifos.append(fifo)
+        return fifos
+
+    # --- Reads ---------------------------------------------------------------------------------
+    def _elaborate_reads(self, m):
+        axi = self.axi
+        n = self._n_read
+        splitters = self._splitters(m, self.read, "read")
+        finals = self._finals(m, n, self._max_reads, "read")
+
+        outstanding = Signal(range(self._max_reads + 1))
+        issue = Signal()
+        retire = Signal()
+        m.d.comb += self.reads_outstanding.eq(outstanding)
+        with m.If(issue & ~retire):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(retire & ~issue):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
+        # AR: a register, loaded from the granted splitter when empty or being accepted.
+        ar_free = Signal()
+        m.d.comb += ar_free.eq(~axi.arvalid | axi.arready)
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += axi.arvalid.eq(0)
+        requests = [s.burst_valid & f.w_rdy for s, f in zip(splitters, finals)]
+        any_, grant, advance = _round_robin(m, requests, "ar_rr")
+        m.d.comb += issue.eq(any_ & ar_free & (outstanding < self._max_reads))
+        m.d.comb += advance.eq(issue)
+        for i, (splitter, final) in enumerate(zip(splitters, finals)):
+            with m.If(issue & (grant == i)):
+                m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
+                m.d.comb += final.w_data.eq(splitter.burst_final)
+                m.d.sync += [
+                    axi.arid.eq(i),
+                    axi.araddr.eq(splitter.burst_addr),
+                    axi.arlen.eq(splitter.burst_beats - 1),
+                ]
+        with m.If(issue):
+            m.d.sync += axi.arvalid.eq(1)
+        m.d.comb += [
+            axi.arsize.eq(exact_log2(self.beat_bytes)),
+            axi.arburst.eq(Burst.INCR),
+            axi.arprot.eq(0),
+        ]
+
+        # R: to the client the ID names. Data goes to every client; valid only to that one.
+        error = Signal()
+        m.d.comb += error.eq(axi.rresp != Resp.OKAY)
+        for i, (client, final) in enumerate(zip(self.read, finals)):
+            mine = Signal(name=f"r_to_{i}")
+            m.d.comb += [
+                mine.eq(axi.rid == i),
+                client.resp.valid.eq(axi.rvalid & mine),
+                client.resp.payload.data.eq(axi.rdata),
+                client.resp.payload.error.eq(error),
+                client.resp.payload.last.eq(axi.rlast & final.r_data),
+            ]
+            with m.If(mine):
+                m.d.comb += axi.rready.eq(client.resp.ready)
+            with m.If(axi.rvalid & axi.rready & axi.rlast & mine):
+                m.d.comb += final.r_en.eq(1)
+        m.d.comb += [
+            retire.eq(axi.rvalid & axi.rready & axi.rlast),
+            self.read_errors.eq(axi.rvalid & axi.rready & error),
+        ]
+
+    # --- Writes --------------------------------------------------------------------------------
+    def _elaborate_writes(self, m):
+        axi = self.axi
+        n = self._n_write
+        splitters = self._splitters(m, self.write, "write")
+        finals = self._finals(m, n, self._max_writes, "write")
+        burst_range = range(self.max_burst_beats + 1)
+        client_bits = max(1, ceil_log2(n))
+
+        outstanding = Signal(range(self._max_writes + 1))
+        issue = Signal()
+        retire = Signal()
+        m.d.comb += self.writes_outstanding.eq(outstanding)
+        with m.If(issue & ~retire):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(retire & ~issue):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
+        # The W channel sends bursts in AW order: each issued burst queues (client, beats) here.
+        w_order = SyncFIFOBuffered(width=client_bits + len(Const(0, burst_range)),
+                                   depth=self._max_writes)
+        m.submodules.w_order = w_order
+
+        aw_free = Signal()
+        m.d.comb += aw_free.eq(~axi.awvalid | axi.awready)
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+        requests = [s.burst_valid & f.w_rdy for s, f in zip(splitters, finals)]
+        any_, grant, advance = _round_robin(m, requests, "aw_rr")
+        m.d.comb += issue.eq(any_ & aw_free & w_order.w_rdy
+                             & (outstanding < self._max_writes))
+        m.d.comb += advance.eq(issue)
+        for i, (splitter, final) in enumerate(zip(splitters, finals)):
+            with m.If(issue & (grant == i)):
+                m.d.comb += [
+                    splitter.take.eq(1),
+                    final.w_en.eq(1),
+                    final.w_data.eq(splitter.burst_final),
+                    w_order.w_data.eq(Cat(Const(i, client_bits), splitter.burst_beats)),
+                ]
+                m.d.sync += [
+                    axi.awid.eq(i),
+                    axi.awaddr.eq(splitter.burst_addr),
+                    axi.awlen.eq(splitter.burst_beats - 1),
+                ]
+        m.d.comb += w_order.w_en.eq(issue)
+        with m.If(issue):
+            m.d.sync += axi.awvalid.eq(1)
+        m.d.comb += [
+            axi.awsize.eq(exact_log2(self.beat_bytes)),
+            axi.awburst.eq(Burst.INCR),
+            axi.awprot.eq(0),
+        ]
+
+        # W: an output register fed from the client whose burst is at the head of the order.
+        w_active = Signal()
+        w_client = Signal(client_bits)
+        w_left = Signal(burst_range)
+        w_move = Signal()           # a beat moves from the client into the W register
+        w_room = Signal()
+        head_client = w_order.r_data[:client_bits]
+        head_beats = w_order.r_data[client_bits:]
+        m.d.comb += w_room.eq(~axi.wvalid | axi.wready)
+        with m.If(axi.wvalid & axi.wready):
+            m.d.sync += axi.wvalid.eq(0)
+        for i, client in enumerate(self.write):
+            with m.If(w_active & (w_client == i)):
+                m.d.comb += [
+                    w_move.eq(client.data.valid & w_room),
+                    client.data.ready.eq(w_room),
+                ]
+                with m.If(w_move):
+                    m.d.sync += [
+                        axi.wdata.eq(client.data.payload.data),
+                        axi.wstrb.eq(client.data.payload.strb),
+                    ]
+        with m.If(w_move):
+            m.d.sync += [
+                axi.wvalid.eq(1),
+                axi.wlast.eq(w_left == 1),
+                w_left.eq(w_left - 1),
+            ]
+        # The next burst is loaded as the current one's last beat moves: no idle clock between.
+        w_load = Signal()
+        m.d.comb += w_load.eq(w_order.r_rdy & (~w_active | (w_move & (w_left == 1))))
+        m.d.comb += w_order.r_en.eq(w_load)
+        with m.If(w_load):
+            m.d.sync += [w_active.eq(1), w_client.eq(head_client), w_left.eq(head_beats)]
+        with m.Elif(w_move & (w_left == 1)):
+            m.d.sync += w_active.eq(0)
+
+        # B: to the client the ID names; errors of a request's bursts are gathered until its
+        # final burst's response, which becomes the client's completion.
+        error = Signal()
+        m.d.comb += error.eq(axi.bresp != Resp.OKAY)
+        for i, (client, final) in enumerate(zip(self.write, finals)):
+            mine = Signal(name=f"b_to_{i}")
+            failed = Signal(name=f"b_failed_{i}")      # an earlier burst of this request failed
+            m.d.comb += [
+                mine.eq(axi.bid == i),
+                client.done.valid.eq(axi.bvalid & mine & final.r_data),
+                client.done.payload.error.eq(failed | error),
+            ]
+            with m.If(mine):
+                m.d.comb += axi.bready.eq(~final.r_data | client.done.ready)
+            with m.If(axi.bvalid & axi.bready & mine):
+                m.d.comb += final.r_en.eq(1)
+                m.d.sync += failed.eq(Mux(final.r_data, 0, failed | error))
+        m.d.comb += [
+            retire.eq(axi.bvalid & axi.bready),
+            self.write_errors.eq(axi.bvalid & axi.bready & error),
+        ]
