@@ -1,7 +1,7 @@
 """The host end of the PCI link for cocotb: MMIO into BAR0, host memory behind the NIC's DMA.
 
-- :class:`DmaTarget` answers the DUT's AXI4 manager (``m_axi__*``: 64-bit data and address, 4-bit
-  ID, INCR bursts) from a :class:`~host_driver.memory.HostMemory`, with a PCIe-like read latency,
+- :class:`DmaTarget` answers the DUT's AXI4 manager (``m_axi__*``: 64-bit address, 64/128/256-bit
+  data as the DUT was built, 4-bit ID, INCR bursts) from a :class:`~host_driver.memory.HostMemory`, with a PCIe-like read latency,
   write-response latency and bandwidth (:class:`LinkConfig`), seeded random ready deassertion,
   error injection (address ranges answered SLVERR or DECERR) and a log of every transaction.
   It is written here rather than taken from cocotbext-axi: ``AxiRam``/``AxiSlave`` have no read
@@ -12,15 +12,16 @@
   ``AxiLiteMaster`` on ``s_axil__*``, the interrupt ``irq``, time in ``clk`` cycles; the driver
   (:mod:`host_driver.driver`) runs on it unchanged.
 
-Defaults (:class:`LinkConfig`), for the 156.25 MHz NIC clock (6.4 ns) behind a PCIe Gen3 x8 link:
+Defaults (:class:`LinkConfig`), for the 156.25 MHz NIC clock (6.4 ns) behind a PCIe Gen3 x4 link:
 
 - ``read_latency`` 78 cycles ≈ 500 ns: a memory read request's round trip through the root complex
   to DRAM and back (typically 400-900 ns on servers);
 - ``write_latency`` 16 cycles ≈ 100 ns: PCIe writes are posted, so the bridge answers B as soon as
   the TLP is on its way;
-- ``bytes_per_cycle`` 8: Gen3 x8 carries ≈ 7.9 GB/s per direction, ≈ 50 bytes per NIC cycle, more
-  than the 64-bit AXI bus moves (8 bytes a cycle), so by default the bus, not the link, limits;
-  set it lower to model a narrower link (Gen3 x1 ≈ 6);
+- ``bytes_per_cycle`` 25: Gen3 x4 carries ≈ 3.94 GB/s per direction (8 GT/s, 128b/130b), ≈ 25
+  bytes per NIC cycle, and ``tlp_overhead_bytes`` 24 more per burst (a TLP's header, sequence
+  number, LCRC and framing), so small transfers cost what they cost on a real link; the 128-bit
+  AXI bus moves 16 bytes a cycle, so for large bursts the bus limits, for small ones the link;
 - ``max_reads`` 16 outstanding read bursts (tags), no random stalls, no errors.
 """
 
@@ -40,8 +41,6 @@ __all__ = ["LinkConfig", "AxiTransaction", "DmaTarget", "CocotbBus", "CLOCK_NS"]
 
 #: The NIC clock period (156.25 MHz).
 CLOCK_NS = 6.4
-_BEAT = 8
-_WORD_MASK = (1 << 64) - 1
 
 
 @dataclass
@@ -49,7 +48,8 @@ class LinkConfig:
     """Timing and misbehaviour of the host side of the link (see the module docstring)."""
     read_latency: int = 78
     write_latency: int = 16
-    bytes_per_cycle: float = 8.0
+    bytes_per_cycle: float = 25.0
+    tlp_overhead_bytes: int = 24
     max_reads: int = 16
     ready_stall: float = 0.0        # probability that a ready is low on a cycle
     seed: int = 1
@@ -63,7 +63,7 @@ class AxiTransaction:
     """One AXI burst as the monitor saw it."""
     kind: str           # "read" or "write"
     addr: int
-    bytes: int          # beats × 8 (reads) / strobed bytes (writes)
+    bytes: int          # beats × beat bytes (reads) / strobed bytes (writes)
     cycle: int          # address handshake
     id: int = 0
     beats: int = 0
@@ -72,18 +72,26 @@ class AxiTransaction:
 
 
 class _Credit:
-    def __init__(self, rate):
+    """Link bandwidth: ``rate`` bytes a cycle accrue (up to a few beats' worth); a beat may move
+    when a beat's worth is there. A burst's TLP overhead is charged as it starts (the level may go
+    negative: the next beats wait)."""
+
+    def __init__(self, rate, beat):
         self.rate = rate
-        self.level = float(_BEAT)
+        self.beat = beat
+        self.level = float(beat)
 
     def tick(self):
-        self.level = min(self.level + self.rate, 4.0 * _BEAT + self.rate)
+        self.level = min(self.level + self.rate, 4.0 * self.beat + self.rate)
 
     def take(self) -> bool:
-        if self.level >= _BEAT:
-            self.level -= _BEAT
+        if self.level >= self.beat:
+            self.level -= self.beat
             return True
         return False
+
+    def charge(self, n):
+        self.level -= n
 
 
 class DmaTarget:
@@ -109,12 +117,13 @@ class DmaTarget:
             "arid", "araddr", "arlen", "arsize", "arburst", "arvalid", "arready",
             "rid", "rdata", "rresp", "rlast", "rvalid", "rready")}
         self._s = sig
+        self.beat = len(sig["wdata"]) // 8
         self._reads: deque = deque()        # [transaction, due cycle, beats sent]
         self._aws: deque = deque()          # write transactions awaiting data
         self._wbeats: deque = deque()       # (data, strb, last) received before their AW
         self._bs: deque = deque()           # [transaction, due cycle]
-        self._rd_credit = _Credit(self.config.bytes_per_cycle)
-        self._wr_credit = _Credit(self.config.bytes_per_cycle)
+        self._rd_credit = _Credit(self.config.bytes_per_cycle, self.beat)
+        self._wr_credit = _Credit(self.config.bytes_per_cycle, self.beat)
         self._out = dict.fromkeys(("arready", "awready", "wready", "rvalid", "bvalid"), 0)
         for name in self._out:
             sig[name].value = 0
@@ -150,9 +159,9 @@ class DmaTarget:
     def _check_burst(self, kind, addr, length, size, burst):
         if burst != Burst.INCR:
             self.violations.append(f"{kind} {addr:#x}: burst type {burst}, not INCR")
-        if size != 3:
-            self.violations.append(f"{kind} {addr:#x}: size {size}, not 8-byte beats")
-        if (addr & 0xFFF) + (length + 1) * _BEAT > 0x1000:
+        if 2 ** size != self.beat:
+            self.violations.append(f"{kind} {addr:#x}: size {size}, not {self.beat}-byte beats")
+        if (addr & 0xFFF) + (length + 1) * self.beat > 0x1000:
             self.violations.append(f"{kind} {addr:#x}: {length + 1} beats cross 4 KB")
 
     def step(self):
@@ -166,7 +175,7 @@ class DmaTarget:
             addr, length = int(s["araddr"].value), int(s["arlen"].value)
             self._check_burst("read", addr, length, int(s["arsize"].value),
                               int(s["arburst"].value))
-            t = AxiTransaction("read", addr, (length + 1) * _BEAT, self.cycle,
+            t = AxiTransaction("read", addr, (length + 1) * self.beat, self.cycle,
                                int(s["arid"].value), length + 1)
             self.transactions.append(t)
             self._reads.append([t, self.cycle + self.config.read_latency, 0])
@@ -201,9 +210,11 @@ class DmaTarget:
         if self._r_beat is None and self._reads:
             t, due, sent = self._reads[0]
             if due <= self.cycle and self._rd_credit.take():
-                addr = (t.addr & ~(_BEAT - 1)) + sent * _BEAT
-                resp = self._resp(addr, _BEAT, "read")
-                data = (int.from_bytes(self.memory.read(addr, _BEAT), "little")
+                if sent == 0:
+                    self._rd_credit.charge(self.config.tlp_overhead_bytes)
+                addr = (t.addr & ~(self.beat - 1)) + sent * self.beat
+                resp = self._resp(addr, self.beat, "read")
+                data = (int.from_bytes(self.memory.read(addr, self.beat), "little")
                         if resp == Resp.OKAY else 0)
                 if resp != Resp.OKAY:
                     t.resp = resp
@@ -228,15 +239,17 @@ class DmaTarget:
         if n + 1 < t.beats:
             return
         self._aws.popleft()
-        base = t.addr & ~(_BEAT - 1)
-        t.resp = self._resp(base, t.beats * _BEAT, "write")
+        self._wr_credit.charge(self.config.tlp_overhead_bytes)
+        beat = self.beat
+        base = t.addr & ~(beat - 1)
+        t.resp = self._resp(base, t.beats * beat, "write")
         for i, (word, mask) in enumerate(t.data):
-            raw = (word & _WORD_MASK).to_bytes(_BEAT, "little")
-            for lane in range(_BEAT):
+            raw = word.to_bytes(beat, "little")
+            for lane in range(beat):
                 if mask >> lane & 1:
                     t.bytes += 1
                     if t.resp == Resp.OKAY:
-                        self.memory.write(base + i * _BEAT + lane, raw[lane:lane + 1])
+                        self.memory.write(base + i * beat + lane, raw[lane:lane + 1])
         del t.data
         self._bs.append([t, self.cycle + self.config.write_latency])
 
