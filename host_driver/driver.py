@@ -206,6 +206,11 @@ class NicDriver:
         await self.bus.write32(_reg("INTR_MASK"), regmap.INTR_EVENTS | regmap.INTR_FATAL)
         self.started = True
 
+    def ring_span(self, ring: RingId | str) -> tuple[int, int]:
+        """``(start, end)`` bus addresses of a ring's entries (for bus traces and benchmarks)."""
+        ring = self._rings[RingId[ring] if isinstance(ring, str) else ring]
+        return ring.addr, ring.addr + _ENTRY * ring.size
+
     async def stop(self) -> None:
         """Mask the interrupt, disable the NIC, turn the rings off and free every allocation."""
         await self.bus.write32(_reg("INTR_MASK"), 0)
@@ -255,8 +260,11 @@ class NicDriver:
 
     async def send(self, frame: bytes, *, ip_csum: bool = False, l4_csum: bool = False,
                    ip_offset: int = 0, csum_start: int = 0, csum_offset: int = 0,
-                   max_cycles: int = 1_000_000) -> int:
+                   max_cycles: int = 1_000_000, doorbell: bool = True) -> int:
         """Post ``frame`` for transmission and ring the doorbell; returns its TX ring index.
+
+        With ``doorbell=False`` the descriptor is written but the NIC is not told (as Linux's
+        ``xmit_more``): several frames go out behind one :meth:`tx_doorbell`.
 
         With ``ip_csum`` the NIC fills the IPv4 header checksum at ``ip_offset`` (leave it 0);
         with ``l4_csum`` it completes the checksum at ``csum_start + csum_offset`` over
@@ -286,8 +294,13 @@ class NicDriver:
         self.stats.tx_frames += 1
         self.stats.tx_bytes += len(frame)
         self.stats.tx_offload += bool(ip_csum or l4_csum)
-        await self.bus.write32(_ring_reg(RingId.TX, "PRODUCER"), ring.index)
+        if doorbell:
+            await self.tx_doorbell()
         return index
+
+    async def tx_doorbell(self) -> None:
+        """Tell the NIC about every TX descriptor written so far."""
+        await self.bus.write32(_ring_reg(RingId.TX, "PRODUCER"), self._rings[RingId.TX].index)
 
     # -- Commands --------------------------------------------------------------------------------
 

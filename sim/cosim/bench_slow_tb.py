@@ -1,14 +1,25 @@
 """cocotb side of ``inic bench``'s slow-path figures: the whole NIC (``inic_nic``) with the driver
-and the PCI model at its default latency (sim/cosim/pci.py), interrupt moderation on.
+and the PCI model at its defaults (sim/cosim/pci.py: read latency 78 cycles, 16 reads
+outstanding, PCIe Gen3 x4 bandwidth), interrupt moderation on.
 
-- RX: ``frames`` TCP frames of one size offered back to back on MAC RX (line rate); the driver
-  services interrupts and re-posts buffers. ``cycles`` runs from the first beat offered to the last
-  RX event handled; ``dma_bytes_per_cycle`` is the DMA traffic (reads and writes) in that window.
-- TX: ``frames`` frames posted by the driver at once (checksum offload on); ``cycles`` runs from the
-  first doorbell to the last frame's last beat on MAC TX.
+One row per direction, traffic class and spacing (SPEC §6):
+
+- **rx**: the frames are offered on MAC RX, spaced as a 10GbE wire spaces them (``wire``: each
+  frame takes its bytes + 24, at 8 bytes a clock) or back to back; the host keeps enough RX
+  buffers posted (the ring holds more buffers than the run has frames, all posted at start).
+  ``delivered``: frames written into host buffers; ``dropped``: the NIC's ``rx_drop_*`` counters.
+- **tx**: the driver writes every descriptor, then rings the doorbell once; MAC TX takes a beat
+  every clock (``back_to_back``) or paces frames as the wire does (``wire``).
+
+``cycles_per_frame`` is the steady-state interval: from the first frame's completion (RX: its
+event written; TX: its last beat on MAC TX) to the last one's, over ``frames - 1``, so the first
+frame's latency is not in it. ``offered_mpps``: RX, the rate the frames were offered at; TX, the
+rate the frames left at (both at 156.25 MHz). ``dma_bytes_per_frame``: bytes on the DMA bus
+(reads and writes, data only) per frame; ``dma_bus_utilisation``: the fraction of clocks the busier
+data channel (W for rx, R for tx) carried a beat over the same window.
 
 Each row is appended to the JSON-lines file ``INIC_BENCH_OUT``; ``INIC_BENCH_FRAMES`` (JSON)
-maps each class to its frame count.
+maps each traffic class to its frame count.
 """
 
 import json
@@ -18,31 +29,45 @@ import cocotb
 from cocotb.triggers import ClockCycles
 
 from host_driver.driver import NicDriver, offload_frame
+from hw import params
 
 from .bench_tb import traffic_frames
 from .nic_tb import NicTb
 
-__all__ = ["SLOW_TRAFFIC", "MODERATION"]
+__all__ = ["DIRECTIONS", "TRAFFIC", "SPACINGS", "MODERATION", "ROW_KEYS"]
 
 ENV_OUT = "INIC_BENCH_OUT"
 ENV_FRAMES = "INIC_BENCH_FRAMES"
-SLOW_TRAFFIC = ["rx 60", "rx 1514", "tx 60", "tx 1514"]
+DIRECTIONS = ["rx", "tx"]
+TRAFFIC = ["60", "576", "1514", "imix"]
+SPACINGS = ["wire", "back_to_back"]
 #: Moderation the figures are taken with: an interrupt per 32 events, or 2000 cycles (12.8 µs)
 #: after the first event not yet signalled.
 MODERATION = {"intr_mod_events": 32, "intr_mod_cycles": 2000}
+ROW_KEYS = ["direction", "traffic", "spacing", "frames", "delivered", "dropped",
+            "cycles_per_frame", "offered_mpps", "dma_bytes_per_frame", "dma_bus_utilisation"]
 
 
-def _dma_window(tb, start, end):
-    """DMA bytes moved by bursts whose address phase fell in ``[start, end]``."""
+def _mpps(frames, cycles):
+    return round(frames / max(cycles, 1) * params.TARGET_CLOCK_MHZ, 3)
+
+
+def _dma_bytes(tb, start, end):
+    """DMA bytes of the bursts whose address phase fell in ``[start, end]``."""
     return sum(t.bytes for t in tb.bus.dma.transactions if start <= t.cycle <= end)
 
 
-async def _rx(tb, driver, frames):
-    delivered0 = driver.stats.rx_frames
+async def _rx(tb, driver, frames, spacing):
     counters0 = await driver.counters()
-    start = tb.mac.cycle
+    delivered0 = driver.stats.rx_frames
+    tb.mac.wire_spacing = spacing == "wire"
+    events_seen = len([t for t in tb.bus.dma.transactions if t.kind == "write"])
+    offer_start = tb.mac.cycle
     for frame in frames:
         tb.mac.send(frame)
+    while not tb.mac.idle:
+        await ClockCycles(tb.dut.clk, 64)
+    offer_cycles = tb.mac.last_rx_cycle - offer_start
     # Serve until every frame is delivered or counted as dropped.
     while True:
         await driver.poll(500)
@@ -51,40 +76,52 @@ async def _rx(tb, driver, frames):
         dropped = sum(counters[k] - counters0[k] for k in counters if k.startswith("rx_drop_"))
         if done + dropped >= len(frames) and driver.stats.rx_frames - delivered0 >= done:
             break
-    # The window ends with the NIC's last write (the last event), not when the driver noticed.
-    end = max(t.cycle for t in tb.bus.dma.transactions if t.kind == "write")
-    cycles = end - start
-    dma_bytes = _dma_window(tb, start, end)
-    # The last events raise their interrupt when the moderation timer runs out.
-    await ClockCycles(tb.dut.clk, MODERATION["intr_mod_cycles"] + 100)
-    await driver.service()
-    counters = await driver.counters()
-    interrupts = counters["interrupts"] - counters0["interrupts"]
-    return {"frames": len(frames), "delivered": done, "dropped": dropped, "cycles": cycles,
-            "cycles_per_frame": cycles / max(done, 1),
-            "dma_bytes_per_cycle": dma_bytes / cycles,
-            "interrupts_per_1000_frames": 1000 * interrupts / max(done, 1)}
+    # RX events are the event ring's writes of this run, one per frame, in order.
+    event_ring = driver.ring_span("EVENT")
+    writes = [t for t in tb.bus.dma.transactions[events_seen:] if t.kind == "write"]
+    events = [t for t in writes if event_ring[0] <= t.addr < event_ring[1]]
+    first, last = events[0].done, events[-1].done
+    dma_bytes = _dma_bytes(tb, offer_start, last)
+    busy = sum(t.beats for t in writes if first <= t.cycle <= last)
+    tb.mac.wire_spacing = False
+    await _settle(tb, driver)
+    return {"frames": len(frames), "delivered": done, "dropped": dropped,
+            "cycles_per_frame": round((last - first) / max(len(events) - 1, 1), 2),
+            "offered_mpps": _mpps(len(frames), offer_cycles),
+            "dma_bytes_per_frame": round(dma_bytes / max(done, 1), 1),
+            "dma_bus_utilisation": round(busy / max(last - first, 1), 3)}
 
 
-async def _tx(tb, driver, frames):
-    counters0 = await driver.counters()
+async def _tx(tb, driver, frames, spacing):
     sent0 = tb.mac.tx_frames
-    start = tb.mac.cycle
+    tb.mac.tx_wire_spacing = spacing == "wire"
+    ends = tb.mac.tx_end_cycles
+    ends.clear()
     for frame in frames:
         partial, options = offload_frame(frame)
-        await driver.send(partial, **options)
+        await driver.send(partial, doorbell=False, **options)
+    start = tb.mac.cycle
+    await driver.tx_doorbell()
     while tb.mac.tx_frames - sent0 < len(frames):
         await driver.poll(200)
-    cycles = tb.mac.last_tx_cycle - start
-    dma_bytes = _dma_window(tb, start, tb.mac.last_tx_cycle)
+    first, last = ends[0], ends[-1]
+    dma_bytes = _dma_bytes(tb, start, last)
+    reads = [t for t in tb.bus.dma.transactions if t.kind == "read" and first <= t.cycle <= last]
+    busy = sum(t.beats for t in reads)
+    tb.mac.tx_wire_spacing = False
+    await _settle(tb, driver)
+    interval = (last - first) / max(len(frames) - 1, 1)
+    return {"frames": len(frames), "delivered": tb.mac.tx_frames - sent0, "dropped": 0,
+            "cycles_per_frame": round(interval, 2),
+            "offered_mpps": _mpps(1, interval),
+            "dma_bytes_per_frame": round(dma_bytes / len(frames), 1),
+            "dma_bus_utilisation": round(busy / max(last - first, 1), 3)}
+
+
+async def _settle(tb, driver):
+    """Let the last events raise their (moderated) interrupt and hand them to the driver."""
     await ClockCycles(tb.dut.clk, MODERATION["intr_mod_cycles"] + 100)
     await driver.service()
-    counters = await driver.counters()
-    interrupts = counters["interrupts"] - counters0["interrupts"]
-    return {"frames": len(frames), "delivered": tb.mac.tx_frames - sent0, "dropped": 0,
-            "cycles": cycles, "cycles_per_frame": cycles / len(frames),
-            "dma_bytes_per_cycle": dma_bytes / cycles,
-            "interrupts_per_1000_frames": 1000 * interrupts / len(frames)}
 
 
 @cocotb.test()
@@ -93,11 +130,16 @@ async def bench_slow_path(dut):
     tb = NicTb(dut)
     await tb.reset()
     driver = NicDriver(tb.bus)
-    await driver.start(rx_log2=9, tx_log2=9, event_log2=11, **MODERATION)
+    most = max(counts.values())
+    log2 = max(9, (2 * most).bit_length())
+    await driver.start(rx_log2=log2, tx_log2=log2, event_log2=min(12, log2 + 1), **MODERATION)
     with open(os.environ[ENV_OUT], "a") as out:
-        for traffic in SLOW_TRAFFIC:
-            direction, size = traffic.split()
-            frames = traffic_frames(size, counts[traffic])
-            measure = _rx if direction == "rx" else _tx
-            row = {"traffic": traffic, **await measure(tb, driver, frames)}
-            out.write(json.dumps(row) + "\n")
+        for direction in DIRECTIONS:
+            for traffic in TRAFFIC:
+                for spacing in SPACINGS:
+                    frames = traffic_frames(traffic, counts[traffic])
+                    measure = _rx if direction == "rx" else _tx
+                    figures = await measure(tb, driver, frames, spacing)
+                    row = {"direction": direction, "traffic": traffic, "spacing": spacing,
+                           **figures}
+                    out.write(json.dumps({key: row[key] for key in ROW_KEYS}) + "\n")

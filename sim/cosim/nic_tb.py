@@ -14,6 +14,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb_bus.monitors import Monitor
 
 from host_driver.memory import HostMemory
+from hw.params import BEAT_BYTES
 
 from .pci import CLOCK_NS, CocotbBus, LinkConfig
 from .rx_tb import _BeatCodec, frame_beats
@@ -44,9 +45,17 @@ class EdgeMonitor(Monitor):
 
 
 class MacPort:
-    """The MAC side: frames queued with :meth:`send` go out on ``mac_rx`` back to back, one beat
-    a clock; frames leaving on ``mac_tx`` (always ready) are published on :attr:`tx_monitor` (and
-    given to ``on_tx``). Counts what crossed."""
+    """The MAC side: frames queued with :meth:`send` go out on ``mac_rx`` one beat a clock, back
+    to back, or with :attr:`wire_spacing` spaced as a 10GbE wire spaces them (SPEC §6: each frame
+    takes its bytes + 24 of FCS, preamble and inter-frame gap, at 8 bytes a clock: idle clocks
+    follow each frame, the fractions carried over); frames leaving on ``mac_tx`` are published on
+    :attr:`tx_monitor` (and given to ``on_tx``). ``mac_tx`` is always ready, or with
+    :attr:`tx_wire_spacing` not ready for the clocks the wire spends after each frame. Counts what
+    crossed; :attr:`tx_end_cycles` has the clock of each TX frame's last beat (clear it at will),
+    :attr:`last_rx_cycle` that of the last RX beat taken."""
+
+    #: Bytes a 10GbE wire spends on a frame beyond the bytes the MAC hands over.
+    WIRE_OVERHEAD_BYTES = 24
 
     def __init__(self, dut, on_tx=None):
         self._dut = dut
@@ -62,6 +71,13 @@ class MacPort:
         self.cycle = 0              # rising edges seen
         self.last_tx_cycle = 0      # when the last MAC TX frame ended
         self._offered = False
+        self.wire_spacing = False
+        self._gap = 0.0             # idle clocks owed to the wire before the next frame
+        self.tx_wire_spacing = False
+        self._tx_gap = 0.0
+        self._tx_ready = 1
+        self.tx_end_cycles: list[int] = []
+        self.last_rx_cycle = 0
         dut.mac_rx__valid.value = 0
         dut.mac_tx__ready.value = 1
 
@@ -78,13 +94,19 @@ class MacPort:
         if self._offered:
             if int(dut.mac_rx__ready.value):
                 self._pos += 1
+                self.last_rx_cycle = self.cycle
                 if self._pos == len(self._beats):
+                    if self.wire_spacing:
+                        self._gap += self._frame_wire_cycles - len(self._beats)
                     self._beats, self._pos = [], 0
             else:
                 self.rx_stalls += 1
-        if not self._beats and self._queue:
+        if not self._beats and self._gap >= 1:
+            self._gap -= 1
+        elif not self._beats and self._queue:
             frame = self._queue.pop(0)
             self._beats = frame_beats(frame)
+            self._frame_wire_cycles = (len(frame) + self.WIRE_OVERHEAD_BYTES) / BEAT_BYTES
             self.rx_frames += 1
             self.rx_bytes += len(frame)
         offer = bool(self._beats)
@@ -93,7 +115,7 @@ class MacPort:
         if offer != self._offered:
             dut.mac_rx__valid.value = int(offer)
             self._offered = offer
-        if int(dut.mac_tx__valid.value):
+        if self._tx_ready and int(dut.mac_tx__valid.value):
             chunk, keep, last = self._codec.fields(int(dut.mac_tx__payload.value))
             self._tx += chunk[:bin(keep).count("1")] if last else chunk
             if last:
@@ -101,10 +123,22 @@ class MacPort:
                 self.tx_frames += 1
                 self.tx_bytes += len(frame)
                 self.last_tx_cycle = self.cycle
+                self.tx_end_cycles.append(self.cycle)
+                if self.tx_wire_spacing:
+                    beats = -(-len(frame) // BEAT_BYTES)
+                    self._tx_gap += (len(frame) + self.WIRE_OVERHEAD_BYTES) / BEAT_BYTES - beats
                 if self.on_tx is not None:
                     self.on_tx(frame)
                 if self.tx_monitor._callbacks:
                     self.tx_monitor.publish(frame)
+        # Ready for the next clock: low while the wire still spends the last frame's gap.
+        ready = 1
+        if self._tx_gap >= 1:
+            self._tx_gap -= 1
+            ready = 0
+        if ready != self._tx_ready:
+            dut.mac_tx__ready.value = ready
+            self._tx_ready = ready
 
 
 class NicTb:

@@ -1,7 +1,8 @@
 """The host end of the PCI link for cocotb: MMIO into BAR0, host memory behind the NIC's DMA.
 
 - :class:`DmaTarget` answers the DUT's AXI4 manager (``m_axi__*``: 64-bit address, 64/128/256-bit
-  data as the DUT was built, 4-bit ID, INCR bursts) from a :class:`~host_driver.memory.HostMemory`, with a PCIe-like read latency,
+  data as the DUT was built, 4-bit ID, INCR bursts) from a
+  :class:`~host_driver.memory.HostMemory`, with a PCIe-like read latency,
   write-response latency and bandwidth (:class:`LinkConfig`), seeded random ready deassertion,
   error injection (address ranges answered SLVERR or DECERR) and a log of every transaction.
   It is written here rather than taken from cocotbext-axi: ``AxiRam``/``AxiSlave`` have no read
