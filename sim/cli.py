@@ -84,7 +84,8 @@ def _cmd_demo(args):
 def _cmd_synth(args):
     from sim import synth
 
-    return synth.main(json_mode=args.json, top=args.top, out_dir=args.out, seed=args.seed)
+    return synth.main(json_mode=args.json, top=args.top, out_dir=args.out, seed=args.seed,
+                      router=args.router, list_blocks=args.list)
 
 
 def _cmd_bench(args):
@@ -96,7 +97,7 @@ def _cmd_waves(args):
 
 
 def _parser():
-    from sim.synth import DEFAULT_TOP, SEED
+    from sim.synth import DEFAULT_ROUTER, DEFAULT_TOP, ROUTERS, SEED
 
     parser = argparse.ArgumentParser(
         prog="inic", description="inic: an open, synthesizable intelligent-NIC model.")
@@ -129,8 +130,14 @@ def _parser():
 
     p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object (device, fmax_mhz, target_mhz, lut, ff, bram)")
-    p.add_argument("--top", default=DEFAULT_TOP, help="block to place (default: %(default)s)")
+                   help="print one JSON object (device, top, router, fmax_mhz, placed_fmax_mhz, "
+                        "target_mhz, lut, ff, bram, seconds, critical_path)")
+    p.add_argument("--top", metavar="NAME", default=DEFAULT_TOP,
+                   help="block to place, or inic_nic for the whole NIC: a name or class name "
+                        "from --list (default: %(default)s)")
+    p.add_argument("--list", action="store_true", help="list the blocks --top takes and exit")
+    p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
+                   help="nextpnr's router (default: %(default)s)")
     p.add_argument("--seed", type=int, default=SEED,
                    help="nextpnr placement seed (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build/synth",

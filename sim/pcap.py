@@ -1,11 +1,18 @@
 """Capture files for ``inic replay``: read pcap/pcapng, write Ethernet pcap.
 
-Ref: tcpdump.org LINKTYPE list (1 Ethernet, 101 raw IP, 113 Linux SLL, 276 Linux SLL2); DLT_RAW is
+Ref: tcpdump.org LINKTYPE list (1 Ethernet; 101 raw IP, 228 raw IPv4, 229 raw IPv6; 0 BSD
+loopback (DLT_NULL), 108 OpenBSD loopback (DLT_LOOP); 113 Linux SLL, 276 Linux SLL2); DLT_RAW is
 12 on most systems and 14 on OpenBSD, and those values are read as raw IP too.
 
-The sequencer takes Ethernet II frames. Frames of raw-IP and Linux-cooked captures get a synthetic
-Ethernet II header: fixed locally administered MACs and the EtherType from the IP version (raw IP)
-or from the SLL protocol field.
+The sequencer takes Ethernet II frames. Frames of raw-IP, loopback and Linux-cooked captures get a
+synthetic Ethernet II header: fixed locally administered MACs and the EtherType from the IP version
+(101/12/14), from the link type (228, 229), from the loopback header's address family, or from the
+SLL protocol field.
+
+A loopback record starts with a 4-byte address family: in network byte order for DLT_LOOP, in the
+capturing host's byte order for DLT_NULL. The capturing host is not always the one that wrote the
+file header, so the DLT_NULL order is read from the value itself: every address family is below
+0x10000, so a value above that read little-endian is big-endian (as Wireshark and tcpdump do).
 """
 
 from pathlib import Path
@@ -18,13 +25,24 @@ __all__ = ["CaptureError", "SYNTHETIC_DST_MAC", "SYNTHETIC_SRC_MAC", "read_captu
 
 LINKTYPE_ETHERNET = 1
 LINKTYPES_RAW_IP = frozenset({101, 12, 14})
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_NULL = 0               # BSD loopback, address family in the capturing host's byte order
+LINKTYPE_LOOP = 108             # OpenBSD loopback, address family in network byte order
+LOOPBACK_HEADER_BYTES = 4
+#: EtherType of each loopback address family: AF_INET, and AF_INET6 as the BSDs number it
+#: (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
+LOOPBACK_ETHERTYPES = {2: 0x0800, 24: 0x86DD, 28: 0x86DD, 30: 0x86DD}
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_LINUX_SLL2 = 276
 SLL_HEADER_BYTES = 16           # protocol at bytes 14-15
 SLL2_HEADER_BYTES = 20          # protocol at bytes 0-1
 SYNTHETIC_DST_MAC = bytes.fromhex("020000000002")
 SYNTHETIC_SRC_MAC = bytes.fromhex("020000000001")
-SUPPORTED = "1 Ethernet, 101/12/14 raw IP, 113 Linux SLL, 276 Linux SLL2"
+SUPPORTED = ("1 Ethernet, 101/12/14 raw IP, 228 raw IPv4, 229 raw IPv6, 0 BSD loopback, "
+             "108 OpenBSD loopback, 113 Linux SLL, 276 Linux SLL2")
+LINKTYPES = frozenset({LINKTYPE_ETHERNET, *LINKTYPES_RAW_IP, LINKTYPE_IPV4, LINKTYPE_IPV6,
+                       LINKTYPE_NULL, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2})
 #: Timestamp of the first frame :func:`write_capture` writes (2024-01-01T00:00:00Z).
 FIRST_TIMESTAMP = 1_704_067_200
 
@@ -35,7 +53,7 @@ class CaptureError(Exception):
 
 def read_capture(path) -> tuple[list[bytes], bool]:
     """Frames of a pcap or pcapng file as Ethernet II bytes, and whether L2 was synthesized (any
-    frame of a raw-IP or Linux-cooked link type). Raises :class:`CaptureError`."""
+    frame of a raw-IP, loopback or Linux-cooked link type). Raises :class:`CaptureError`."""
     path = Path(path)
     if not path.exists():
         raise CaptureError(f"{path}: no such file")
@@ -73,8 +91,7 @@ def _read_records(path, stream):
 
 
 def _check_linktype(path, linktype):
-    if linktype not in (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
-                        *LINKTYPES_RAW_IP):
+    if linktype not in LINKTYPES:
         raise CaptureError(f"{path}: unsupported link type {linktype} (supported: {SUPPORTED})")
 
 
@@ -85,12 +102,33 @@ def _as_ethernet(path, number, data, linktype):
     if linktype in LINKTYPES_RAW_IP:
         ethertype = 0x86DD if data[:1] and data[0] >> 4 == 6 else 0x0800
         return _synthetic_header(ethertype) + data
+    if linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
+        return _synthetic_header(0x0800 if linktype == LINKTYPE_IPV4 else 0x86DD) + data
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        return _loopback_as_ethernet(path, number, data, linktype)
     header_bytes = SLL_HEADER_BYTES if linktype == LINKTYPE_LINUX_SLL else SLL2_HEADER_BYTES
     if len(data) < header_bytes:
         raise CaptureError(f"{path}: record {number} is shorter than its {header_bytes}-byte "
                            "Linux cooked header")
     protocol = data[14:16] if linktype == LINKTYPE_LINUX_SLL else data[0:2]
     return _synthetic_header(int.from_bytes(protocol, "big")) + data[header_bytes:]
+
+
+def _loopback_as_ethernet(path, number, data, linktype):
+    """Record ``number`` of a BSD (``LINKTYPE_NULL``) or OpenBSD (``LINKTYPE_LOOP``) loopback
+    capture as an Ethernet II frame, the EtherType from its address family."""
+    if len(data) < LOOPBACK_HEADER_BYTES:
+        raise CaptureError(f"{path}: record {number} is shorter than its "
+                           f"{LOOPBACK_HEADER_BYTES}-byte loopback header")
+    family = int.from_bytes(data[:LOOPBACK_HEADER_BYTES], "big")
+    if linktype == LINKTYPE_NULL:
+        little = int.from_bytes(data[:LOOPBACK_HEADER_BYTES], "little")
+        if little <= 0xFFFF:
+            family = little
+    if family not in LOOPBACK_ETHERTYPES:
+        raise CaptureError(f"{path}: record {number} has loopback address family {family} "
+                           "(known: 2 IPv4; 24, 28, 30 IPv6)")
+    return _synthetic_header(LOOPBACK_ETHERTYPES[family]) + data[LOOPBACK_HEADER_BYTES:]
 
 
 def _synthetic_header(ethertype):
@@ -101,6 +139,7 @@ def write_capture(path, frames, linktype=LINKTYPE_ETHERNET) -> None:
     """Write ``frames`` (Ethernet, or records of another ``linktype``) as a little-endian pcap
     file, 1 ms apart from a fixed timestamp (the same frames always give the same file)."""
     with RawPcapWriter(str(path), linktype=linktype, endianness="<") as writer:
+        writer.linktype = linktype      # scapy takes a link type of 0 (DLT_NULL) for "not given"
         writer.write_header(None)
         for index, frame in enumerate(frames):
             writer.write_packet(bytes(frame), sec=FIRST_TIMESTAMP + index // 1000,

