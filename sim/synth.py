@@ -86,6 +86,9 @@ def _block_arguments():
     from hw.layouts import HostCounters
     return {
         "CounterBank": ((HostCounters,), {}),
+        # Four read clients (three ring fetchers, the TX reader), two write clients (RX writer,
+        # event writer), as hw/nic.py connects them.
+        "DmaManager": ((), {"read_clients": 4, "write_clients": 2}),
         "PacketFifo": ((), {"width": 8 * params.BEAT_BYTES,
                             "depth": params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES}),
         "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),

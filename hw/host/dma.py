@@ -21,8 +21,10 @@ the OR of every burst's error) when the host has answered all of it. Clients nev
   their bits below the bus width are ignored (a request starts on a beat); write strobes select
   the bytes written.
 - **Several transactions in flight.** Up to ``max_reads`` read bursts and ``max_writes`` write
-  bursts are outstanding at once, from any mix of clients; arbitration is round robin per burst,
-  so a long transfer of one client never holds off another's descriptor fetch or event.
+  bursts are outstanding at once, from any mix of clients; arbitration is round robin per burst
+  (one burst every other clock per channel at most: a 256-byte burst takes 16 clocks of data at
+  128 bits), so a long transfer of one client never holds off another's descriptor fetch or
+  event.
 - **Per-client order.** Each client has its own AXI ID, and AXI keeps the order of one ID's
   transactions: a client's responses and completions come back in the order of its requests,
   while different clients' reads may interleave on R (the host may reorder between IDs).
@@ -31,7 +33,8 @@ the OR of every burst's error) when the host has answered all of it. Clients nev
   reserves room for what it reads before it asks (the TX reader, for example, for the frame).
 
 Timing: every AXI output comes from a register; a client's request is registered with its first
-burst already planned, and each later burst is planned a clock after the previous one left.
+burst already planned, each later burst is planned a clock after the previous one left, planned
+bursts wait in a small FIFO per client, and the arbiter's choice is registered before it fires.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal
@@ -93,11 +96,12 @@ class DmaWriteSignature(wiring.Signature):
 
 
 class _BurstSplitter(wiring.Component):
-    """Holds one client request and offers it as bursts, one at a time.
+    """Holds one client request and cuts it into bursts.
 
-    ``burst`` is valid while a planned burst waits for the arbiter; ``take`` (from the arbiter)
-    consumes it. The plan for the first burst is computed as the request is accepted, the plan for
-    each later one a clock after the previous burst was taken, so every plan is a register.
+    The plan for the first burst is computed as the request is accepted, the plan for each later
+    one a clock after the previous burst was pushed, so every plan is a register. Planned bursts
+    wait in a two-entry FIFO for the arbiter (``burst_*``, ``take``): the arbiter's grant never
+    reaches the splitter's address and length registers in the same clock.
     """
 
     def __init__(self, addr_width, beats_bits, beat_bytes, max_burst_beats):
@@ -111,6 +115,8 @@ class _BurstSplitter(wiring.Component):
             "burst_final": Out(1),      # the request's last burst
             "take": In(1),
         })
+        self._burst = data.StructLayout({
+            "addr": addr_width, "beats": range(max_burst_beats + 1), "final": 1})
 
     def _plan(self, m, addr, left, name):
         """Beats of the burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary."""
@@ -135,12 +141,20 @@ class _BurstSplitter(wiring.Component):
         plan_valid = Signal()
         plan_beats = Signal.like(self.burst_beats)
 
+        m.submodules.bursts = bursts = SyncFIFOBuffered(
+            width=self._burst.size, depth=2)
+        push = Signal()
+        head = data.View(self._burst, bursts.r_data)
         m.d.comb += [
             self.req.ready.eq(~busy),
-            self.burst_valid.eq(plan_valid),
-            self.burst_addr.eq(addr),
-            self.burst_beats.eq(plan_beats),
-            self.burst_final.eq(plan_beats == left),
+            push.eq(plan_valid & bursts.w_rdy),
+            bursts.w_en.eq(push),
+            bursts.w_data.eq(Cat(addr, plan_beats, plan_beats == left)),
+            self.burst_valid.eq(bursts.r_rdy),
+            self.burst_addr.eq(head.addr),
+            self.burst_beats.eq(head.beats),
+            self.burst_final.eq(head.final),
+            bursts.r_en.eq(self.take),
         ]
         first = self._plan(m, self.req.payload.addr, self.req.payload.beats, "first_plan")
         later = self._plan(m, addr, left, "next_plan")
@@ -152,7 +166,7 @@ class _BurstSplitter(wiring.Component):
                 plan_beats.eq(first),
                 plan_valid.eq(1),
             ]
-        with m.Elif(plan_valid & self.take):
+        with m.Elif(push):
             m.d.sync += [
                 addr.eq(addr + (plan_beats << shift)),
                 left.eq(left - plan_beats),
@@ -165,27 +179,33 @@ class _BurstSplitter(wiring.Component):
         return m
 
 
-def _round_robin(m, requests, name):
-    """Grant one of ``requests`` (a list of 1-bit values), rotating the priority after each grant.
+def _arbiter(m, requests, ready, name):
+    """Round-robin choice of one of ``requests`` (1-bit values), in two clocks: the choice is
+    registered first, then the granted request fires when ``ready``. Nothing between the requests
+    and the grant register reaches the requesters' pop enables, which see only ``fire`` and the
+    registered grant. One grant every two clocks at most: a burst every other clock per channel.
 
-    Returns ``(any, grant_index, advance)``: the caller drives ``advance`` high in the clock the
-    grant is used, which moves the priority past the granted client.
+    Returns ``(fire, grant)``: ``fire`` is high in the clock the granted request (``grant``) is
+    taken.
     """
     n = len(requests)
     last = Signal(range(max(n, 2)), name=f"{name}_last")
+    choice = Signal(range(max(n, 2)), name=f"{name}_choice")
     grant = Signal(range(max(n, 2)), name=f"{name}_grant")
-    any_ = Signal(name=f"{name}_any")
-    advance = Signal(name=f"{name}_advance")
-    m.d.comb += any_.eq(Cat(*requests).any())
+    held = Signal(name=f"{name}_held")
+    fire = Signal(name=f"{name}_fire")
     # Candidates in priority order: last+1, last+2, ..., last. The first one requesting wins.
     for offset in reversed(range(1, n + 1)):
         for start in range(n):
             idx = (start + offset) % n
             with m.If((last == start) & requests[idx]):
-                m.d.comb += grant.eq(idx)
-    with m.If(advance):
-        m.d.sync += last.eq(grant)
-    return any_, grant, advance
+                m.d.comb += choice.eq(idx)
+    m.d.comb += fire.eq(held & ready)
+    with m.If(fire):
+        m.d.sync += held.eq(0)
+    with m.Elif(~held & Cat(*requests).any()):
+        m.d.sync += [held.eq(1), grant.eq(choice), last.eq(choice)]
+    return fire, grant
 
 
 class DmaManager(wiring.Component):
@@ -285,7 +305,7 @@ class DmaManager(wiring.Component):
     def _finals(self, m, n, depth, kind):
         """Per client, the 'final burst of its request' flag of each outstanding burst, in order:
         a client's bursts come back in order (one AXI ID), so the flag at the head is the one
-        of the burst now answered."""
+        of the burst now answered. ``depth`` is the outstanding limit, so none can overflow."""
         fifos = []
         for i in range(n):
             fifo = SyncFIFOBuffered(width=1, depth=depth)
@@ -294,30 +314,35 @@ class DmaManager(wiring.Component):
         return fifos
 
     # --- Reads ---------------------------------------------------------------------------------
+    @staticmethod
+    def _outstanding(m, limit, issue, retire, name):
+        """Bursts in flight, and a registered 'another may start' flag (no compare behind
+        ``issue``: the flag is computed from the next count)."""
+        count = Signal(range(limit + 1), name=f"{name}_outstanding")
+        room = Signal(init=1, name=f"{name}_room")
+        count_next = Signal.like(count, name=f"{name}_outstanding_next")
+        m.d.comb += count_next.eq(count + issue - retire)
+        m.d.sync += [count.eq(count_next), room.eq(count_next < limit)]
+        return count, room
+
     def _elaborate_reads(self, m):
         axi = self.axi
         n = self._n_read
         splitters = self._splitters(m, self.read, "read")
         finals = self._finals(m, n, self._max_reads, "read")
 
-        outstanding = Signal(range(self._max_reads + 1))
         issue = Signal()
         retire = Signal()
+        outstanding, room = self._outstanding(m, self._max_reads, issue, retire, "read")
         m.d.comb += self.reads_outstanding.eq(outstanding)
-        with m.If(issue & ~retire):
-            m.d.sync += outstanding.eq(outstanding + 1)
-        with m.Elif(retire & ~issue):
-            m.d.sync += outstanding.eq(outstanding - 1)
 
         # AR: a register, loaded from the granted splitter when empty or being accepted.
         ar_free = Signal()
         m.d.comb += ar_free.eq(~axi.arvalid | axi.arready)
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += axi.arvalid.eq(0)
-        requests = [s.burst_valid & f.w_rdy for s, f in zip(splitters, finals)]
-        any_, grant, advance = _round_robin(m, requests, "ar_rr")
-        m.d.comb += issue.eq(any_ & ar_free & (outstanding < self._max_reads))
-        m.d.comb += advance.eq(issue)
+        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], ar_free & room, "ar_arb")
+        m.d.comb += issue.eq(fire)
         for i, (splitter, final) in enumerate(zip(splitters, finals)):
             with m.If(issue & (grant == i)):
                 m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
@@ -365,16 +390,13 @@ class DmaManager(wiring.Component):
         burst_range = range(self.max_burst_beats + 1)
         client_bits = max(1, ceil_log2(n))
 
-        outstanding = Signal(range(self._max_writes + 1))
         issue = Signal()
         retire = Signal()
+        outstanding, room = self._outstanding(m, self._max_writes, issue, retire, "write")
         m.d.comb += self.writes_outstanding.eq(outstanding)
-        with m.If(issue & ~retire):
-            m.d.sync += outstanding.eq(outstanding + 1)
-        with m.Elif(retire & ~issue):
-            m.d.sync += outstanding.eq(outstanding - 1)
 
-        # The W channel sends bursts in AW order: each issued burst queues (client, beats) here.
+        # The W channel sends bursts in AW order: each issued burst queues (client, beats) here
+        # until its data starts; a burst is outstanding until its B, so this never fills.
         w_order = SyncFIFOBuffered(width=client_bits + len(Const(0, burst_range)),
                                    depth=self._max_writes)
         m.submodules.w_order = w_order
@@ -383,11 +405,8 @@ class DmaManager(wiring.Component):
         m.d.comb += aw_free.eq(~axi.awvalid | axi.awready)
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
-        requests = [s.burst_valid & f.w_rdy for s, f in zip(splitters, finals)]
-        any_, grant, advance = _round_robin(m, requests, "aw_rr")
-        m.d.comb += issue.eq(any_ & aw_free & w_order.w_rdy
-                             & (outstanding < self._max_writes))
-        m.d.comb += advance.eq(issue)
+        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], aw_free & room, "aw_arb")
+        m.d.comb += issue.eq(fire)
         for i, (splitter, final) in enumerate(zip(splitters, finals)):
             with m.If(issue & (grant == i)):
                 m.d.comb += [
@@ -410,10 +429,17 @@ class DmaManager(wiring.Component):
             axi.awprot.eq(0),
         ]
 
-        # W: an output register fed from the client whose burst is at the head of the order.
+        # W: an output register fed from the client whose burst is sending. The next burst waits
+        # in ``w_next``, taken from the order FIFO ahead of time, so the switch at a burst's last
+        # beat touches only a few registers and the FIFO's read never waits on the data path.
         w_active = Signal()
         w_client = Signal(client_bits)
         w_left = Signal(burst_range)
+        w_last = Signal()           # w_left == 1
+        w_next_valid = Signal()
+        w_next_client = Signal(client_bits)
+        w_next_beats = Signal(burst_range)
+        w_next_last = Signal()
         w_move = Signal()           # a beat moves from the client into the W register
         w_room = Signal()
         head_client = w_order.r_data[:client_bits]
@@ -433,19 +459,26 @@ class DmaManager(wiring.Component):
                         axi.wstrb.eq(client.data.payload.strb),
                     ]
         with m.If(w_move):
+            m.d.sync += [axi.wvalid.eq(1), axi.wlast.eq(w_last)]
+        with m.If(~w_next_valid & w_order.r_rdy):
+            m.d.comb += w_order.r_en.eq(1)
             m.d.sync += [
-                axi.wvalid.eq(1),
-                axi.wlast.eq(w_left == 1),
-                w_left.eq(w_left - 1),
+                w_next_valid.eq(1),
+                w_next_client.eq(head_client),
+                w_next_beats.eq(head_beats),
+                w_next_last.eq(head_beats == 1),
             ]
-        # The next burst is loaded as the current one's last beat moves: no idle clock between.
-        w_load = Signal()
-        m.d.comb += w_load.eq(w_order.r_rdy & (~w_active | (w_move & (w_left == 1))))
-        m.d.comb += w_order.r_en.eq(w_load)
-        with m.If(w_load):
-            m.d.sync += [w_active.eq(1), w_client.eq(head_client), w_left.eq(head_beats)]
-        with m.Elif(w_move & (w_left == 1)):
-            m.d.sync += w_active.eq(0)
+        with m.If(~w_active | (w_move & w_last)):
+            m.d.sync += [
+                w_active.eq(w_next_valid),
+                w_client.eq(w_next_client),
+                w_left.eq(w_next_beats),
+                w_last.eq(w_next_last),
+            ]
+            with m.If(w_next_valid):
+                m.d.sync += w_next_valid.eq(0)
+        with m.Elif(w_move):
+            m.d.sync += [w_left.eq(w_left - 1), w_last.eq(w_left == 2)]
 
         # B: to the client the ID names; errors of a request's bursts are gathered until its
         # final burst's response, which becomes the client's completion.
