@@ -82,8 +82,9 @@ class RingFetcher(wiring.Component):
 
     **Planning.** The batch is planned in a four-stage pipeline of registers (posted / room / to
     end; their caps; the minimum; the room check) from the indices, so no subtractor or compare
-    feeds another on one clock. A plan is used only when the fetch index has not moved (no fetch,
-    no reset) for the four clocks it took; the host's and the consumer's indices only move the
+    feeds another on one clock; the request's address is computed beside it in two steps. A
+    plan is used only when the fetch index has not moved (no fetch, no reset) for the four clocks
+    it took; the host's and the consumer's indices only move the
     way that makes a plan conservative (more posted, more room).
 
     **Bus widths.** Entries are 16 bytes: at 64 bits two beats make an entry (its ``error`` the OR
@@ -100,12 +101,12 @@ class RingFetcher(wiring.Component):
     ``entries.valid`` falls even if an entry was on offer (the consumers of this stream decide on
     ``valid & ready`` in the same clock). Entries already cached stay.
 
-    Timing: ``posted``, ``running``, ``config.nic_index``, the request and the entry's index,
-    address and data are registers; ``entries.valid`` is the cache's ready gated by ``stop`` and
+    Timing: ``posted``, ``running``, ``config.nic_index``, the request and the entry's index and
+    data are registers; ``entries.valid`` is the cache's ready gated by ``stop`` and
     ``config.reset`` (at 256 bits the entry also passes a 2:1 bank mux). Addresses are
-    ``base + 16 * index`` as a 12-bit adder whose carry picks ``base[16:]`` or a register holding
-    ``base[16:] + 1`` (``base`` is written before the ring is used: that register is a clock
-    behind).
+    ``base + 16 * index`` as a 12-bit adder whose carry (a register) picks ``base[16:]`` or a
+    register holding ``base[16:] + 1`` (``base`` is written before the ring is used: that register
+    is a clock behind); the entry's address is a register but for that 2:1 mux of its upper bits.
 
     Parameters
     ----------
@@ -229,7 +230,7 @@ class RingFetcher(wiring.Component):
         sum_next = Signal(_INDEX_BITS + 1)
         m.d.comb += [sum_now.eq(base_low + nic), sum_next.eq(base_low + nic_1)]
         out_low = Signal(_INDEX_BITS)
-        out_high = Signal.like(base_high)
+        out_carry = Signal()        # the low part's carry, a register before it fans out
         carry = Signal()
         with m.If(cfg.reset):
             m.d.comb += carry.eq(0)
@@ -240,7 +241,7 @@ class RingFetcher(wiring.Component):
         with m.Else():
             m.d.comb += carry.eq(sum_now[-1])
             m.d.sync += out_low.eq(sum_now[:_INDEX_BITS])
-        m.d.sync += out_high.eq(Mux(carry, base_high_1, base_high))
+        m.d.sync += out_carry.eq(carry)
 
         # --- Fetch planning -----------------------------------------------------------------------
         issue = Signal()
@@ -261,6 +262,8 @@ class RingFetcher(wiring.Component):
         # Stage 3: the batch, and the room.
         n_3 = Signal(fetch_range)
         room_3 = Signal(cache_bits)
+        fetch_sum_1 = Signal(_INDEX_BITS + 1)
+        fetch_addr_2 = Signal.like(req.payload.addr)
         # Stage 4: the request, ready to go.
         n_4 = Signal(fetch_range)
         go_4 = Signal()
@@ -277,6 +280,11 @@ class RingFetcher(wiring.Component):
             room_3.eq(room_2),
             n_4.eq(n_3),
             go_4.eq((n_3 != 0) & (room_3 >= n_3)),
+            # The request's address, base + 16 * fetch: the sum, then the upper bits from its carry.
+            fetch_sum_1.eq(base_low + fetch),
+            fetch_addr_2.eq(Cat(
+                C(0, 5) if wide else Cat(C(0, 4), fetch_sum_1[0]), fetch_sum_1[1:_INDEX_BITS],
+                Mux(fetch_sum_1[-1], base_high_1, base_high))),
             valid[0].eq(~moved),
             *(valid[i].eq(valid[i - 1] & ~moved) for i in (1, 2, 3)),
         ]
@@ -298,16 +306,12 @@ class RingFetcher(wiring.Component):
                              & (inflight != self._max_inflight))
         with m.If(req.valid & req.ready):
             m.d.sync += req.valid.eq(0)
-        fetch_sum = Signal(_INDEX_BITS + 1)
-        m.d.comb += fetch_sum.eq(base_low + fetch)
-        start_half = fetch_sum[0]               # 256 bits: the entry is the beat's upper half
+        start_half = fetch_sum_1[0]             # 256 bits: the entry is the beat's upper half
         skips = Signal(2)                       # 256 bits: (drop first lower, drop last upper)
         with m.If(issue):
             m.d.sync += [
                 req.valid.eq(1),
-                req.payload.addr.eq(Cat(
-                    C(0, 5) if wide else Cat(C(0, 4), fetch_sum[0]), fetch_sum[1:_INDEX_BITS],
-                    Mux(fetch_sum[-1], base_high_1, base_high))),
+                req.payload.addr.eq(fetch_addr_2),
                 fetch.eq((fetch + n_4) & mask),
             ]
             if self._data_bits == 64:
@@ -389,6 +393,6 @@ class RingFetcher(wiring.Component):
             out.payload.entry.eq(head_data[:_ENTRY_BITS]),
             out.payload.error.eq(head_data[_ENTRY_BITS]),
             out.payload.index.eq(nic),
-            out.payload.addr.eq(Cat(C(0, 4), out_low, out_high)),
+            out.payload.addr.eq(Cat(C(0, 4), out_low, Mux(out_carry, base_high_1, base_high))),
         ]
         return m
