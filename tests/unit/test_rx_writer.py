@@ -346,6 +346,7 @@ def _check(st, frames, entries, data_bits, error_pages):
 
     expected_mem = bytearray(st["initial"])
     expected_events = []
+    expected_requests = []      # (address, beats): the summary, then the frame's whole words
     counts = dict.fromkeys(OUR_COUNTERS, 0)
     kept = deque(st["kept"])
     for entry in entries[:st["taken"]]:
@@ -365,7 +366,10 @@ def _check(st, frames, entries, data_bits, error_pages):
         if entry.size < RX_SUMMARY_BYTES + len(frame):
             event["code"] = EventCode.BUFFER_TOO_SMALL.value
             counts["rx_drop_too_small"] += 1
-        elif (addr & ~0xFFF) in error_pages:
+            expected_events.append(event)
+            continue
+        expected_requests.append((addr, -(-(RX_SUMMARY_BYTES + len(frame)) // beat_bytes)))
+        if (addr & ~0xFFF) in error_pages:
             event.update(code=EventCode.DMA_ERROR.value, detail=addr & 0x7FFF_FFFF)
             counts["rx_drop_dma_error"] += 1
         else:
@@ -383,6 +387,7 @@ def _check(st, frames, entries, data_bits, error_pages):
         assert g == x, f"event {n}: got {g}, expected {x}"
     assert len(got) == len(expected_events)
     assert st["counts"] == counts
+    assert server.requests == expected_requests
     if st["memory"] != expected_mem:
         bad = next(i for i in range(len(expected_mem)) if st["memory"][i] != expected_mem[i])
         raise AssertionError(f"host memory differs first at {bad:#x} (slot {bad // SLOT}, "
