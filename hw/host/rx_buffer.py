@@ -5,30 +5,69 @@ Ref: docs/host_interface.md (slow-path receive, the accounting identity).
 A frame is admitted at its first beat only if the NIC is enabled, the RX ring runs, and a posted RX
 buffer is left that no earlier admitted frame has claimed (``reserved < posted``); it is dropped
 later if the packet buffer fills under it or it grows past ``MAX_FRAME_BYTES``. Its status word
-comes from the sequencer after its last beat; the frame is offered to the DMA engine (``frame``)
-only then, its beats already committed in the packet FIFO (``beats``). Exactly one drop pulse or,
-later, one ``consume`` from the engine ends every frame's life here.
+comes from the sequencer after its last beat; the frame is offered to the RX writer (``frame``)
+only then, as its :class:`~hw.layouts.RxSummary` (:func:`summarize`) and its length in DMA words,
+its data already committed in the packet FIFO (``beats``). Exactly one drop pulse or, later, one
+``consume`` from the writer ends every frame's life here.
+
+The data is stored at the DMA width: the 64-bit MAC beats of a frame are packed, beat 0 in bits
+63:0, into ``data_bits`` words. Each frame starts a new word and its last word is zero-padded, so
+a frame takes its length rounded up to the DMA word (at least one word, even when empty), and the
+writer sends one full DMA beat per clock.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from .. import params
-from ..layouts import RxBeat, RxBufferedFrame, RxStatus
+from ..layouts import RxBeat, RxStatus, RxSummary
 from .packet_fifo import PacketFifo
 
-__all__ = ["RxPacketBuffer"]
+__all__ = ["RxStagedFrame", "RxPacketBuffer", "summarize"]
 
-_DEPTH_BEATS = params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES
 _MAX_FRAME_BEATS = -(-params.MAX_FRAME_BYTES // params.BEAT_BYTES)
 # Frames whose last beat has passed but whose status word has not come out of the sequencer yet.
 _PENDING_DEPTH = 16
 
 
+class RxStagedFrame(data.Struct):
+    """A frame waiting in the receive packet buffer for its DMA: the summary that goes in front of
+    it in the host buffer, and how many DMA words of the packet buffer it takes (at least 1, even
+    for an empty frame). Replaces :class:`~hw.layouts.RxBufferedFrame` (540-bit status, 64-bit
+    beats) for the second-generation host interface."""
+    summary: RxSummary
+    words: 12
+
+
+def summarize(status):
+    """The :class:`~hw.layouts.RxSummary` of an :class:`~hw.layouts.RxStatus` view: every field
+    of the summary copied from the status field of the same name (``length`` keeps its low 16 bits:
+    frames here are at most ``MAX_FRAME_BYTES``), ``reserved`` 0. Pure wiring, no logic."""
+    status_layout = data.Layout.cast(RxStatus)
+    parts = []
+    for name, field in sorted(data.Layout.cast(RxSummary), key=lambda item: item[1].offset):
+        width = field.width
+        if name == "reserved":
+            parts.append(Const(0, width))
+            continue
+        value = Value.cast(getattr(status, name))
+        if len(value) != status_layout[name].width:
+            raise AssertionError(name)
+        value = value[:width]
+        parts.append(Cat(value, Const(0, width - len(value))))
+    return data.View(RxSummary, Cat(*parts))
+
+
 class RxPacketBuffer(wiring.Component):
-    """Members
+    """Parameters
+    ----------
+    data_bits : int
+        DMA bus width (64, 128 or 256): the width of the words on ``beats``.
+
+    Members
     -------
     i : In(stream.Signature(RxBeat))
         The sequencer's frame output. Ready every clock in practice.
@@ -37,45 +76,64 @@ class RxPacketBuffer(wiring.Component):
     enable, running : In(1)
         NIC enabled; RX ring configured and not stopped. Sampled at each frame's first beat.
     posted : In(13)
-        RX buffers posted by the host and not yet used by the DMA engine.
+        RX buffers posted by the host and not yet taken by the RX writer.
     consume : In(1)
-        The DMA engine is done with the frame at the head of ``frame`` (and has used one buffer).
-    frame : Out(stream.Signature(RxBufferedFrame))
-        Status word and beat count of the next admitted frame. Its beats are next on ``beats``.
-    beats : Out(stream.Signature(64))
-        Data of admitted frames, as many beats as each frame had on ``i``.
+        The RX writer has taken the frame at the head of ``frame`` (and one buffer for it). The
+        frame's words may still be on ``beats``, after those of the frames taken before it.
+    frame : Out(stream.Signature(RxStagedFrame))
+        Summary and word count of the next admitted frame. Its words follow on ``beats`` those of
+        the frames consumed before it.
+    beats : Out(stream.Signature(data_bits))
+        Data of admitted frames, ``words`` words per frame, in order.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
         One pulse per dropped frame, by reason.
     """
 
-    i: In(stream.Signature(RxBeat))
-    status: In(stream.Signature(RxStatus))
-    enable: In(1)
-    running: In(1)
-    posted: In(13)
-    consume: In(1)
-    frame: Out(stream.Signature(RxBufferedFrame))
-    beats: Out(stream.Signature(64))
-    drop_disabled: Out(1)
-    drop_no_buffer: Out(1)
-    drop_overflow: Out(1)
-    drop_oversize: Out(1)
+    def __init__(self, *, data_bits=params.DMA_DATA_BITS):
+        if data_bits not in (64, 128, 256):
+            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        self._data_bits = data_bits
+        super().__init__({
+            "i": In(stream.Signature(RxBeat)),
+            "status": In(stream.Signature(RxStatus)),
+            "enable": In(1),
+            "running": In(1),
+            "posted": In(13),
+            "consume": In(1),
+            "frame": Out(stream.Signature(RxStagedFrame)),
+            "beats": Out(stream.Signature(data_bits)),
+            "drop_disabled": Out(1),
+            "drop_no_buffer": Out(1),
+            "drop_overflow": Out(1),
+            "drop_oversize": Out(1),
+        })
+
+    @property
+    def data_bits(self):
+        return self._data_bits
+
+    @property
+    def depth_words(self):
+        """Packet buffer size in DMA words."""
+        return params.RX_PACKET_BUFFER_BYTES * 8 // self._data_bits
 
     def elaborate(self, platform):
         m = Module()
+        lanes = self._data_bits // 64          # MAC beats per DMA word
+        lane_bits = max(1, exact_log2(lanes))
 
-        m.submodules.fifo = fifo = PacketFifo(width=64, depth=_DEPTH_BEATS)
-        pending_record = data.StructLayout({"kept": 1, "beats": 12})
+        m.submodules.fifo = fifo = PacketFifo(width=self._data_bits, depth=self.depth_words)
+        pending_record = data.StructLayout({"kept": 1, "words": 12})
         m.submodules.pending = pending = SyncFIFO(
             width=pending_record.size, depth=_PENDING_DEPTH)
         m.submodules.ready = ready = SyncFIFOBuffered(
-            width=data.Layout.cast(RxBufferedFrame).size, depth=params.RX_PACKET_BUFFER_FRAMES)
+            width=data.Layout.cast(RxStagedFrame).size, depth=params.RX_PACKET_BUFFER_FRAMES)
         wiring.connect(m, wiring.flipped(self.beats), fifo.r)
 
         # Frames admitted and not yet consumed: each holds a claim on one posted buffer.
         reserved = Signal(range(params.RX_PACKET_BUFFER_FRAMES + 1))
         reserve = Signal()
-        release = Signal()      # a claim ends: consumed by the engine or dropped mid-frame
+        release = Signal()      # a claim ends: consumed by the writer or dropped mid-frame
         m.d.sync += reserved.eq(reserved + reserve - release)
 
         beat = self.i.payload
@@ -88,6 +146,8 @@ class RxPacketBuffer(wiring.Component):
         first = Signal(init=1)          # the next beat starts a frame
         keeping = Signal()              # the frame in progress is being stored
         beats_in = Signal(range(_MAX_FRAME_BEATS + 2))
+        words_in = Signal(12)           # words of the frame in progress begun so far
+        lane = Signal(lane_bits)        # lane of the next stored beat in its word
         with m.If(accept):
             m.d.sync += first.eq(beat.last)
 
@@ -97,25 +157,54 @@ class RxPacketBuffer(wiring.Component):
         # The beat goes into the FIFO if the frame is kept (or admitted by this very beat).
         storing = Signal()
         m.d.comb += storing.eq(accept & (keeping | (first & admit)))
+        # A beat in lane 0 begins a word: it needs a free word of the packet FIFO. The words
+        # before it (this frame's included) were written in earlier clocks, so ``w_free`` counts
+        # them; from here until the word is written the free space can only grow. So only a beat
+        # that begins a word can find ``w_free == 0``.
+        word_start = Signal()
+        m.d.comb += word_start.eq(lane == 0)
         overflow = Signal()
         too_long = Signal()
         beat_count = Signal.like(beats_in)
+        word_count = Signal.like(words_in)
         m.d.comb += [
             beat_count.eq(Mux(first, 1, beats_in + 1)),
+            word_count.eq(Mux(first, 1, words_in + word_start)),
             overflow.eq(storing & (fifo.w_free == 0)),
             # beat_count > _MAX_FRAME_BEATS, without the adder: a compare of a register.
             too_long.eq(storing & ~first & (beats_in >= _MAX_FRAME_BEATS)),
         ]
         with m.If(accept):
-            m.d.sync += beats_in.eq(beat_count)
+            m.d.sync += [beats_in.eq(beat_count), words_in.eq(word_count)]
 
         gave_up = Signal()
         m.d.comb += gave_up.eq(overflow | too_long)
+
+        # Packing: the beats of a word wait in ``held``; the word is written with its last beat
+        # (the lanes after a frame's last beat read 0).
+        held = Signal(self._data_bits)
+        word_end = Signal()
+        m.d.comb += word_end.eq(beat.last | (lane == lanes - 1))
+        word = []
+        for k in range(lanes):
+            slot = held[64 * k:64 * (k + 1)]
+            word.append(Mux(lane == k, beat.data, Mux(lane > k, slot, 0)))
+        stored = Signal()
+        m.d.comb += stored.eq(storing & ~gave_up)
+        with m.If(stored):
+            for k in range(lanes):
+                with m.If(lane == k):
+                    m.d.sync += held[64 * k:64 * (k + 1)].eq(beat.data)
+            m.d.sync += lane.eq(Mux(word_end, 0, lane + 1))
+        with m.If(accept & gave_up):
+            # (Already 0: a drop comes at a word's first beat, MAX_FRAME_BEATS being whole words.)
+            m.d.sync += lane.eq(0)
+
         m.d.comb += [
-            fifo.w_data.eq(beat.data),
-            fifo.w_en.eq(storing & ~gave_up),
+            fifo.w_data.eq(Cat(*word)),
+            fifo.w_en.eq(stored & word_end),
             fifo.w_abort.eq(gave_up),
-            fifo.w_commit.eq(storing & ~gave_up & beat.last),
+            fifo.w_commit.eq(stored & beat.last),
             reserve.eq(accept & first & admit),
         ]
         with m.If(accept):
@@ -140,18 +229,18 @@ class RxPacketBuffer(wiring.Component):
         record_in = data.View(pending_record, pending.w_data)
         record_out = data.View(pending_record, pending.r_data)
         m.d.comb += [
-            record_in.kept.eq(storing & ~gave_up),
-            record_in.beats.eq(beat_count),
+            record_in.kept.eq(stored),
+            record_in.words.eq(word_count),
             pending.w_en.eq(accept & beat.last),
         ]
-        frame_in = data.View(RxBufferedFrame, ready.w_data)
+        frame_in = data.View(RxStagedFrame, ready.w_data)
         m.d.comb += [
             # A dropped frame's status word is taken even when the admitted frames fill the
             # queue: the sequencer must never wait on a frame that is not kept.
             self.status.ready.eq((ready.w_rdy | ~record_out.kept) & pending.r_rdy),
             pending.r_en.eq(self.status.valid & self.status.ready),
-            frame_in.status.eq(self.status.payload),
-            frame_in.beats.eq(record_out.beats),
+            frame_in.summary.eq(summarize(self.status.payload)),
+            frame_in.words.eq(record_out.words),
             ready.w_en.eq(self.status.valid & self.status.ready & record_out.kept),
         ]
         m.d.comb += [

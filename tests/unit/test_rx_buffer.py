@@ -1,21 +1,60 @@
 """RxPacketBuffer (hw/host/rx_buffer.py): admission, whole-frame drops, and the frames it hands on.
 
 A Python model decides, frame by frame, admit or drop (and why). To keep the model exact, most
-phases run with the DMA side stalled (so the packet buffer's free space is known to the beat) and
+phases run with the DMA side stalled (so the packet buffer's free space is known to the word) and
 end with a drain; one phase reads concurrently, with frames that fit whatever the reader does.
+Every test runs at the three DMA widths: the frames come out packed into DMA words, each with the
+RxSummary of its (random) status word.
 """
 
 import random
 from collections import deque
 
+import pytest
+from amaranth.lib import data
+
 from hw import params
 from hw.host.rx_buffer import RxPacketBuffer
+from hw.layouts import RxStatus, RxSummary
 
 from .amaranth_sim import run_testbenches
 
-DEPTH = params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES          # 2048 beats
+DEPTH = params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES          # 8192 beats
 MAX_BEATS = params.MAX_FRAME_BYTES // params.BEAT_BYTES             # 1152 beats
 REASONS = ("disabled", "no_buffer", "overflow", "oversize")
+WIDTHS = pytest.mark.parametrize("data_bits", [64, 128, 256])
+
+_STATUS = data.Layout.cast(RxStatus)
+_SUMMARY = data.Layout.cast(RxSummary)
+
+
+def _field(layout, bits, name):
+    f = layout[name]
+    return bits >> f.offset & ((1 << f.width) - 1)
+
+
+def _random_status(rng, hash_, length):
+    """A status word of random bits but for ``hash`` and ``length``."""
+    bits = rng.getrandbits(_STATUS.size)
+    for name, value in (("hash", hash_), ("length", length)):
+        f = _STATUS[name]
+        bits = bits & ~(((1 << f.width) - 1) << f.offset) | value << f.offset
+    return bits
+
+
+def _expected_summary(status_bits):
+    """RxSummary's docstring: each field the status field of that name (length: low 16 bits)."""
+    out = 0
+    for name, f in _SUMMARY:
+        if name != "reserved":
+            out |= (_field(_STATUS, status_bits, name) & ((1 << f.width) - 1)) << f.offset
+    return out
+
+
+def _words(beats, lanes):
+    """Pack 64-bit beats into DMA words of ``lanes`` beats, the last one zero-padded."""
+    return [sum(w << (64 * k) for k, w in enumerate(beats[i:i + lanes]))
+            for i in range(0, len(beats), lanes)]
 
 
 def _beats(frame, rng):
@@ -31,20 +70,25 @@ def _beats(frame, rng):
 
 
 class Model:
-    """What the buffer must do with each frame, given the state at its first beat."""
+    """What the buffer must do with each frame, given the state at its first beat. A frame takes
+    whole DMA words of ``lanes`` beats; a beat that begins a word needs a free word."""
 
-    def __init__(self):
-        self.used = 0           # beats held by kept frames not yet drained
+    def __init__(self, lanes):
+        self.lanes = lanes
+        self.depth = DEPTH // lanes     # packet buffer words
+        self.used = 0           # words held by kept frames not yet drained
         self.reserved = 0       # kept frames not yet consumed
         self.drops = dict.fromkeys(REASONS, 0)
-        self.kept = []          # (hash, length, words) of every admitted frame, in order
+        self.kept = []          # (status bits, length, words) of every admitted frame, in order
 
     def decide(self, nbeats, enable, running, posted):
         if not (enable and running and self.reserved < posted
                 and self.reserved < params.RX_PACKET_BUFFER_FRAMES):
             return "disabled" if not enable else "no_buffer"
         # The first beat (1-based) that finds the buffer full, and the first one too many.
-        k_overflow = DEPTH - self.used + 1 if self.used + nbeats > DEPTH else None
+        nwords = -(-nbeats // self.lanes)
+        k_overflow = ((self.depth - self.used) * self.lanes + 1
+                      if self.used + nwords > self.depth else None)
         k_oversize = MAX_BEATS + 1 if nbeats > MAX_BEATS else None
         if k_overflow is not None and (k_oversize is None or k_overflow <= k_oversize):
             return "overflow"
@@ -57,11 +101,12 @@ class Model:
         self.reserved = 0
 
 
-def _run(phases, seed):
+def _run(phases, seed, data_bits):
     """``phases``: list of (concurrent, frames); each frame is (bytes, enable, running, posted)."""
     rng = random.Random(seed)
-    dut = RxPacketBuffer()
-    model = Model()
+    dut = RxPacketBuffer(data_bits=data_bits)
+    lanes = data_bits // 64
+    model = Model(lanes)
     st = {"active": False, "done": False, "consumed": 0, "statuses": deque(),
           "drops": dict.fromkeys(REASONS, 0), "status_sent": 0, "status_due": 0,
           "status_stalls": []}
@@ -87,10 +132,12 @@ def _run(phases, seed):
                 hash_ = 0x5EED0000 + frame_id
                 frame_id += 1
                 verdict = model.decide(len(words), enable, running, posted)
+                status = _random_status(rng, hash_, len(frame) & 0x1FFFF)
                 if verdict == "kept":
-                    model.used += len(words)
+                    packed = _words([w for w, _, _ in words], lanes)
+                    model.used += len(packed)
                     model.reserved += 1
-                    model.kept.append((hash_, len(frame), [w for w, _, _ in words]))
+                    model.kept.append((status, len(frame), packed))
                 else:
                     model.drops[verdict] += 1
                 for k, (word, keep, last) in enumerate(words):
@@ -106,7 +153,7 @@ def _run(phases, seed):
                     ctx.set(dut.i.valid, 1)
                     assert ctx.get(dut.i.ready), f"i not ready at cycle {cycle}"
                     await tick()
-                st["statuses"].append((cycle - 1 + rng.randrange(1, 7), hash_, len(frame)))
+                st["statuses"].append((cycle - 1 + rng.randrange(1, 7), status))
                 st["status_due"] += 1
                 gap = rng.choice([0, 0, 0, 1, 2])
                 if gap:
@@ -129,9 +176,7 @@ def _run(phases, seed):
         while not st["done"] or st["statuses"]:
             queue = st["statuses"]
             if queue and queue[0][0] <= cycle:
-                _, hash_, length = queue[0]
-                ctx.set(dut.status.payload, {"hash": hash_, "length": length & 0x1FFFF,
-                                             "l2_valid": 1, "payload_len": 0xABCD})
+                ctx.set(dut.status.payload, _STATUS.from_bits(queue[0][1]))
                 ctx.set(dut.status.valid, 1)
                 # Documented "always ready". Like the sequencer, wait when it is not; the run
                 # fails at the end (after the other checks) if it ever was not.
@@ -162,15 +207,15 @@ def _run(phases, seed):
                 continue
             k = st["consumed"]
             assert k < len(model.kept), "a frame came out that the model dropped"
-            hash_, length, words = model.kept[k]
+            status, length, words = model.kept[k]
             frame = ctx.get(dut.frame.payload)
-            assert frame.status.hash == hash_, f"frame {k}: hash {frame.status.hash:#x}"
-            assert frame.status.length == length
-            assert frame.status.payload_len == 0xABCD
-            assert frame.beats == len(words), f"frame {k}: {frame.beats} beats"
+            summary = frame.summary.as_value().value
+            assert summary == _expected_summary(status), f"frame {k}: summary {summary:#x}"
+            assert frame.summary.length == length
+            assert frame.words == len(words), f"frame {k}: {frame.words} words"
             got = []
             while len(got) < len(words):
-                ready = int(len(words) > 40 or crng.random() < 0.7)
+                ready = int(len(words) > 40 // lanes or crng.random() < 0.7)
                 ctx.set(dut.beats.ready, ready)
                 if ready and ctx.get(dut.beats.valid):
                     got.append(ctx.get(dut.beats.payload))
@@ -197,7 +242,8 @@ def _small(rng, n=None):
     return rng.randbytes(rng.randrange(0, 301) if n is None else n)
 
 
-def test_admission_by_enable_running_and_posted():
+@WIDTHS
+def test_admission_by_enable_running_and_posted(data_bits):
     rng = random.Random(1)
     phases = [
         # posted=1: one frame kept, the next finds its buffer promised; consume frees it.
@@ -210,23 +256,25 @@ def test_admission_by_enable_running_and_posted():
         (False, [(_small(rng), rng.random() < 0.8, rng.random() < 0.8, rng.randrange(0, 12))
                  for _ in range(30)]),
     ]
-    model = _run(phases, seed=10)
+    model = _run(phases, seed=10, data_bits=data_bits)
     assert len(model.kept) >= 20
     assert model.drops["disabled"] >= 5 and model.drops["no_buffer"] >= 10
 
 
-def test_at_most_rx_packet_buffer_frames_reserved():
+@WIDTHS
+def test_at_most_rx_packet_buffer_frames_reserved(data_bits):
     """With the DMA side stalled, RX_PACKET_BUFFER_FRAMES frames are kept, the rest refused; the
     refused frames' status words must still be taken at once (their frames hold no place)."""
     rng = random.Random(2)
     frames = [(_small(rng, rng.randrange(0, 40)), 1, 1, params.RX_PACKET_BUFFER_FRAMES + 8)
               for _ in range(params.RX_PACKET_BUFFER_FRAMES + 2)]
-    model = _run([(False, frames)], seed=20)
+    model = _run([(False, frames)], seed=20, data_bits=data_bits)
     assert len(model.kept) == params.RX_PACKET_BUFFER_FRAMES
     assert model.drops == {"disabled": 0, "no_buffer": 2, "overflow": 0, "oversize": 0}
 
 
-def test_oversize_and_long_refused_frames():
+@WIDTHS
+def test_oversize_and_long_refused_frames(data_bits):
     rng = random.Random(3)
     big = params.MAX_FRAME_BYTES
     long = 8 * 2050         # more beats than an 11-bit count holds
@@ -239,12 +287,13 @@ def test_oversize_and_long_refused_frames():
         (False, [(rng.randbytes(big + 8), 0, 1, 5), (rng.randbytes(big + 8), 1, 0, 5),
                  (rng.randbytes(big + 8), 1, 1, 0), (rng.randbytes(big), 1, 1, 1)]),
     ]
-    model = _run(phases, seed=30)
+    model = _run(phases, seed=30, data_bits=data_bits)
     assert model.drops == {"disabled": 1, "no_buffer": 3, "overflow": 0, "oversize": 2}
     assert [length for _, length, _ in model.kept] == [100, 20, big]
 
 
-def test_overflow_mid_frame_and_when_full():
+@WIDTHS
+def test_overflow_mid_frame_and_when_full(data_bits):
     """Fill the packet buffer to 500 beats short of full with largest frames, then overflow it."""
     rng = random.Random(5)
     fill = DEPTH - 500
@@ -259,16 +308,17 @@ def test_overflow_mid_frame_and_when_full():
         (_small(rng, 5), 1, 1, posted),
         (_small(rng, 100), 1, 1, posted),           # the claims were given back: not no_buffer
     ]
-    model = _run([(False, frames)], seed=50)
+    model = _run([(False, frames)], seed=50, data_bits=data_bits)
     assert model.drops == {"disabled": 0, "no_buffer": 0, "overflow": 4, "oversize": 0}
     assert len(model.kept) == len(sizes) + 1
 
 
-def test_concurrent_reader_random_frames():
+@WIDTHS
+def test_concurrent_reader_random_frames(data_bits):
     rng = random.Random(4)
     phases = [(True, [(_small(rng), 1, 1, 31) for _ in range(25)]) for _ in range(3)]
     phases.append((True, [(_small(rng), 1, 1, 31) if k % 5 else (_small(rng), 0, 1, 31)
                           for k in range(25)]))
-    model = _run(phases, seed=40)
+    model = _run(phases, seed=40, data_bits=data_bits)
     assert len(model.kept) == 95
     assert model.drops == {"disabled": 5, "no_buffer": 0, "overflow": 0, "oversize": 0}
