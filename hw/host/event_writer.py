@@ -34,10 +34,12 @@ of the ring and its phase, and writes it with one DMA write request:
   in it pulses ``write_failed`` (STATUS.EVENT_WRITE_FAILED, INTR_STATUS.FATAL) and the slot stays
   used (the producer index has moved already), as the host driver expects.
 - **Reset.** ``config.reset`` (the ring's size was written) puts the producer index at 0 and the
-  phase at 1. Events issued before it and not yet written are still sent (the request is out) but
-  with every strobe 0, so nothing reaches the old or the new ring; they are not counted, and their
-  completions pulse nothing. An event whose last beat is taken in the reset's clock was written to
-  the old ring and is counted.
+  phase at 1. Events issued before it and not yet written are still sent (their requests are out)
+  but with every strobe 0 (at 64 bits an event whose first beat left already is cut: its second
+  beat, the one with the phase, writes nothing), so none of them appears in the old ring or the
+  new one; they are not counted, and their completions pulse nothing (nor does any completion of
+  an event written before the reset). An event whose last beat is taken in the reset's clock was
+  written to the old ring and is counted. The event waiting to be issued goes to the new ring.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal

@@ -291,7 +291,7 @@ def _check(env, memory, *, lossless):
 
 def _run(data_bits, seed, *, events, sizes, bases, resets, p_idle=0.5, p_read=0.5,
          p_give=0.3, p_reset=0.003, error_pages=(), p_ready=0.7, latency=(1, 20),
-         max_cycles=40000):
+         max_cycles=12000):
     rng = random.Random(seed)
     dut = EventWriter(SOURCES, data_bits=data_bits)
     env = _Env(dut, rng, events, error_pages)
