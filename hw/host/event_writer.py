@@ -1,0 +1,308 @@
+"""The event writer: puts the NIC's events into the EVENT ring in host memory, a DMA write client.
+
+Ref: docs/host_interface.md ("Events", "Interrupts").
+
+Every unit that reports to the host (RX writer, TX reader, command unit) hands its events to one
+of ``sources``; refused register writes arrive on ``reg_error`` and become ``ERROR`` events. The
+writer takes them round robin (each source's events stay in its order), gives each the next slot
+of the ring and its phase, and writes it with one DMA write request:
+
+::
+
+    sources[0..n-1] ─┐
+    reg_error ─► ERROR ─┤ round robin ─► held ─► issue ─┬─► dma.req   (slot address, register)
+                        │  (any order)   (one   (slot,  └─► slot FIFO ─► dma.data (beats, strobes)
+                                          event) phase)                 dma.done ─► write_failed
+
+- **Slots.** Event ``k`` goes to ``base + 16 * slot``: two beats at 64 bits, one at 128, half a
+  beat (strobes on its 16 bytes) at 256. ``phase`` is 1 on the first pass through the ring and
+  flips on each wrap; the writer sets it, the sources' value is ignored.
+- **Ring full.** One slot is always left empty: an event is issued only while the slot after it is
+  not the host's consumer index (``config.host_index``), and not at all while the ring is not
+  configured (``log2_size`` 0). Slots are counted when the event is *issued*, so the events in
+  flight (issued, not yet written) are counted against the ring's room. Then the writer waits, and
+  its sources wait behind it.
+- **Several in flight.** An event is issued without waiting for earlier ones to complete: up to
+  ``fifo_depth`` events wait for their data beats to be taken and up to ``max_outstanding`` for
+  their completions. One event a request: the DMA manager takes a request every other clock,
+  so the writer sustains one event per two clocks (at 64 bits the two beats take those clocks).
+- **Written.** An event is *written* when the DMA manager takes its last data beat: then the
+  producer index ``config.nic_index`` moves past it, and ``written`` and ``count.events`` pulse.
+  The host finds events by their phase, not by the producer index, and can see an event as soon
+  as that beat reaches memory, i.e. after it left the writer: the producer index (which bounds the
+  host's ``EVENT_CONSUMER`` writes) has moved by then. The write's completion comes later; an error
+  in it pulses ``write_failed`` (STATUS.EVENT_WRITE_FAILED, INTR_STATUS.FATAL) and the slot stays
+  used (the producer index has moved already), as the host driver expects.
+- **Reset.** ``config.reset`` (the ring's size was written) puts the producer index at 0 and the
+  phase at 1. Events issued before it and not yet written are still sent (their requests are out)
+  but with every strobe 0 (at 64 bits an event whose first beat left already is cut: its second
+  beat, the one with the phase, writes nothing), so none of them appears in the old ring or the
+  new one; they are not counted, and their completions pulse nothing (nor does any completion of
+  an event written before the reset). An event whose last beat is taken in the reset's clock was
+  written to the old ring and is counted. The event waiting to be issued goes to the new ring.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .. import params
+from ..layouts import Event, EventKind, HostCounterPulses, RegisterError
+from .dma import DmaWriteSignature
+from .rings import RingConfigSignature
+
+__all__ = ["EventWriter"]
+
+_ENTRY_BYTES = params.RING_ENTRY_BYTES
+_ENTRY_BITS = 8 * _ENTRY_BYTES
+_INDEX_BITS = params.RING_LOG2_SIZE_MAX
+
+#: An issued event waiting for its data beats: the entry (phase set) and, at 256 bits, which half
+#: of the beat its slot is.
+_Slot = data.StructLayout({"event": _ENTRY_BITS, "half": 1})
+
+
+class EventWriter(wiring.Component):
+    """Writes events into the EVENT ring through one DMA write client.
+
+    Parameters
+    ----------
+    sources : int
+        Event streams (>= 1), served round robin with ``reg_error``.
+    data_bits : int
+        DMA bus width: 64, 128 or 256.
+    fifo_depth : int
+        Issued events whose data beats the DMA manager has not taken yet (>= 2).
+    max_outstanding : int
+        Issued events whose write completion has not come back yet (>= 1).
+
+    Members
+    -------
+    config : In(RingConfigSignature)
+        The EVENT ring from the register target; ``nic_index`` is the producer index.
+    sources : In(stream.Signature(Event)).array(sources)
+        Events to write; ``phase`` is ignored.
+    reg_error : In(stream.Signature(RegisterError))
+        Refused register writes: each becomes an ``ERROR`` event (``ring``, index 0, ``code``,
+        ``detail`` = bits 30:0 of the value written).
+    dma : Out(DmaWriteSignature(data_bits))
+        The DMA manager's write client.
+    written : Out(1)
+        Pulse per event written (its last beat taken), for the interrupt moderation.
+    write_failed : Out(1)
+        Pulse per event whose write completed with an error, for STATUS and INTR_STATUS.FATAL.
+    count : Out(HostCounterPulses)
+        Only ``events`` is driven (with ``written``).
+    """
+
+    def __init__(self, sources, *, data_bits=params.DMA_DATA_BITS, fifo_depth=4,
+                 max_outstanding=2 * params.DMA_MAX_WRITES):
+        if not isinstance(sources, int) or sources < 1:
+            raise ValueError(f"sources must be a positive integer, not {sources!r}")
+        if data_bits not in (64, 128, 256):
+            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        if not isinstance(fifo_depth, int) or fifo_depth < 2:
+            raise ValueError(f"fifo_depth must be an integer >= 2, not {fifo_depth!r}")
+        if not isinstance(max_outstanding, int) or max_outstanding < 1:
+            raise ValueError(f"max_outstanding must be an integer >= 1, not {max_outstanding!r}")
+        self._sources = sources
+        self._data_bits = data_bits
+        self._fifo_depth = fifo_depth
+        self._max_outstanding = max_outstanding
+        super().__init__({
+            "config": In(RingConfigSignature()),
+            "sources": In(stream.Signature(Event)).array(sources),
+            "reg_error": In(stream.Signature(RegisterError)),
+            "dma": Out(DmaWriteSignature(data_bits)),
+            "written": Out(1),
+            "write_failed": Out(1),
+            "count": Out(HostCounterPulses),
+        })
+
+    @property
+    def data_bits(self):
+        return self._data_bits
+
+    @property
+    def beat_bytes(self):
+        return self._data_bits // 8
+
+    @property
+    def beats_per_event(self):
+        """Data beats of one event's write request."""
+        return max(1, _ENTRY_BITS // self._data_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        dma = self.dma
+
+        # --- Ring size: the index mask and "configured", registered (they change with reset) --
+        mask = Signal(_INDEX_BITS)
+        configured = Signal()
+        with m.Switch(cfg.log2_size):
+            for n in range(params.RING_LOG2_SIZE_MIN, params.RING_LOG2_SIZE_MAX + 1):
+                with m.Case(n):
+                    m.d.sync += [mask.eq((1 << n) - 1), configured.eq(1)]
+            with m.Default():
+                m.d.sync += [mask.eq(0), configured.eq(0)]
+
+        # --- Arbitration: one event from the sources or reg_error into ``held`` --------------
+        error_event = Signal(Event)
+        m.d.comb += [
+            error_event.kind.eq(EventKind.ERROR.value),
+            error_event.ring.eq(self.reg_error.payload.ring),
+            error_event.code.eq(self.reg_error.payload.code),
+            error_event.detail.eq(self.reg_error.payload.detail[:31]),
+        ]
+        inputs = [(s.valid, s.payload, s.ready) for s in self.sources]
+        inputs.append((self.reg_error.valid, error_event, self.reg_error.ready))
+
+        held = Signal(Event)
+        held_valid = Signal()
+        issue = Signal()
+        load = Signal()
+        m.d.comb += load.eq(~held_valid | issue)
+        any_, grant, advance = _round_robin(m, [valid for valid, _, _ in inputs])
+        chosen = Signal(Event)
+        with m.Switch(grant):
+            for i, (_, payload, ready) in enumerate(inputs):
+                with m.Case(i):
+                    m.d.comb += [chosen.eq(payload), ready.eq(load)]
+        m.d.comb += advance.eq(load & any_)
+        with m.If(load):
+            m.d.sync += [held.eq(chosen), held_valid.eq(any_)]
+
+        # --- Issue: the next slot, its phase, the request and the slot FIFO -------------------
+        # ``issue_index`` is the slot the held event gets; ``issue_next`` the one after it, kept
+        # in a register so that "ring full" is one equality compare with the host's index.
+        issue_index = Signal(_INDEX_BITS)
+        issue_next = Signal(_INDEX_BITS, init=1)
+        issue_phase = Signal(init=1)
+        outstanding = Signal(range(self._max_outstanding + 1))     # issued, not completed
+        m.submodules.slots = slots = SyncFIFOBuffered(width=_Slot.size, depth=self._fifo_depth)
+        slot_in = data.View(_Slot, slots.w_data)
+        slot_out = data.View(_Slot, slots.r_data)
+
+        room = Signal()
+        req_free = Signal()
+        m.d.comb += [
+            room.eq(configured & (issue_next != cfg.host_index)
+                    & (outstanding != self._max_outstanding)),
+            req_free.eq(~dma.req.valid | dma.req.ready),
+            issue.eq(held_valid & room & req_free & slots.w_rdy & ~cfg.reset),
+        ]
+        shift = exact_log2(self.beat_bytes)
+        slot_addr = Signal(params.DMA_ADDR_WIDTH)
+        m.d.comb += slot_addr.eq(Cat(Const(0, 4), cfg.base[4:] + issue_index))
+        m.d.comb += [
+            slot_in.event.eq(Cat(held.as_value()[:_ENTRY_BITS - 1], issue_phase)),
+            slot_in.half.eq(slot_addr[4] if self._data_bits == 256 else 0),
+            slots.w_en.eq(issue),
+        ]
+        with m.If(issue):
+            m.d.sync += [
+                dma.req.valid.eq(1),
+                dma.req.payload.addr.eq(Cat(Const(0, shift), slot_addr[shift:])),
+                dma.req.payload.beats.eq(self.beats_per_event),
+                issue_index.eq(issue_next),
+                issue_next.eq((issue_next + 1) & mask),
+            ]
+            with m.If(issue_next == 0):
+                m.d.sync += issue_phase.eq(~issue_phase)
+        with m.Elif(dma.req.ready):
+            m.d.sync += dma.req.valid.eq(0)
+        with m.If(cfg.reset):
+            m.d.sync += [issue_index.eq(0), issue_next.eq(1), issue_phase.eq(1)]
+
+        # --- Data: the head slot's beats; strobes 0 for events issued before a reset ----------
+        in_fifo = Signal(range(self._fifo_depth + 1))       # issued, last beat not taken
+        stale = Signal(range(self._fifo_depth + 1))         # of those, issued before a reset
+        beat = Signal()                                     # 64 bits: the second beat
+        last_beat = Signal()
+        take_last = Signal()
+        strb_ones = Const((1 << self.beat_bytes) - 1, self.beat_bytes)
+        keep = Signal()
+        m.d.comb += keep.eq(stale == 0)
+        if self._data_bits == 64:
+            m.d.comb += [
+                dma.data.payload.data.eq(slot_out.event.word_select(beat, 64)),
+                dma.data.payload.strb.eq(Mux(keep, strb_ones, 0)),
+                last_beat.eq(beat),
+            ]
+            with m.If(dma.data.valid & dma.data.ready):
+                m.d.sync += beat.eq(~beat)
+        elif self._data_bits == 128:
+            m.d.comb += [
+                dma.data.payload.data.eq(slot_out.event),
+                dma.data.payload.strb.eq(Mux(keep, strb_ones, 0)),
+                last_beat.eq(1),
+            ]
+        else:
+            half_ones = Const(0xFFFF, 16)
+            m.d.comb += [
+                dma.data.payload.data.eq(Cat(slot_out.event, slot_out.event)),
+                dma.data.payload.strb.eq(Mux(keep, Mux(slot_out.half,
+                                                        Cat(Const(0, 16), half_ones),
+                                                        Cat(half_ones, Const(0, 16))), 0)),
+                last_beat.eq(1),
+            ]
+        m.d.comb += [
+            dma.data.valid.eq(slots.r_rdy),
+            take_last.eq(dma.data.valid & dma.data.ready & last_beat),
+            slots.r_en.eq(take_last),
+        ]
+        m.d.sync += in_fifo.eq(in_fifo + issue - take_last)
+        with m.If(cfg.reset):
+            m.d.sync += stale.eq(in_fifo - take_last)
+        with m.Elif(take_last & ~keep):
+            m.d.sync += stale.eq(stale - 1)
+
+        # --- Written: producer index, pulses --------------------------------------------------
+        nic_index = Signal(_INDEX_BITS)
+        written = Signal()
+        m.d.comb += [written.eq(take_last & keep), cfg.nic_index.eq(nic_index)]
+        m.d.sync += [self.written.eq(written), self.count.events.eq(written)]
+        with m.If(cfg.reset):
+            m.d.sync += nic_index.eq(0)
+        with m.Elif(written):
+            m.d.sync += nic_index.eq((nic_index + 1) & mask)
+
+        # --- Completions: taken as they come; errors of events issued since the reset --------
+        stale_done = Signal.like(outstanding)   # completions of events issued before a reset
+        done = Signal()
+        m.d.comb += [dma.done.ready.eq(1), done.eq(dma.done.valid)]
+        m.d.sync += outstanding.eq(outstanding + issue - done)
+        m.d.sync += self.write_failed.eq(done & dma.done.payload.error & (stale_done == 0)
+                                         & ~cfg.reset)
+        with m.If(cfg.reset):
+            m.d.sync += stale_done.eq(outstanding - done)
+        with m.Elif(done & (stale_done != 0)):
+            m.d.sync += stale_done.eq(stale_done - 1)
+        return m
+
+
+def _round_robin(m, requests):
+    """Grant one of ``requests`` (1-bit values), the first after the last granted.
+
+    Returns ``(any, grant, advance)``; the caller drives ``advance`` in the clock the grant is
+    used, which moves the priority past the granted requester.
+    """
+    n = len(requests)
+    last = Signal(range(max(n, 2)), name="rr_last")
+    grant = Signal(range(max(n, 2)), name="rr_grant")
+    any_ = Signal(name="rr_any")
+    advance = Signal(name="rr_advance")
+    m.d.comb += any_.eq(Cat(*requests).any())
+    # Candidates in priority order: last+1, ..., last. The last If that holds wins, so the
+    # offsets are visited from the lowest priority up.
+    for offset in reversed(range(1, n + 1)):
+        for start in range(n):
+            idx = (start + offset) % n
+            with m.If((last == start) & requests[idx]):
+                m.d.comb += grant.eq(idx)
+    with m.If(advance):
+        m.d.sync += last.eq(grant)
+    return any_, grant, advance
