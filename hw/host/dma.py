@@ -208,6 +208,27 @@ def _arbiter(m, requests, ready, name):
     return fire, grant
 
 
+def _skid(m, out_valid, out_ready, out_fields, in_valid, in_fields, name):
+    """Output registers (``out_fields``, ``out_valid``) with a spare set behind them: a skid
+    buffer. Returns the producer's ready, ``~spare_valid``, a flip-flop: the consumer's
+    ``out_ready`` reaches only the output registers' enables, never back into the producer."""
+    spare_valid = Signal(name=f"{name}_spare_valid")
+    spares = [Signal.like(field, name=f"{name}_spare_{k}") for k, field in enumerate(out_fields)]
+    with m.If(~out_valid | out_ready):
+        # Output free (or freed this clock): the spare first, else the new one. While the spare
+        # is full the producer is not ready, so nothing new comes in.
+        with m.If(spare_valid):
+            m.d.sync += [o.eq(sp) for o, sp in zip(out_fields, spares)]
+            m.d.sync += [out_valid.eq(1), spare_valid.eq(0)]
+        with m.Else():
+            m.d.sync += [o.eq(i) for o, i in zip(out_fields, in_fields)]
+            m.d.sync += out_valid.eq(in_valid)
+    with m.Elif(in_valid):
+        m.d.sync += [sp.eq(i) for sp, i in zip(spares, in_fields)]
+        m.d.sync += spare_valid.eq(1)
+    return ~spare_valid
+
+
 class DmaManager(wiring.Component):
     """One AXI4 manager port shared by ``read_clients`` read clients and ``write_clients`` write
     clients.
@@ -336,24 +357,24 @@ class DmaManager(wiring.Component):
         outstanding, room = self._outstanding(m, self._max_reads, issue, retire, "read")
         m.d.comb += self.reads_outstanding.eq(outstanding)
 
-        # AR: a register, loaded from the granted splitter when empty or being accepted.
-        ar_free = Signal()
-        m.d.comb += ar_free.eq(~axi.arvalid | axi.arready)
-        with m.If(axi.arvalid & axi.arready):
-            m.d.sync += axi.arvalid.eq(0)
-        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], ar_free & room, "ar_arb")
+        # AR: output registers behind a skid buffer, loaded from the granted splitter's burst.
+        ar_id = Signal.like(axi.arid)
+        ar_addr = Signal.like(axi.araddr)
+        ar_len = Signal.like(axi.arlen)
+        ar_ready = _skid(m, axi.arvalid, axi.arready, [axi.arid, axi.araddr, axi.arlen],
+                         issue, [ar_id, ar_addr, ar_len], "ar")
+        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], ar_ready & room, "ar_arb")
         m.d.comb += issue.eq(fire)
         for i, (splitter, final) in enumerate(zip(splitters, finals)):
-            with m.If(issue & (grant == i)):
-                m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
-                m.d.comb += final.w_data.eq(splitter.burst_final)
-                m.d.sync += [
-                    axi.arid.eq(i),
-                    axi.araddr.eq(splitter.burst_addr),
-                    axi.arlen.eq(splitter.burst_beats - 1),
+            with m.If(grant == i):
+                m.d.comb += [
+                    ar_id.eq(i),
+                    ar_addr.eq(splitter.burst_addr),
+                    ar_len.eq(splitter.burst_beats - 1),
+                    final.w_data.eq(splitter.burst_final),
                 ]
-        with m.If(issue):
-            m.d.sync += axi.arvalid.eq(1)
+                with m.If(issue):
+                    m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
         m.d.comb += [
             axi.arsize.eq(exact_log2(self.beat_bytes)),
             axi.arburst.eq(Burst.INCR),
@@ -401,28 +422,26 @@ class DmaManager(wiring.Component):
                                    depth=self._max_writes)
         m.submodules.w_order = w_order
 
-        aw_free = Signal()
-        m.d.comb += aw_free.eq(~axi.awvalid | axi.awready)
-        with m.If(axi.awvalid & axi.awready):
-            m.d.sync += axi.awvalid.eq(0)
-        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], aw_free & room, "aw_arb")
+        # AW: output registers behind a skid buffer, loaded from the granted splitter's burst.
+        aw_id = Signal.like(axi.awid)
+        aw_addr = Signal.like(axi.awaddr)
+        aw_len = Signal.like(axi.awlen)
+        aw_ready = _skid(m, axi.awvalid, axi.awready, [axi.awid, axi.awaddr, axi.awlen],
+                         issue, [aw_id, aw_addr, aw_len], "aw")
+        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], aw_ready & room, "aw_arb")
         m.d.comb += issue.eq(fire)
         for i, (splitter, final) in enumerate(zip(splitters, finals)):
-            with m.If(issue & (grant == i)):
+            with m.If(grant == i):
                 m.d.comb += [
-                    splitter.take.eq(1),
-                    final.w_en.eq(1),
+                    aw_id.eq(i),
+                    aw_addr.eq(splitter.burst_addr),
+                    aw_len.eq(splitter.burst_beats - 1),
                     final.w_data.eq(splitter.burst_final),
                     w_order.w_data.eq(Cat(Const(i, client_bits), splitter.burst_beats)),
                 ]
-                m.d.sync += [
-                    axi.awid.eq(i),
-                    axi.awaddr.eq(splitter.burst_addr),
-                    axi.awlen.eq(splitter.burst_beats - 1),
-                ]
+                with m.If(issue):
+                    m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
         m.d.comb += w_order.w_en.eq(issue)
-        with m.If(issue):
-            m.d.sync += axi.awvalid.eq(1)
         m.d.comb += [
             axi.awsize.eq(exact_log2(self.beat_bytes)),
             axi.awburst.eq(Burst.INCR),
@@ -440,26 +459,24 @@ class DmaManager(wiring.Component):
         w_next_client = Signal(client_bits)
         w_next_beats = Signal(burst_range)
         w_next_last = Signal()
-        w_move = Signal()           # a beat moves from the client into the W register
-        w_room = Signal()
+        w_move = Signal()           # a beat moves from the client into the W registers
         head_client = w_order.r_data[:client_bits]
         head_beats = w_order.r_data[client_bits:]
-        m.d.comb += w_room.eq(~axi.wvalid | axi.wready)
-        with m.If(axi.wvalid & axi.wready):
-            m.d.sync += axi.wvalid.eq(0)
+
+        # W: output registers behind a skid buffer; the client's ready is the skid's, a
+        # flip-flop, so neither ``wready`` nor the W registers' enable reaches into the client.
+        in_data = Signal.like(axi.wdata)
+        in_strb = Signal.like(axi.wstrb)
+        w_ready = _skid(m, axi.wvalid, axi.wready, [axi.wdata, axi.wstrb, axi.wlast],
+                        w_move, [in_data, in_strb, w_last], "w")
         for i, client in enumerate(self.write):
             with m.If(w_active & (w_client == i)):
                 m.d.comb += [
-                    w_move.eq(client.data.valid & w_room),
-                    client.data.ready.eq(w_room),
+                    w_move.eq(client.data.valid & w_ready),
+                    client.data.ready.eq(w_ready),
+                    in_data.eq(client.data.payload.data),
+                    in_strb.eq(client.data.payload.strb),
                 ]
-                with m.If(w_move):
-                    m.d.sync += [
-                        axi.wdata.eq(client.data.payload.data),
-                        axi.wstrb.eq(client.data.payload.strb),
-                    ]
-        with m.If(w_move):
-            m.d.sync += [axi.wvalid.eq(1), axi.wlast.eq(w_last)]
         with m.If(~w_next_valid & w_order.r_rdy):
             m.d.comb += w_order.r_en.eq(1)
             m.d.sync += [
