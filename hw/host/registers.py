@@ -21,6 +21,7 @@ from ..layouts import EventCode, HostCounters, RegisterError, RingId, RxCounters
 from . import regmap
 from .axi import AxiLiteSignature, Resp
 from .interrupts import InterruptModerator
+from .rings import RingConfigSignature
 
 __all__ = ["Registers"]
 
@@ -98,19 +99,18 @@ class Registers(wiring.Component):
         One-clock pulse: ``RSS_KEY<rss_key_addr>`` was written ...
     rss_key_data : Out(32)
         ... with this word (byte ``4n`` in bits 31:24, as the register).
-    ring_base : Out(64).array(4)
-        ``<RING>_BASE_HI:<RING>_BASE_LO``, bits 3:0 always 0.
-    ring_log2_size : Out(4).array(4)
-        ``<RING>_LOG2_SIZE``; 0 = ring off (also after a refused size).
-    ring_reset : Out(1).array(4)
-        One-clock pulse on every ``<RING>_LOG2_SIZE`` write, valid or refused: the engine zeroes
-        its own index of that ring.
-    ring_host_index : Out(12).array(4)
-        The index the host writes: producer (doorbell) of COMMAND/RX/TX, consumer of EVENT.
-        Only values that pass the checks get here.
-    ring_nic_index : In(12).array(4)
-        The index the NIC keeps: consumer of COMMAND/RX/TX, producer of EVENT. Read back as the
-        read-only index register and used to check the host's writes.
+    rings : Out(RingConfigSignature()).array(4)
+        One per ring (:class:`~hw.host.rings.RingConfigSignature`):
+
+        - ``base``: ``<RING>_BASE_HI:<RING>_BASE_LO``, bits 3:0 always 0.
+        - ``log2_size``: ``<RING>_LOG2_SIZE``; 0 = ring off (also after a refused size).
+        - ``reset``: one-clock pulse on every ``<RING>_LOG2_SIZE`` write, valid or refused (in the
+          clock ``log2_size`` and ``host_index`` take their new values): the ring's unit zeroes its
+          own index.
+        - ``host_index``: the index the host writes: producer (doorbell) of COMMAND/RX/TX, consumer
+          of EVENT. Only values that pass the checks get here.
+        - ``nic_index`` (in): the index the NIC keeps: consumer of COMMAND/RX/TX, producer of
+          EVENT. Read back as the read-only index register and used to check the host's writes.
     event_written : In(1)
         Pulse: the engine wrote one event (counted by the interrupt moderation).
     event_write_failed : In(1)
@@ -138,11 +138,7 @@ class Registers(wiring.Component):
     rss_key_we: Out(1)
     rss_key_addr: Out(4)
     rss_key_data: Out(32)
-    ring_base: Out(64).array(_RINGS)
-    ring_log2_size: Out(4).array(_RINGS)
-    ring_reset: Out(1).array(_RINGS)
-    ring_host_index: Out(INDEX_BITS).array(_RINGS)
-    ring_nic_index: In(INDEX_BITS).array(_RINGS)
+    rings: Out(RingConfigSignature()).array(_RINGS)
     event_written: In(1)
     event_write_failed: In(1)
     irq: Out(1)
@@ -177,7 +173,7 @@ class Registers(wiring.Component):
 
         m.d.comb += self.enable.eq(plain["CONTROL"][0])
         for ring in RingId:
-            m.d.comb += self.ring_base[ring.value].eq(Cat(
+            m.d.comb += self.rings[ring.value].base.eq(Cat(
                 plain[regmap.ring_register(ring, "BASE_LO").name],
                 plain[regmap.ring_register(ring, "BASE_HI").name]))
 
@@ -205,7 +201,7 @@ class Registers(wiring.Component):
 
         # Pulses are one clock long unless a write below sets them again.
         m.d.sync += [self.counters_clear.eq(0), self.rss_key_we.eq(0), self.bad_doorbell.eq(0)]
-        m.d.sync += [self.ring_reset[ring.value].eq(0) for ring in RingId]
+        m.d.sync += [self.rings[ring.value].reset.eq(0) for ring in RingId]
 
         # A refused write, registered on its way to bad_doorbell and the FIFO.
         error = Signal(RegisterError)
@@ -222,8 +218,8 @@ class Registers(wiring.Component):
 
         def write_ring(what, ring):
             r = ring.value
-            log2_size = self.ring_log2_size[r]
-            host_index = self.ring_host_index[r]
+            log2_size = self.rings[r].log2_size
+            host_index = self.rings[r].host_index
             if what == "LOG2_SIZE":
                 value = _merge(log2_size, w_data, w_strb)
                 valid = (value == 0) | ((value >= params.RING_LOG2_SIZE_MIN)
@@ -231,7 +227,7 @@ class Registers(wiring.Component):
                 m.d.sync += [
                     log2_size.eq(Mux(valid, value, 0)),
                     host_index.eq(0),
-                    self.ring_reset[r].eq(1),
+                    self.rings[r].reset.eq(1),
                 ]
                 with m.If(~valid):
                     refuse(EventCode.BAD_RING_SIZE, ring, value)
@@ -242,7 +238,7 @@ class Registers(wiring.Component):
             value = _merge(host_index, w_data, w_strb)
             new = value[:INDEX_BITS]
             mask = _size_mask(log2_size)
-            nic = self.ring_nic_index[r]
+            nic = self.rings[r].nic_index
             too_big = (value[INDEX_BITS:] != 0) | ((new & ~mask) != 0)
             if _host_produces(ring):
                 # Entries outstanding (posted, not yet taken by the NIC) must not shrink.
@@ -324,10 +320,11 @@ class Registers(wiring.Component):
             elif role == "INTR_STATUS":
                 value = intr_status
             elif role == "LOG2_SIZE":
-                value = self.ring_log2_size[arg.value]
+                value = self.rings[arg.value].log2_size
             elif role in ("PRODUCER", "CONSUMER"):
                 host_owned = (role == "PRODUCER") == _host_produces(arg)
-                value = (self.ring_host_index if host_owned else self.ring_nic_index)[arg.value]
+                ring = self.rings[arg.value]
+                value = ring.host_index if host_owned else ring.nic_index
             elif role == "RX_COUNTER":
                 value = self.rx_counters[arg]
             elif role == "HOST_COUNTER":

@@ -4,13 +4,14 @@ Every offset and reset value comes from hw.host.regmap; every number checked is 
 """
 
 import pytest
-from amaranth.lib import data
+from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
 from hw import params
 from hw.host import regmap
 from hw.host.axi import Resp
 from hw.host.registers import ERROR_FIFO_DEPTH, Registers
+from hw.host.rings import RingConfigSignature
 from hw.layouts import EventCode, HostCounters, RegisterError, RingId, RxCounters, unpack
 
 _TIMEOUT = 50       # clocks any handshake may take before the test calls it a deadlock
@@ -134,7 +135,7 @@ class Manager:
             ("rss_key", dut.rss_key_we),
             ("bad_doorbell", dut.bad_doorbell),
             ("interrupt_raised", dut.interrupt_raised),
-            *((f"ring_reset{r.value}", dut.ring_reset[r.value]) for r in RingId),
+            *((f"ring_reset{r.value}", dut.rings[r.value].reset) for r in RingId),
         ]
         extra = [dut.rss_key_addr, dut.rss_key_data, dut.reg_error.valid, dut.reg_error.ready,
                  dut.reg_error.payload.as_value()]
@@ -187,9 +188,9 @@ def test_reset_values_of_every_register():
         assert ctx.get(h.dut.enable) == 0
         assert ctx.get(h.dut.irq) == 0
         for r in RingId:
-            assert ctx.get(h.dut.ring_log2_size[r.value]) == 0
-            assert ctx.get(h.dut.ring_base[r.value]) == 0
-            assert ctx.get(h.dut.ring_host_index[r.value]) == 0
+            assert ctx.get(h.dut.rings[r.value].log2_size) == 0
+            assert ctx.get(h.dut.rings[r.value].base) == 0
+            assert ctx.get(h.dut.rings[r.value].host_index) == 0
         assert ctx.get(h.dut.reg_error.valid) == 0
 
     run(body)
@@ -218,7 +219,7 @@ def test_writes_to_read_only_registers_are_ignored():
         reg.name for reg in ro}
 
     async def body(h):
-        h.ctx.set(h.dut.ring_nic_index[RingId.RX.value], 3)
+        h.ctx.set(h.dut.rings[RingId.RX.value].nic_index, 3)
         for reg in ro:
             await h.write(reg.offset, 0xA5A5_A5A5)
         for reg in ro:
@@ -368,7 +369,7 @@ def test_rw_round_trip_with_strobes():
             hi = (hi & ~0xFF) | 0x99
             assert await h.read(_ring(r, "BASE_LO")) == lo & ~0xF
             assert await h.read(_ring(r, "BASE_HI")) == hi
-            assert h.ctx.get(h.dut.ring_base[r.value]) == (hi << 32) | (lo & ~0xF)
+            assert h.ctx.get(h.dut.rings[r.value].base) == (hi << 32) | (lo & ~0xF)
 
     run(body)
 
@@ -429,7 +430,7 @@ def test_ring_size_and_reset_pulse():
             mark, err_mark = h.clock, len(h.errors)
             await h.write(_ring(r, "LOG2_SIZE"), params.RING_LOG2_SIZE_MAX)
             await h.settle()
-            assert ctx.get(dut.ring_log2_size[r.value]) == params.RING_LOG2_SIZE_MAX
+            assert ctx.get(dut.rings[r.value].log2_size) == params.RING_LOG2_SIZE_MAX
             assert await h.read(_ring(r, "LOG2_SIZE")) == params.RING_LOG2_SIZE_MAX
             assert len(h.seen(f"ring_reset{r.value}", mark)) == 1
             others = [o for o in RingId if o != r]
@@ -443,7 +444,7 @@ def test_ring_size_and_reset_pulse():
             mark, err_mark = h.clock, len(h.errors)
             await h.write(_ring(r, "LOG2_SIZE"), bad)
             await h.settle()
-            assert ctx.get(dut.ring_log2_size[r.value]) == 0, bad
+            assert ctx.get(dut.rings[r.value].log2_size) == 0, bad
             assert await h.read(_ring(r, "LOG2_SIZE")) == 0
             assert len(h.seen(f"ring_reset{r.value}", mark)) == 1
             assert len(h.seen("bad_doorbell", mark)) == 1
@@ -452,7 +453,7 @@ def test_ring_size_and_reset_pulse():
         mark = h.clock
         await h.write(_ring(RingId.TX, "LOG2_SIZE"), 0)
         await h.settle()
-        assert ctx.get(dut.ring_log2_size[RingId.TX.value]) == 0
+        assert ctx.get(dut.rings[RingId.TX.value].log2_size) == 0
         assert len(h.seen(f"ring_reset{RingId.TX.value}", mark)) == 1
         assert h.seen("bad_doorbell", mark) == []
 
@@ -463,24 +464,24 @@ def test_size_write_zeroes_the_host_index():
     async def body(h):
         for r in RingId:
             host_reg = "PRODUCER" if r != RingId.EVENT else "CONSUMER"
-            h.ctx.set(h.dut.ring_nic_index[r.value], 6 if r == RingId.EVENT else 0)
+            h.ctx.set(h.dut.rings[r.value].nic_index, 6 if r == RingId.EVENT else 0)
             await h.write(_ring(r, "LOG2_SIZE"), 3)
             await h.write(_ring(r, host_reg), 5)
-            assert h.ctx.get(h.dut.ring_host_index[r.value]) == 5
+            assert h.ctx.get(h.dut.rings[r.value].host_index) == 5
             assert await h.read(_ring(r, host_reg)) == 5
             await h.write(_ring(r, "LOG2_SIZE"), 4)
-            assert h.ctx.get(h.dut.ring_host_index[r.value]) == 0
+            assert h.ctx.get(h.dut.rings[r.value].host_index) == 0
             assert await h.read(_ring(r, host_reg)) == 0
 
     run(body)
 
 
 async def _expect_refused(h, offset, value, ring, strb=0xF):
-    before = h.ctx.get(h.dut.ring_host_index[ring.value])
+    before = h.ctx.get(h.dut.rings[ring.value].host_index)
     mark, err_mark = h.clock, len(h.errors)
     await h.write(offset, value, strb=strb)
     await h.settle()
-    assert h.ctx.get(h.dut.ring_host_index[ring.value]) == before, value
+    assert h.ctx.get(h.dut.rings[ring.value].host_index) == before, value
     assert await h.read(offset) == before
     assert len(h.seen("bad_doorbell", mark)) == 1, value
     return h.errors_since(err_mark)
@@ -491,7 +492,7 @@ async def _expect_taken(h, offset, value, ring):
     await h.write(offset, value)
     await h.settle()
     assert h.seen("bad_doorbell", mark) == [], value
-    assert h.ctx.get(h.dut.ring_host_index[ring.value]) == value
+    assert h.ctx.get(h.dut.rings[ring.value].host_index) == value
     assert await h.read(offset) == value
 
 
@@ -511,7 +512,7 @@ def test_doorbell(ring):
         for value in (8, 13, 0x1_0000 | 5, 0x8000_0005):
             assert await _expect_refused(h, producer, value, ring) == [(bad, ring.value, value)]
         # The NIC has taken 2: 3 outstanding (2..4). Fewer outstanding is taking entries back.
-        ctx.set(dut.ring_nic_index[ring.value], 2)
+        ctx.set(dut.rings[ring.value].nic_index, 2)
         assert await h.read(_ring(ring, "CONSUMER")) == 2
         for value in (4, 3, 2):
             assert await _expect_refused(h, producer, value, ring) == [(bad, ring.value, value)]
@@ -520,7 +521,7 @@ def test_doorbell(ring):
         # Now 7 outstanding: 2 (empty) would be fewer.
         assert await _expect_refused(h, producer, 2, ring) == [(bad, ring.value, 2)]
         # Strobes: byte 0 only, merged with the current value 1 -> 0x0000_0007.
-        ctx.set(dut.ring_nic_index[ring.value], 1)
+        ctx.set(dut.rings[ring.value].nic_index, 1)
         mark = h.clock
         await h.write(producer, 0xFFFF_FF07, strb=0b0001)
         await h.settle()
@@ -542,7 +543,7 @@ def test_event_consumer():
         ctx, dut = h.ctx, h.dut
         assert await _expect_refused(h, consumer, 0, ring) == [(bad, ring.value, 0)]   # ring off
         await h.write(_ring(ring, "LOG2_SIZE"), 3)
-        ctx.set(dut.ring_nic_index[ring.value], 5)        # the NIC wrote events 0..4
+        ctx.set(dut.rings[ring.value].nic_index, 5)        # the NIC wrote events 0..4
         assert await h.read(_ring(ring, "PRODUCER")) == 5
         await _expect_taken(h, consumer, 3, ring)
         for value in (6, 7, 2, 0, 8, 0x1_0003):           # past the producer, backwards, >= size
@@ -550,7 +551,7 @@ def test_event_consumer():
         await _expect_taken(h, consumer, 3, ring)         # unchanged is fine
         await _expect_taken(h, consumer, 5, ring)         # all consumed
         # The producer wraps round to 2: consumer may go 5 -> 6, 7, 0, 1, 2 but not 3 or 4.
-        ctx.set(dut.ring_nic_index[ring.value], 2)
+        ctx.set(dut.rings[ring.value].nic_index, 2)
         await _expect_taken(h, consumer, 0, ring)
         for value in (3, 4, 7):
             assert await _expect_refused(h, consumer, value, ring) == [(bad, ring.value, value)]
@@ -690,3 +691,13 @@ def test_a_new_cause_wins_over_a_clear_in_the_same_clock():
         assert await h.read_name("STATUS") == regmap.STATUS_EVENT_WRITE_FAILED
 
     run(body)
+
+
+def test_rings_speak_ring_config_signature():
+    """One RingConfigSignature per ring, indexed by RingId value: a ring's unit connects to it
+    with one wiring.connect."""
+    member = Registers.__annotations__["rings"]
+    assert member.flow == wiring.Out
+    assert isinstance(member.signature, RingConfigSignature)
+    assert member.signature.members == RingConfigSignature().members
+    assert member.dimensions == (len(RingId),)
