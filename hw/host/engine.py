@@ -36,7 +36,7 @@ from ..layouts import (
     TxBufferedFrame,
     TxDescriptor,
 )
-from ..rx_sequencer.checksum import ChecksumAccumulator, bytes_from
+from ..lib.checksum import ChecksumAccumulator, bytes_from
 from .axi import AxiSignature, Burst, Resp
 
 __all__ = ["HostEngine"]

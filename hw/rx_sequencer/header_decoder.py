@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import EtherType, HashType, L3Type, L4Type, RxStatus
-from ..netorder import be_field, byte_at
+from ..lib.netorder import be_field, byte_at
 from .toeplitz import ToeplitzHash
 
 __all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, RxCounters, RxStatus
-from ..netorder import byte_at
+from ..lib.netorder import byte_at
 from .frame_checker import FrameChecker
 from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
