@@ -13,10 +13,11 @@ from scapy.layers.l2 import Ether
 
 from host_driver.driver import NicDriver, offload_frame
 from host_driver.memory import HostMemory
+from hw import params
 from hw.host.axi import Resp
 from hw.layouts import CommandOpcode, EventCode
 from sim.cosim.nic_tb import MacPort
-from sim.cosim.pci import CLOCK_NS, CocotbBus, LinkConfig
+from sim.cosim.pci import CocotbBus, LinkConfig
 from sim.reference.rx_status import expected_status
 from sim.status_json import status_to_json
 
@@ -39,7 +40,7 @@ class Tb:
     def __init__(self, dut, config=None):
         self.dut = dut
         self.memory = HostMemory(1 << 22)
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        Clock(dut.clk, params.CLOCK_PERIOD_NS, unit="ns").start()
         dut.rst.value = 1
         self.bus = CocotbBus(dut, self.memory, config)
         self.received = []
