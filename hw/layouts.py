@@ -24,7 +24,8 @@ __all__ = [
     "IPV4_MIN_HEADER_BYTES", "IPV4_TOTAL_LENGTH_OFFSET", "IPV4_FLAGS_FRAGMENT_OFFSET",
     "IPV4_PROTOCOL_OFFSET", "IPV4_CHECKSUM_OFFSET", "IPV4_SRC_OFFSET", "IPV4_DST_OFFSET",
     "IPV6_HEADER_BYTES", "IPV6_PAYLOAD_LENGTH_OFFSET", "IPV6_NEXT_HEADER_OFFSET",
-    "IPV6_SRC_OFFSET", "IPV6_DST_OFFSET", "L4_CHECKSUM_OFFSET",
+    "IPV6_SRC_OFFSET", "IPV6_DST_OFFSET", "IPV6_EXTENSION_HEADERS", "IPV6_FRAGMENT_HEADER",
+    "TCP_MIN_HEADER_BYTES", "UDP_HEADER_BYTES", "L4_CHECKSUM_OFFSET",
 ]
 
 
@@ -59,9 +60,10 @@ class TcpFlags(enum.IntFlag, shape=8):
     CWR = 0x80
 
 
-# --- Protocol headers: byte offsets of the fields read outside the header decoder ---------------
+# --- Protocol headers: sizes, and byte offsets of fields more than one part reads ---------------
 # Ref: IEEE 802.3 §3.2 (Ethernet II), IEEE 802.1Q §9 (VLAN tag), RFC 791 §3.1 (IPv4), RFC 8200 §3
-# (IPv6), RFC 9293 §3.1 (TCP), RFC 768 (UDP). Offsets count from the header's first byte.
+# and §4 (IPv6, extension headers), RFC 9293 §3.1 (TCP), RFC 768 (UDP). Offsets count from the
+# header's first byte.
 
 #: Destination and source addresses, then the EtherType (its last two bytes).
 ETH_HEADER_BYTES = 14
@@ -80,6 +82,12 @@ IPV6_PAYLOAD_LENGTH_OFFSET = 4
 IPV6_NEXT_HEADER_OFFSET = 6
 IPV6_SRC_OFFSET = 8
 IPV6_DST_OFFSET = 24
+#: IPv6 next-header values that are extension headers (IANA "IPv6 Extension Header Types"); the
+#: NIC flags them, it does not walk them.
+IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
+IPV6_FRAGMENT_HEADER = 44
+TCP_MIN_HEADER_BYTES = 20
+UDP_HEADER_BYTES = 8
 #: The checksum field in the TCP and UDP headers.
 L4_CHECKSUM_OFFSET = {IpProto.TCP: 16, IpProto.UDP: 6}
 

@@ -19,28 +19,32 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import params
-from ..layouts import EtherType, HashType, L3Type, L4Type, RxStatus
+from ..layouts import (
+    ETH_HEADER_BYTES,
+    IPV4_MIN_HEADER_BYTES,
+    IPV6_EXTENSION_HEADERS,
+    IPV6_FRAGMENT_HEADER,
+    IPV6_HEADER_BYTES,
+    TCP_MIN_HEADER_BYTES,
+    VLAN_TAG_BYTES,
+    EtherType,
+    HashType,
+    IpProto,
+    L3Type,
+    L4Type,
+    RxStatus,
+)
 from ..lib.netorder import be_field, byte_at
 from .toeplitz import ToeplitzHash
 
-__all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]
-
-#: IPv6 next-header values that are extension headers (RFC 8200 §4, IANA "IPv6 Extension Header
-#: Types"). They are flagged, not walked.
-IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
-IPV6_FRAGMENT_HEADER = 44
-
-IP_PROTO_ICMP = 1
-IP_PROTO_TCP = 6
-IP_PROTO_UDP = 17
-IP_PROTO_ICMPV6 = 58
+__all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder"]
 
 #: Bytes of the IP header the decoder looks at (the IPv6 fixed header; IPv4 needs 20).
-L3_WINDOW_BYTES = 40
+L3_WINDOW_BYTES = IPV6_HEADER_BYTES
 #: Bytes of the L4 header the decoder looks at (the fixed TCP header; UDP needs 8).
-L4_WINDOW_BYTES = 20
+L4_WINDOW_BYTES = TCP_MIN_HEADER_BYTES
 #: Possible IP header offsets: 14 + 4 x VLAN tags.
-L3_OFFSETS = (14, 18, 22)
+L3_OFFSETS = tuple(ETH_HEADER_BYTES + VLAN_TAG_BYTES * tags for tags in range(3))
 #: Possible L4 offsets: IP offset (2 mod 4) + 4 x IHL or + 40, so 2 mod 4, from 34 up to 22 + 60.
 L4_OFFSETS = tuple(range(34, 22 + 60 + 1, 4))
 
@@ -235,10 +239,10 @@ class HeaderDecoder(wiring.Component):
         s2_room_ip4 = Signal()
         s2_room_ip6 = Signal()
         l3_offset = Signal(8, name="s1_l3_offset")
-        m.d.comb += l3_offset.eq(14 + 4 * s1_tags)
+        m.d.comb += l3_offset.eq(ETH_HEADER_BYTES + VLAN_TAG_BYTES * s1_tags)
         m.d.sync += [
-            s2_room_ip4.eq(s1_len >= l3_offset + 20),
-            s2_room_ip6.eq(s1_len >= l3_offset + 40),
+            s2_room_ip4.eq(s1_len >= l3_offset + IPV4_MIN_HEADER_BYTES),
+            s2_room_ip6.eq(s1_len >= l3_offset + IPV6_HEADER_BYTES),
         ]
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
@@ -279,7 +283,7 @@ class HeaderDecoder(wiring.Component):
         is4 = s2_l3 == L3Type.IPV4
         is6 = s2_l3 == L3Type.IPV6
         l3_off = Signal(8, name="s2_l3_offset")
-        m.d.comb += l3_off.eq(14 + 4 * s2_tags)
+        m.d.comb += l3_off.eq(ETH_HEADER_BYTES + VLAN_TAG_BYTES * s2_tags)
         ihl = byte_at(l3w, 0)[0:4]
         total_len = be_field(l3w, 2, 2)
         frag_word = be_field(l3w, 6, 2)
@@ -357,13 +361,13 @@ class HeaderDecoder(wiring.Component):
             m.d.sync += s3_l4.eq(L4Type.OTHER)
             with m.If(is4 | ~ip6_ext):
                 with m.Switch(proto):
-                    with m.Case(IP_PROTO_TCP):
+                    with m.Case(IpProto.TCP.value):
                         m.d.sync += s3_l4.eq(L4Type.TCP)
-                    with m.Case(IP_PROTO_UDP):
+                    with m.Case(IpProto.UDP.value):
                         m.d.sync += s3_l4.eq(L4Type.UDP)
-                    with m.Case(IP_PROTO_ICMP):
+                    with m.Case(IpProto.ICMP.value):
                         m.d.sync += s3_l4.eq(Mux(is4, L4Type.ICMP, L4Type.OTHER))
-                    with m.Case(IP_PROTO_ICMPV6):
+                    with m.Case(IpProto.ICMPV6.value):
                         m.d.sync += s3_l4.eq(Mux(is6, L4Type.ICMP, L4Type.OTHER))
 
         # Stage 4 -- select the L4 header (20 bytes at 34, 38, ... 82).
