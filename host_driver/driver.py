@@ -434,7 +434,7 @@ def offload_frame(frame: bytes) -> tuple[bytes, dict]:
         src = frame[offset + IPV4_SRC_OFFSET:][:4]
         dst = frame[offset + IPV4_DST_OFFSET:][:4]
         magic = csum_tcpudp_magic
-        ip_options = {"ip_csum": True, "ip_offset": offset}
+        ip_offload = {"ip_csum": True, "ip_offset": offset}
         whole = (start >= offset + IPV4_MIN_HEADER_BYTES
                  and not _be16(frame, offset + IPV4_FLAGS_FRAGMENT_OFFSET) & _IPV4_MF_AND_OFFSET)
     elif ethertype == EtherType.IPV6.value and len(frame) >= offset + IPV6_HEADER_BYTES:
@@ -444,7 +444,7 @@ def offload_frame(frame: bytes) -> tuple[bytes, dict]:
         src = frame[offset + IPV6_SRC_OFFSET:][:16]
         dst = frame[offset + IPV6_DST_OFFSET:][:16]
         magic = csum_ipv6_magic
-        ip_options = {}
+        ip_offload = {}
         whole = True
     else:
         return bytes(frame), {}
@@ -452,12 +452,12 @@ def offload_frame(frame: bytes) -> tuple[bytes, dict]:
     if not whole or field is None or not start + field + 2 <= end <= len(frame):
         return bytes(frame), {}
     out = bytearray(frame)
-    if ip_options:
+    if ip_offload:
         ip_csum = offset + IPV4_CHECKSUM_OFFSET
         out[ip_csum:ip_csum + 2] = b"\0\0"
     seed = ~magic(bytes(src), bytes(dst), end - start, proto) & 0xFFFF
     out[start + field:start + field + 2] = seed.to_bytes(2, "big")
-    return bytes(out), {**ip_options, "l4_csum": True, "csum_start": start, "csum_offset": field}
+    return bytes(out), {**ip_offload, "l4_csum": True, "csum_start": start, "csum_offset": field}
 
 
 def _be16(frame: bytes, offset: int) -> int:
