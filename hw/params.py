@@ -46,6 +46,8 @@ RSS_HASH_PASSES = 4
 
 #: Clock the design is specified for: 10GbE at 64 bits per beat (SPEC §6).
 TARGET_CLOCK_MHZ = 156.25
+#: Its period (6.4 ns), the clock every testbench runs the RTL at.
+CLOCK_PERIOD_NS = 1000 / TARGET_CLOCK_MHZ
 
 # --- Host interface (docs/host_interface.md) -----------------------------------------------------
 
@@ -55,6 +57,8 @@ RING_ENTRY_BYTES = 16
 #: Ring sizes are 2**n entries, n in this range (RING_LOG2_SIZE register).
 RING_LOG2_SIZE_MIN = 1
 RING_LOG2_SIZE_MAX = 12
+#: Bits of a ring index (producer, consumer): enough for the largest ring.
+RING_INDEX_BITS = RING_LOG2_SIZE_MAX
 
 #: Each filled RX buffer starts with the frame's RxStatus (540 bits) zero-padded to this many bytes;
 #: the frame follows. A multiple of the beat, so the frame starts on a beat.

@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, RxBufferedFrame, RxStatus
-from .packet_fifo import PacketFifo
+from ..lib.packet_fifo import PacketFifo
 
 __all__ = ["RxPacketBuffer"]
 

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, TxBufferedFrame
-from .packet_fifo import PacketFifo
+from ..lib.packet_fifo import PacketFifo
 
 __all__ = ["TxFrameBuffer"]
 
