@@ -30,6 +30,10 @@ RX_HEADER_FIFO_DEPTH = 48
 #: Depth of the status-word output FIFO (frames).
 RX_STATUS_FIFO_DEPTH = 16
 
+#: Bits of the status FIFO's word per memory slice (each slice with its own address registers:
+#: one read enable no longer fans out to the whole 540-bit word).
+RX_STATUS_FIFO_SLICE_BITS = 96
+
 #: Microsoft's published default RSS key ("Verifying the RSS Hash Calculation", NDIS docs).
 MS_RSS_KEY = bytes.fromhex(
     "6d5a56da255b0ec24167253d43a38fb0"

@@ -35,8 +35,6 @@ __all__ = ["RxSequencer"]
 
 _KEY_WORDS = params.RSS_KEY_BYTES // 4
 _OUT_FIFO_DEPTH = 8
-#: Bits of the status FIFO's word per memory (each with its own address registers).
-_STATUS_SLICE_BITS = 96
 
 
 class RxSequencer(wiring.Component):
@@ -100,7 +98,7 @@ class RxSequencer(wiring.Component):
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
         m.submodules.status_fifo = status_fifo = SlicedFIFO(
             width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH,
-            slice_bits=_STATUS_SLICE_BITS)
+            slice_bits=params.RX_STATUS_FIFO_SLICE_BITS)
 
         # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
         # Frames in flight (launched to the decoder, status word not yet finished) are limited to
