@@ -1,7 +1,8 @@
 """inic host-driver model (SPEC §4).
 
-Built so far: :mod:`host_driver.memory` (host DRAM with an allocator, which the simulated PCI bus
-will serve DMA from) and :mod:`host_driver.tcp` (a small host TCP endpoint for the slow path,
-speaking in Ethernet/IPv4 frames). The driver proper (rings, commands, events) arrives with the
-host interface.
+:mod:`host_driver.driver` (rings, buffers, doorbells, the interrupt handler, checksum offload) over
+a :mod:`host_driver.bus` (the NIC model or the RTL under cocotb); :mod:`host_driver.checksum` (the
+driver's Internet-checksum helpers); :mod:`host_driver.memory` (host DRAM with an allocator, which
+the simulated PCI bus serves DMA from); :mod:`host_driver.tcp` (a small host TCP endpoint for the
+slow path, speaking in Ethernet/IPv4 frames). Nothing here imports ``sim/``.
 """

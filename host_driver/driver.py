@@ -31,8 +31,24 @@ from amaranth.lib import data
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
+    ETH_HEADER_BYTES,
+    IPV4_CHECKSUM_OFFSET,
+    IPV4_DST_OFFSET,
+    IPV4_FLAGS_FRAGMENT_OFFSET,
+    IPV4_MIN_HEADER_BYTES,
+    IPV4_PROTOCOL_OFFSET,
+    IPV4_SRC_OFFSET,
+    IPV4_TOTAL_LENGTH_OFFSET,
+    IPV6_DST_OFFSET,
+    IPV6_HEADER_BYTES,
+    IPV6_NEXT_HEADER_OFFSET,
+    IPV6_PAYLOAD_LENGTH_OFFSET,
+    IPV6_SRC_OFFSET,
+    L4_CHECKSUM_OFFSET,
+    VLAN_TAG_BYTES,
     Command,
     CommandOpcode,
+    EtherType,
     Event,
     EventCode,
     EventKind,
@@ -45,9 +61,9 @@ from hw.layouts import (
     pack,
     unpack,
 )
-from sim.reference.checksum import ones_complement_sum, pseudo_header
 
 from .bus import Bus
+from .checksum import csum_ipv6_magic, csum_tcpudp_magic
 
 __all__ = ["NicDriver", "DriverStats", "DriverError", "StackPort", "offload_frame"]
 
@@ -56,6 +72,8 @@ _HEADER = params.RX_BUFFER_HEADER_BYTES
 _EVENT_FIELDS = tuple(name for name, _ in data.Layout.cast(Event))
 _RING_ALIGN = 4096      # a page, as a real driver allocates rings
 _BUFFER_ALIGN = 64      # a cache line (the contract needs 8)
+_L4_CHECKSUM_OFFSET = {proto.value: at for proto, at in L4_CHECKSUM_OFFSET.items()}
+_IPV4_MF_AND_OFFSET = 0x3FFF     # more-fragments flag and fragment offset: a fragment if nonzero
 
 
 def _reg(name: str) -> int:
@@ -409,34 +427,54 @@ class NicDriver:
 
 
 def offload_frame(frame: bytes) -> tuple[bytes, dict]:
-    """Turn a finished Ethernet/IPv4 TCP or UDP frame into a CHECKSUM_PARTIAL one.
+    """Turn a finished Ethernet TCP or UDP frame, over IPv4 or IPv6, into a CHECKSUM_PARTIAL one.
 
-    Returns the frame with its IPv4 header checksum 0 and its L4 checksum field holding the
-    pseudo-header sum (as Linux leaves them for the NIC), and the :meth:`NicDriver.send` keyword
-    arguments that ask the NIC to fill both. Other frames come back unchanged with no offload.
+    Returns the frame with its L4 checksum field holding the pseudo-header sum and, for IPv4, its
+    header checksum 0 (as Linux leaves them for the NIC), and the :meth:`NicDriver.send` keyword
+    arguments that ask the NIC to fill them. Other frames come back unchanged with no offload:
+    not TCP or UDP right after the IP header, an IPv4 fragment, a datagram cut short.
     """
-    offset = 14
-    ethertype = int.from_bytes(frame[12:14], "big")
-    while ethertype in (0x8100, 0x88A8) and len(frame) >= offset + 4:
-        ethertype = int.from_bytes(frame[offset + 2:offset + 4], "big")
-        offset += 4
-    if ethertype != 0x0800 or len(frame) < offset + 20:
+    offset = ETH_HEADER_BYTES           # the byte after the EtherType (the innermost so far)
+    ethertype = _be16(frame, offset - 2)
+    while (ethertype in (EtherType.VLAN.value, EtherType.QINQ.value)
+           and len(frame) >= offset + VLAN_TAG_BYTES):
+        offset += VLAN_TAG_BYTES
+        ethertype = _be16(frame, offset - 2)
+    if ethertype == EtherType.IPV4.value and len(frame) >= offset + IPV4_MIN_HEADER_BYTES:
+        start = offset + 4 * (frame[offset] & 0xF)              # IHL counts 32-bit words
+        end = offset + _be16(frame, offset + IPV4_TOTAL_LENGTH_OFFSET)
+        proto = frame[offset + IPV4_PROTOCOL_OFFSET]
+        src = frame[offset + IPV4_SRC_OFFSET:][:4]
+        dst = frame[offset + IPV4_DST_OFFSET:][:4]
+        magic = csum_tcpudp_magic
+        ip_offload = {"ip_csum": True, "ip_offset": offset}
+        whole = (start >= offset + IPV4_MIN_HEADER_BYTES
+                 and not _be16(frame, offset + IPV4_FLAGS_FRAGMENT_OFFSET) & _IPV4_MF_AND_OFFSET)
+    elif ethertype == EtherType.IPV6.value and len(frame) >= offset + IPV6_HEADER_BYTES:
+        start = offset + IPV6_HEADER_BYTES
+        end = start + _be16(frame, offset + IPV6_PAYLOAD_LENGTH_OFFSET)
+        proto = frame[offset + IPV6_NEXT_HEADER_OFFSET]         # an extension header: no offload
+        src = frame[offset + IPV6_SRC_OFFSET:][:16]
+        dst = frame[offset + IPV6_DST_OFFSET:][:16]
+        magic = csum_ipv6_magic
+        ip_offload = {}
+        whole = True
+    else:
         return bytes(frame), {}
-    ihl = 4 * (frame[offset] & 0xF)
-    total = int.from_bytes(frame[offset + 2:offset + 4], "big")
-    proto = frame[offset + 9]
-    start = offset + ihl
-    field = {6: 16, 17: 6}.get(proto)
-    if field is None or offset + total > len(frame) or start + field + 2 > offset + total:
+    field = _L4_CHECKSUM_OFFSET.get(proto)
+    if not whole or field is None or not start + field + 2 <= end <= len(frame):
         return bytes(frame), {}
     out = bytearray(frame)
-    out[offset + 10:offset + 12] = b"\0\0"
-    seed = ones_complement_sum(pseudo_header(bytes(frame[offset + 12:offset + 16]),
-                                             bytes(frame[offset + 16:offset + 20]), proto,
-                                             total - ihl))
+    if ip_offload:
+        ip_csum = offset + IPV4_CHECKSUM_OFFSET
+        out[ip_csum:ip_csum + 2] = b"\0\0"
+    seed = ~magic(bytes(src), bytes(dst), end - start, proto) & 0xFFFF
     out[start + field:start + field + 2] = seed.to_bytes(2, "big")
-    return bytes(out), {"ip_csum": True, "l4_csum": True, "ip_offset": offset,
-                        "csum_start": start, "csum_offset": field}
+    return bytes(out), {**ip_offload, "l4_csum": True, "csum_start": start, "csum_offset": field}
+
+
+def _be16(frame: bytes, offset: int) -> int:
+    return int.from_bytes(frame[offset:offset + 2], "big")
 
 
 class StackPort:
@@ -445,7 +483,7 @@ class StackPort:
     Give :meth:`send_frame` to the stack as its ``send_frame``, then :meth:`attach` the stack:
     frames the driver receives go to ``stack.receive_frame``; frames the stack sends wait in a
     queue (the stack must not be re-entered) until :meth:`flush` posts them, with checksum
-    offload when ``offload`` (the default) and the frame is IPv4 TCP/UDP.
+    offload when ``offload`` (the default) and the frame is TCP/UDP over IPv4 or IPv6.
     """
 
     def __init__(self, driver: NicDriver, offload: bool = True):

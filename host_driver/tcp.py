@@ -44,8 +44,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import checksum
 
+from hw.layouts import IpProto, TcpFlags
+
 __all__ = [
-    "State", "Flags", "TcpStats", "Segment", "Listener", "Connection", "TcpStack",
+    "State", "TcpStats", "Segment", "Listener", "Connection", "TcpStack",
     "seq_add", "seq_diff",
 ]
 
@@ -53,7 +55,6 @@ SEQ_MOD = 1 << 32
 ETH_MIN_FRAME = 60  # IEEE 802.3 minimum frame without FCS: shorter frames are zero-padded
 DEFAULT_PEER_MSS = 536  # Ref: RFC 9293 §3.7.1, the send MSS when the SYN has no MSS option
 EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6335 §6 dynamic ports
-IPPROTO_TCP = 6
 
 
 def seq_add(seq: int, n: int) -> int:
@@ -89,14 +90,8 @@ RECEIVING = (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2)
 SENDING = (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT)
 
 
-class Flags(enum.IntFlag):
-    """TCP control bits. Ref: RFC 9293 §3.1."""
-
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
+#: The control bits the stack acts on; URG, ECE and CWR are ignored on receipt.
+_FLAGS_HANDLED = TcpFlags.FIN | TcpFlags.SYN | TcpFlags.RST | TcpFlags.PSH | TcpFlags.ACK
 
 
 @dataclasses.dataclass
@@ -155,7 +150,7 @@ class Segment:
     dport: int
     seq: int
     ack: int
-    flags: Flags
+    flags: TcpFlags
     window: int
     payload: bytes = b""
     mss: int | None = None
@@ -163,7 +158,7 @@ class Segment:
     @property
     def length(self) -> int:
         """SEG.LEN: payload bytes plus one for SYN and one for FIN (RFC 9293 §3.4)."""
-        return len(self.payload) + bool(self.flags & Flags.SYN) + bool(self.flags & Flags.FIN)
+        return len(self.payload) + bool(self.flags & TcpFlags.SYN) + bool(self.flags & TcpFlags.FIN)
 
 
 class Listener:
@@ -202,12 +197,12 @@ class Listener:
 
     def _segment_arrives(self, seg: Segment) -> None:
         # Ref: RFC 9293 §3.10.7.2 (LISTEN). Data on the SYN is not kept: the peer sends it again.
-        if seg.flags & Flags.RST:
+        if seg.flags & TcpFlags.RST:
             return
-        if seg.flags & Flags.ACK:
+        if seg.flags & TcpFlags.ACK:
             self._stack._send_reset(seg)
             return
-        if seg.flags & Flags.SYN:
+        if seg.flags & TcpFlags.SYN:
             conn = self._stack._new_connection(self._port, seg.src_mac, seg.src_ip, seg.sport)
             conn._listener = self
             conn._passive_open(seg)
@@ -352,7 +347,7 @@ class Connection:
     def abort(self) -> None:
         """Send a RST if synchronized and go to CLOSED at once (RFC 9293 §3.10.5)."""
         if self._state not in (State.CLOSED, State.SYN_SENT, State.TIME_WAIT):
-            self._transmit(self.snd_nxt, Flags.RST)
+            self._transmit(self.snd_nxt, TcpFlags.RST)
             self._count("resets_sent")
         self._set_state(State.CLOSED)
 
@@ -370,7 +365,7 @@ class Connection:
 
     def _segment_arrives(self, seg: Segment) -> None:
         self.stats.segments_received += 1
-        self.stats.resets_received += bool(seg.flags & Flags.RST)
+        self.stats.resets_received += bool(seg.flags & TcpFlags.RST)
         if self._state is State.SYN_SENT:
             self._syn_sent_arrives(seg)
         else:
@@ -379,16 +374,16 @@ class Connection:
 
     def _syn_sent_arrives(self, seg: Segment) -> None:
         # Ref: RFC 9293 §3.10.7.3.
-        has_ack = bool(seg.flags & Flags.ACK)
+        has_ack = bool(seg.flags & TcpFlags.ACK)
         ack_ok = seq_diff(seg.ack, self.iss) > 0 and seq_diff(seg.ack, self.snd_nxt) <= 0
         if has_ack and not ack_ok:
             self._stack._send_reset(seg)
             return
-        if seg.flags & Flags.RST:
+        if seg.flags & TcpFlags.RST:
             if has_ack:
                 self._closed_by_peer("connection refused")
             return
-        if not seg.flags & Flags.SYN:
+        if not seg.flags & TcpFlags.SYN:
             return
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
@@ -407,18 +402,18 @@ class Connection:
         # Ref: RFC 9293 §3.10.7.4, the steps in order.
         # First: the sequence number must fall in the receive window.
         if not self._acceptable(seg):
-            if not seg.flags & Flags.RST:
+            if not seg.flags & TcpFlags.RST:
                 self._ack_now = True
                 if seg.length:
                     self._count("dup_acks_sent")
-                if self._state is State.TIME_WAIT and seg.flags & Flags.FIN:
+                if self._state is State.TIME_WAIT and seg.flags & TcpFlags.FIN:
                     self._time_wait_deadline = self._stack._clock() + self._stack._time_wait
             return
         seg = self._trim(seg)
         # Second: RST. Only one exactly at RCV.NXT resets; others get a challenge ACK
         # (Ref: RFC 5961 §3.2). In TIME-WAIT, where both FINs are acknowledged, RSTs are ignored
         # (Ref: RFC 1337 §3): one there is the answer to a stray duplicate, not an error.
-        if seg.flags & Flags.RST:
+        if seg.flags & TcpFlags.RST:
             if self._state is State.TIME_WAIT:
                 return
             if seg.seq == self.rcv_nxt:
@@ -427,11 +422,11 @@ class Connection:
                 self._ack_now = True
             return
         # Fourth: a SYN in a synchronized state gets a challenge ACK (Ref: RFC 5961 §4.2).
-        if seg.flags & Flags.SYN:
+        if seg.flags & TcpFlags.SYN:
             self._ack_now = True
             return
         # Fifth: ACK.
-        if not seg.flags & Flags.ACK or not self._ack_arrives(seg):
+        if not seg.flags & TcpFlags.ACK or not self._ack_arrives(seg):
             return
         # Seventh and eighth: text and FIN.
         self._text_arrives(seg)
@@ -452,14 +447,14 @@ class Connection:
         flags, payload, seq = seg.flags, seg.payload, seg.seq
         before = seq_diff(self.rcv_nxt, seq)
         if before > 0:
-            if flags & Flags.SYN:
-                flags &= ~Flags.SYN
+            if flags & TcpFlags.SYN:
+                flags &= ~TcpFlags.SYN
                 before -= 1
             payload = payload[before:]
             seq = self.rcv_nxt
         room = self._stack._rcv_wnd - seq_diff(seq, self.rcv_nxt)
-        if len(payload) >= room and flags & Flags.FIN:
-            flags &= ~Flags.FIN
+        if len(payload) >= room and flags & TcpFlags.FIN:
+            flags &= ~TcpFlags.FIN
         payload = payload[:room]
         return dataclasses.replace(seg, seq=seq, flags=flags, payload=payload)
 
@@ -506,7 +501,7 @@ class Connection:
         self.rcv_nxt = seq_add(self.rcv_nxt, len(seg.payload))
         self._count("bytes_received", len(seg.payload))
         self._ack_now = True
-        if seg.flags & Flags.FIN:
+        if seg.flags & TcpFlags.FIN:
             self.rcv_nxt = seq_add(self.rcv_nxt, 1)
             self._fin_received = True
             if self._state is State.ESTABLISHED:
@@ -608,7 +603,7 @@ class Connection:
             return
         if self._state in (State.SYN_SENT, State.SYN_RECEIVED):
             if self.snd_nxt == self.iss or (self._ack_now and self._state is State.SYN_RECEIVED):
-                flags = Flags.SYN | (Flags.ACK if self._state is State.SYN_RECEIVED else 0)
+                flags = TcpFlags.SYN | (TcpFlags.ACK if self._state is State.SYN_RECEIVED else 0)
                 self._transmit(self.iss, flags, mss=self._stack._mss)
                 self.snd_nxt = seq_add(self.iss, 1)
         else:
@@ -622,14 +617,14 @@ class Connection:
                 fin = self._fin_queued and rest == 0 and window > n
                 if n == 0 and not fin:
                     break
-                flags = Flags.ACK | (Flags.PSH if n and rest == 0 else 0)
-                flags |= Flags.FIN if fin else 0
+                flags = TcpFlags.ACK | (TcpFlags.PSH if n and rest == 0 else 0)
+                flags |= TcpFlags.FIN if fin else 0
                 self._transmit(self.snd_nxt, flags, bytes(self._tx[offset : offset + n]))
                 self.snd_nxt = seq_add(self.snd_nxt, n + fin)
                 if fin:
                     break
             if self._ack_now:
-                self._transmit(self.snd_nxt, Flags.ACK)
+                self._transmit(self.snd_nxt, TcpFlags.ACK)
         # Ref: RFC 6298 §5.1: the timer runs while data is outstanding, and here also while data
         # waits for a zero window to open.
         if self.snd_max == self.snd_una and self.snd_nxt == self._send_end:
@@ -637,9 +632,9 @@ class Connection:
         elif self._rtx_deadline is None:
             self._rtx_deadline = self._stack._clock() + self.rto
 
-    def _transmit(self, seq: int, flags: Flags, payload: bytes = b"", mss: int | None = None):
+    def _transmit(self, seq: int, flags: TcpFlags, payload: bytes = b"", mss: int | None = None):
         """Send one segment from this connection and account for it."""
-        length = len(payload) + bool(flags & Flags.SYN) + bool(flags & Flags.FIN)
+        length = len(payload) + bool(flags & TcpFlags.SYN) + bool(flags & TcpFlags.FIN)
         end = seq_add(seq, length)
         if length and seq_diff(seq, self.snd_max) < 0:
             self._count("retransmissions")
@@ -649,11 +644,11 @@ class Connection:
             self.snd_max = end
         self._count("segments_sent")
         self._count("bytes_sent", len(payload))
-        if flags & Flags.ACK:
+        if flags & TcpFlags.ACK:
             self._ack_now = False
         self._stack._emit(
             self._remote_mac, self._remote_ip, self._local_port, self._remote_port,
-            seq, self.rcv_nxt if flags & Flags.ACK else 0, flags, payload, mss,
+            seq, self.rcv_nxt if flags & TcpFlags.ACK else 0, flags, payload, mss,
         )
 
     # -- Helpers -------------------------------------------------------------------------------
@@ -819,7 +814,7 @@ class TcpStack:
         if seg is None:
             return
         self.stats.segments_received += 1
-        self.stats.resets_received += bool(seg.flags & Flags.RST)
+        self.stats.resets_received += bool(seg.flags & TcpFlags.RST)
         conn = self._connections.get((seg.dport, seg.src_ip, seg.sport))
         if conn is not None:
             conn._segment_arrives(seg)
@@ -862,12 +857,12 @@ class TcpStack:
 
     def _send_reset(self, seg: Segment) -> None:
         """Answer ``seg`` with a RST (RFC 9293 §3.10.7.1); never answer a RST."""
-        if seg.flags & Flags.RST:
+        if seg.flags & TcpFlags.RST:
             return
-        if seg.flags & Flags.ACK:
-            seq, ack, flags = seg.ack, 0, Flags.RST
+        if seg.flags & TcpFlags.ACK:
+            seq, ack, flags = seg.ack, 0, TcpFlags.RST
         else:
-            seq, ack, flags = 0, seq_add(seg.seq, seg.length), Flags.RST | Flags.ACK
+            seq, ack, flags = 0, seq_add(seg.seq, seg.length), TcpFlags.RST | TcpFlags.ACK
         self.stats.segments_sent += 1
         self.stats.resets_sent += 1
         self._emit(seg.src_mac, seg.src_ip, seg.dport, seg.sport, seq, ack, flags, window=0)
@@ -900,12 +895,13 @@ class TcpStack:
         if malformed or len(datagram) < ip.len or ip.frag or ip.flags.MF:
             self.stats.frames_ignored += 1
             return None
-        if checksum(datagram[:header]) or in4_chksum(IPPROTO_TCP, ip, datagram[header:]):
+        if checksum(datagram[:header]) or in4_chksum(IpProto.TCP.value, ip, datagram[header:]):
             self.stats.checksum_errors += 1
             return None
         return Segment(
             src_mac=packet[Ether].src, src_ip=ip.src, sport=tcp.sport, dport=tcp.dport,
-            seq=tcp.seq, ack=tcp.ack, flags=Flags(int(tcp.flags) & 0x1F), window=tcp.window,
+            seq=tcp.seq, ack=tcp.ack, flags=TcpFlags(int(tcp.flags) & _FLAGS_HANDLED),
+            window=tcp.window,
             payload=datagram[header + tcp.dataofs * 4 :],
             mss=next((value for kind, value in tcp.options if kind == "MSS"), None),
         )

@@ -14,12 +14,19 @@ from amaranth.lib import data, enum
 from . import params
 
 __all__ = [
-    "EtherType", "L3Type", "L4Type", "HashType", "RxBeat", "RxErrors", "RxStatus", "RxCounters",
+    "EtherType", "IpProto", "TcpFlags", "L3Type", "L4Type", "HashType",
+    "RxBeat", "RxErrors", "RxStatus", "RxCounters",
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
     "RegisterError", "RxBufferedFrame", "TxPatch", "TxBufferedFrame",
     "RingEntry", "RxSummary",
     "pack", "unpack",
+    "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
+    "IPV4_MIN_HEADER_BYTES", "IPV4_TOTAL_LENGTH_OFFSET", "IPV4_FLAGS_FRAGMENT_OFFSET",
+    "IPV4_PROTOCOL_OFFSET", "IPV4_CHECKSUM_OFFSET", "IPV4_SRC_OFFSET", "IPV4_DST_OFFSET",
+    "IPV6_HEADER_BYTES", "IPV6_PAYLOAD_LENGTH_OFFSET", "IPV6_NEXT_HEADER_OFFSET",
+    "IPV6_SRC_OFFSET", "IPV6_DST_OFFSET", "IPV6_EXTENSION_HEADERS", "IPV6_FRAGMENT_HEADER",
+    "TCP_MIN_HEADER_BYTES", "UDP_HEADER_BYTES", "L4_CHECKSUM_OFFSET",
 ]
 
 
@@ -30,6 +37,60 @@ class EtherType(enum.Enum, shape=16):
     VLAN = 0x8100       # C-tag (802.1Q)
     QINQ = 0x88A8       # S-tag (802.1ad)
     IPV6 = 0x86DD
+
+
+class IpProto(enum.Enum, shape=8):
+    """IPv4 protocol / IPv6 next-header numbers the NIC tells apart (IANA "Assigned Internet
+    Protocol Numbers")."""
+    ICMP = 1
+    TCP = 6
+    UDP = 17
+    ICMPV6 = 58
+
+
+class TcpFlags(enum.IntFlag, shape=8):
+    """TCP control bits, TCP header byte 13, as ``RxStatus.tcp_flags`` holds them (RFC 9293 §3.1;
+    ECE and CWR: RFC 3168 §6.1)."""
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+# --- Protocol headers: sizes, and byte offsets of fields more than one part reads ---------------
+# Ref: IEEE 802.3 §3.2 (Ethernet II), IEEE 802.1Q §9 (VLAN tag), RFC 791 §3.1 (IPv4), RFC 8200 §3
+# and §4 (IPv6, extension headers), RFC 9293 §3.1 (TCP), RFC 768 (UDP). Offsets count from the
+# header's first byte.
+
+#: Destination and source addresses, then the EtherType (its last two bytes).
+ETH_HEADER_BYTES = 14
+#: A VLAN tag: TCI, then the next EtherType; the tag's own EtherType (TPID) is the one before it.
+VLAN_TAG_BYTES = 4
+IPV4_MIN_HEADER_BYTES = 20
+IPV4_TOTAL_LENGTH_OFFSET = 2
+#: Flags (bits 15:13) and fragment offset (bits 12:0).
+IPV4_FLAGS_FRAGMENT_OFFSET = 6
+IPV4_PROTOCOL_OFFSET = 9
+IPV4_CHECKSUM_OFFSET = 10
+IPV4_SRC_OFFSET = 12
+IPV4_DST_OFFSET = 16
+IPV6_HEADER_BYTES = 40
+IPV6_PAYLOAD_LENGTH_OFFSET = 4
+IPV6_NEXT_HEADER_OFFSET = 6
+IPV6_SRC_OFFSET = 8
+IPV6_DST_OFFSET = 24
+#: IPv6 next-header values that are extension headers (IANA "IPv6 Extension Header Types"); the
+#: NIC flags them, it does not walk them.
+IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
+IPV6_FRAGMENT_HEADER = 44
+TCP_MIN_HEADER_BYTES = 20
+UDP_HEADER_BYTES = 8
+#: The checksum field in the TCP and UDP headers.
+L4_CHECKSUM_OFFSET = {IpProto.TCP: 16, IpProto.UDP: 6}
 
 
 class L3Type(enum.Enum, shape=2):

@@ -17,12 +17,12 @@ from amaranth.lib.wiring import In, Out
 
 from . import params
 from .host.axi import AxiLiteSignature, AxiSignature
-from .host.counters import CounterBank
 from .host.engine import HostEngine
 from .host.registers import Registers
 from .host.rx_buffer import RxPacketBuffer
 from .host.tx_buffer import TxFrameBuffer
 from .layouts import HostCounters, RingId, RxBeat
+from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
 
 __all__ = ["Nic"]

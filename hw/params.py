@@ -30,6 +30,10 @@ RX_HEADER_FIFO_DEPTH = 48
 #: Depth of the status-word output FIFO (frames).
 RX_STATUS_FIFO_DEPTH = 16
 
+#: Bits of the status FIFO's word per memory slice (each slice with its own address registers:
+#: one read enable no longer fans out to the whole 540-bit word).
+RX_STATUS_FIFO_SLICE_BITS = 96
+
 #: Microsoft's published default RSS key ("Verifying the RSS Hash Calculation", NDIS docs).
 MS_RSS_KEY = bytes.fromhex(
     "6d5a56da255b0ec24167253d43a38fb0"
@@ -46,6 +50,8 @@ RSS_HASH_PASSES = 4
 
 #: Clock the design is specified for: 10GbE at 64 bits per beat (SPEC §6).
 TARGET_CLOCK_MHZ = 156.25
+#: Its period (6.4 ns), the clock every testbench runs the RTL at.
+CLOCK_PERIOD_NS = 1000 / TARGET_CLOCK_MHZ
 
 # --- Host interface (docs/host_interface.md) -----------------------------------------------------
 
@@ -55,6 +61,8 @@ RING_ENTRY_BYTES = 16
 #: Ring sizes are 2**n entries, n in this range (RING_LOG2_SIZE register).
 RING_LOG2_SIZE_MIN = 1
 RING_LOG2_SIZE_MAX = 12
+#: Bits of a ring index (producer, consumer): enough for the largest ring.
+RING_INDEX_BITS = RING_LOG2_SIZE_MAX
 
 #: Each filled RX buffer starts with the frame's RxStatus (540 bits) zero-padded to this many bytes;
 #: the frame follows. A multiple of the beat, so the frame starts on a beat.

@@ -25,10 +25,12 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
+from hw.layouts import EtherType
 from hw.params import MAX_FRAME_BYTES
 
 __all__ = [
     "MAC_A", "MAC_B", "IPV4_A", "IPV4_B", "IPV6_A", "IPV6_B",
+    "C_TAG", "S_TAG", "IPV4", "IPV6", "ARP_TYPE",
     "ethernet", "pad", "directed_cases", "directed_frames", "random_mix", "bad_frames",
 ]
 
@@ -38,8 +40,8 @@ IPV6_A, IPV6_B = "2001:db8::a", "2001:db8:0:1::b"
 
 ETH_MIN_FRAME = 60          # shortest frame a MAC sends (64 with the FCS): shorter ones are padded
 JUMBO_FRAME = 9000
-C_TAG, S_TAG = 0x8100, 0x88A8
-IPV4, IPV6, ARP_TYPE = 0x0800, 0x86DD, 0x0806
+C_TAG, S_TAG = EtherType.VLAN.value, EtherType.QINQ.value
+IPV4, IPV6, ARP_TYPE = EtherType.IPV4.value, EtherType.IPV6.value, EtherType.ARP.value
 
 
 def ethernet(ethertype: int, tags=(), src: str = MAC_A, dst: str = MAC_B):

@@ -20,6 +20,8 @@ from pathlib import Path
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapReader, RawPcapWriter
 
+from hw.layouts import EtherType
+
 __all__ = ["CaptureError", "SYNTHETIC_DST_MAC", "SYNTHETIC_SRC_MAC", "read_capture",
            "write_capture"]
 
@@ -100,7 +102,8 @@ def _as_ethernet(path, number, data, linktype):
     if linktype == LINKTYPE_ETHERNET:
         return data
     if linktype in LINKTYPES_RAW_IP:
-        ethertype = 0x86DD if data[:1] and data[0] >> 4 == 6 else 0x0800
+        version = data[0] >> 4 if data else 0
+        ethertype = (EtherType.IPV6 if version == 6 else EtherType.IPV4).value
         return _synthetic_header(ethertype) + data
     if linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
         return _synthetic_header(0x0800 if linktype == LINKTYPE_IPV4 else 0x86DD) + data

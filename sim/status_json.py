@@ -9,11 +9,10 @@ import ipaddress
 
 from hw.layouts import L3Type, L4Type, RxStatus, unpack
 
-from .reference.rx_status import JSON_KEYS
+from .reference.rx_status import JSON_KEYS, TCP_FLAG_LETTERS
 
 __all__ = ["status_to_json", "summarize", "format_summary"]
 
-TCP_FLAG_LETTERS = "FSRPAUEC"
 L3_NAMES = ("ipv4", "ipv6", "arp", "other")
 L4_NAMES = ("tcp", "udp", "icmp", "other", "none")
 

@@ -83,12 +83,18 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def _block_arguments():
     """Constructor arguments of the blocks that take some, by class name: as the NIC builds them."""
-    from hw.layouts import HostCounters
+    from amaranth.lib import data
+
+    from hw.layouts import HostCounters, RxStatus
     return {
         "CounterBank": ((HostCounters,), {}),
         # Four read clients (three ring fetchers, the TX reader), two write clients (RX writer,
         # event writer), as hw/nic.py connects them.
         "DmaManager": ((), {"read_clients": 4, "write_clients": 2}),
+        # The receive sequencer's status FIFO.
+        "SlicedFIFO": ((), {"width": data.Layout.cast(RxStatus).size,
+                            "depth": params.RX_STATUS_FIFO_DEPTH,
+                            "slice_bits": params.RX_STATUS_FIFO_SLICE_BITS}),
         "PacketFifo": ((), {"width": 8 * params.BEAT_BYTES,
                             "depth": params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES}),
         "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),

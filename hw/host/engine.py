@@ -33,16 +33,21 @@ from ..layouts import (
     RingId,
     RxBufferedFrame,
     RxDescriptor,
+    RxStatus,
     TxBufferedFrame,
     TxDescriptor,
 )
-from ..rx_sequencer.checksum import ChecksumAccumulator, bytes_from
+from ..lib.checksum import ChecksumAccumulator, bytes_from
+from ..params import RING_INDEX_BITS
 from .axi import AxiSignature, Burst, Resp
 
 __all__ = ["HostEngine"]
 
-_INDEX_BITS = params.RING_LOG2_SIZE_MAX
 _HEADER_BEATS = params.RX_BUFFER_HEADER_BYTES // params.BEAT_BYTES
+_STATUS_BITS = RxStatus.as_shape().size
+_ENTRY_BITS = 8 * params.RING_ENTRY_BYTES
+#: ``Event.phase``: the engine keeps it and sets it as the event is written.
+_EVENT_PHASE_BIT = data.Layout.cast(Event)["phase"].offset
 _BEAT_SIZE = (params.BEAT_BYTES - 1).bit_length()        # AxSIZE: bytes per beat = 2**size
 _MAX_READS = 8          # read bursts outstanding at once
 _MAX_WRITES = 8         # write bursts waiting for their response at once
@@ -100,7 +105,7 @@ class HostEngine(wiring.Component):
     """
 
     def __init__(self):
-        index = _INDEX_BITS
+        index = RING_INDEX_BITS
         super().__init__({
             "axi": Out(AxiSignature(params.DMA_ADDR_WIDTH, 8 * params.BEAT_BYTES)),
             "enable": In(1),
@@ -133,24 +138,25 @@ class HostEngine(wiring.Component):
         beat_bytes = params.BEAT_BYTES
 
         # --- Rings -------------------------------------------------------------------------------
-        nic_index = [Signal(_INDEX_BITS, name=f"nic_index_{ring.name.lower()}") for ring in RingId]
-        mask = [Signal(_INDEX_BITS, name=f"ring_mask_{ring.name.lower()}") for ring in RingId]
-        posted = [Signal(_INDEX_BITS, name=f"posted_{ring.name.lower()}") for ring in RingId]
+        nic_index = [Signal(RING_INDEX_BITS, name=f"nic_index_{ring.name.lower()}")
+                     for ring in RingId]
+        mask = [Signal(RING_INDEX_BITS, name=f"ring_mask_{ring.name.lower()}") for ring in RingId]
+        posted = [Signal(RING_INDEX_BITS, name=f"posted_{ring.name.lower()}") for ring in RingId]
         advance = [Signal(name=f"advance_{ring.name.lower()}") for ring in RingId]
         for r in range(4):
             log2 = self.ring_log2_size[r]
-            nic_next = Signal(_INDEX_BITS, name=f"nic_index_next_{RingId(r).name.lower()}")
+            nic_next = Signal(RING_INDEX_BITS, name=f"nic_index_next_{RingId(r).name.lower()}")
             m.d.comb += [
                 # 2**log2 - 1 as a thermometer code: one LUT a bit, no shifter and subtractor.
-                mask[r].eq(Cat(*(log2 > i for i in range(_INDEX_BITS)))),
+                mask[r].eq(Cat(*(log2 > i for i in range(RING_INDEX_BITS)))),
                 self.ring_nic_index[r].eq(nic_index[r]),
             ]
             # ``posted`` is a register (it feeds the RX admission and the job choice, both long
             # paths): computed for the NIC's next index, so an entry taken is never counted a
             # clock too long; the host's index is a clock old, which only delays a doorbell. Both
             # candidates come from flip-flops; ``advance`` (late, from the FSM) only selects.
-            posted_now = Signal(_INDEX_BITS, name=f"posted_now_{RingId(r).name.lower()}")
-            posted_less = Signal(_INDEX_BITS, name=f"posted_less_{RingId(r).name.lower()}")
+            posted_now = Signal(RING_INDEX_BITS, name=f"posted_now_{RingId(r).name.lower()}")
+            posted_less = Signal(RING_INDEX_BITS, name=f"posted_less_{RingId(r).name.lower()}")
             m.d.comb += [
                 posted_now.eq((self.ring_host_index[r] - nic_index[r]) & mask[r]),
                 posted_less.eq((self.ring_host_index[r] - nic_index[r] - 1) & mask[r]),
@@ -253,7 +259,7 @@ class HostEngine(wiring.Component):
 
         # --- Job state ---------------------------------------------------------------------------
         job = Signal(_Job)
-        entry = Signal(128)             # the fetched descriptor / command
+        entry = Signal(_ENTRY_BITS)     # the fetched descriptor / command
         rx_desc = data.View(RxDescriptor, entry)
         tx_desc = data.View(TxDescriptor, entry)
         command = data.View(Command, entry)
@@ -268,10 +274,10 @@ class HostEngine(wiring.Component):
         rx_ring, tx_ring, cmd_ring = RingId.RX.value, RingId.TX.value, RingId.COMMAND.value
 
         # Write data: the event (2 beats) or an RX buffer (header beats, then frame beats).
-        event_bits = Signal(128)
+        event_bits = Signal(_ENTRY_BITS)
         m.d.comb += event_bits.eq(event.as_value())
-        m.d.comb += event_bits[127].eq(event_phase)     # Event.phase
-        header_bits = Cat(rx.status.as_value(), Const(0, 64 * _HEADER_BEATS - 540))
+        m.d.comb += event_bits[_EVENT_PHASE_BIT].eq(event_phase)
+        header_bits = Cat(rx.status.as_value(), Const(0, 64 * _HEADER_BEATS - _STATUS_BITS))
         frame_bytes_left = Signal(15)                   # bytes of the frame not yet written
         w_valid = Signal()
         w_data = Signal(64)
@@ -414,7 +420,7 @@ class HostEngine(wiring.Component):
         # (as far as the host has posted, not past the ring's end); later jobs use them without a
         # read. Entries are used, and the consumer index moves, in ring order.
         fetchable = (rx_ring, tx_ring, cmd_ring)
-        cache = {r: [Signal(128, name=f"cache_{RingId(r).name.lower()}_{i}")
+        cache = {r: [Signal(_ENTRY_BITS, name=f"cache_{RingId(r).name.lower()}_{i}")
                      for i in range(_CACHE_ENTRIES)] for r in fetchable}
         cached = {r: Signal(range(_CACHE_ENTRIES + 1), name=f"cached_{RingId(r).name.lower()}")
                   for r in fetchable}
@@ -427,7 +433,7 @@ class HostEngine(wiring.Component):
         for r in fetchable:
             # Entries to the ring's end (mask - nic_index + 1) and posted entries, each capped at
             # _CACHE_ENTRIES, then the smaller: LUTs on the low bits, no carry chain.
-            beyond = Signal(_INDEX_BITS, name=f"beyond_{RingId(r).name.lower()}")
+            beyond = Signal(RING_INDEX_BITS, name=f"beyond_{RingId(r).name.lower()}")
             to_end = Signal(range(_CACHE_ENTRIES + 1), name=f"to_end_{RingId(r).name.lower()}")
             capped = Signal(range(_CACHE_ENTRIES + 1),
                             name=f"posted_capped_{RingId(r).name.lower()}")

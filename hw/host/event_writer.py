@@ -57,7 +57,7 @@ __all__ = ["EventWriter"]
 
 _ENTRY_BYTES = params.RING_ENTRY_BYTES
 _ENTRY_BITS = 8 * _ENTRY_BYTES
-_INDEX_BITS = params.RING_LOG2_SIZE_MAX
+_INDEX_BITS = params.RING_INDEX_BITS
 
 #: An issued event waiting for its data beats: the entry (phase set) and, at 256 bits, which half
 #: of the beat its slot is.

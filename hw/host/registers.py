@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import EventCode, HostCounters, RegisterError, RingId, RxCounters
+from ..params import RING_INDEX_BITS
 from . import regmap
 from .axi import AxiLiteSignature, Resp
 from .interrupts import InterruptModerator
@@ -26,8 +27,6 @@ from .rings import RingConfigSignature
 __all__ = ["Registers"]
 
 _RINGS = len(RingId)
-#: Ring indices: enough for the largest ring.
-INDEX_BITS = params.RING_LOG2_SIZE_MAX
 #: Refused writes waiting for the engine to report them.
 ERROR_FIFO_DEPTH = 4
 _RSS_KEY_WORDS = params.RSS_KEY_BYTES // 4
@@ -77,8 +76,8 @@ def _merge(old, wdata, wstrb):
 
 
 def _size_mask(log2_size):
-    """``2**log2_size - 1`` as INDEX_BITS bits (a thermometer code: one small compare a bit)."""
-    return Cat(*(log2_size > i for i in range(INDEX_BITS)))
+    """``2**log2_size - 1`` as a ring index (a thermometer code: one small compare a bit)."""
+    return Cat(*(log2_size > i for i in range(RING_INDEX_BITS)))
 
 
 class Registers(wiring.Component):
@@ -236,18 +235,18 @@ class Registers(wiring.Component):
                 return
             # A doorbell (producer) or the event consumer: "mod size" is "& mask".
             value = _merge(host_index, w_data, w_strb)
-            new = value[:INDEX_BITS]
+            new = value[:RING_INDEX_BITS]
             mask = _size_mask(log2_size)
             nic = self.rings[r].nic_index
-            too_big = (value[INDEX_BITS:] != 0) | ((new & ~mask) != 0)
+            too_big = (value[RING_INDEX_BITS:] != 0) | ((new & ~mask) != 0)
             if _host_produces(ring):
                 # Entries outstanding (posted, not yet taken by the NIC) must not shrink.
-                backwards = ((new - nic)[:INDEX_BITS] & mask) < ((host_index - nic)[:INDEX_BITS]
-                                                                 & mask)
+                backwards = (((new - nic)[:RING_INDEX_BITS] & mask)
+                             < ((host_index - nic)[:RING_INDEX_BITS] & mask))
             else:
                 # The consumer may only move forward, up to the NIC's producer.
-                backwards = ((new - host_index)[:INDEX_BITS] & mask) > (
-                    (nic - host_index)[:INDEX_BITS] & mask)
+                backwards = ((new - host_index)[:RING_INDEX_BITS] & mask) > (
+                    (nic - host_index)[:RING_INDEX_BITS] & mask)
             with m.If((log2_size == 0) | too_big | backwards):
                 refuse(EventCode.BAD_DOORBELL, ring, value)
             with m.Else():

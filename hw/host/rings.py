@@ -23,7 +23,7 @@ from .dma import DmaReadSignature
 
 __all__ = ["RingConfigSignature", "RingFetcher"]
 
-_INDEX_BITS = params.RING_LOG2_SIZE_MAX
+_INDEX_BITS = params.RING_INDEX_BITS
 _ENTRY_BITS = 8 * params.RING_ENTRY_BYTES
 #: Address bits of a ring's offset (index * entry bytes) above the entry's own bits: the part of
 #: ``base + offset`` that is an adder; the bits above only take its carry.

@@ -24,7 +24,7 @@ from amaranth.utils import exact_log2
 
 from .. import params
 from ..layouts import RxBeat, RxStatus, RxSummary
-from .packet_fifo import PacketFifo
+from ..lib.packet_fifo import PacketFifo
 
 __all__ = ["RxStagedFrame", "RxPacketBuffer", "summarize"]
 

@@ -53,8 +53,8 @@ from ..layouts import (
     RingId,
     TxDescriptor,
 )
-from ..netorder import be_field
-from ..rx_sequencer.checksum import bytes_from, ones_complement_fold
+from ..lib.netorder import be_field
+from ..lib.checksum import bytes_from, ones_complement_fold
 from .dma import DmaReadSignature
 from .tx_buffer import TxBufferWriteSignature, buffer_beats
 
@@ -67,7 +67,7 @@ class _Kind(enum.IntEnum):
     FETCH_ERROR = 2     # the ring entry could not be read: DMA_ERROR, no read
 
 
-_INDEX_BITS = params.RING_LOG2_SIZE_MAX
+_INDEX_BITS = params.RING_INDEX_BITS
 
 #: What the data pipeline needs of a frame in flight (``length`` <= MAX_FRAME_BYTES).
 _DataContext = data.StructLayout({

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import L3Type, L4Type, RxBeat, RxStatus
-from .checksum import ChecksumAccumulator, bytes_from, ones_complement_fold
+from ..lib.checksum import ChecksumAccumulator, bytes_from, ones_complement_fold
 from .header_decoder import DecodedHeader, RegionBounds
 
 __all__ = ["FrameChecker"]

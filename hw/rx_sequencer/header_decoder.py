@@ -19,28 +19,41 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import params
-from ..layouts import EtherType, HashType, L3Type, L4Type, RxStatus
-from ..netorder import be_field, byte_at
+from ..layouts import (
+    ETH_HEADER_BYTES,
+    IPV4_DST_OFFSET,
+    IPV4_FLAGS_FRAGMENT_OFFSET,
+    IPV4_MIN_HEADER_BYTES,
+    IPV4_PROTOCOL_OFFSET,
+    IPV4_SRC_OFFSET,
+    IPV4_TOTAL_LENGTH_OFFSET,
+    IPV6_DST_OFFSET,
+    IPV6_EXTENSION_HEADERS,
+    IPV6_FRAGMENT_HEADER,
+    IPV6_HEADER_BYTES,
+    IPV6_NEXT_HEADER_OFFSET,
+    IPV6_PAYLOAD_LENGTH_OFFSET,
+    IPV6_SRC_OFFSET,
+    TCP_MIN_HEADER_BYTES,
+    VLAN_TAG_BYTES,
+    EtherType,
+    HashType,
+    IpProto,
+    L3Type,
+    L4Type,
+    RxStatus,
+)
+from ..lib.netorder import be_field, byte_at
 from .toeplitz import ToeplitzHash
 
-__all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder", "IPV6_EXTENSION_HEADERS"]
-
-#: IPv6 next-header values that are extension headers (RFC 8200 §4, IANA "IPv6 Extension Header
-#: Types"). They are flagged, not walked.
-IPV6_EXTENSION_HEADERS = (0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254)
-IPV6_FRAGMENT_HEADER = 44
-
-IP_PROTO_ICMP = 1
-IP_PROTO_TCP = 6
-IP_PROTO_UDP = 17
-IP_PROTO_ICMPV6 = 58
+__all__ = ["DecodedHeader", "RegionBounds", "HeaderDecoder"]
 
 #: Bytes of the IP header the decoder looks at (the IPv6 fixed header; IPv4 needs 20).
-L3_WINDOW_BYTES = 40
+L3_WINDOW_BYTES = IPV6_HEADER_BYTES
 #: Bytes of the L4 header the decoder looks at (the fixed TCP header; UDP needs 8).
-L4_WINDOW_BYTES = 20
+L4_WINDOW_BYTES = TCP_MIN_HEADER_BYTES
 #: Possible IP header offsets: 14 + 4 x VLAN tags.
-L3_OFFSETS = (14, 18, 22)
+L3_OFFSETS = tuple(ETH_HEADER_BYTES + VLAN_TAG_BYTES * tags for tags in range(3))
 #: Possible L4 offsets: IP offset (2 mod 4) + 4 x IHL or + 40, so 2 mod 4, from 34 up to 22 + 60.
 L4_OFFSETS = tuple(range(34, 22 + 60 + 1, 4))
 
@@ -178,9 +191,9 @@ class HeaderDecoder(wiring.Component):
         def is_tag(ethertype):
             return (ethertype == EtherType.VLAN.value) | (ethertype == EtherType.QINQ.value)
 
-        ethertype0 = be_field(win, 12, 2)
-        ethertype1 = be_field(win, 16, 2)
-        ethertype2 = be_field(win, 20, 2)
+        # The EtherType that ends the Ethernet header with 0, 1 and 2 tags: the two bytes before
+        # the IP header would start.
+        ethertype0, ethertype1, ethertype2 = (be_field(win, off - 2, 2) for off in L3_OFFSETS)
         tag1 = is_tag(ethertype0)
         tag2 = tag1 & is_tag(ethertype1)
         # Index in L4_OFFSETS of the L4 header for 0, 1 and 2 tags (tags + IHL - 5 for IPv4, tags
@@ -235,10 +248,10 @@ class HeaderDecoder(wiring.Component):
         s2_room_ip4 = Signal()
         s2_room_ip6 = Signal()
         l3_offset = Signal(8, name="s1_l3_offset")
-        m.d.comb += l3_offset.eq(14 + 4 * s1_tags)
+        m.d.comb += l3_offset.eq(ETH_HEADER_BYTES + VLAN_TAG_BYTES * s1_tags)
         m.d.sync += [
-            s2_room_ip4.eq(s1_len >= l3_offset + 20),
-            s2_room_ip6.eq(s1_len >= l3_offset + 40),
+            s2_room_ip4.eq(s1_len >= l3_offset + IPV4_MIN_HEADER_BYTES),
+            s2_room_ip6.eq(s1_len >= l3_offset + IPV6_HEADER_BYTES),
         ]
         s2_l3w = Signal(8 * L3_WINDOW_BYTES)
         l3_windows = Array(s1_window[8 * off:8 * (off + L3_WINDOW_BYTES)] for off in L3_OFFSETS)
@@ -252,7 +265,8 @@ class HeaderDecoder(wiring.Component):
         # The IP header's version, IHL and IPv6 next-header classes, tested from the byte each
         # sits in at the three possible offsets, so stage 3 starts from flags.
         first_byte = Array(byte_at(s1_window, off) for off in L3_OFFSETS)[s1_tags]
-        next_header = Array(byte_at(s1_window, off + 6) for off in L3_OFFSETS)[s1_tags]
+        next_header = Array(byte_at(s1_window, off + IPV6_NEXT_HEADER_OFFSET)
+                            for off in L3_OFFSETS)[s1_tags]
         s2_version4 = Signal()
         s2_version6 = Signal()
         s2_ihl_ok = Signal()            # IHL >= 5
@@ -279,12 +293,12 @@ class HeaderDecoder(wiring.Component):
         is4 = s2_l3 == L3Type.IPV4
         is6 = s2_l3 == L3Type.IPV6
         l3_off = Signal(8, name="s2_l3_offset")
-        m.d.comb += l3_off.eq(14 + 4 * s2_tags)
+        m.d.comb += l3_off.eq(ETH_HEADER_BYTES + VLAN_TAG_BYTES * s2_tags)
         ihl = byte_at(l3w, 0)[0:4]
-        total_len = be_field(l3w, 2, 2)
-        frag_word = be_field(l3w, 6, 2)
-        payload_len6 = be_field(l3w, 4, 2)
-        proto = Mux(is4, byte_at(l3w, 9), byte_at(l3w, 6))
+        total_len = be_field(l3w, IPV4_TOTAL_LENGTH_OFFSET, 2)
+        frag_word = be_field(l3w, IPV4_FLAGS_FRAGMENT_OFFSET, 2)
+        payload_len6 = be_field(l3w, IPV6_PAYLOAD_LENGTH_OFFSET, 2)
+        proto = Mux(is4, byte_at(l3w, IPV4_PROTOCOL_OFFSET), byte_at(l3w, IPV6_NEXT_HEADER_OFFSET))
 
         trunc_iphdr = (is4 & ~s2_room_ip4) | (is6 & ~s2_room_ip6)
         bad_version = ~trunc_iphdr & ((is4 & ~s2_version4) | (is6 & ~s2_version6))
@@ -313,7 +327,7 @@ class HeaderDecoder(wiring.Component):
         s3_truncated = Signal()
         s3_is6 = Signal()
 
-        header_len = Mux(is4, ihl * 4, 40)
+        header_len = Mux(is4, ihl * 4, IPV6_HEADER_BYTES)
         l4_offset = l3_off + header_len
         trunc_options = is4 & addr_valid & s2_short_ip4
         m.d.sync += [
@@ -322,16 +336,18 @@ class HeaderDecoder(wiring.Component):
             s3_fragment.eq(addr_valid & Mux(is4, frag_word[13] | (frag_word[:13] != 0),
                                             proto == IPV6_FRAGMENT_HEADER)),
             s3_ip_options.eq(addr_valid & Mux(is4, s2_ihl_options, ip6_ext)),
-            s3_src.eq(Mux(is4, be_field(l3w, 12, 4), be_field(l3w, 8, 16))),
-            s3_dst.eq(Mux(is4, be_field(l3w, 16, 4), be_field(l3w, 24, 16))),
+            s3_src.eq(Mux(is4, be_field(l3w, IPV4_SRC_OFFSET, 4),
+                          be_field(l3w, IPV6_SRC_OFFSET, 16))),
+            s3_dst.eq(Mux(is4, be_field(l3w, IPV4_DST_OFFSET, 4),
+                          be_field(l3w, IPV6_DST_OFFSET, 16))),
             s3_l3_offset.eq(l3_off),
             s3_l4_offset.eq(l4_offset),
-            s3_ip_end.eq(l3_off + Mux(is4, total_len, 40 + payload_len6)),
+            s3_ip_end.eq(l3_off + Mux(is4, total_len, IPV6_HEADER_BYTES + payload_len6)),
             # The L4 length (IP payload) straight from the IP lengths; wraps when the IPv4 total
             # length is shorter than the header (bad_ip_len), which leaves no room for an L4 header.
             s3_l4_len.eq(Mux(is4, total_len - header_len, payload_len6)),
-            s3_addr_lo.eq(l3_off + Mux(is4, 12, 8)),
-            s3_addr_hi.eq(l3_off + Mux(is4, 20, 40)),
+            s3_addr_lo.eq(l3_off + Mux(is4, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET)),
+            s3_addr_hi.eq(l3_off + Mux(is4, IPV4_DST_OFFSET + 4, IPV6_DST_OFFSET + 16)),
             s3_ip_csum_valid.eq(is4 & addr_valid & ~trunc_options),
             s3_bad_version.eq(bad_version),
             s3_bad_ihl.eq(bad_ihl),
@@ -357,13 +373,13 @@ class HeaderDecoder(wiring.Component):
             m.d.sync += s3_l4.eq(L4Type.OTHER)
             with m.If(is4 | ~ip6_ext):
                 with m.Switch(proto):
-                    with m.Case(IP_PROTO_TCP):
+                    with m.Case(IpProto.TCP.value):
                         m.d.sync += s3_l4.eq(L4Type.TCP)
-                    with m.Case(IP_PROTO_UDP):
+                    with m.Case(IpProto.UDP.value):
                         m.d.sync += s3_l4.eq(L4Type.UDP)
-                    with m.Case(IP_PROTO_ICMP):
+                    with m.Case(IpProto.ICMP.value):
                         m.d.sync += s3_l4.eq(Mux(is4, L4Type.ICMP, L4Type.OTHER))
-                    with m.Case(IP_PROTO_ICMPV6):
+                    with m.Case(IpProto.ICMPV6.value):
                         m.d.sync += s3_l4.eq(Mux(is6, L4Type.ICMP, L4Type.OTHER))
 
         # Stage 4 -- select the L4 header (20 bytes at 34, 38, ... 82).

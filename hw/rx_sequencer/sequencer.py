@@ -22,12 +22,12 @@ clock while the outputs drain.
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RxBeat, RxCounters, RxStatus
-from ..netorder import byte_at
+from ..lib.fifo import SlicedFIFO
+from ..lib.netorder import byte_at
 from .frame_checker import FrameChecker
 from .header_decoder import DecodedHeader, HeaderDecoder, RegionBounds
 
@@ -35,72 +35,6 @@ __all__ = ["RxSequencer"]
 
 _KEY_WORDS = params.RSS_KEY_BYTES // 4
 _OUT_FIFO_DEPTH = 8
-#: Bits of the status FIFO's word per memory (each with its own address registers).
-_STATUS_SLICE_BITS = 96
-
-
-class _SlicedFIFO(wiring.Component):
-    """``SyncFIFOBuffered`` (same ports and timing) for a wide word.
-
-    The word may be stored in slices, each a memory with its own write and read address registers:
-    a single read address fanning out to every 16x4 RAM of the 540-bit status word was the routed
-    critical path. Slice ``j``'s addresses run ``j`` entries ahead of the others', so no two address
-    registers are the same logic and Yosys keeps them apart.
-
-    A read never hits the entry being written (reads need an entry, writes a free one), so the
-    memories are marked ``no_rw_check``: without it Yosys wraps block RAM in collision logic whose
-    select reaches every bit of the word.
-    """
-
-    def __init__(self, *, width, depth, slice_bits=None):
-        self.width, self.depth, self._slice_bits = width, depth, slice_bits or width
-        super().__init__({
-            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
-            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
-            "level": Out(range(depth + 1)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        inner_depth = self.depth - 1            # plus the output register
-        inner_level = Signal(range(inner_depth + 1))
-        inner_r_rdy = inner_level != 0
-        m.d.comb += self.w_rdy.eq(inner_level != inner_depth)
-        do_write = self.w_rdy & self.w_en
-        do_inner_read = inner_r_rdy & (~self.r_rdy | self.r_en)
-
-        for j, lo in enumerate(range(0, self.width, self._slice_bits)):
-            hi = min(lo + self._slice_bits, self.width)
-            storage = Memory(shape=hi - lo, depth=inner_depth, init=[],
-                             attrs={"no_rw_check": 1})
-            m.submodules[f"storage{j}"] = storage
-            w_port = storage.write_port()
-            r_port = storage.read_port(domain="sync")
-            produce = Signal(range(inner_depth), init=j % inner_depth, name=f"produce{j}")
-            consume = Signal(range(inner_depth), init=j % inner_depth, name=f"consume{j}")
-            m.d.comb += [
-                w_port.addr.eq(produce),
-                w_port.data.eq(self.w_data[lo:hi]),
-                w_port.en.eq(do_write),
-                r_port.addr.eq(consume),
-                r_port.en.eq(do_inner_read),
-                self.r_data[lo:hi].eq(r_port.data),
-            ]
-            with m.If(do_write):
-                m.d.sync += produce.eq(Mux(produce == inner_depth - 1, 0, produce + 1))
-            with m.If(do_inner_read):
-                m.d.sync += consume.eq(Mux(consume == inner_depth - 1, 0, consume + 1))
-
-        with m.If(do_write & ~do_inner_read):
-            m.d.sync += inner_level.eq(inner_level + 1)
-        with m.If(do_inner_read & ~do_write):
-            m.d.sync += inner_level.eq(inner_level - 1)
-        with m.If(do_inner_read):
-            m.d.sync += self.r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
-        m.d.comb += self.level.eq(inner_level + self.r_rdy)
-        return m
 
 
 class RxSequencer(wiring.Component):
@@ -155,16 +89,16 @@ class RxSequencer(wiring.Component):
         # at the earliest as the frame's bounds come out of their FIFO, written with the header.
         if decoder.hash_latency - decoder.latency > FrameChecker.HEADER_POP_LATENCY:
             raise ValueError("the Toeplitz unit is too slow for the frame checker's pipeline")
-        m.submodules.header_fifo = header_fifo = _SlicedFIFO(
+        m.submodules.header_fifo = header_fifo = SlicedFIFO(
             width=data.Layout.cast(DecodedHeader).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.bounds_fifo = bounds_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(RegionBounds).size, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.hash_fifo = hash_fifo = SyncFIFOBuffered(
             width=32, depth=params.RX_HEADER_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=beat_width, depth=_OUT_FIFO_DEPTH)
-        m.submodules.status_fifo = status_fifo = _SlicedFIFO(
+        m.submodules.status_fifo = status_fifo = SlicedFIFO(
             width=data.Layout.cast(RxStatus).size, depth=params.RX_STATUS_FIFO_DEPTH,
-            slice_bits=_STATUS_SLICE_BITS)
+            slice_bits=params.RX_STATUS_FIFO_SLICE_BITS)
 
         # Capture -- every beat into the beat FIFO; the first 104 bytes into the header window.
         # Frames in flight (launched to the decoder, status word not yet finished) are limited to

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from hw import params
 from hw.nic import Nic
 
 from . import runner
@@ -75,7 +76,8 @@ def format_table(r) -> str:
         ("DMA", f"{r['dma_reads']:,} read and {r['dma_writes']:,} write bursts, "
                 f"{r['dma_bytes']:,} bytes"),
         ("events", f"{r['events']:,}, in {r['interrupts']:,} interrupts"),
-        ("cycles", f"{r['cycles']:,} (156.25 MHz clock: {r['cycles'] * 6.4e-3:,.1f} µs)"),
+        ("cycles", f"{r['cycles']:,} ({params.TARGET_CLOCK_MHZ} MHz clock: "
+                   f"{r['cycles'] * params.CLOCK_PERIOD_NS / 1000:,.1f} µs)"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

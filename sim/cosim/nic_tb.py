@@ -14,9 +14,9 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb_bus.monitors import Monitor
 
 from host_driver.memory import HostMemory
-from hw.params import BEAT_BYTES
+from hw.params import BEAT_BYTES, CLOCK_PERIOD_NS
 
-from .pci import CLOCK_NS, CocotbBus, LinkConfig
+from .pci import CocotbBus, LinkConfig
 from .rx_tb import _BeatCodec, frame_beats
 
 __all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES"]
@@ -155,7 +155,7 @@ class NicTb:
         # The clock starts after the design's combinational logic has settled (sim/verilog.py,
         # for_icarus: 1 ns), so the bus models never sample an undriven ready at the first edge.
         await Timer(2, unit="ns")
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start())
         await ClockCycles(self.dut.clk, cycles)
         self.dut.rst.value = 0
         self.bus.start()

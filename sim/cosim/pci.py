@@ -13,7 +13,8 @@
   ``AxiLiteMaster`` on ``s_axil__*``, the interrupt ``irq``, time in ``clk`` cycles; the driver
   (:mod:`host_driver.driver`) runs on it unchanged.
 
-Defaults (:class:`LinkConfig`), for the 156.25 MHz NIC clock (6.4 ns) behind a PCIe Gen3 x4 link:
+Defaults (:class:`LinkConfig`), for the NIC clock (:data:`hw.params.CLOCK_PERIOD_NS`, 6.4 ns)
+behind a PCIe Gen3 x4 link:
 
 - ``read_latency`` 78 cycles ≈ 500 ns: a memory read request's round trip through the root complex
   to DRAM and back (typically 400-900 ns on servers);
@@ -38,10 +39,8 @@ from host_driver.bus import Bus
 from host_driver.memory import HostMemory
 from hw.host.axi import Burst, Resp
 
-__all__ = ["LinkConfig", "AxiTransaction", "DmaTarget", "CocotbBus", "CLOCK_NS"]
+__all__ = ["LinkConfig", "AxiTransaction", "DmaTarget", "CocotbBus"]
 
-#: The NIC clock period (156.25 MHz).
-CLOCK_NS = 6.4
 
 
 @dataclass

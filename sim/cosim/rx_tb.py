@@ -1,6 +1,6 @@
 """cocotb testbench for the receive sequencer (``hw.rx_sequencer.RxSequencer``, SPEC §3).
 
-:class:`RxTb` owns the DUT, the 156.25 MHz clock, reset and the bus models:
+:class:`RxTb` owns the DUT, the clock (``TARGET_CLOCK_MHZ``), reset and the bus models:
 
 - :class:`FrameSource` drives frames on ``i`` as :class:`~hw.layouts.RxBeat` beats, one per clock
   unless a pause generator inserts idle cycles;
@@ -30,17 +30,14 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from hw.layouts import RxBeat, RxCounters, RxStatus, pack, unpack
-from hw.params import BEAT_BYTES, MS_RSS_KEY, RSS_KEY_BYTES
+from hw.params import BEAT_BYTES, CLOCK_PERIOD_NS, MS_RSS_KEY, RSS_KEY_BYTES
 from sim.reference.rx_status import expected_errors, expected_status
 from sim.status_json import status_to_json
 
 __all__ = [
-    "CLOCK_NS", "RxTb", "FrameSource", "FrameSink", "StatusSink", "RssKeyWriter", "RxScoreboard",
+    "RxTb", "FrameSource", "FrameSink", "StatusSink", "RssKeyWriter", "RxScoreboard",
     "FrameTiming", "random_pauses", "frame_beats", "beat_count", "budget",
 ]
-
-#: Clock period: 156.25 MHz, 10GbE at 64 bits per beat (SPEC §6).
-CLOCK_NS = 6.4
 
 _FULL_KEEP = (1 << BEAT_BYTES) - 1
 
@@ -370,7 +367,7 @@ class RxTb:
         self.status.callback = self._on_status
         dut.counters_clear.value = 0
         dut.rst.value = 1
-        Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
+        Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns", impl="gpi").start()
 
     async def reset(self, cycles=4):
         """Hold reset for ``cycles`` clocks, then start the bus models."""

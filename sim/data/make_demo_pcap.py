@@ -16,7 +16,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP
 from scapy.packet import Raw
 
-from sim.frames import MAC_A, MAC_B, ethernet, pad
+from sim.frames import ARP_TYPE, C_TAG, IPV4, IPV6, MAC_A, MAC_B, ethernet, pad
 from sim.pcap import write_capture
 
 OUTPUT = Path(__file__).with_name("demo.pcap")
@@ -33,7 +33,7 @@ def tcp_session(ip_header, client, server, request, response_bytes, tags=()):
     seq = {client: rng.getrandbits(32), server: rng.getrandbits(32)}
 
     def send(sender, receiver, flags, payload=b""):
-        ip_version = 0x86DD if ":" in sender[0] else 0x0800
+        ip_version = IPV6 if ":" in sender[0] else IPV4
         segment = TCP(sport=sender[1], dport=receiver[1], flags=flags, seq=seq[sender],
                       ack=seq[receiver] if "A" in flags else 0, window=64240) / Raw(payload)
         frame = ethernet(ip_version, tags, src=sender[2], dst=receiver[2]) / ip_header(
@@ -74,10 +74,10 @@ def dns_exchanges(count, rng):
         query_id = rng.getrandbits(16)
         client_port = rng.randrange(1024, 65536)
         if number % 2:
-            ip_version, client, server, header = 0x86DD, "2001:db8::53:a", "2001:db8::53", \
+            ip_version, client, server, header = IPV6, "2001:db8::53:a", "2001:db8::53", \
                 ipv6_header
         else:
-            ip_version, client, server, header = 0x0800, "192.0.2.10", "192.0.2.53", ipv4_header
+            ip_version, client, server, header = IPV4, "192.0.2.10", "192.0.2.53", ipv4_header
         query = DNS(id=query_id, rd=1, qd=DNSQR(qname=name))
         answer = DNS(id=query_id, qr=1, rd=1, ra=1, qd=DNSQR(qname=name),
                      an=DNSRR(rrname=name, ttl=300, rdata=f"203.0.113.{number + 1}"))
@@ -91,20 +91,20 @@ def dns_exchanges(count, rng):
 def arp_and_icmp():
     """ARP for the server, then ICMP and ICMPv6 echo request/reply pairs."""
     frames = [
-        pad(bytes(ethernet(0x0806, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        pad(bytes(ethernet(ARP_TYPE, dst="ff:ff:ff:ff:ff:ff") / ARP(
             op=1, hwsrc=MAC_A, psrc="192.0.2.10", hwdst="00:00:00:00:00:00", pdst="192.0.2.1"))),
-        pad(bytes(ethernet(0x0806, src=MAC_B, dst=MAC_A) / ARP(
+        pad(bytes(ethernet(ARP_TYPE, src=MAC_B, dst=MAC_A) / ARP(
             op=2, hwsrc=MAC_B, psrc="192.0.2.1", hwdst=MAC_A, pdst="192.0.2.10"))),
     ]
     for seq in range(3):
-        frames.append(pad(bytes(ethernet(0x0800) / ipv4_header("192.0.2.10", "198.51.100.20")
+        frames.append(pad(bytes(ethernet(IPV4) / ipv4_header("192.0.2.10", "198.51.100.20")
                                 / ICMP(type=8, id=7, seq=seq) / Raw(b"inic" * 14))))
-        frames.append(pad(bytes(ethernet(0x0800, src=MAC_B, dst=MAC_A)
+        frames.append(pad(bytes(ethernet(IPV4, src=MAC_B, dst=MAC_A)
                                 / ipv4_header("198.51.100.20", "192.0.2.10")
                                 / ICMP(type=0, id=7, seq=seq) / Raw(b"inic" * 14))))
-        frames.append(bytes(ethernet(0x86DD) / ipv6_header("2001:db8::a", "2001:db8:0:1::b")
+        frames.append(bytes(ethernet(IPV6) / ipv6_header("2001:db8::a", "2001:db8:0:1::b")
                             / ICMPv6EchoRequest(id=7, seq=seq, data=b"inic" * 14)))
-        frames.append(bytes(ethernet(0x86DD, src=MAC_B, dst=MAC_A)
+        frames.append(bytes(ethernet(IPV6, src=MAC_B, dst=MAC_A)
                             / ipv6_header("2001:db8:0:1::b", "2001:db8::a")
                             / ICMPv6EchoReply(id=7, seq=seq, data=b"inic" * 14)))
     return frames
@@ -118,7 +118,7 @@ def bad_frames(good_tcp):
     bad_tcp[50] ^= 0x01
     datagram = IP(src="192.0.2.10", dst="192.0.2.53", id=4242) / UDP(sport=5000, dport=5001) / Raw(
         bytes(range(256)) * 8)
-    fragments = [pad(bytes(ethernet(0x0800) / fragment))
+    fragments = [pad(bytes(ethernet(IPV4) / fragment))
                  for fragment in datagram.fragment(fragsize=1000)]
     return [bytes(bad_ip), bytes(bad_tcp), good_tcp[:40], good_tcp[:10], *fragments]
 
@@ -131,7 +131,7 @@ def demo_frames():
     https6 = tcp_session(ipv6_header, ("2001:db8::a", 50313, MAC_A),
                          ("2001:db8:0:1::b", 443, MAC_B), rng.randbytes(517), 45_000)
     tagged = tcp_session(ipv4_header, ("10.100.0.1", 40000, MAC_A), ("10.100.0.2", 5201, MAC_B),
-                         b"iperf", 8_000, tags=[(0x8100, 5 << 13 | 100)])
+                         b"iperf", 8_000, tags=[(C_TAG, 5 << 13 | 100)])
     flows = [http4, https6, tagged, dns_exchanges(12, rng), arp_and_icmp(),
              bad_frames(http4[3])]
     frames = []

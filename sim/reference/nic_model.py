@@ -47,6 +47,13 @@ from host_driver.memory import HostMemory
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
+    ETH_HEADER_BYTES,
+    IPV4_CHECKSUM_OFFSET,
+    IPV4_MIN_HEADER_BYTES,
+    IPV4_PROTOCOL_OFFSET,
+    IPV6_HEADER_BYTES,
+    IPV6_NEXT_HEADER_OFFSET,
+    VLAN_TAG_BYTES,
     Command,
     CommandOpcode,
     Event,
@@ -67,7 +74,7 @@ from hw.layouts import (
 )
 
 from .checksum import ones_complement_sum
-from .rx_status import expected_errors, expected_status
+from .rx_status import TCP_FLAG_LETTERS, expected_errors, expected_status
 
 __all__ = ["NicModel", "ModelBus", "rx_status_fields", "rx_status_header", "fields_of",
            "HOST_COUNTER_NAMES", "RX_COUNTER_NAMES"]
@@ -82,7 +89,6 @@ _BEAT = params.BEAT_BYTES
 _MASK32 = 0xFFFF_FFFF
 #: Event.detail keeps the low bits of the value written / the failing address.
 _DETAIL_MASK = (1 << data.Layout.cast(Event)["detail"].width) - 1
-_TCP_FLAG_LETTERS = "FSRPAUEC"
 #: Register name -> (RingId, what), for the registers in each ring's block of the register map.
 _RING_REGISTERS = {
     reg.name: (ring, reg.name.removeprefix(ring.name + "_"))
@@ -116,17 +122,17 @@ def rx_status_fields(frame: bytes, key: bytes = params.MS_RSS_KEY, *, row=None,
         vlans = row["vlan"]
         f.update(l2_valid=1, vlan_count=len(vlans), ethertype=row["ethertype"])
         f.update({f"vlan{n}": vid for n, vid in enumerate(vlans)})
-        l3_offset = 14 + 4 * len(vlans)
+        l3_offset = ETH_HEADER_BYTES + VLAN_TAG_BYTES * len(vlans)
     f["l3"] = L3Type[row["l3"].upper()]
     if row["src"] is not None:
         ipv4 = row["l3"] == "ipv4"
         f.update(
             addr_valid=1, l4=L4Type[row["l4"].upper()],
-            ip_proto=frame[l3_offset + (9 if ipv4 else 6)],
+            ip_proto=frame[l3_offset + (IPV4_PROTOCOL_OFFSET if ipv4 else IPV6_NEXT_HEADER_OFFSET)],
             fragment=int(row["fragment"]), ip_options=int(row["ip_options"]),
             src=_address(row["src"]), dst=_address(row["dst"]),
             l3_offset=l3_offset,
-            l4_offset=l3_offset + (4 * (frame[l3_offset] & 0xF) if ipv4 else 40),
+            l4_offset=l3_offset + (4 * (frame[l3_offset] & 0xF) if ipv4 else IPV6_HEADER_BYTES),
             hash_type=HashType.IP_2TUPLE,
         )
     if row["sport"] is not None:
@@ -135,7 +141,7 @@ def rx_status_fields(frame: bytes, key: bytes = params.MS_RSS_KEY, *, row=None,
         l4_offset = f["l4_offset"]
         if row["l4"] == "tcp":
             f.update(seq=row["seq"], ack=row["ack"], window=row["window"],
-                     tcp_flags=sum(1 << _TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]),
+                     tcp_flags=sum(1 << TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]),
                      payload_offset=l4_offset + 4 * (frame[l4_offset + 12] >> 4))
         else:
             f["payload_offset"] = l4_offset + 8
@@ -556,12 +562,13 @@ class NicModel:
 
     @staticmethod
     def _ip_checksum(frame: bytearray, offset: int) -> None:
-        if offset + 20 > len(frame):
+        if offset + IPV4_MIN_HEADER_BYTES > len(frame):
             return
         end = offset + 4 * (frame[offset] & 0xF)
-        if end > len(frame) or end < offset + 20:
+        if end > len(frame) or end < offset + IPV4_MIN_HEADER_BYTES:
             return
-        frame[offset + 10:offset + 12] = _fold_complement(
+        field = offset + IPV4_CHECKSUM_OFFSET
+        frame[field:field + 2] = _fold_complement(
             ones_complement_sum(bytes(frame[offset:end]))).to_bytes(2, "big")
 
     def _step_rx(self) -> bool:

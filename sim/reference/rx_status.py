@@ -13,12 +13,25 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q
 
+from hw.layouts import (
+    ETH_HEADER_BYTES,
+    IPV4_MIN_HEADER_BYTES,
+    IPV6_EXTENSION_HEADERS,
+    IPV6_FRAGMENT_HEADER,
+    IPV6_HEADER_BYTES,
+    TCP_MIN_HEADER_BYTES,
+    UDP_HEADER_BYTES,
+    VLAN_TAG_BYTES,
+    EtherType,
+    IpProto,
+    TcpFlags,
+)
 from hw.params import MAX_FRAME_BYTES, MIN_FRAME_BYTES, MS_RSS_KEY
 
 from .checksum import ipv4_header_ok, l4_checksum_ok
 from .toeplitz import toeplitz_hash
 
-__all__ = ["JSON_KEYS", "ERROR_NAMES", "expected_status", "expected_errors"]
+__all__ = ["JSON_KEYS", "ERROR_NAMES", "TCP_FLAG_LETTERS", "expected_status", "expected_errors"]
 
 #: Keys of a status row, in order (docs/status_word.md "JSON keys"); ``synthetic_l2`` is the
 #: caller's to add.
@@ -28,18 +41,16 @@ JSON_KEYS = (
     "payload_len", "hash", "candidate",
 )
 
-VLAN_TAGS = {0x8100: Dot1Q, 0x88A8: Dot1AD}
+VLAN_TAGS = {EtherType.VLAN.value: Dot1Q, EtherType.QINQ.value: Dot1AD}
 MAX_VLAN_TAGS = 2
-L3_BY_ETHERTYPE = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp"}
-L4_BY_IPV4_PROTOCOL = {6: "tcp", 17: "udp", 1: "icmp"}
-L4_BY_IPV6_NEXT_HEADER = {6: "tcp", 17: "udp", 58: "icmp"}
-IPV6_EXTENSION_HEADERS = frozenset({0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254})
-IPV6_FRAGMENT_HEADER = 44
-IPV4_MIN_HEADER = 20
-IPV6_HEADER = 40
-TCP_MIN_HEADER = 20
-UDP_HEADER = 8
-TCP_FLAG_LETTERS = "FSRPAUEC"
+L3_BY_ETHERTYPE = {EtherType.IPV4.value: "ipv4", EtherType.IPV6.value: "ipv6",
+                   EtherType.ARP.value: "arp"}
+L4_BY_IPV4_PROTOCOL = {IpProto.TCP.value: "tcp", IpProto.UDP.value: "udp",
+                       IpProto.ICMP.value: "icmp"}
+L4_BY_IPV6_NEXT_HEADER = {IpProto.TCP.value: "tcp", IpProto.UDP.value: "udp",
+                          IpProto.ICMPV6.value: "icmp"}
+#: ``tcp_flags`` in a row: a letter per bit set, the flag's initial, bit 0 (FIN) first.
+TCP_FLAG_LETTERS = "".join(flag.name[0] for flag in TcpFlags)
 #: Malformed-frame reasons, named as the fields of :class:`hw.layouts.RxErrors`.
 ERROR_NAMES = (
     "runt", "truncated", "bad_version", "bad_ihl", "bad_ip_len", "bad_l4_len", "oversize",
@@ -118,25 +129,25 @@ def _evaluate(frame, index, key):
 def _ethernet(frame):
     """``(VLAN IDs, innermost EtherType, l3_offset)``, None when a tag or EtherType is cut off."""
     # The EtherType is read as bytes: scapy's Ether turns values <= 1500 into an 802.3 length.
-    ethertype = int.from_bytes(frame[12:14], "big")
+    ethertype = int.from_bytes(frame[ETH_HEADER_BYTES - 2:ETH_HEADER_BYTES], "big")
     vlans = []
-    offset = 14
+    offset = ETH_HEADER_BYTES
     while ethertype in VLAN_TAGS and len(vlans) < MAX_VLAN_TAGS:
-        if len(frame) < offset + 4:
+        if len(frame) < offset + VLAN_TAG_BYTES:
             return None
-        tag = VLAN_TAGS[ethertype](frame[offset:offset + 4])
+        tag = VLAN_TAGS[ethertype](frame[offset:offset + VLAN_TAG_BYTES])
         vlans.append(tag.vlan)
         ethertype = tag.type
-        offset += 4
+        offset += VLAN_TAG_BYTES
     return vlans, ethertype, offset
 
 
 def _ipv4(frame, l3_offset, errors):
     """The IPv4 header at ``l3_offset`` if its addresses are reported, else None; adds errors."""
-    if len(frame) < l3_offset + IPV4_MIN_HEADER:
+    if len(frame) < l3_offset + IPV4_MIN_HEADER_BYTES:
         errors.add("truncated")
         return None
-    hdr = IP(frame[l3_offset:l3_offset + IPV4_MIN_HEADER])
+    hdr = IP(frame[l3_offset:l3_offset + IPV4_MIN_HEADER_BYTES])
     if hdr.version != 4:
         errors.add("bad_version")
         return None
@@ -163,14 +174,14 @@ def _ipv4(frame, l3_offset, errors):
 
 def _ipv6(frame, l3_offset, errors):
     """The IPv6 header at ``l3_offset`` if its addresses are reported, else None; adds errors."""
-    if len(frame) < l3_offset + IPV6_HEADER:
+    if len(frame) < l3_offset + IPV6_HEADER_BYTES:
         errors.add("truncated")
         return None
-    hdr = IPv6(frame[l3_offset:l3_offset + IPV6_HEADER])
+    hdr = IPv6(frame[l3_offset:l3_offset + IPV6_HEADER_BYTES])
     if hdr.version != 6:
         errors.add("bad_version")
         return None
-    ip_end = l3_offset + IPV6_HEADER + hdr.plen
+    ip_end = l3_offset + IPV6_HEADER_BYTES + hdr.plen
     if ip_end > len(frame):
         errors.add("truncated")
     extension = hdr.nh in IPV6_EXTENSION_HEADERS
@@ -178,20 +189,20 @@ def _ipv6(frame, l3_offset, errors):
         src=ipaddress.IPv6Address(hdr.src), dst=ipaddress.IPv6Address(hdr.dst),
         protocol=hdr.nh, l4="other" if extension else L4_BY_IPV6_NEXT_HEADER.get(hdr.nh, "other"),
         fragment=hdr.nh == IPV6_FRAGMENT_HEADER, options=extension, csum_ok=None,
-        l4_offset=l3_offset + IPV6_HEADER, ip_end=ip_end,
+        l4_offset=l3_offset + IPV6_HEADER_BYTES, ip_end=ip_end,
     )
 
 
 def _transport(frame, ip, row, errors):
     """Fill the TCP/UDP fields of ``row``; True when the header is present (``l4_valid``)."""
-    header_bytes = TCP_MIN_HEADER if ip.l4 == "tcp" else UDP_HEADER
+    header_bytes = TCP_MIN_HEADER_BYTES if ip.l4 == "tcp" else UDP_HEADER_BYTES
     start = ip.l4_offset
     if start + header_bytes > min(len(frame), ip.ip_end):
         errors.add("bad_l4_len")
         return False
     l4_length = ip.ip_end - start
     if ip.l4 == "tcp":
-        tcp = TCP(frame[start:start + TCP_MIN_HEADER])
+        tcp = TCP(frame[start:start + TCP_MIN_HEADER_BYTES])
         flags = int(tcp.flags) & 0xFF
         row.update(sport=tcp.sport, dport=tcp.dport, seq=tcp.seq, ack=tcp.ack, window=tcp.window,
                    tcp_flags="".join(letter for bit, letter in enumerate(TCP_FLAG_LETTERS)
@@ -199,9 +210,9 @@ def _transport(frame, ip, row, errors):
         header_bytes = 4 * tcp.dataofs
         length_ok = tcp.dataofs >= 5 and header_bytes <= l4_length
     else:
-        udp = UDP(frame[start:start + UDP_HEADER])
+        udp = UDP(frame[start:start + UDP_HEADER_BYTES])
         row.update(sport=udp.sport, dport=udp.dport)
-        length_ok = UDP_HEADER <= udp.len <= l4_length
+        length_ok = UDP_HEADER_BYTES <= udp.len <= l4_length
     if length_ok:
         row["payload_len"] = l4_length - header_bytes
     else:
@@ -213,6 +224,6 @@ def _l4_checksum(frame, ip):
     """Checksum verdict of a well-formed TCP/UDP segment: True, False, or None (IPv4 UDP with
     checksum 0: none sent)."""
     segment = frame[ip.l4_offset:ip.ip_end]
-    if ip.l4 == "udp" and UDP(segment[:UDP_HEADER]).chksum == 0:
+    if ip.l4 == "udp" and UDP(segment[:UDP_HEADER_BYTES]).chksum == 0:
         return None if ip.src.version == 4 else False
     return l4_checksum_ok(ip.src.packed, ip.dst.packed, ip.protocol, segment)

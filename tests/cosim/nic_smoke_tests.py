@@ -35,7 +35,7 @@ TX_BUFS = 0x20000
 class Smoke:
     def __init__(self, dut):
         self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, 6.4, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, params.CLOCK_PERIOD_NS, unit="ns").start())
         self.mmio = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=1 << 20)
         self.mac = MacPort(dut)

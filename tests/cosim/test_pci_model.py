@@ -9,14 +9,16 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from host_driver.driver import NicDriver, offload_frame
 from host_driver.memory import HostMemory
+from hw import params
 from hw.host.axi import Resp
 from hw.layouts import CommandOpcode, EventCode
 from sim.cosim.nic_tb import MacPort
-from sim.cosim.pci import CLOCK_NS, CocotbBus, LinkConfig
+from sim.cosim.pci import CocotbBus, LinkConfig
 from sim.reference.rx_status import expected_status
 from sim.status_json import status_to_json
 
@@ -24,6 +26,11 @@ FRAMES = [
     bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2) / (b"a" * 100)),
     bytes(Ether() / IP(src="10.0.0.3", dst="10.0.0.4") / UDP(sport=3, dport=4) / (b"b" * 7)),
     bytes(Ether() / IP(src="10.0.0.5", dst="10.0.0.6") / TCP() / bytes(1400)),
+    # IPv6: the L4 checksum alone is offloaded. (A destination MAC given: scapy would look one up.)
+    bytes(Ether(dst="02:00:00:00:00:02") / IPv6(src="2001:db8::1", dst="2001:db8::2")
+          / TCP(sport=5, dport=6) / (b"c" * 301)),
+    bytes(Ether(dst="02:00:00:00:00:02") / IPv6(src="2001:db8::3", dst="2001:db8::4")
+          / UDP(sport=7, dport=8) / (b"d" * 33)),
 ]
 
 
@@ -39,7 +46,7 @@ class Tb:
     def __init__(self, dut, config=None):
         self.dut = dut
         self.memory = HostMemory(1 << 22)
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        Clock(dut.clk, params.CLOCK_PERIOD_NS, unit="ns").start()
         dut.rst.value = 1
         self.bus = CocotbBus(dut, self.memory, config)
         self.received = []
@@ -84,6 +91,7 @@ async def _rx_tx(tb):
         assert status_to_json(status, 0) == expected_status(frame)
     for frame in FRAMES:
         partial, options = offload_frame(frame)
+        assert options["l4_csum"] and partial != frame      # the NIC must fill the checksums
         await tb.driver.send(partial, **options)
     await tb.until(lambda: len(tb.tx_frames) == len(FRAMES))
     assert tb.tx_frames == FRAMES

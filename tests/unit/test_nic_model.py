@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
@@ -30,6 +30,8 @@ from sim.status_json import status_to_json
 
 HEADER = params.RX_BUFFER_HEADER_BYTES
 ENTRY = params.RING_ENTRY_BYTES
+#: A destination MAC for IPv6 frames (scapy would look one up on the network).
+MAC = "02:00:00:00:00:02"
 
 
 def reg(name):
@@ -256,6 +258,8 @@ def _offload_case(packet):
     Ether() / IP(src="1.2.3.4", dst="5.6.7.8") / UDP(sport=7, dport=9) / b"odd",
     Ether() / IP(src="1.2.3.4", dst="5.6.7.8", options=b"\x01\x01\x01\x00") / TCP() / b"opt",
     Ether() / Dot1Q(vlan=3) / IP(src="1.2.3.4", dst="5.6.7.8") / UDP() / bytes(1400),
+    Ether(dst=MAC) / IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=5, dport=6) / b"v6",
+    Ether(dst=MAC) / Dot1Q(vlan=9) / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP() / b"odd",
 ])
 def test_tx_checksum_offload_matches_scapy(packet):
     want, frame, options = _offload_case(packet)
@@ -266,6 +270,19 @@ def test_tx_checksum_offload_matches_scapy(packet):
     assert event["kind"] == EventKind.TX_DONE.value and event["code"] == EventCode.OK.value
     assert event["length"] == len(frame)
     assert t.m.tx_frames == [want]
+
+
+@pytest.mark.parametrize("packet", [
+    Ether() / ARP(),
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8", flags="MF") / UDP() / b"first fragment",
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8", frag=3) / Raw(bytes(16)),
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8", proto=1) / Raw(bytes(16)),
+    Ether(dst=MAC) / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / UDP(),
+    Ether() / IP(src="1.2.3.4", dst="5.6.7.8", len=30) / TCP(),       # cut off by the IP length
+])
+def test_offload_frame_leaves_other_frames_alone(packet):
+    frame = bytes(packet)
+    assert offload_frame(frame) == (frame, {})
 
 
 def test_tx_udp_checksum_zero_is_sent_as_ffff():

@@ -1,9 +1,9 @@
-"""PacketFifo (hw/host/packet_fifo.py) against a Python model: a deque of committed beats."""
+"""PacketFifo (hw/lib/packet_fifo.py) against a Python model: a deque of committed beats."""
 
 import random
 from collections import deque
 
-from hw.host.packet_fifo import PacketFifo
+from hw.lib.packet_fifo import PacketFifo
 
 from .amaranth_sim import run_testbenches
 

@@ -1,11 +1,11 @@
-"""CounterBank (hw/host/counters.py): one 32-bit wrapping counter per field, with clear."""
+"""CounterBank (hw/lib/counters.py): one 32-bit wrapping counter per field, with clear."""
 
 import random
 
 from amaranth.lib import data
 
-from hw.host.counters import CounterBank
 from hw.layouts import HostCounters
+from hw.lib.counters import CounterBank
 
 from .amaranth_sim import run_testbenches
 

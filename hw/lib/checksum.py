@@ -2,10 +2,11 @@
 
 Ref: RFC 1071 (computing the Internet checksum), RFC 9293 §3.1 (TCP pseudo-header).
 
-The sum is the ones' complement sum of big-endian 16-bit words. Every region the sequencer checks
-(the IPv4 header, the pseudo-header addresses, the TCP/UDP segment) starts at an even frame offset,
-so word boundaries are the even bytes of each beat, and a masked-out byte simply counts as zero:
-that also pads an odd-length region with the zero byte RFC 1071 asks for.
+The sum is the ones' complement sum of big-endian 16-bit words. The receive sequencer's frame
+checker verifies with it, the DMA engine's TX offload computes with it. Every region summed (the
+IPv4 header, the pseudo-header addresses, the TCP/UDP segment) starts at an even frame offset, so
+word boundaries are the even bytes of each beat, and a masked-out byte simply counts as zero: that
+also pads an odd-length region with the zero byte RFC 1071 asks for.
 """
 
 from amaranth import Cat, Module, Signal
@@ -13,7 +14,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import params
-from ..netorder import be_field
+from .netorder import be_field
 
 __all__ = ["ChecksumAccumulator", "bytes_from", "ones_complement_fold"]
 

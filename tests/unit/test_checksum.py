@@ -1,8 +1,8 @@
-"""ChecksumAccumulator (hw/rx_sequencer/checksum.py) against the golden ones' complement sum."""
+"""ChecksumAccumulator (hw/lib/checksum.py) against the golden ones' complement sum."""
 
 import random
 
-from hw.rx_sequencer.checksum import ChecksumAccumulator
+from hw.lib.checksum import ChecksumAccumulator
 from sim.reference.checksum import ones_complement_sum
 
 from .amaranth_sim import run_testbenches

@@ -1,0 +1,4 @@
+"""Parts more than one block uses: checksum accumulator, FIFOs, counter bank, byte order.
+
+A block imports these, never another block's private parts.
+"""
