@@ -53,8 +53,8 @@ from ..layouts import (
     RingId,
     TxDescriptor,
 )
-from ..lib.netorder import be_field
 from ..lib.checksum import bytes_from, ones_complement_fold
+from ..lib.netorder import be_field
 from .dma import DmaReadSignature
 from .tx_buffer import TxBufferWriteSignature, buffer_beats
 
