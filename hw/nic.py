@@ -4,28 +4,42 @@ Ref: docs/architecture.md, docs/host_interface.md.
 
 ::
 
-    mac_rx ─► RxSequencer ─► RxPacketBuffer ─┐                       ┌─► m_axi (DMA, host memory)
-                 (status)                    ├─► HostEngine ─────────┤
-    mac_tx ◄─ TxFrameBuffer ◄────────────────┘   (rings, events)     │
-                                                      ▲              │
-    s_axil ─► Registers (BAR0, interrupts) ──────────┘              irq
+    mac_rx ─► RxSequencer ─► RxPacketBuffer ─► RxWriter ──────────────┐ write clients
+                                                 ▲ RX entries         │
+    s_axil ─► Registers ─┬─ COMMAND ─► RingFetcher ─► CommandUnit     │
+       (BAR0, irq)       ├─ RX ──────► RingFetcher ─┘    │ stop       ├─► DmaManager ─► m_axi
+                         ├─ TX ──────► RingFetcher ─► TxReader ───────┤
+                         └─ EVENT ───► EventWriter ◄─ events of all ──┘ read clients: the three
+    mac_tx ◄─ TxFrameBuffer ◄─ TxReader (frames, checksums)               fetchers, the TX reader
+
+Every unit that moves bytes is a client of the one DMA manager; each ring is one
+``RingConfigSignature`` from the register target to the unit that works it.
 """
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import params
 from .host.axi import AxiLiteSignature, AxiSignature
-from .host.engine import HostEngine
+from .host.commands import CommandUnit
+from .host.dma import DmaManager
+from .host.event_writer import EventWriter
 from .host.registers import Registers
+from .host.rings import RingFetcher
 from .host.rx_buffer import RxPacketBuffer
+from .host.rx_writer import RxWriter
 from .host.tx_buffer import TxFrameBuffer
-from .layouts import HostCounters, RingId, RxBeat
+from .host.tx_reader import TxReader
+from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat
 from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
 
-__all__ = ["Nic"]
+__all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS"]
+
+#: The DMA manager's clients, in AXI ID order (a client's ID is its index here).
+DMA_READ_CLIENTS = ["command_fetcher", "rx_fetcher", "tx_fetcher", "tx_reader"]
+DMA_WRITE_CLIENTS = ["rx_writer", "event_writer"]
 
 
 class Nic(wiring.Component):
@@ -39,7 +53,7 @@ class Nic(wiring.Component):
     s_axil : In(AxiLiteSignature)
         Registers (hw.host.regmap).
     m_axi : Out(AxiSignature)
-        DMA into host memory.
+        DMA into host memory, ``params.DMA_DATA_BITS`` wide.
     irq : Out(1)
         Interrupt, level.
     """
@@ -47,68 +61,92 @@ class Nic(wiring.Component):
     mac_rx: In(stream.Signature(RxBeat))
     mac_tx: Out(stream.Signature(RxBeat))
     s_axil: In(AxiLiteSignature(params.REG_ADDR_WIDTH))
-    m_axi: Out(AxiSignature(params.DMA_ADDR_WIDTH, 8 * params.BEAT_BYTES))
+    m_axi: Out(AxiSignature(params.DMA_ADDR_WIDTH, params.DMA_DATA_BITS, params.DMA_ID_BITS))
     irq: Out(1)
 
     def elaborate(self, platform):
         m = Module()
+        # --- Blocks -------------------------------------------------------------------------------
         m.submodules.sequencer = seq = RxSequencer()
         m.submodules.rx_buffer = rx_buffer = RxPacketBuffer()
-        m.submodules.engine = engine = HostEngine()
+        m.submodules.rx_writer = rx_writer = RxWriter()
+        m.submodules.tx_reader = tx_reader = TxReader()
         m.submodules.tx_buffer = tx_buffer = TxFrameBuffer()
+        m.submodules.command_unit = command_unit = CommandUnit()
         m.submodules.registers = regs = Registers()
         m.submodules.counters = counters = CounterBank(HostCounters)
+        fetchers = {}
+        for ring in (RingId.COMMAND, RingId.RX, RingId.TX):
+            fetchers[ring] = m.submodules[f"{ring.name.lower()}_fetcher"] = RingFetcher()
+        event_sources = [rx_writer.events, tx_reader.events, command_unit.events]
+        m.submodules.event_writer = event_writer = EventWriter(len(event_sources))
+        m.submodules.dma = dma = DmaManager(read_clients=len(DMA_READ_CLIENTS),
+                                            write_clients=len(DMA_WRITE_CLIENTS))
+        read_clients = [fetchers[RingId.COMMAND].dma, fetchers[RingId.RX].dma,
+                        fetchers[RingId.TX].dma, tx_reader.dma]
+        write_clients = [rx_writer.dma, event_writer.dma]
 
+        # --- Receive: MAC -> sequencer -> packet buffer -> RX writer ------------------------------
         wiring.connect(m, wiring.flipped(self.mac_rx), seq.i)
         wiring.connect(m, seq.o, rx_buffer.i)
         wiring.connect(m, seq.status, rx_buffer.status)
-        wiring.connect(m, rx_buffer.frame, engine.rx_frame)
-        wiring.connect(m, rx_buffer.beats, engine.rx_beats)
-        wiring.connect(m, tx_buffer.o, wiring.flipped(self.mac_tx))
-        wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
-        wiring.connect(m, engine.axi, wiring.flipped(self.m_axi))
-        wiring.connect(m, regs.reg_error, engine.reg_error)
+        wiring.connect(m, rx_buffer.frame, rx_writer.frame)
+        wiring.connect(m, rx_buffer.beats, rx_writer.beats)
+        wiring.connect(m, fetchers[RingId.RX].entries, rx_writer.descriptors)
+        m.d.comb += [
+            rx_buffer.enable.eq(regs.enable),
+            rx_buffer.running.eq(fetchers[RingId.RX].running),
+            rx_buffer.posted.eq(fetchers[RingId.RX].posted),
+            rx_buffer.consume.eq(rx_writer.consume),
+        ]
 
+        # --- Transmit: TX ring -> TX reader -> staging buffer -> MAC ------------------------------
+        wiring.connect(m, fetchers[RingId.TX].entries, tx_reader.descriptors)
+        wiring.connect(m, tx_reader.buffer, tx_buffer.w)
+        wiring.connect(m, tx_buffer.o, wiring.flipped(self.mac_tx))
+
+        # --- Commands ----------------------------------------------------------------------------
+        wiring.connect(m, fetchers[RingId.COMMAND].entries, command_unit.commands)
+        m.d.comb += [
+            fetchers[RingId.COMMAND].stop.eq(~regs.enable),
+            fetchers[RingId.RX].stop.eq(~regs.enable | command_unit.rx_stop),
+            fetchers[RingId.TX].stop.eq(~regs.enable | command_unit.tx_stop),
+        ]
+
+        # --- Rings, events, registers ------------------------------------------------------------
+        for ring, fetcher in fetchers.items():
+            wiring.connect(m, regs.rings[ring.value], fetcher.config)
+        wiring.connect(m, regs.rings[RingId.EVENT.value], event_writer.config)
+        for source, events in zip(event_writer.sources, event_sources):
+            wiring.connect(m, events, source)
+        wiring.connect(m, regs.reg_error, event_writer.reg_error)
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
         m.d.comb += [
             self.irq.eq(regs.irq),
+            regs.event_written.eq(event_writer.written),
+            regs.event_write_failed.eq(event_writer.write_failed),
             seq.rss_key_we.eq(regs.rss_key_we),
             seq.rss_key_addr.eq(regs.rss_key_addr),
             seq.rss_key_data.eq(regs.rss_key_data),
             seq.counters_clear.eq(regs.counters_clear),
-            counters.clear.eq(regs.counters_clear),
             regs.rx_counters.eq(seq.counters),
             regs.host_counters.eq(counters.counters),
-
-            engine.enable.eq(regs.enable),
-            regs.event_written.eq(engine.event_written),
-            regs.event_write_failed.eq(engine.event_write_failed),
-
-            rx_buffer.enable.eq(regs.enable),
-            rx_buffer.running.eq(engine.rx_running),
-            rx_buffer.posted.eq(engine.rx_posted),
-            rx_buffer.consume.eq(engine.rx_consume),
-
-            tx_buffer.w_data.eq(engine.tx_w_data),
-            tx_buffer.w_en.eq(engine.tx_w_en),
-            tx_buffer.w_abort.eq(engine.tx_w_abort),
-            tx_buffer.w_commit.eq(engine.tx_w_commit),
-            tx_buffer.w_frame.eq(engine.tx_w_frame),
-            engine.tx_w_free.eq(tx_buffer.w_free),
-            engine.tx_w_frame_room.eq(tx_buffer.w_frame_room),
         ]
-        for ring in RingId:
-            r = ring.value
-            m.d.comb += [
-                engine.ring_base[r].eq(regs.ring_base[r]),
-                engine.ring_log2_size[r].eq(regs.ring_log2_size[r]),
-                engine.ring_reset[r].eq(regs.ring_reset[r]),
-                engine.ring_host_index[r].eq(regs.ring_host_index[r]),
-                regs.ring_nic_index[r].eq(engine.ring_nic_index[r]),
-            ]
 
-        # Counters: the engine's own pulses, plus those of the other blocks.
-        m.d.comb += counters.count.eq(engine.count)
+        # --- DMA ---------------------------------------------------------------------------------
+        for port, client in zip(dma.read, read_clients):
+            wiring.connect(m, client, port)
+        for port, client in zip(dma.write, write_clients):
+            wiring.connect(m, client, port)
+        wiring.connect(m, dma.axi, wiring.flipped(self.m_axi))
+
+        # --- Counters: each unit drives its own fields of the pulses -----------------------------
+        pulses = Signal(HostCounterPulses)
+        m.d.comb += pulses.eq(rx_writer.count.as_value() | tx_reader.count.as_value()
+                              | command_unit.count.as_value() | event_writer.count.as_value())
         m.d.comb += [
+            counters.clear.eq(regs.counters_clear),
+            counters.count.eq(pulses),
             counters.count.rx_drop_disabled.eq(rx_buffer.drop_disabled),
             counters.count.rx_drop_no_buffer.eq(rx_buffer.drop_no_buffer),
             counters.count.rx_drop_overflow.eq(rx_buffer.drop_overflow),
@@ -116,5 +154,18 @@ class Nic(wiring.Component):
             counters.count.tx_frames.eq(tx_buffer.sent),
             counters.count.bad_doorbells.eq(regs.bad_doorbell),
             counters.count.interrupts.eq(regs.interrupt_raised),
+            counters.count.dma_errors.eq(_error_pulses(m, dma.read_errors, dma.write_errors)),
         ]
         return m
+
+
+def _error_pulses(m, *errors):
+    """One pulse a clock for each of ``errors`` (pulses that may coincide): a few pending ones
+    are kept and counted in the following clocks, so none is lost."""
+    pending = Signal(range(8), name="dma_errors_pending")
+    total = Signal(range(8 + len(errors)), name="dma_errors_total")
+    pulse = Signal(name="dma_errors_pulse")
+    m.d.comb += [total.eq(pending + sum(errors)), pulse.eq(total != 0)]
+    m.d.sync += pending.eq(total - pulse)
+    return pulse
+
