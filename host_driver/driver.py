@@ -45,6 +45,7 @@ from hw.layouts import (
     IPV6_PAYLOAD_LENGTH_OFFSET,
     IPV6_SRC_OFFSET,
     L4_CHECKSUM_OFFSET,
+    RX_SUMMARY_BYTES,
     VLAN_TAG_BYTES,
     Command,
     CommandOpcode,
@@ -56,7 +57,7 @@ from hw.layouts import (
     RingId,
     RxCounters,
     RxDescriptor,
-    RxStatus,
+    RxSummary,
     TxDescriptor,
     pack,
     unpack,
@@ -68,7 +69,7 @@ from .checksum import csum_ipv6_magic, csum_tcpudp_magic
 __all__ = ["NicDriver", "DriverStats", "DriverError", "StackPort", "offload_frame"]
 
 _ENTRY = params.RING_ENTRY_BYTES
-_HEADER = params.RX_BUFFER_HEADER_BYTES
+_HEADER = RX_SUMMARY_BYTES         # the RxSummary before each received frame
 _EVENT_FIELDS = tuple(name for name, _ in data.Layout.cast(Event))
 _RING_ALIGN = 4096      # a page, as a real driver allocates rings
 _BUFFER_ALIGN = 64      # a cache line (the contract needs 8)
@@ -146,8 +147,10 @@ class NicDriver:
     ----------
     bus : Bus
         The NIC.
-    on_rx : Callable[[bytes, RxStatus view], None] or None
-        Called for every frame received whole, with the frame and its unpacked ``RxStatus``.
+    on_rx : Callable[[bytes, RxSummary view], None] or None
+        Called for every frame received whole, with the frame and its unpacked ``RxSummary``
+        (checksum verdicts, classification, RSS hash, offsets: the frame needs no parsing to be
+        steered).
         It must not call back into the driver (queue work instead, as :class:`StackPort` does).
 
     Members
@@ -158,8 +161,6 @@ class NicDriver:
         NIC, raise it again and call :meth:`refill`.
     command_done : dict
         ``tag -> fields`` of every COMMAND_DONE event.
-    rx_status : list or None
-        When a list, every received frame's RxStatus view is appended (for tests).
     """
 
     def __init__(self, bus: Bus, on_rx: Callable | None = None):
@@ -394,12 +395,12 @@ class NicDriver:
             addr = self._rx_posted.pop(event.index)
             if code is EventCode.OK:
                 raw = self.memory.read(addr, _HEADER + event.length)
-                status = unpack(RxStatus, int.from_bytes(raw[:_HEADER], "little"))
+                summary = unpack(RxSummary, int.from_bytes(raw[:_HEADER], "little"))
                 frame = raw[_HEADER:]
                 self.stats.rx_frames += 1
                 self.stats.rx_bytes += len(frame)
                 if self.on_rx is not None:
-                    self.on_rx(frame, status)
+                    self.on_rx(frame, summary)
             else:
                 self.stats.rx_errors[code.name] += 1
             self._rx_free.append(addr)
@@ -497,7 +498,7 @@ class StackPort:
 
     def attach(self, stack) -> None:
         self.stack = stack
-        self.driver.on_rx = lambda frame, status: stack.receive_frame(frame)
+        self.driver.on_rx = lambda frame, summary: stack.receive_frame(frame)
 
     @property
     def pending(self) -> int:

@@ -19,7 +19,7 @@ __all__ = [
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
     "RegisterError", "RxBufferedFrame", "TxPatch", "TxBufferedFrame",
-    "RingEntry", "RxSummary",
+    "RingEntry", "RxSummary", "RX_SUMMARY_BYTES",
     "pack", "unpack",
     "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
     "IPV4_MIN_HEADER_BYTES", "IPV4_TOTAL_LENGTH_OFFSET", "IPV4_FLAGS_FRAGMENT_OFFSET",
@@ -450,6 +450,10 @@ class RxSummary(data.Struct):
     sport: 16
     dport: 16
     reserved: 53
+
+
+#: Bytes of the :class:`RxSummary` at the head of a filled RX buffer; the frame follows.
+RX_SUMMARY_BYTES = data.Layout.cast(RxSummary).size // 8
 
 
 def pack(layout, fields):

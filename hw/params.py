@@ -55,7 +55,7 @@ CLOCK_PERIOD_NS = 1000 / TARGET_CLOCK_MHZ
 
 # --- Host interface (docs/host_interface.md) -----------------------------------------------------
 
-#: Bytes of every ring entry (descriptor, command, event): two beats of the DMA bus.
+#: Bytes of every ring entry (descriptor, command, event): one beat of the 128-bit DMA bus.
 RING_ENTRY_BYTES = 16
 
 #: Ring sizes are 2**n entries, n in this range (RING_LOG2_SIZE register).
@@ -63,10 +63,6 @@ RING_LOG2_SIZE_MIN = 1
 RING_LOG2_SIZE_MAX = 12
 #: Bits of a ring index (producer, consumer): enough for the largest ring.
 RING_INDEX_BITS = RING_LOG2_SIZE_MAX
-
-#: Each filled RX buffer starts with the frame's RxStatus (540 bits) zero-padded to this many bytes;
-#: the frame follows. A multiple of the beat, so the frame starts on a beat.
-RX_BUFFER_HEADER_BYTES = 72
 
 #: Receive packet buffer (bytes, block RAM: 32 DP16KD on ECP5): frames wait here, whole, for their
 #: DMA. It must hold at least one largest frame; 64 KB holds a full 64 KB TCP window of segments

@@ -60,6 +60,7 @@ from amaranth.utils import exact_log2
 
 from .. import params
 from ..layouts import (
+    RX_SUMMARY_BYTES,
     Event,
     EventCode,
     EventKind,
@@ -75,7 +76,6 @@ from .rx_buffer import RxStagedFrame
 __all__ = ["RxWriter", "RX_SUMMARY_BYTES"]
 
 #: Bytes of the summary in front of the frame in each RX buffer; the frame starts at this offset.
-RX_SUMMARY_BYTES = data.Layout.cast(RxSummary).size // 8
 
 
 class _Kind(enum.Enum, shape=2):
