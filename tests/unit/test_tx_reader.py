@@ -86,9 +86,10 @@ def _ipv6(rng):
     return ":".join(f"{rng.getrandbits(16):x}" for _ in range(8))
 
 
-def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None):
+def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None, zero_sum=False):
     """A frame of ``size`` bytes with correct checksums, and its offload fields (or None if the
-    headers do not fit). ``vlan``, ``v6``, ``tcp``: its kind, random if None."""
+    headers do not fit). ``vlan``, ``v6``, ``tcp``: its kind, random if None. ``zero_sum``: the
+    payload's last word is chosen so that the L4 checksum computes to 0 (even segment length)."""
     eth = Ether(src=_mac(rng), dst=_mac(rng))
     l2 = 14
     if rng.random() < 0.3 if vlan is None else vlan:
@@ -108,7 +109,14 @@ def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None):
     headers = len(eth / ip / l4)
     if size < headers:
         return None
-    pkt = Ether(bytes(eth / ip / l4 / Raw(rng.randbytes(size - headers))))
+    payload = rng.randbytes(size - headers)
+    if zero_sum:
+        # With the last word 0 the checksum is c; with the last word c the sum is 0xFFFF.
+        payload = payload[:-2] + b"\0\0"
+        c = bytes(Ether(bytes(eth / ip / l4 / Raw(payload))))[
+            size - len(payload) - len(l4) + (16 if tcp else 6):][:2]
+        payload = payload[:-2] + c
+    pkt = Ether(bytes(eth / ip / l4 / Raw(payload)))
     # scapy's own checksummed frame: checksum fields deleted and rebuilt.
     if IP in pkt:
         del pkt[IP].chksum
@@ -200,6 +208,16 @@ def _cases(rng, memory, beat, *, count, jumbo):
             _descriptor(at, size, ip_csum, l4_csum, off["ip_offset"], off["csum_start"],
                         off["csum_offset"]),
             entry_addr(), frame=frame, length=size, request=(at, -(-size // beat))))
+
+    # L4 checksums that compute to 0: UDP and TCP both send 0xFFFF.
+    for tcp in (False, True):
+        frame, off = _scapy_frame(rng, 120, vlan=False, v6=False, tcp=tcp, zero_sum=True)
+        field = off["csum_start"] + off["csum_offset"]
+        assert frame[field:field + 2] == b"\xff\xff"
+        at = place(_prepare(frame, off, 1, 1))
+        cases.append(_Case(
+            _descriptor(at, 120, 1, 1, off["ip_offset"], off["csum_start"], off["csum_offset"]),
+            entry_addr(), frame=frame, length=120, request=(at, -(-120 // beat))))
 
     # Refused descriptors (no read), fetch errors, frames on the error page.
     good = _scapy_frame(random.Random(7), 200)
