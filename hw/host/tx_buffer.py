@@ -195,8 +195,8 @@ class TxFrameBuffer(wiring.Component):
         reg_data = Signal(self._data_bits)  # the block RAM's output, registered before any logic
         m.d.comb += [
             issue.eq((rd_ptr != wr_ptr) & (pf_credit != 0)),
-            rp.addr.eq(rd_ptr),
-            rp.en.eq(issue),
+            rp.addr.eq(rd_ptr),     # read every clock (no enable fanning out to the block
+                                    # RAMs): the beat after an issue is the one issued
             prefetch.w_data.eq(reg_data),
             prefetch.w_en.eq(reg_valid),
         ]

@@ -210,10 +210,13 @@ class TxReader(wiring.Component):
                 d1_error.eq(entry.error),
             ]
 
-        # D2: the sums of the checks and of the request, registered; then (D2 held a clock) the
-        # checks and the room test, registered.
+        # D2: the sums of the checks and of the request, registered; a clock later, everything
+        # that decides whether it goes (its checks, the room, the FIFOs' room), registered too.
+        # None of those can turn false without the reader issuing (the buffer's free beats and
+        # slots, the FIFOs' room, the request register only change that way otherwise in the
+        # good direction), and D2 is reloaded after each issue, so the registered go is exact.
         d2_valid = Signal()
-        d2_aged = Signal()              # d2 has been held a clock: d2_bad, d2_room are its own
+        d2_armed = Signal()             # d2 has been held a clock: go_good / go_bad are its own
         d2 = Signal(TxDescriptor)
         d2_index = Signal(_INDEX_BITS)
         d2_entry_addr = Signal(31)
@@ -225,18 +228,17 @@ class TxReader(wiring.Component):
         d2_ip_field = Signal(9)
         d2_l4_field = Signal(9)
         d2_len_bad = Signal()
-        d2_bad = Signal()
-        d2_room = Signal()
+        go_good = Signal()              # read it now
+        go_bad = Signal()               # refuse it now (BAD_DESCRIPTOR or fetch error)
         fire = Signal()
         fire_good = Signal()
         d2_load = Signal()
-        m.d.comb += d2_load.eq(d1_valid & (~d2_valid | fire))
+        m.d.comb += d2_load.eq(d1_valid & ~d2_valid)
         with m.If(d2_load):
             length = d1.length
             m.d.sync += [
                 d1_valid.eq(0),
                 d2_valid.eq(1),
-                d2_aged.eq(0),
                 d2.eq(d1),
                 d2_index.eq(d1_index),
                 d2_entry_addr.eq(d1_entry_addr),
@@ -249,35 +251,34 @@ class TxReader(wiring.Component):
                 d2_l4_field.eq(d1.csum_start + d1.csum_offset),
                 d2_len_bad.eq((length == 0) | (length > params.MAX_FRAME_BYTES)),
             ]
-        with m.Elif(fire):
+        with m.If(fire):
             m.d.sync += d2_valid.eq(0)
-        with m.Elif(d2_valid):
-            m.d.sync += d2_aged.eq(1)
+        m.d.sync += d2_armed.eq(d2_valid & ~fire)
+
+        req = self.dma.req
+        bad = Signal()
+        m.d.comb += bad.eq(d2_error | d2_len_bad
+                           | (d2.ip_csum & (d2.ip_offset[0] | (d2_ip_need > d2.length)))
+                           | (d2.l4_csum & (d2.csum_start[0] | d2.csum_offset[0]
+                                            | (d2_l4_need > d2.length))))
         m.d.sync += [
-            d2_bad.eq(d2_len_bad
-                      | (d2.ip_csum & (d2.ip_offset[0] | (d2_ip_need > d2.length)))
-                      | (d2.l4_csum & (d2.csum_start[0] | d2.csum_offset[0]
-                                       | (d2_l4_need > d2.length)))),
-            d2_room.eq(self.buffer.free >= d2_beats),
+            go_good.eq(~bad & (self.buffer.free >= d2_beats) & self.buffer.frame_room
+                       & data_ctx.w_rdy & order.w_rdy & ~req.valid),
+            go_bad.eq(bad & order.w_rdy),
         ]
 
-        # The request: a register, set as the descriptor is issued.
-        req = self.dma.req
+        # The request: a register, loaded while empty, offered as the descriptor is issued.
+        frame_addr = Cat(Const(0, shift), d2.addr[shift:])
         with m.If(req.valid & req.ready):
             m.d.sync += req.valid.eq(0)
-        good = ~d2_error & ~d2_bad
+        with m.If(~req.valid):
+            m.d.sync += [req.payload.addr.eq(frame_addr), req.payload.beats.eq(d2_beats)]
         m.d.comb += [
-            fire_good.eq(d2_valid & d2_aged & good & d2_room & self.buffer.frame_room
-                         & data_ctx.w_rdy & order.w_rdy & ~req.valid),
-            fire.eq(fire_good | (d2_valid & d2_aged & ~good & order.w_rdy)),
+            fire_good.eq(d2_valid & d2_armed & go_good),
+            fire.eq(d2_valid & d2_armed & (go_good | go_bad)),
         ]
-        frame_addr = Cat(Const(0, shift), d2.addr[shift:])
         with m.If(fire_good):
-            m.d.sync += [
-                req.valid.eq(1),
-                req.payload.addr.eq(frame_addr),
-                req.payload.beats.eq(d2_beats),
-            ]
+            m.d.sync += req.valid.eq(1)
         ctx = data.View(_DataContext, data_ctx.w_data)
         entry = data.View(_OrderContext, order.w_data)
         m.d.comb += [
@@ -291,7 +292,7 @@ class TxReader(wiring.Component):
             ctx.csum_start.eq(d2.csum_start),
             order.w_en.eq(fire),
             entry.kind.eq(Mux(d2_error, _Kind.FETCH_ERROR,
-                              Mux(d2_bad, _Kind.BAD, _Kind.GOOD))),
+                              Mux(go_good, _Kind.GOOD, _Kind.BAD))),
             entry.index.eq(d2_index),
             entry.length.eq(d2.length),
             entry.addr.eq(Mux(d2_error, d2_entry_addr, frame_addr[:31])),

@@ -10,10 +10,13 @@ frames on error pages must give their TX_DONE (checked field by field, in order)
 frame in one request and for nothing else.
 """
 
+import gc
 import random
+import warnings
 
 import pytest
 from amaranth import Elaboratable, Module
+from amaranth.hdl import UnusedElaboratable
 from amaranth.lib import wiring
 from scapy.layers.inet import IP, TCP, UDP, IPOption_Router_Alert
 from scapy.layers.inet6 import IPv6
@@ -83,9 +86,10 @@ def _ipv6(rng):
     return ":".join(f"{rng.getrandbits(16):x}" for _ in range(8))
 
 
-def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None):
+def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None, zero_sum=False):
     """A frame of ``size`` bytes with correct checksums, and its offload fields (or None if the
-    headers do not fit). ``vlan``, ``v6``, ``tcp``: its kind, random if None."""
+    headers do not fit). ``vlan``, ``v6``, ``tcp``: its kind, random if None. ``zero_sum``: the
+    payload's last word is chosen so that the L4 checksum computes to 0 (even segment length)."""
     eth = Ether(src=_mac(rng), dst=_mac(rng))
     l2 = 14
     if rng.random() < 0.3 if vlan is None else vlan:
@@ -105,7 +109,14 @@ def _scapy_frame(rng, size, *, vlan=None, v6=None, tcp=None):
     headers = len(eth / ip / l4)
     if size < headers:
         return None
-    pkt = Ether(bytes(eth / ip / l4 / Raw(rng.randbytes(size - headers))))
+    payload = rng.randbytes(size - headers)
+    if zero_sum:
+        # With the last word 0 the checksum is c; with the last word c the sum is 0xFFFF.
+        payload = payload[:-2] + b"\0\0"
+        c = bytes(Ether(bytes(eth / ip / l4 / Raw(payload))))[
+            size - len(payload) - len(l4) + (16 if tcp else 6):][:2]
+        payload = payload[:-2] + c
+    pkt = Ether(bytes(eth / ip / l4 / Raw(payload)))
     # scapy's own checksummed frame: checksum fields deleted and rebuilt.
     if IP in pkt:
         del pkt[IP].chksum
@@ -197,6 +208,16 @@ def _cases(rng, memory, beat, *, count, jumbo):
             _descriptor(at, size, ip_csum, l4_csum, off["ip_offset"], off["csum_start"],
                         off["csum_offset"]),
             entry_addr(), frame=frame, length=size, request=(at, -(-size // beat))))
+
+    # L4 checksums that compute to 0: UDP and TCP both send 0xFFFF.
+    for tcp in (False, True):
+        frame, off = _scapy_frame(rng, 120, vlan=False, v6=False, tcp=tcp, zero_sum=True)
+        field = off["csum_start"] + off["csum_offset"]
+        assert frame[field:field + 2] == b"\xff\xff"
+        at = place(_prepare(frame, off, 1, 1))
+        cases.append(_Case(
+            _descriptor(at, 120, 1, 1, off["ip_offset"], off["csum_start"], off["csum_offset"]),
+            entry_addr(), frame=frame, length=120, request=(at, -(-120 // beat))))
 
     # Refused descriptors (no read), fetch errors, frames on the error page.
     good = _scapy_frame(random.Random(7), 200)
@@ -397,7 +418,11 @@ def test_throughput_1514_byte_frames(data_bits):
 
 
 def test_parameters_checked():
-    with pytest.raises(ValueError, match="data_bits"):
-        TxReader(data_bits=512)
-    with pytest.raises(ValueError, match="contexts"):
-        TxReader(contexts=3)
+    with warnings.catch_warnings():
+        # The refused objects exist (Elaboratable.__new__ ran) but are never elaborated.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match="data_bits"):
+            TxReader(data_bits=512)
+        with pytest.raises(ValueError, match="contexts"):
+            TxReader(contexts=3)
+        gc.collect()
