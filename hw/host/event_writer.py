@@ -44,7 +44,7 @@ of the ring and its phase, and writes it with one DMA write request:
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -97,7 +97,7 @@ class EventWriter(wiring.Component):
         Only ``events`` is driven (with ``written``).
     """
 
-    def __init__(self, sources, *, data_bits=params.DMA_DATA_BITS, fifo_depth=4,
+    def __init__(self, sources, *, data_bits=params.DMA_DATA_BITS, fifo_depth=16,
                  max_outstanding=2 * params.DMA_MAX_WRITES):
         if not isinstance(sources, int) or sources < 1:
             raise ValueError(f"sources must be a positive integer, not {sources!r}")
@@ -139,15 +139,14 @@ class EventWriter(wiring.Component):
         cfg = self.config
         dma = self.dma
 
-        # --- Ring size: the index mask and "configured", registered (they change with reset) --
-        mask = Signal(_INDEX_BITS)
-        configured = Signal()
+        # --- Ring size: the index mask (registered; ``mask_now`` for the reset clock) ----------
+        mask_now = Signal(_INDEX_BITS)
         with m.Switch(cfg.log2_size):
             for n in range(params.RING_LOG2_SIZE_MIN, params.RING_LOG2_SIZE_MAX + 1):
                 with m.Case(n):
-                    m.d.sync += [mask.eq((1 << n) - 1), configured.eq(1)]
-            with m.Default():
-                m.d.sync += [mask.eq(0), configured.eq(0)]
+                    m.d.comb += mask_now.eq((1 << n) - 1)
+        mask = Signal(_INDEX_BITS)
+        m.d.sync += mask.eq(mask_now)
 
         # --- Arbitration: one event from the sources or reg_error into ``held`` --------------
         error_event = Signal(Event)
@@ -176,24 +175,40 @@ class EventWriter(wiring.Component):
             m.d.sync += [held.eq(chosen), held_valid.eq(any_)]
 
         # --- Issue: the next slot, its phase, the request and the slot FIFO -------------------
-        # ``issue_index`` is the slot the held event gets; ``issue_next`` the one after it, kept
-        # in a register so that "ring full" is one equality compare with the host's index.
+        # ``issue_index`` is the slot the held event gets, ``issue_next`` and ``issue_next2`` the
+        # two after it. ``issue`` enables a few hundred flip-flops, so it comes from registers
+        # only: ``room`` (the ring has a free slot for the held event and fewer than
+        # ``max_outstanding`` completions are awaited) is computed a clock ahead, for either
+        # outcome of this clock's issue, from the host's index of this clock (which can only
+        # move forward, giving room: a clock late is safe).
         issue_index = Signal(_INDEX_BITS)
         issue_next = Signal(_INDEX_BITS, init=1)
+        issue_next2 = Signal(_INDEX_BITS, init=2)
         issue_phase = Signal(init=1)
         outstanding = Signal(range(self._max_outstanding + 1))     # issued, not completed
-        m.submodules.slots = slots = SyncFIFOBuffered(width=_Slot.size, depth=self._fifo_depth)
+        outstanding_next = Signal.like(outstanding)
+        done = Signal()
+        m.submodules.slots = slots = SyncFIFO(width=_Slot.size, depth=self._fifo_depth)
         slot_in = data.View(_Slot, slots.w_data)
         slot_out = data.View(_Slot, slots.r_data)
 
         room = Signal()
         req_free = Signal()
         m.d.comb += [
-            room.eq(configured & (issue_next != cfg.host_index)
-                    & (outstanding != self._max_outstanding)),
             req_free.eq(~dma.req.valid | dma.req.ready),
             issue.eq(held_valid & room & req_free & slots.w_rdy & ~cfg.reset),
+            outstanding_next.eq(outstanding + issue - done),
         ]
+        m.d.sync += outstanding.eq(outstanding_next)
+        ring_room = Signal()
+        with m.If(cfg.reset):
+            m.d.comb += ring_room.eq(cfg.host_index != 1)
+        with m.Elif(issue):
+            m.d.comb += ring_room.eq(issue_next2 != cfg.host_index)
+        with m.Else():
+            m.d.comb += ring_room.eq(issue_next != cfg.host_index)
+        m.d.sync += room.eq((cfg.log2_size != 0) & ring_room
+                            & (outstanding_next != self._max_outstanding))
         shift = exact_log2(self.beat_bytes)
         slot_addr = Signal(params.DMA_ADDR_WIDTH)
         m.d.comb += slot_addr.eq(Cat(Const(0, 4), cfg.base[4:] + issue_index))
@@ -208,14 +223,16 @@ class EventWriter(wiring.Component):
                 dma.req.payload.addr.eq(Cat(Const(0, shift), slot_addr[shift:])),
                 dma.req.payload.beats.eq(self.beats_per_event),
                 issue_index.eq(issue_next),
-                issue_next.eq((issue_next + 1) & mask),
+                issue_next.eq(issue_next2),
+                issue_next2.eq((issue_next2 + 1) & mask),
             ]
             with m.If(issue_next == 0):
                 m.d.sync += issue_phase.eq(~issue_phase)
         with m.Elif(dma.req.ready):
             m.d.sync += dma.req.valid.eq(0)
         with m.If(cfg.reset):
-            m.d.sync += [issue_index.eq(0), issue_next.eq(1), issue_phase.eq(1)]
+            m.d.sync += [issue_index.eq(0), issue_next.eq(1), issue_next2.eq(2 & mask_now),
+                         issue_phase.eq(1)]
 
         # --- Data: the head slot's beats; strobes 0 for events issued before a reset ----------
         in_fifo = Signal(range(self._fifo_depth + 1))       # issued, last beat not taken
@@ -272,9 +289,7 @@ class EventWriter(wiring.Component):
 
         # --- Completions: taken as they come; errors of events issued since the reset --------
         stale_done = Signal.like(outstanding)   # completions of events issued before a reset
-        done = Signal()
         m.d.comb += [dma.done.ready.eq(1), done.eq(dma.done.valid)]
-        m.d.sync += outstanding.eq(outstanding + issue - done)
         m.d.sync += self.write_failed.eq(done & dma.done.payload.error & (stale_done == 0)
                                          & ~cfg.reset)
         with m.If(cfg.reset):
