@@ -159,20 +159,33 @@ class EventWriter(wiring.Component):
         inputs = [(s.valid, s.payload, s.ready) for s in self.sources]
         inputs.append((self.reg_error.valid, error_event, self.reg_error.ready))
 
+        # The input to take from is chosen a clock ahead (``grant``, a register), so that only
+        # a register selects the 128-bit mux into ``held``: round robin after the input taken
+        # last, among the inputs valid now. An input that stays valid is still valid in the next
+        # clock (stream rule), unless taken now: then it has the lowest priority, and is chosen
+        # again only when no other input is valid (if it has nothing more then, the clock is lost
+        # and the choice made again).
         held = Signal(Event)
         held_valid = Signal()
         issue = Signal()
         load = Signal()
-        m.d.comb += load.eq(~held_valid | issue)
-        any_, grant, advance = _round_robin(m, [valid for valid, _, _ in inputs])
+        n = len(inputs)
+        grant = Signal(range(n))
+        last = Signal(range(n), init=n - 1)
         chosen = Signal(Event)
+        granted_valid = Signal()
+        take = Signal()
+        m.d.comb += load.eq(~held_valid | issue)
         with m.Switch(grant):
-            for i, (_, payload, ready) in enumerate(inputs):
+            for i, (valid, payload, ready) in enumerate(inputs):
                 with m.Case(i):
-                    m.d.comb += [chosen.eq(payload), ready.eq(load)]
-        m.d.comb += advance.eq(load & any_)
+                    m.d.comb += [chosen.eq(payload), granted_valid.eq(valid), ready.eq(load)]
+        m.d.comb += take.eq(load & granted_valid)
         with m.If(load):
-            m.d.sync += [held.eq(chosen), held_valid.eq(any_)]
+            m.d.sync += [held.eq(chosen), held_valid.eq(granted_valid)]
+        after = Signal.like(last)
+        m.d.comb += after.eq(Mux(take, grant, last))
+        m.d.sync += [last.eq(after), grant.eq(_round_robin(m, [v for v, _, _ in inputs], after))]
 
         # --- Issue: the next slot, its phase, the request and the slot FIFO -------------------
         # ``issue_index`` is the slot the held event gets, ``issue_next`` and ``issue_next2`` the
@@ -299,18 +312,11 @@ class EventWriter(wiring.Component):
         return m
 
 
-def _round_robin(m, requests):
-    """Grant one of ``requests`` (1-bit values), the first after the last granted.
-
-    Returns ``(any, grant, advance)``; the caller drives ``advance`` in the clock the grant is
-    used, which moves the priority past the granted requester.
-    """
+def _round_robin(m, requests, last):
+    """The first of ``requests`` (1-bit values) after ``last`` (cyclically); ``last`` if none."""
     n = len(requests)
-    last = Signal(range(max(n, 2)), name="rr_last")
-    grant = Signal(range(max(n, 2)), name="rr_grant")
-    any_ = Signal(name="rr_any")
-    advance = Signal(name="rr_advance")
-    m.d.comb += any_.eq(Cat(*requests).any())
+    grant = Signal(range(n), name="rr_grant")
+    m.d.comb += grant.eq(last)
     # Candidates in priority order: last+1, ..., last. The last If that holds wins, so the
     # offsets are visited from the lowest priority up.
     for offset in reversed(range(1, n + 1)):
@@ -318,6 +324,4 @@ def _round_robin(m, requests):
             idx = (start + offset) % n
             with m.If((last == start) & requests[idx]):
                 m.d.comb += grant.eq(idx)
-    with m.If(advance):
-        m.d.sync += last.eq(grant)
-    return any_, grant, advance
+    return grant
