@@ -183,9 +183,14 @@ class EventWriter(wiring.Component):
         m.d.comb += take.eq(load & granted_valid)
         with m.If(load):
             m.d.sync += [held.eq(chosen), held_valid.eq(granted_valid)]
-        after = Signal.like(last)
-        m.d.comb += after.eq(Mux(take, grant, last))
-        m.d.sync += [last.eq(after), grant.eq(_round_robin(m, [v for v, _, _ in inputs], after))]
+        # Both candidates are computed ahead of ``take``, which only selects.
+        valids = [v for v, _, _ in inputs]
+        after_grant = _round_robin(m, valids, grant, "rr_after_grant")
+        after_last = _round_robin(m, valids, last, "rr_after_last")
+        with m.If(take):
+            m.d.sync += [last.eq(grant), grant.eq(after_grant)]
+        with m.Else():
+            m.d.sync += grant.eq(after_last)
 
         # --- Issue: the next slot, its phase, the request and the slot FIFO -------------------
         # ``issue_index`` is the slot the held event gets, ``issue_next`` and ``issue_next2`` the
@@ -207,9 +212,13 @@ class EventWriter(wiring.Component):
 
         room = Signal()
         req_free = Signal()
+        fifo_room = Signal(init=1)      # slots.w_rdy, a register
+        in_fifo = Signal(range(self._fifo_depth + 1))       # issued, last beat not taken
+        in_fifo_next = Signal.like(in_fifo)
+        take_last = Signal()
         m.d.comb += [
             req_free.eq(~dma.req.valid | dma.req.ready),
-            issue.eq(held_valid & room & req_free & slots.w_rdy & ~cfg.reset),
+            issue.eq(held_valid & room & req_free & fifo_room & ~cfg.reset),
             outstanding_next.eq(outstanding + issue - done),
         ]
         m.d.sync += outstanding.eq(outstanding_next)
@@ -248,11 +257,9 @@ class EventWriter(wiring.Component):
                          issue_phase.eq(1)]
 
         # --- Data: the head slot's beats; strobes 0 for events issued before a reset ----------
-        in_fifo = Signal(range(self._fifo_depth + 1))       # issued, last beat not taken
         stale = Signal(range(self._fifo_depth + 1))         # of those, issued before a reset
         beat = Signal()                                     # 64 bits: the second beat
         last_beat = Signal()
-        take_last = Signal()
         strb_ones = Const((1 << self.beat_bytes) - 1, self.beat_bytes)
         keep = Signal()
         m.d.comb += keep.eq(stale == 0)
@@ -284,7 +291,8 @@ class EventWriter(wiring.Component):
             take_last.eq(dma.data.valid & dma.data.ready & last_beat),
             slots.r_en.eq(take_last),
         ]
-        m.d.sync += in_fifo.eq(in_fifo + issue - take_last)
+        m.d.comb += in_fifo_next.eq(in_fifo + issue - take_last)
+        m.d.sync += [in_fifo.eq(in_fifo_next), fifo_room.eq(in_fifo_next != self._fifo_depth)]
         with m.If(cfg.reset):
             m.d.sync += stale.eq(in_fifo - take_last)
         with m.Elif(take_last & ~keep):
@@ -312,10 +320,10 @@ class EventWriter(wiring.Component):
         return m
 
 
-def _round_robin(m, requests, last):
+def _round_robin(m, requests, last, name):
     """The first of ``requests`` (1-bit values) after ``last`` (cyclically); ``last`` if none."""
     n = len(requests)
-    grant = Signal(range(n), name="rr_grant")
+    grant = Signal(range(n), name=name)
     m.d.comb += grant.eq(last)
     # Candidates in priority order: last+1, ..., last. The last If that holds wins, so the
     # offsets are visited from the lowest priority up.
