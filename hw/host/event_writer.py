@@ -44,7 +44,7 @@ of the ring and its phase, and writes it with one DMA write request:
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -59,9 +59,9 @@ _ENTRY_BYTES = params.RING_ENTRY_BYTES
 _ENTRY_BITS = 8 * _ENTRY_BYTES
 _INDEX_BITS = params.RING_LOG2_SIZE_MAX
 
-#: An issued event waiting for its data beats: the entry (phase set) and, at 256 bits, which half
-#: of the beat its slot is.
-_Slot = data.StructLayout({"event": _ENTRY_BITS, "half": 1})
+#: What the issue stage adds to an event for the data stage: its phase and, at 256 bits, which
+#: half of the beat its slot is.
+_Slot = data.StructLayout({"phase": 1, "half": 1})
 
 
 class EventWriter(wiring.Component):
@@ -103,8 +103,8 @@ class EventWriter(wiring.Component):
             raise ValueError(f"sources must be a positive integer, not {sources!r}")
         if data_bits not in (64, 128, 256):
             raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
-        if not isinstance(fifo_depth, int) or fifo_depth < 2:
-            raise ValueError(f"fifo_depth must be an integer >= 2, not {fifo_depth!r}")
+        if not isinstance(fifo_depth, int) or fifo_depth < 2 or fifo_depth & (fifo_depth - 1):
+            raise ValueError(f"fifo_depth must be a power of two >= 2, not {fifo_depth!r}")
         if not isinstance(max_outstanding, int) or max_outstanding < 1:
             raise ValueError(f"max_outstanding must be an integer >= 1, not {max_outstanding!r}")
         self._sources = sources
@@ -148,7 +148,7 @@ class EventWriter(wiring.Component):
         mask = Signal(_INDEX_BITS)
         m.d.sync += mask.eq(mask_now)
 
-        # --- Arbitration: one event from the sources or reg_error into ``held`` --------------
+        # --- Arbitration: one event from the sources or reg_error into ``events`` ------------
         error_event = Signal(Event)
         m.d.comb += [
             error_event.kind.eq(EventKind.ERROR.value),
@@ -159,30 +159,64 @@ class EventWriter(wiring.Component):
         inputs = [(s.valid, s.payload, s.ready) for s in self.sources]
         inputs.append((self.reg_error.valid, error_event, self.reg_error.ready))
 
-        # The input to take from is chosen a clock ahead (``grant``, a register), so that only
-        # a register selects the 128-bit mux into ``held``: round robin after the input taken
+        # The events wait in ``events``, a 16-deep LUT RAM, between three pointers: ``wr_ptr``
+        # (the arbiter writes), ``iss_ptr`` (the next to issue) and ``dat_ptr`` (the next whose
+        # beats go out). The arbiter, the issue and the data stage each depend on registers only
+        # (``full``, ``pending``, ``issued``), not on each other's handshakes in the same clock.
+        depth = self._fifo_depth
+        ptr_bits = exact_log2(depth) + 1
+        m.submodules.events = events = Memory(shape=_ENTRY_BITS, depth=depth, init=[])
+        m.submodules.slots = slots = Memory(shape=_Slot, depth=depth, init=[])
+        ev_w = events.write_port()
+        ev_r = events.read_port(domain="comb")
+        slot_w = slots.write_port()
+        slot_r = slots.read_port(domain="comb")
+        wr_ptr = Signal(ptr_bits)
+        iss_ptr = Signal(ptr_bits)
+        dat_ptr = Signal(ptr_bits)
+        take = Signal()             # the arbiter writes an event
+        issue = Signal()            # the issue stage gives the next event its slot
+        take_last = Signal()        # the data stage's last beat of an event is taken
+        used = Signal(range(depth + 1))         # taken, last beat not yet taken
+        pending = Signal(range(depth + 1))      # taken, not yet issued
+        issued = Signal(range(depth + 1))       # issued, last beat not yet taken
+        full = Signal()
+        has_pending = Signal()
+        has_issued = Signal()
+        m.d.sync += [
+            used.eq(used + take - take_last),
+            pending.eq(pending + take - issue),
+            issued.eq(issued + issue - take_last),
+            # The flags of the next counts, with the handshakes only selecting (no adder).
+            full.eq(Mux(take & ~take_last, used == depth - 1, full & ~(take_last & ~take))),
+            has_pending.eq(Mux(take & ~issue, 1, has_pending & ~(issue & ~take & (pending == 1)))),
+            has_issued.eq(Mux(issue & ~take_last, 1,
+                              has_issued & ~(take_last & ~issue & (issued == 1)))),
+            wr_ptr.eq(wr_ptr + take),
+            iss_ptr.eq(iss_ptr + issue),
+            dat_ptr.eq(dat_ptr + take_last),
+        ]
+
+        # Arbitration: the input to take from is chosen a clock ahead (``grant``, a one-hot
+        # register), so that only a register selects the 128-bit mux into ``events``, each of its
+        # bits for one input's 128 AND gates (an AND-OR mux): round robin after the input taken
         # last, among the inputs valid now. An input that stays valid is still valid in the next
         # clock (stream rule), unless taken now: then it has the lowest priority, and is chosen
         # again only when no other input is valid (if it has nothing more then, the clock is lost
         # and the choice made again).
-        held = Signal(Event)
-        held_valid = Signal()
-        issue = Signal()
-        load = Signal()
         n = len(inputs)
-        grant = Signal(range(n))
-        last = Signal(range(n), init=n - 1)
-        chosen = Signal(Event)
-        granted_valid = Signal()
-        take = Signal()
-        m.d.comb += load.eq(~held_valid | issue)
-        with m.Switch(grant):
-            for i, (valid, payload, ready) in enumerate(inputs):
-                with m.Case(i):
-                    m.d.comb += [chosen.eq(payload), granted_valid.eq(valid), ready.eq(load)]
-        m.d.comb += take.eq(load & granted_valid)
-        with m.If(load):
-            m.d.sync += [held.eq(chosen), held_valid.eq(granted_valid)]
+        grant = Signal(n, init=1 << (n - 1))
+        last = Signal(n, init=1 << (n - 1))
+        chosen = 0
+        for i, (_, payload, ready) in enumerate(inputs):
+            chosen |= Mux(grant[i], payload.as_value(), 0)
+            m.d.comb += ready.eq(~full & grant[i])
+        m.d.comb += [
+            take.eq(~full & (grant & Cat(*(valid for valid, _, _ in inputs))).any()),
+            ev_w.addr.eq(wr_ptr[:-1]),
+            ev_w.data.eq(chosen),
+            ev_w.en.eq(take),
+        ]
         # Both candidates are computed ahead of ``take``, which only selects.
         valids = [v for v, _, _ in inputs]
         after_grant = _round_robin(m, valids, grant, "rr_after_grant")
@@ -192,13 +226,13 @@ class EventWriter(wiring.Component):
         with m.Else():
             m.d.sync += grant.eq(after_last)
 
-        # --- Issue: the next slot, its phase, the request and the slot FIFO -------------------
-        # ``issue_index`` is the slot the held event gets, ``issue_next`` and ``issue_next2`` the
-        # two after it. ``issue`` enables a few hundred flip-flops, so it comes from registers
-        # only: ``room`` (the ring has a free slot for the held event and fewer than
-        # ``max_outstanding`` completions are awaited) is computed a clock ahead, for either
-        # outcome of this clock's issue, from the host's index of this clock (which can only
-        # move forward, giving room: a clock late is safe).
+        # --- Issue: the next slot, its phase, the request ---------------------------------------
+        # ``issue_index`` is the slot the next event gets, ``issue_next`` and ``issue_next2`` the
+        # two after it. ``issue`` enables the request's address register and the pointers, so it
+        # comes from registers only: ``room`` (the ring has a free slot for the next event and
+        # fewer than ``max_outstanding`` completions are awaited) is computed a clock ahead, for
+        # either outcome of this clock's issue, from the host's index of this clock (which can
+        # only move forward, giving room: a clock late is safe).
         issue_index = Signal(_INDEX_BITS)
         issue_next = Signal(_INDEX_BITS, init=1)
         issue_next2 = Signal(_INDEX_BITS, init=2)
@@ -206,19 +240,11 @@ class EventWriter(wiring.Component):
         outstanding = Signal(range(self._max_outstanding + 1))     # issued, not completed
         outstanding_next = Signal.like(outstanding)
         done = Signal()
-        m.submodules.slots = slots = SyncFIFO(width=_Slot.size, depth=self._fifo_depth)
-        slot_in = data.View(_Slot, slots.w_data)
-        slot_out = data.View(_Slot, slots.r_data)
-
         room = Signal()
         req_free = Signal()
-        fifo_room = Signal(init=1)      # slots.w_rdy, a register
-        in_fifo = Signal(range(self._fifo_depth + 1))       # issued, last beat not taken
-        in_fifo_next = Signal.like(in_fifo)
-        take_last = Signal()
         m.d.comb += [
             req_free.eq(~dma.req.valid | dma.req.ready),
-            issue.eq(held_valid & room & req_free & fifo_room & ~cfg.reset),
+            issue.eq(has_pending & room & req_free & ~cfg.reset),
             outstanding_next.eq(outstanding + issue - done),
         ]
         m.d.sync += outstanding.eq(outstanding_next)
@@ -235,9 +261,10 @@ class EventWriter(wiring.Component):
         slot_addr = Signal(params.DMA_ADDR_WIDTH)
         m.d.comb += slot_addr.eq(Cat(Const(0, 4), cfg.base[4:] + issue_index))
         m.d.comb += [
-            slot_in.event.eq(Cat(held.as_value()[:_ENTRY_BITS - 1], issue_phase)),
-            slot_in.half.eq(slot_addr[4] if self._data_bits == 256 else 0),
-            slots.w_en.eq(issue),
+            slot_w.addr.eq(iss_ptr[:-1]),
+            slot_w.data.phase.eq(issue_phase),
+            slot_w.data.half.eq(slot_addr[4] if self._data_bits == 256 else 0),
+            slot_w.en.eq(issue),
         ]
         with m.If(issue):
             m.d.sync += [
@@ -256,16 +283,22 @@ class EventWriter(wiring.Component):
             m.d.sync += [issue_index.eq(0), issue_next.eq(1), issue_next2.eq(2 & mask_now),
                          issue_phase.eq(1)]
 
-        # --- Data: the head slot's beats; strobes 0 for events issued before a reset ----------
-        stale = Signal(range(self._fifo_depth + 1))         # of those, issued before a reset
-        beat = Signal()                                     # 64 bits: the second beat
+        # --- Data: the issued events' beats; strobes 0 for events issued before a reset -------
+        stale = Signal(range(depth + 1))    # the first ``stale`` issued events: before a reset
+        beat = Signal()                     # 64 bits: the second beat
         last_beat = Signal()
+        event_bits = Signal(_ENTRY_BITS)
+        m.d.comb += [
+            ev_r.addr.eq(dat_ptr[:-1]),
+            slot_r.addr.eq(dat_ptr[:-1]),
+            event_bits.eq(Cat(ev_r.data[:_ENTRY_BITS - 1], slot_r.data.phase)),
+        ]
         strb_ones = Const((1 << self.beat_bytes) - 1, self.beat_bytes)
         keep = Signal()
         m.d.comb += keep.eq(stale == 0)
         if self._data_bits == 64:
             m.d.comb += [
-                dma.data.payload.data.eq(slot_out.event.word_select(beat, 64)),
+                dma.data.payload.data.eq(event_bits.word_select(beat, 64)),
                 dma.data.payload.strb.eq(Mux(keep, strb_ones, 0)),
                 last_beat.eq(beat),
             ]
@@ -273,28 +306,25 @@ class EventWriter(wiring.Component):
                 m.d.sync += beat.eq(~beat)
         elif self._data_bits == 128:
             m.d.comb += [
-                dma.data.payload.data.eq(slot_out.event),
+                dma.data.payload.data.eq(event_bits),
                 dma.data.payload.strb.eq(Mux(keep, strb_ones, 0)),
                 last_beat.eq(1),
             ]
         else:
             half_ones = Const(0xFFFF, 16)
             m.d.comb += [
-                dma.data.payload.data.eq(Cat(slot_out.event, slot_out.event)),
-                dma.data.payload.strb.eq(Mux(keep, Mux(slot_out.half,
+                dma.data.payload.data.eq(Cat(event_bits, event_bits)),
+                dma.data.payload.strb.eq(Mux(keep, Mux(slot_r.data.half,
                                                         Cat(Const(0, 16), half_ones),
                                                         Cat(half_ones, Const(0, 16))), 0)),
                 last_beat.eq(1),
             ]
         m.d.comb += [
-            dma.data.valid.eq(slots.r_rdy),
+            dma.data.valid.eq(has_issued),
             take_last.eq(dma.data.valid & dma.data.ready & last_beat),
-            slots.r_en.eq(take_last),
         ]
-        m.d.comb += in_fifo_next.eq(in_fifo + issue - take_last)
-        m.d.sync += [in_fifo.eq(in_fifo_next), fifo_room.eq(in_fifo_next != self._fifo_depth)]
         with m.If(cfg.reset):
-            m.d.sync += stale.eq(in_fifo - take_last)
+            m.d.sync += stale.eq(issued - take_last)
         with m.Elif(take_last & ~keep):
             m.d.sync += stale.eq(stale - 1)
 
@@ -321,15 +351,19 @@ class EventWriter(wiring.Component):
 
 
 def _round_robin(m, requests, last, name):
-    """The first of ``requests`` (1-bit values) after ``last`` (cyclically); ``last`` if none."""
+    """One-hot: the first of ``requests`` (1-bit values) after ``last`` (one-hot), cyclically;
+    ``last`` if none."""
     n = len(requests)
-    grant = Signal(range(n), name=name)
-    m.d.comb += grant.eq(last)
-    # Candidates in priority order: last+1, ..., last. The last If that holds wins, so the
-    # offsets are visited from the lowest priority up.
-    for offset in reversed(range(1, n + 1)):
+    grant = Signal(n, name=name)
+    for idx in range(n):
+        terms = []
         for start in range(n):
-            idx = (start + offset) % n
-            with m.If((last == start) & requests[idx]):
-                m.d.comb += grant.eq(idx)
+            # After ``start`` the candidates are start+1, ..., start+n; ``idx`` wins if it asks
+            # and none of those before it does.
+            before = [requests[(start + k) % n] for k in range(1, (idx - start) % n or n)]
+            terms.append(last[start] & requests[idx] & ~Cat(*before).any() if before
+                         else last[start] & requests[idx])
+        m.d.comb += grant[idx].eq(Cat(*terms).any())
+    with m.If(~Cat(*requests).any()):
+        m.d.comb += grant.eq(last)
     return grant
