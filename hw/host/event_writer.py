@@ -9,10 +9,11 @@ of the ring and its phase, and writes it with one DMA write request:
 
 ::
 
-    sources[0..n-1] ─┐
-    reg_error ─► ERROR ─┤ round robin ─► held ─► issue ─┬─► dma.req   (slot address, register)
-                        │  (any order)   (one   (slot,  └─► slot FIFO ─► dma.data (beats, strobes)
-                                          event) phase)                 dma.done ─► write_failed
+    sources[0..n-1] ────┐             ┌──────── events: 16-deep LUT RAM queue ─────────┐
+    reg_error ─► ERROR ─┴─ round robin ─► write ... issue ─► (slot, phase) ... data ─► dma.data
+                           (grant chosen   (wr_ptr)  (iss_ptr)   │           (dat_ptr)   (beats,
+                            a clock ahead)                       └► dma.req              strobes)
+                                                         dma.done ─► write_failed
 
 - **Slots.** Event ``k`` goes to ``base + 16 * slot``: two beats at 64 bits, one at 128, half a
   beat (strobes on its 16 bytes) at 256. ``phase`` is 1 on the first pass through the ring and
@@ -22,10 +23,13 @@ of the ring and its phase, and writes it with one DMA write request:
   configured (``log2_size`` 0). Slots are counted when the event is *issued*, so the events in
   flight (issued, not yet written) are counted against the ring's room. Then the writer waits, and
   its sources wait behind it.
-- **Several in flight.** An event is issued without waiting for earlier ones to complete: up to
-  ``fifo_depth`` events wait for their data beats to be taken and up to ``max_outstanding`` for
-  their completions. One event a request: the DMA manager takes a request every other clock,
-  so the writer sustains one event per two clocks (at 64 bits the two beats take those clocks).
+- **Several in flight.** Events wait in one queue (``fifo_depth`` deep, LUT RAM) from the clock
+  the arbiter takes them until their last beat is taken; the issue stage gives the next one its
+  slot and sends its request, the data stage sends the issued ones' beats, and neither waits for
+  an earlier event's completion (up to ``max_outstanding`` completions are awaited). Each stage
+  acts on registered flags only, so no handshake runs through two stages in one clock. One event
+  a request: alone the writer moves one event a clock (two at 64 bits, one beat each); behind the
+  DMA manager, which takes a request every other clock, one every two clocks.
 - **Written.** An event is *written* when the DMA manager takes its last data beat: then the
   producer index ``config.nic_index`` moves past it, and ``written`` and ``count.events`` pulse.
   The host finds events by their phase, not by the producer index, and can see an event as soon
@@ -74,7 +78,8 @@ class EventWriter(wiring.Component):
     data_bits : int
         DMA bus width: 64, 128 or 256.
     fifo_depth : int
-        Issued events whose data beats the DMA manager has not taken yet (>= 2).
+        Events taken from the inputs whose last beat the DMA manager has not taken yet (a power
+        of two >= 2; up to 16 is one LUT RAM deep).
     max_outstanding : int
         Issued events whose write completion has not come back yet (>= 1).
 
