@@ -28,8 +28,8 @@ of the ring and its phase, and writes it with one DMA write request:
   slot and sends its request, the data stage sends the issued ones' beats, and neither waits for
   an earlier event's completion (up to ``max_outstanding`` completions are awaited). Each stage
   acts on registered flags only, so no handshake runs through two stages in one clock. One event
-  a request: alone the writer moves one event a clock (two at 64 bits, one beat each); behind the
-  DMA manager, which takes a request every other clock, one every two clocks.
+  a request: alone the writer moves one event a clock (at 64 bits one every two clocks, two beats
+  each); behind the DMA manager, which takes a request every other clock, one every two clocks.
 - **Written.** An event is *written* when the DMA manager takes its last data beat: then the
   producer index ``config.nic_index`` moves past it, and ``written`` and ``count.events`` pulse.
   The host finds events by their phase, not by the producer index, and can see an event as soon
