@@ -75,6 +75,7 @@ class _Env:
         self.violations = []
         self.written_pulses = self.failed_pulses = self.count_pulses = 0
         self.written_cycles = []
+        self.expected_failed_pulses = 0
         self.order = []                                     # sources of the events taken
 
     def ring_at(self, cycle):
@@ -86,7 +87,9 @@ class _Env:
 
     # Called by the memory for every data beat it takes (before it is applied).
     def on_beat(self, cycle, addr, word, strb, beat_bytes, error):
+        """Check a beat; True if it completed an event into an error page."""
         ring = self.ring_at(cycle)
+        failed = False
         for off in range(0, beat_bytes, 16 if beat_bytes >= 16 else beat_bytes):
             part = min(16, beat_bytes)
             mask = (strb >> off) & ((1 << part) - 1)
@@ -122,6 +125,8 @@ class _Env:
             self.phase_writes += 1
             if error:
                 self.failed.append(bits & ~(1 << PHASE_BIT))
+                failed = True
+        return failed
 
 
 class _Memory(WriteServer):
@@ -131,8 +136,33 @@ class _Memory(WriteServer):
 
     def _take_beat(self, word, strb):
         addr = self.open[0][0] + self.open[0][2] * self.beat
-        self.env.on_beat(self.cycle, addr, word, strb, self.beat, self._error(addr))
+        failed = self.env.on_beat(self.cycle, addr, word, strb, self.beat, self._error(addr))
+        answers = len(self.done)
         super()._take_beat(word, strb)
+        if len(self.done) > answers:    # the request's last beat: remember for its completion
+            self.done[-1].append((self.cycle, failed))
+
+    async def run(self, ctx):
+        self.done = _Answers(self)
+        await super().run(ctx)
+
+
+class _Answers(deque):
+    """The memory's completions; counts those that must pulse ``write_failed``: of an event
+    written into an error page, with no reset between its last beat and its completion."""
+
+    def __init__(self, memory):
+        super().__init__()
+        self.memory = memory
+
+    def popleft(self):
+        answer = super().popleft()
+        written, failed = answer[2]
+        done = self.memory.cycle
+        env = self.memory.env
+        if failed and not any(written <= ring.edge <= done for ring in env.rings):
+            env.expected_failed_pulses += 1
+        return answer
 
 
 def _data_checker(env, dma):
@@ -304,6 +334,7 @@ def _check(env, memory, *, lossless):
                 continue
             assert not lossless and seq < env.lost_below[src], f"source {src} event {seq} lost"
     assert env.written_pulses == env.count_pulses == env.phase_writes
+    assert env.failed_pulses == env.expected_failed_pulses
     if lossless:
         assert sum(len(r) for r in env.received) + len(env.failed) == (SOURCES + 1) * env.n
         assert env.failed_pulses == len(env.failed)
@@ -398,6 +429,17 @@ def test_random_traffic_with_resets(data_bits):
                        resets=6)
     _check(env, memory, lossless=False)
     assert len(env.rings) >= 3
+
+
+@pytest.mark.parametrize("data_bits", [64, 128, 256])
+def test_resets_and_error_pages(data_bits):
+    # Some places of the ring are across a 4 KB boundary into a page answered with errors:
+    # completions with an error pulse write_failed unless a reset came after the event's write.
+    bases = [0x2F80, 0x2FC0, 0x1000, 0x5F00]
+    env, memory = _run(data_bits, data_bits + 3, events=120, sizes=[2, 3, 4], bases=bases,
+                       resets=8, p_reset=0.006, error_pages={0x3000, 0x6000})
+    _check(env, memory, lossless=False)
+    assert env.failed and env.expected_failed_pulses
 
 
 @pytest.mark.parametrize("data_bits", [64, 128, 256])
