@@ -164,10 +164,11 @@ class EventWriter(wiring.Component):
         inputs = [(s.valid, s.payload, s.ready) for s in self.sources]
         inputs.append((self.reg_error.valid, error_event, self.reg_error.ready))
 
-        # The events wait in ``events``, a 16-deep LUT RAM, between three pointers: ``wr_ptr``
-        # (the arbiter writes), ``iss_ptr`` (the next to issue) and ``dat_ptr`` (the next whose
-        # beats go out). The arbiter, the issue and the data stage each depend on registers only
-        # (``full``, ``pending``, ``issued``), not on each other's handshakes in the same clock.
+        # The events wait in ``events`` (LUT RAM, ``fifo_depth`` deep) between three pointers:
+        # ``wr_ptr`` (the arbiter writes), ``iss_ptr`` (the next to issue) and ``dat_ptr`` (the
+        # next whose beats go out). The arbiter, the issue and the data stage each act on
+        # registered flags only (``full``, ``has_pending``, ``has_issued``), not on each other's
+        # handshakes in the same clock. ``slots`` holds what the issue stage adds (the phase).
         depth = self._fifo_depth
         ptr_bits = exact_log2(depth) + 1
         m.submodules.events = events = Memory(shape=_ENTRY_BITS, depth=depth, init=[])
