@@ -11,7 +11,7 @@ the routed ones docs/host_interface.md records.
 
 Any block of ``hw/`` can be placed on its own, or the whole NIC: :func:`blocks` finds every
 public ``wiring.Component`` there and names it as its Verilog module would be (``inic_`` and the
-class name in snake case: ``inic_host_engine``); ``--top`` also takes the class name.
+class name in snake case: ``inic_dma_manager``); ``--top`` also takes the class name.
 
 A block has far more ports than the package has pins (the status word alone is 540 bits), so it is
 placed inside :class:`SynthHarness`, which reaches every port through registers from four pins

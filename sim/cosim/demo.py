@@ -21,7 +21,8 @@ __all__ = ["DEMO_DIR", "NIC_SIGNALS", "run_demo"]
 DEMO_DIR = Path("build") / "demo"
 TOPLEVEL = "inic_nic"
 
-#: The NIC view in GTKWave: the MAC streams, the status word, the DMA engine, both AXI buses.
+#: The NIC view in GTKWave: the MAC streams, the status word, the DMA clients and manager, both
+#: AXI buses.
 NIC_SIGNALS = [
     ("MAC RX", ["clk", "rst", "mac_rx__valid", "mac_rx__ready", r"\mac_rx__payload.data",
                 r"\mac_rx__payload.keep", r"\mac_rx__payload.last"]),
@@ -31,9 +32,15 @@ NIC_SIGNALS = [
                      r"sequencer.\status__payload.sport", r"sequencer.\status__payload.dport"]),
     ("RX packet buffer", ["rx_buffer.reserved", "rx_buffer.drop_no_buffer",
                           "rx_buffer.drop_overflow", "rx_buffer.frame__valid"]),
-    ("DMA engine", ["engine.engine_state", "engine.job", "engine.dma_addr", "engine.dma_left",
-                    "engine.nic_index_rx", "engine.nic_index_tx", "engine.nic_index_event",
-                    "engine.event_written"]),
+    ("RX writer", ["rx_writer.frame__valid", "rx_writer.descriptors__valid",
+                   "rx_writer.dma__req__valid", "rx_writer.dma__done__valid",
+                   "rx_writer.events__valid", "rx_writer.consume"]),
+    ("rings", ["rx_fetcher.posted", "rx_fetcher.entries__valid", "tx_fetcher.entries__valid",
+               "command_fetcher.entries__valid", "event_writer.written"]),
+    ("TX reader", ["tx_reader.descriptors__valid", "tx_reader.dma__req__valid",
+                   "tx_reader.dma__resp__valid", "tx_reader.events__valid", "tx_buffer.sent"]),
+    ("DMA manager", ["dma.reads_outstanding", "dma.writes_outstanding", "dma.read_errors",
+                     "dma.write_errors"]),
     ("AXI4 DMA", ["m_axi__awvalid", "m_axi__awready", "m_axi__awaddr", "m_axi__awlen",
                   "m_axi__wvalid", "m_axi__wready", "m_axi__wlast", "m_axi__bvalid",
                   "m_axi__bresp", "m_axi__arvalid", "m_axi__arready", "m_axi__araddr",

@@ -177,7 +177,7 @@ def test_yosys_script_counts_the_block_apart_from_the_harness():
 def test_every_block_can_be_placed_on_its_own():
     blocks = synth.blocks()
     by_class = {block.cls.__name__: name for name, block in blocks.items()}
-    assert {"inic_nic", "inic_rx_sequencer", "inic_host_engine", "inic_rx_packet_buffer",
+    assert {"inic_nic", "inic_rx_sequencer", "inic_dma_manager", "inic_rx_packet_buffer",
             "inic_tx_frame_buffer", "inic_registers", "inic_interrupt_moderator",
             "inic_counter_bank", "inic_header_decoder", "inic_frame_checker"} <= set(blocks)
     assert by_class["Nic"] == "inic_nic" and by_class["RxSequencer"] == "inic_rx_sequencer"
@@ -191,8 +191,8 @@ def test_every_block_can_be_placed_on_its_own():
 
 
 def test_blocks_are_found_by_name_or_class_name():
-    assert synth.find_block("inic_host_engine") is not None
-    assert synth.find_block("HostEngine").name == "inic_host_engine"
+    assert synth.find_block("inic_dma_manager") is not None
+    assert synth.find_block("DmaManager").name == "inic_dma_manager"
     assert synth.find_block("TxFrameBuffer").name == "inic_tx_frame_buffer"
     with pytest.raises(ValueError, match=r"unknown block 'Nope' .*--list"):
         synth.find_block("Nope")
@@ -208,16 +208,16 @@ def test_synth_list(capsys):
     assert cli.main(["synth", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(synth.blocks())
-    assert any(line.split()[:2] == ["inic_host_engine", "HostEngine"] for line in lines)
+    assert any(line.split()[:2] == ["inic_dma_manager", "DmaManager"] for line in lines)
     assert [line.split()[0] for line in lines if line.endswith("(default)")] == [synth.DEFAULT_TOP]
 
 
 def test_synth_command_line(monkeypatch):
     calls = []
     monkeypatch.setattr(synth, "main", lambda **kwargs: calls.append(kwargs) or 0)
-    assert cli.main(["synth", "--top", "HostEngine"]) == 0
+    assert cli.main(["synth", "--top", "DmaManager"]) == 0
     assert cli.main(["synth", "--router", "router1", "--seed", "3"]) == 0
     assert [(c["top"], c["router"], c["seed"]) for c in calls] == [
-        ("HostEngine", "router2", 1), (synth.DEFAULT_TOP, "router1", 3)]
+        ("DmaManager", "router2", 1), (synth.DEFAULT_TOP, "router1", 3)]
     with pytest.raises(SystemExit):
         cli.main(["synth", "--router", "router3"])
