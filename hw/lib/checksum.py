@@ -4,9 +4,9 @@ Ref: RFC 1071 (computing the Internet checksum), RFC 9293 §3.1 (TCP pseudo-head
 
 The sum is the ones' complement sum of big-endian 16-bit words. The receive sequencer's frame
 checker verifies with it, the TX reader's checksum offload computes with it. Every region summed
-(the IPv4 header, the pseudo-header addresses, the TCP/UDP segment) starts at an even frame offset, so
-word boundaries are the even bytes of each beat, and a masked-out byte simply counts as zero: that
-also pads an odd-length region with the zero byte RFC 1071 asks for.
+(the IPv4 header, the pseudo-header addresses, the TCP/UDP segment) starts at an even frame
+offset, so word boundaries are the even bytes of each beat, and a masked-out byte simply counts as
+zero: that also pads an odd-length region with the zero byte RFC 1071 asks for.
 """
 
 from amaranth import Cat, Module, Signal
