@@ -35,11 +35,13 @@ from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat
 from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
 
-__all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS"]
+__all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS", "EVENT_SOURCES"]
 
 #: The DMA manager's clients, in AXI ID order (a client's ID is its index here).
 DMA_READ_CLIENTS = ["command_fetcher", "rx_fetcher", "tx_fetcher", "tx_reader"]
 DMA_WRITE_CLIENTS = ["rx_writer", "event_writer"]
+#: The units whose events the event writer takes, in its round-robin order (register errors last).
+EVENT_SOURCES = ["rx_writer", "tx_reader", "command_unit"]
 
 
 class Nic(wiring.Component):
@@ -78,13 +80,13 @@ class Nic(wiring.Component):
         fetchers = {}
         for ring in (RingId.COMMAND, RingId.RX, RingId.TX):
             fetchers[ring] = m.submodules[f"{ring.name.lower()}_fetcher"] = RingFetcher()
-        event_sources = [rx_writer.events, tx_reader.events, command_unit.events]
-        m.submodules.event_writer = event_writer = EventWriter(len(event_sources))
+        m.submodules.event_writer = event_writer = EventWriter(len(EVENT_SOURCES))
         m.submodules.dma = dma = DmaManager(read_clients=len(DMA_READ_CLIENTS),
                                             write_clients=len(DMA_WRITE_CLIENTS))
-        read_clients = [fetchers[RingId.COMMAND].dma, fetchers[RingId.RX].dma,
-                        fetchers[RingId.TX].dma, tx_reader.dma]
-        write_clients = [rx_writer.dma, event_writer.dma]
+        units = {"command_fetcher": fetchers[RingId.COMMAND], "rx_fetcher": fetchers[RingId.RX],
+                 "tx_fetcher": fetchers[RingId.TX], "tx_reader": tx_reader,
+                 "rx_writer": rx_writer, "event_writer": event_writer,
+                 "command_unit": command_unit}
 
         # --- Receive: MAC -> sequencer -> packet buffer -> RX writer ------------------------------
         wiring.connect(m, wiring.flipped(self.mac_rx), seq.i)
@@ -117,8 +119,8 @@ class Nic(wiring.Component):
         for ring, fetcher in fetchers.items():
             wiring.connect(m, regs.rings[ring.value], fetcher.config)
         wiring.connect(m, regs.rings[RingId.EVENT.value], event_writer.config)
-        for source, events in zip(event_writer.sources, event_sources):
-            wiring.connect(m, events, source)
+        for source, name in zip(event_writer.sources, EVENT_SOURCES):
+            wiring.connect(m, units[name].events, source)
         wiring.connect(m, regs.reg_error, event_writer.reg_error)
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
         m.d.comb += [
@@ -134,10 +136,10 @@ class Nic(wiring.Component):
         ]
 
         # --- DMA ---------------------------------------------------------------------------------
-        for port, client in zip(dma.read, read_clients):
-            wiring.connect(m, client, port)
-        for port, client in zip(dma.write, write_clients):
-            wiring.connect(m, client, port)
+        for port, name in zip(dma.read, DMA_READ_CLIENTS):
+            wiring.connect(m, units[name].dma, port)
+        for port, name in zip(dma.write, DMA_WRITE_CLIENTS):
+            wiring.connect(m, units[name].dma, port)
         wiring.connect(m, dma.axi, wiring.flipped(self.m_axi))
 
         # --- Counters: each unit drives its own fields of the pulses -----------------------------

@@ -85,12 +85,14 @@ def _block_arguments():
     """Constructor arguments of the blocks that take some, by class name: as the NIC builds them."""
     from amaranth.lib import data
 
+    from hw import nic
     from hw.layouts import HostCounters, RxStatus
     return {
         "CounterBank": ((HostCounters,), {}),
-        # Four read clients (three ring fetchers, the TX reader), two write clients (RX writer,
-        # event writer), as hw/nic.py connects them.
-        "DmaManager": ((), {"read_clients": 4, "write_clients": 2}),
+        # The DMA manager's clients and the event writer's sources, as hw/nic.py connects them.
+        "DmaManager": ((), {"read_clients": len(nic.DMA_READ_CLIENTS),
+                            "write_clients": len(nic.DMA_WRITE_CLIENTS)}),
+        "EventWriter": ((len(nic.EVENT_SOURCES),), {}),
         # The receive sequencer's status FIFO.
         "SlicedFIFO": ((), {"width": data.Layout.cast(RxStatus).size,
                             "depth": params.RX_STATUS_FIFO_DEPTH,
