@@ -224,6 +224,7 @@ class EventCode(enum.Enum, shape=8):
     BAD_DOORBELL = 5        # producer/consumer index >= ring size, or moved backwards
     BAD_RING_SIZE = 6       # ring log2 size outside 1..12
     BAD_DESCRIPTOR = 7      # TX length 0 or longer than MAX_FRAME_BYTES; odd checksum offsets
+                            # or a checksum field outside the frame
 
 
 class RxDescriptor(data.Struct):

@@ -19,21 +19,33 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
   RX. Each step needs a free event slot; when the event ring is full (or off, or failed) the NIC
   waits and nothing moves, and received frames wait in the packet buffer until it overflows.
 - The packet buffer holds whole frames, each taking its length rounded up to a beat. Checks when a
-  frame arrives, in order: disabled, no buffer (RX ring stopped, or no posted buffer that is not
-  promised to a frame already waiting), oversize, overflow.
+  frame arrives, in order: disabled, no buffer (RX ring stopped, no posted buffer that is not
+  promised to a frame already waiting, or ``RX_PACKET_BUFFER_FRAMES`` frames waiting), oversize,
+  overflow.
 - DMA is split in AXI bursts as the RTL does (at most ``DMA_MAX_BURST_BEATS`` beats, never across a
   4 KB boundary). With error injection (:attr:`NicModel.dma_error_ranges`), ``dma_errors`` counts
-  one per failed read beat and one per failed write burst (each is one AXI response).
-- A descriptor fetch that fails gives an ``ERROR`` event (RX and TX rings; a TX one also counts in
-  ``tx_bad_descriptor``); a command fetch that fails gives ``COMMAND_DONE`` with ``DMA_ERROR``
-  (tag 0, detail 0), since every command completes.
+  one per failed read beat and one per failed write burst (each is one AXI response). A
+  ``DMA_ERROR`` event's ``detail`` is bits 30:0 of the first failing address: the failing beat of
+  a read, the start of the failing burst of a write.
+- Ring entries are fetched as the contract says: up to 4 of a ring in one read, as far as the host
+  has posted and not past the ring's end; later jobs use them without a read. An entry that fails
+  is skipped with a ``DMA_ERROR`` event, as docs/host_interface.md "Commands" says: ``ERROR`` for
+  an RX descriptor, ``TX_DONE`` for a TX descriptor (counted in ``tx_bad_descriptor``),
+  ``COMMAND_DONE`` for a command (tag 0); ``detail`` is the entry's address. Entries fetched with
+  it before it are used; it and those after it are fetched again (so ``dma_errors`` counts it
+  twice when it was not first).
+- A refused register write gives an ``ERROR`` event with index 0 (docs/host_interface.md, events
+  table).
+- A TX descriptor is refused (``BAD_DESCRIPTOR``) when its length is 0 or above
+  ``MAX_FRAME_BYTES``, or when an offload it asks for has an odd offset or a field that does not
+  lie in the frame (the IPv4 header's first 20 bytes, the two L4 checksum bytes), as the RTL does.
 - An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` and ``INTR_STATUS.FATAL``; the event
   is lost and no further event is written until the event ring is reconfigured.
 - The L4 checksum: the NIC sums the frame from ``csum_start`` to its end, the field included (the
   host put the pseudo-header sum there); the IPv4 header checksum likewise sums the header with its
-  field (which the host leaves 0). A result of 0 is sent as 0xFFFF for both. Offsets are checked for
-  oddness only when their offload is asked for; a checksum field that lies outside the frame is
-  not written.
+  field (which the host leaves 0). A result of 0 is sent as 0xFFFF for both. Offsets are checked
+  only when their offload is asked for; an IPv4 header whose IHL is below 5 or takes it past the
+  frame's end is not summed (its checksum field is left as it is).
 """
 
 import ipaddress
@@ -78,6 +90,8 @@ _RX_ERROR_NAMES = tuple(name for name, _ in data.Layout.cast(RxErrors))
 _RX_STATUS_BYTES = -(-data.Layout.cast(RxStatus).size // 8)
 assert _RX_STATUS_BYTES <= params.RX_BUFFER_HEADER_BYTES
 _ENTRY = params.RING_ENTRY_BYTES
+#: Ring entries one fetch reads at most (docs/host_interface.md, "DMA").
+_CACHE_ENTRIES = 4
 _BEAT = params.BEAT_BYTES
 _MASK32 = 0xFFFF_FFFF
 #: Event.detail keeps the low bits of the value written / the failing address.
@@ -257,6 +271,7 @@ class NicModel:
         self._mod_deadline: int | None = None
         self.irq = False
         self._rx_pending: deque[tuple[bytes, bytes, int]] = deque()
+        self._cache: dict[RingId, deque[int]] = {ring: deque() for ring in RingId}
         self._rx_pending_bytes = 0
         self._reg_errors: deque[dict] = deque()
         self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
@@ -330,11 +345,12 @@ class NicModel:
             ok = value == 0 or params.RING_LOG2_SIZE_MIN <= value <= params.RING_LOG2_SIZE_MAX
             r.log2 = value if ok else 0
             r.producer = r.consumer = 0
+            self._cache[ring].clear()
             if ring is RingId.EVENT:
                 self._phase = 1
                 self._event_failed = False
             if not ok:
-                self._register_error(EventCode.BAD_RING_SIZE, ring, 0, value)
+                self._register_error(EventCode.BAD_RING_SIZE, ring, value)
         else:
             host_produces = ring is not RingId.EVENT
             old = r.producer if host_produces else r.consumer
@@ -345,16 +361,16 @@ class NicModel:
             else:
                 good = (value - old) % r.size <= (r.producer - old) % r.size
             if not good:
-                self._register_error(EventCode.BAD_DOORBELL, ring, old, value)
+                self._register_error(EventCode.BAD_DOORBELL, ring, value)
             elif host_produces:
                 r.producer = value
             else:
                 r.consumer = value
 
-    def _register_error(self, code, ring, index, value):
+    def _register_error(self, code, ring, value):
         self._count("bad_doorbells")
         self._reg_errors.append({"kind": EventKind.ERROR.value, "ring": ring.value,
-                                 "index": index, "code": code.value,
+                                 "index": 0, "code": code.value,
                                  "detail": value & _DETAIL_MASK})
 
     def clear_counters(self) -> None:
@@ -419,35 +435,49 @@ class NicModel:
         return any(start < addr + n and addr < end and k in (kind, "both")
                    for start, end, k in self.dma_error_ranges)
 
-    def _dma_read(self, addr: int, n: int) -> bytes | None:
-        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA; None on an error response."""
-        errors = 0
+    def _dma_read(self, addr: int, n: int) -> tuple[bytes, list[int]]:
+        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA: the bytes, and the addresses of
+        the beats answered with an error (whose bytes are not to be used)."""
+        failed = []
         for burst, length in _bursts(addr, n):
             self.dma_log.append(("read", burst, length, self.cycle))
-            errors += sum(self._faulty(beat, _BEAT, "read")
-                          for beat in range(burst, burst + length, _BEAT))
-        if errors:
-            self._count("dma_errors", errors)
-            return None
-        return self.memory.read(addr, n)
+            failed += [beat for beat in range(burst, burst + length, _BEAT)
+                       if self._faulty(beat, _BEAT, "read")]
+        self._count("dma_errors", len(failed))
+        return self.memory.read(addr, n), failed
 
-    def _dma_write(self, addr: int, payload: bytes) -> bool:
-        """Write ``payload`` at ``addr`` by DMA; False if any burst got an error response (the
-        bursts that got OKAY are written)."""
-        ok = True
+    def _dma_write(self, addr: int, payload: bytes) -> int | None:
+        """Write ``payload`` at ``addr`` by DMA; the address of the first burst answered with an
+        error, or None (the bursts that got OKAY are written)."""
+        failed = None
         for burst, length in _bursts(addr, len(payload)):
             self.dma_log.append(("write", burst, length, self.cycle))
             if self._faulty(burst, length, "write"):
                 self._count("dma_errors")
-                ok = False
+                failed = burst if failed is None else failed
             else:
                 self.memory.write(burst, payload[burst - addr:burst - addr + length])
-        return ok
+        return failed
 
     def _fetch(self, ring: RingId, layout):
+        """The entry at the consumer index of ``ring``, from the cache or by a fetch of up to
+        ``_CACHE_ENTRIES``; None when it could not be read."""
         r = self._rings[ring]
-        raw = self._dma_read(r.entry(r.consumer), _ENTRY)
-        return None if raw is None else unpack(layout, int.from_bytes(raw, "little"))
+        cache = self._cache[ring]
+        if not cache:
+            n = min(_CACHE_ENTRIES, r.count, r.size - r.consumer)
+            base = r.entry(r.consumer)
+            raw, failed = self._dma_read(base, n * _ENTRY)
+            good = (failed[0] - base) // _ENTRY if failed else n
+            if good == 0:
+                return None
+            cache.extend(int.from_bytes(raw[_ENTRY * i:_ENTRY * (i + 1)], "little")
+                         for i in range(good))
+        return unpack(layout, cache.popleft())
+
+    def ring_entry_address(self, ring: RingId, index: int) -> int:
+        """The bus address of entry ``index`` of ``ring``, as configured."""
+        return self._rings[ring].entry(index)
 
     # -- Events ----------------------------------------------------------------------------------
 
@@ -459,7 +489,7 @@ class NicModel:
         r = self._rings[RingId.EVENT]
         fields["phase"] = self._phase
         bits = pack(Event, fields)
-        if not self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little")):
+        if self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little")) is not None:
             self._event_failed = True
             self._intr_status |= regmap.INTR_FATAL
             self._update_irq()
@@ -490,13 +520,15 @@ class NicModel:
         if not r.count:
             return False
         index = r.consumer
+        entry = r.entry(index)
         command = self._fetch(RingId.COMMAND, Command)
         r.consumer = (r.consumer + 1) % r.size
         self._count("commands")
         event = {"kind": EventKind.COMMAND_DONE.value, "ring": RingId.COMMAND.value,
                  "index": index}
         if command is None:
-            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=entry & _DETAIL_MASK)
             return True
         code = EventCode.OK
         if command.opcode in (CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
@@ -520,33 +552,35 @@ class NicModel:
         entry = r.entry(index)
         desc = self._fetch(RingId.TX, TxDescriptor)
         r.consumer = (r.consumer + 1) % r.size
+        event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index}
         if desc is None:
             self._count("tx_bad_descriptor")
-            self._write_event(kind=EventKind.ERROR.value, ring=RingId.TX.value, index=index,
-                              code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=entry & _DETAIL_MASK)
             return True
-        event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index,
-                 "length": desc.length}
-        odd = ((desc.ip_csum and desc.ip_offset & 1)
-               or (desc.l4_csum and (desc.csum_start | desc.csum_offset) & 1))
-        if not 0 < desc.length <= params.MAX_FRAME_BYTES or odd:
+        event["length"] = desc.length
+        length = desc.length
+        ip_bad = desc.ip_csum and (desc.ip_offset & 1 or desc.ip_offset + 20 > length)
+        l4_bad = desc.l4_csum and ((desc.csum_start | desc.csum_offset) & 1
+                                   or desc.csum_start + desc.csum_offset + 2 > length)
+        if not 0 < length <= params.MAX_FRAME_BYTES or ip_bad or l4_bad:
             self._count("tx_bad_descriptor")
             self._write_event(**event, code=EventCode.BAD_DESCRIPTOR.value)
             return True
         addr = desc.addr & ~(_BEAT - 1)
-        raw = self._dma_read(addr, -(-desc.length // _BEAT) * _BEAT)
-        if raw is None:
+        raw, failed = self._dma_read(addr, -(-desc.length // _BEAT) * _BEAT)
+        if failed:
             self._count("tx_bad_descriptor")
-            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=failed[0] & _DETAIL_MASK)
             return True
         frame = bytearray(raw[:desc.length])
         if desc.ip_csum:
             self._ip_checksum(frame, desc.ip_offset)
         if desc.l4_csum:
             field = desc.csum_start + desc.csum_offset
-            if field + 2 <= len(frame):
-                total = ones_complement_sum(bytes(frame[desc.csum_start:]))
-                frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
+            total = ones_complement_sum(bytes(frame[desc.csum_start:]))
+            frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
         self._write_event(**event, code=EventCode.OK.value)
         self._count("tx_frames")
         self.tx_frames.append(bytes(frame))
@@ -556,8 +590,6 @@ class NicModel:
 
     @staticmethod
     def _ip_checksum(frame: bytearray, offset: int) -> None:
-        if offset + 20 > len(frame):
-            return
         end = offset + 4 * (frame[offset] & 0xF)
         if end > len(frame) or end < offset + 20:
             return
@@ -582,30 +614,48 @@ class NicModel:
                  "length": len(frame), "tag": rss_hash}
         if desc.size < params.RX_BUFFER_HEADER_BYTES + len(frame):
             self._count("rx_drop_too_small")
-            code = EventCode.BUFFER_TOO_SMALL
-        elif not self._dma_write(desc.addr & ~(_BEAT - 1), header + frame):
+            self._write_event(**event, code=EventCode.BUFFER_TOO_SMALL.value)
+            return True
+        failed = self._dma_write(desc.addr & ~(_BEAT - 1), header + frame)
+        if failed is not None:
             self._count("rx_drop_dma_error")
-            code = EventCode.DMA_ERROR
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=failed & _DETAIL_MASK)
         else:
             self._count("rx_to_host")
-            code = EventCode.OK
-        self._write_event(**event, code=code.value)
+            self._write_event(**event, code=EventCode.OK.value)
         return True
 
     # -- MAC -------------------------------------------------------------------------------------
 
     def receive_frame(self, frame: bytes) -> str:
-        """A frame from the MAC (no FCS). Returns what became of it: ``"admitted"`` or the name of
-        the HostCounters drop counter that counted it."""
+        """A frame from the MAC (no FCS): :meth:`count_frame`, then :meth:`admit_frame`. Returns
+        what became of it: ``"admitted"`` or the name of the HostCounters drop counter that
+        counted it."""
+        row, errors = self.count_frame(frame)
+        return self.admit_frame(frame, row=row, errors=errors)
+
+    def count_frame(self, frame: bytes) -> tuple[dict, frozenset]:
+        """What the receive sequencer does with ``frame``: count it in the RxCounters. Returns its
+        reference status row and error names (:mod:`sim.reference.rx_status`)."""
         frame = bytes(frame)
-        key = self.rss_key
-        row, errors = expected_status(frame, 0, key), expected_errors(frame)
+        row, errors = expected_status(frame, 0, self.rss_key), expected_errors(frame)
         for name, n in _rx_counts(row, errors).items():
             self.rx_counters[name] += n
+        return row, errors
+
+    def admit_frame(self, frame: bytes, *, row=None, errors=None) -> str:
+        """What the host interface does with a frame the sequencer passed on (see
+        :meth:`receive_frame`); ``row`` and ``errors`` as :meth:`count_frame` returns them."""
+        frame = bytes(frame)
+        key = self.rss_key
+        if row is None:
+            row, errors = expected_status(frame, 0, key), expected_errors(frame)
         r = self._rings[RingId.RX]
         if not self.enabled:
             verdict = "rx_drop_disabled"
-        elif self._stopped[RingId.RX] or r.count <= len(self._rx_pending):
+        elif (self._stopped[RingId.RX] or r.count <= len(self._rx_pending)
+              or len(self._rx_pending) >= params.RX_PACKET_BUFFER_FRAMES):
             verdict = "rx_drop_no_buffer"
         elif len(frame) > params.MAX_FRAME_BYTES:
             verdict = "rx_drop_oversize"
