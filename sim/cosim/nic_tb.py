@@ -45,12 +45,14 @@ class EdgeMonitor(Monitor):
 
 class MacPort:
     """The MAC side: frames queued with :meth:`send` go out on ``mac_rx`` back to back, one beat
-    a clock; frames leaving on ``mac_tx`` (always ready) are published on :attr:`tx_monitor` (and
-    given to ``on_tx``). Counts what crossed."""
+    a clock (each given to ``on_rx_start`` as its first beat goes out); frames leaving on
+    ``mac_tx`` (always ready) are published on :attr:`tx_monitor` (and given to ``on_tx``).
+    Counts what crossed."""
 
     def __init__(self, dut, on_tx=None):
         self._dut = dut
         self.on_tx = on_tx
+        self.on_rx_start = None
         self.tx_monitor = EdgeMonitor("mac_tx")
         self._codec = _BeatCodec()
         self._beats: list[int] = []
@@ -87,6 +89,8 @@ class MacPort:
             self._beats = frame_beats(frame)
             self.rx_frames += 1
             self.rx_bytes += len(frame)
+            if self.on_rx_start is not None:
+                self.on_rx_start(frame)
         offer = bool(self._beats)
         if offer:
             dut.mac_rx__payload.value = self._beats[self._pos]
