@@ -9,19 +9,34 @@ coroutine per clock edge. The end-to-end test and ``inic demo`` play
 import logging
 
 import cocotb
+from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb_bus.monitors import Monitor
 
 from host_driver.memory import HostMemory
+from hw.layouts import HostCounters, RxCounters, unpack
 
+from ..scoreboard import MirroredBus, NicScoreboard
 from .pci import CLOCK_NS, CocotbBus, LinkConfig
 from .rx_tb import _BeatCodec, frame_beats
 
-__all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES"]
+__all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES", "peek_counters"]
 
 #: Host DRAM the simulation gives the driver (rings, RX buffers, TX buffers).
 HOST_MEMORY_BYTES = 1 << 24
+
+
+def peek_counters(dut) -> dict:
+    """Every counter of the NIC ``dut``, read from the register target's inputs in zero time (no
+    bus access, so no simulated cycle), named as :meth:`host_driver.driver.NicDriver.counters`
+    names them: ``rx_`` + RxCounters field, then the HostCounters fields."""
+    rx = unpack(RxCounters, int(dut.registers.rx_counters.value))
+    host = unpack(HostCounters, int(dut.registers.host_counters.value))
+    out = {f"rx_{name}": int(getattr(rx, name)) for name in data.Layout.cast(RxCounters).members}
+    out.update({name: int(getattr(host, name))
+                for name in data.Layout.cast(HostCounters).members})
+    return out
 
 
 class EdgeMonitor(Monitor):
@@ -112,13 +127,41 @@ class MacPort:
 
 
 class NicTb:
-    def __init__(self, dut, link: LinkConfig | None = None):
+    """The NIC testbench: clock, reset, host memory, the PCI model (``bus``, a
+    :class:`~sim.cosim.pci.CocotbBus`), the MAC (``mac``) and the scoreboard.
+
+    With ``scoreboard`` ("exact" or "follow", the RX mode of :class:`sim.scoreboard.NicScoreboard`)
+    :attr:`scoreboard` runs the NIC model beside the RTL: it sees the MAC's frames both ways and
+    every register write made through :attr:`host_bus` (the bus to give the driver, a
+    :class:`~sim.scoreboard.MirroredBus`); give it the driver's events with :meth:`watch` and end
+    the test with :meth:`check`. Without, :attr:`host_bus` is :attr:`bus` and nothing is compared
+    (``inic demo``, ``inic bench``).
+    """
+
+    def __init__(self, dut, link: LinkConfig | None = None, *, scoreboard: str | None = None):
         self.dut = dut
         self.memory = HostMemory(HOST_MEMORY_BYTES)
         self.bus = CocotbBus(dut, self.memory, link)
         # cocotbext-axi logs every register access at INFO: thousands of lines a run, and slow.
         logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         self.mac = MacPort(dut)
+        self.scoreboard = None
+        self.host_bus = self.bus
+        if scoreboard is not None:
+            self.scoreboard = NicScoreboard(
+                self.memory.read, base=self.memory.base, size=self.memory.size,
+                errors=self.bus.dma.config.errors, rx=scoreboard, log=dut._log)
+            self.scoreboard.attach_mac(self.mac)
+            self.host_bus = MirroredBus(self.bus, self.scoreboard)
+
+    def watch(self, driver) -> None:
+        """Give every event ``driver`` takes to the scoreboard."""
+        driver.on_event = self.scoreboard.rtl_event
+
+    def check(self) -> None:
+        """The scoreboard's final check, with the RTL's counters (read in zero time)."""
+        self.scoreboard.check(peek_counters(self.dut))
+        self.dut._log.info("scoreboard: compared %s", self.scoreboard.compared)
 
     async def reset(self, cycles=4):
         self.dut.rst.value = 1
