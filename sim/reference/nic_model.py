@@ -48,8 +48,7 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
   frame's end is not summed (its checksum field is left as it is).
 """
 
-import ipaddress
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 
 from amaranth.lib import data
@@ -64,10 +63,7 @@ from hw.layouts import (
     Event,
     EventCode,
     EventKind,
-    HashType,
     HostCounters,
-    L3Type,
-    L4Type,
     RingId,
     RxCounters,
     RxDescriptor,
@@ -79,9 +75,9 @@ from hw.layouts import (
 )
 
 from .checksum import ones_complement_sum
-from .rx_status import expected_errors, expected_status
+from .rx_status import expected_fields
 
-__all__ = ["NicModel", "ModelBus", "rx_status_fields", "rx_status_header", "fields_of",
+__all__ = ["NicModel", "ModelBus", "rx_status_header", "fields_of",
            "HOST_COUNTER_NAMES", "RX_COUNTER_NAMES"]
 
 HOST_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(HostCounters))
@@ -111,79 +107,11 @@ def fields_of(layout, bits) -> dict:
     return {name: int(getattr(view, name)) for name, _ in data.Layout.cast(layout)}
 
 
-def rx_status_fields(frame: bytes, key: bytes = params.MS_RSS_KEY, *, row=None,
-                     errors=None) -> dict:
-    """The :class:`RxStatus` field dict of ``frame`` (for :func:`hw.layouts.pack`).
-
-    Built from the reference row (:func:`sim.reference.rx_status.expected_status`) and
-    :func:`~sim.reference.rx_status.expected_errors`; the fields the row does not carry
-    (``ip_proto``, ``hash_type``, the offsets) follow docs/status_word.md. Fields that do not
-    apply are 0, so :func:`sim.status_json.status_to_json` of the packed value gives the row back.
-    """
-    if row is None:
-        row = expected_status(frame, 0, key)
-    if errors is None:
-        errors = expected_errors(frame)
-    f = {"length": min(len(frame), (1 << 17) - 1)}
-    l3_offset = 0
-    if row["ethertype"] is not None:
-        vlans = row["vlan"]
-        f.update(l2_valid=1, vlan_count=len(vlans), ethertype=row["ethertype"])
-        f.update({f"vlan{n}": vid for n, vid in enumerate(vlans)})
-        l3_offset = 14 + 4 * len(vlans)
-    f["l3"] = L3Type[row["l3"].upper()]
-    if row["src"] is not None:
-        ipv4 = row["l3"] == "ipv4"
-        f.update(
-            addr_valid=1, l4=L4Type[row["l4"].upper()],
-            ip_proto=frame[l3_offset + (9 if ipv4 else 6)],
-            fragment=int(row["fragment"]), ip_options=int(row["ip_options"]),
-            src=_address(row["src"]), dst=_address(row["dst"]),
-            l3_offset=l3_offset,
-            l4_offset=l3_offset + (4 * (frame[l3_offset] & 0xF) if ipv4 else 40),
-            hash_type=HashType.IP_2TUPLE,
-        )
-    if row["sport"] is not None:
-        f.update(l4_valid=1, sport=row["sport"], dport=row["dport"],
-                 hash_type=HashType.IP_4TUPLE)
-        l4_offset = f["l4_offset"]
-        if row["l4"] == "tcp":
-            f.update(seq=row["seq"], ack=row["ack"], window=row["window"],
-                     tcp_flags=sum(1 << _TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]),
-                     payload_offset=l4_offset + 4 * (frame[l4_offset + 12] >> 4))
-        else:
-            f["payload_offset"] = l4_offset + 8
-        f["payload_len"] = row["payload_len"] or 0
-    if row["ip_csum_ok"] is not None:
-        f.update(ip_csum_valid=1, ip_csum_ok=int(row["ip_csum_ok"]))
-    if row["l4_csum_ok"] is not None:
-        f.update(l4_csum_valid=1, l4_csum_ok=int(row["l4_csum_ok"]))
-    f["errors"] = {name: int(name in errors) for name in _RX_ERROR_NAMES}
-    f.update(malformed=int(row["malformed"]), candidate=int(row["candidate"]),
-             hash=int(row["hash"], 16))
-    return f
-
-
 def rx_status_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
     """The ``RX_BUFFER_HEADER_BYTES`` that precede ``frame`` in its RX buffer: its RxStatus, little
     endian, zero-padded."""
-    bits = pack(RxStatus, rx_status_fields(frame, key))
+    bits = pack(RxStatus, expected_fields(frame, key))
     return bits.to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
-
-
-def _address(text: str) -> int:
-    return int(ipaddress.ip_address(text))
-
-
-def _rx_counts(row: dict, errors) -> Counter:
-    """What the sequencer's RxCounters count for a frame of reference ``row`` and ``errors`` (as
-    sim.cosim.rx_tb's scoreboard)."""
-    counts = Counter(frames=1, candidates=int(row["candidate"]), malformed=int(row["malformed"]),
-                     ip_csum_bad=int(row["ip_csum_ok"] is False),
-                     l4_csum_bad=int(row["l4_csum_ok"] is False),
-                     fragments=int(bool(row["fragment"])))
-    counts.update(errors)
-    return counts
 
 
 def _fold_complement(total: int) -> int:
@@ -632,25 +560,28 @@ class NicModel:
         """A frame from the MAC (no FCS): :meth:`count_frame`, then :meth:`admit_frame`. Returns
         what became of it: ``"admitted"`` or the name of the HostCounters drop counter that
         counted it."""
-        row, errors = self.count_frame(frame)
-        return self.admit_frame(frame, row=row, errors=errors)
+        return self.admit_frame(frame, status=self.count_frame(frame))
 
-    def count_frame(self, frame: bytes) -> tuple[dict, frozenset]:
-        """What the receive sequencer does with ``frame``: count it in the RxCounters. Returns its
-        reference status row and error names (:mod:`sim.reference.rx_status`)."""
-        frame = bytes(frame)
-        row, errors = expected_status(frame, 0, self.rss_key), expected_errors(frame)
-        for name, n in _rx_counts(row, errors).items():
+    def count_frame(self, frame: bytes) -> dict:
+        """What the receive sequencer does with ``frame``: its status word
+        (:func:`sim.reference.rx_status.expected_fields`, returned), counted in the RxCounters."""
+        status = expected_fields(frame, self.rss_key)
+        errors = status["errors"]
+        counts = {"frames": 1, "candidates": status["candidate"],
+                  "malformed": status["malformed"],
+                  "ip_csum_bad": status.get("ip_csum_valid", 0) and 1 - status["ip_csum_ok"],
+                  "l4_csum_bad": status.get("l4_csum_valid", 0) and 1 - status["l4_csum_ok"],
+                  "fragments": status.get("fragment", 0), **errors}
+        for name, n in counts.items():
             self.rx_counters[name] += n
-        return row, errors
+        return status
 
-    def admit_frame(self, frame: bytes, *, row=None, errors=None) -> str:
+    def admit_frame(self, frame: bytes, *, status: dict | None = None) -> str:
         """What the host interface does with a frame the sequencer passed on (see
-        :meth:`receive_frame`); ``row`` and ``errors`` as :meth:`count_frame` returns them."""
+        :meth:`receive_frame`); ``status`` is its status word as :meth:`count_frame` returns it."""
         frame = bytes(frame)
-        key = self.rss_key
-        if row is None:
-            row, errors = expected_status(frame, 0, key), expected_errors(frame)
+        if status is None:
+            status = expected_fields(frame, self.rss_key)
         r = self._rings[RingId.RX]
         if not self.enabled:
             verdict = "rx_drop_disabled"
@@ -662,9 +593,8 @@ class NicModel:
         elif self._rx_pending_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
             verdict = "rx_drop_overflow"
         else:
-            fields = rx_status_fields(frame, key, row=row, errors=errors)
-            header = pack(RxStatus, fields).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
-            self._rx_pending.append((frame, header, fields["hash"]))
+            header = pack(RxStatus, status).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+            self._rx_pending.append((frame, header, status["hash"]))
             self._rx_pending_bytes += _beats_bytes(len(frame))
             self._run()
             return "admitted"
