@@ -175,7 +175,8 @@ class NicScoreboard:
         self._events_seen = 0
         self._rtl_tx: deque[bytes] = deque()
         self._tx_seen = 0
-        self._sent: deque[bytes] = deque()       # follow: frames out on MAC RX, not yet matched
+        # follow: (frame, status word) out on MAC RX, not yet matched
+        self._sent: deque[tuple[bytes, dict]] = deque()
         self._skipped = 0                        # follow: frames the RTL did not deliver
 
     # -- What the testbench gives both sides ----------------------------------------------------
@@ -190,8 +191,7 @@ class NicScoreboard:
         if self.rx == "exact":
             self.model.receive_frame(frame)
         else:
-            self.model.count_frame(frame)
-            self._sent.append(bytes(frame))
+            self._sent.append((bytes(frame), self.model.count_frame(frame)))
         self._collect()
 
     def attach_mac(self, mac) -> None:
@@ -284,7 +284,7 @@ class NicScoreboard:
     def _follow(self, event) -> None:
         """Follow mode: give the model the frame this RX event is about (the first frame sent
         and not yet matched that it can be; the frames before it were dropped by the RTL)."""
-        for n, frame in enumerate(self._sent):
+        for n, (frame, status) in enumerate(self._sent):
             if "buffer" in event:
                 match = event["buffer"][_HEADER:] == frame
             else:
@@ -293,7 +293,7 @@ class NicScoreboard:
                 for _ in range(n + 1):
                     self._sent.popleft()
                 self._skipped += n
-                verdict = self.model.admit_frame(frame)
+                verdict = self.model.admit_frame(frame, status=status)
                 if verdict != "admitted":
                     self.mismatch(f"RX event {_show(event)}: the RTL delivered a frame the "
                                   f"model drops ({verdict})")
