@@ -521,8 +521,9 @@ async def test_disabled(dut):
 
 @cocotb.test()
 async def test_tx_bad_descriptors(dut):
-    """TX descriptors with length 0, length > MAX_FRAME_BYTES or odd checksum offsets: TX_DONE
-    BAD_DESCRIPTOR, never read, never sent; good frames around them go out."""
+    """TX descriptors with length 0, length > MAX_FRAME_BYTES, odd checksum offsets or a checksum
+    field outside the frame: TX_DONE BAD_DESCRIPTOR, never read, never sent; good frames around
+    them go out."""
     b = Bench(dut)
     await b.start(tx_log2=4)
     frame = tcp_frame(1, 100)
@@ -532,6 +533,9 @@ async def test_tx_bad_descriptors(dut):
         (frame, {"ip_csum": True, "ip_offset": 15}),
         (frame, {"l4_csum": True, "csum_start": 35, "csum_offset": 16}),
         (frame, {"l4_csum": True, "csum_start": 34, "csum_offset": 17}),
+        # Even offsets, fields past the end: an IPv4 header's 20 bytes, the L4 checksum's 2.
+        (frame, {"ip_csum": True, "ip_offset": len(frame) - 18}),
+        (frame, {"l4_csum": True, "csum_start": 34, "csum_offset": len(frame) - 34}),
     ]
     addrs = []
     for data, options in bad:
