@@ -42,10 +42,12 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
 - An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` and ``INTR_STATUS.FATAL``; the event
   is lost and no further event is written until the event ring is reconfigured.
 - The L4 checksum: the NIC sums the frame from ``csum_start`` to its end, the field included (the
-  host put the pseudo-header sum there); the IPv4 header checksum likewise sums the header with its
-  field (which the host leaves 0). A result of 0 is sent as 0xFFFF for both. Offsets are checked
-  only when their offload is asked for; an IPv4 header whose IHL is below 5 or takes it past the
-  frame's end is not summed (its checksum field is left as it is).
+  host put the pseudo-header sum there); a result of 0 is sent as 0xFFFF (RFC 768). The IPv4
+  header checksum sums the header with its field (which the host leaves 0), as far as its IHL says
+  and the frame goes, and is stored as computed (0 stays 0), as the RTL does. Offsets are checked
+  only when their offload is asked for. An IHL below 5 is the host's error and the checksum the
+  NIC then writes is not specified: the model leaves the field as it is, and the scoreboard cannot
+  compare such frames.
 """
 
 from collections import deque
@@ -115,7 +117,7 @@ def rx_status_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
 
 
 def _fold_complement(total: int) -> int:
-    """The checksum to store for a ones' complement sum: its complement, 0 sent as 0xFFFF."""
+    """The L4 checksum to store for a ones' complement sum: its complement, 0 sent as 0xFFFF."""
     value = ~total & 0xFFFF
     return value or 0xFFFF
 
@@ -519,10 +521,10 @@ class NicModel:
     @staticmethod
     def _ip_checksum(frame: bytearray, offset: int) -> None:
         end = offset + 4 * (frame[offset] & 0xF)
-        if end > len(frame) or end < offset + 20:
+        if end < offset + 20:
             return
-        frame[offset + 10:offset + 12] = _fold_complement(
-            ones_complement_sum(bytes(frame[offset:end]))).to_bytes(2, "big")
+        total = ones_complement_sum(bytes(frame[offset:min(end, len(frame))]))
+        frame[offset + 10:offset + 12] = (~total & 0xFFFF).to_bytes(2, "big")
 
     def _step_rx(self) -> bool:
         r = self._rings[RingId.RX]

@@ -21,6 +21,7 @@ from hw.host.axi import Resp
 from hw.layouts import CommandOpcode, EventCode, EventKind, RingId
 from sim.cosim.nic_tb import NicTb
 from sim.cosim.pci import LinkConfig
+from sim.frames import tx_checksum_edge_cases
 
 #: A short link, to keep the simulated cycles down (the timing is not what is tested here).
 LINK = {"read_latency": 24, "write_latency": 8}
@@ -547,19 +548,23 @@ async def test_tx_bad_descriptors(dut):
     await b.drv.send(good)
     await b.drv.send(offloaded, **options)
     await b.drv.send(jumbo)                 # exactly MAX_FRAME_BYTES: accepted
-    await b.until(lambda: len(b.tx) == 3, "the good frames", max_cycles=8000)
+    # Good descriptors at the edges of the IPv4 checksum rule (sim/frames.py).
+    edges = tx_checksum_edge_cases()
+    for _, data, options, _ in edges:
+        await b.drv.send(data, **options)
+    await b.until(lambda: len(b.tx) == 3 + len(edges), "the good frames", max_cycles=8000)
     await b.quiet(300)
-    b.check("frames sent", b.tx, [good, tcp_frame(3, 333), jumbo])
+    b.check("frames sent", b.tx, [good, tcp_frame(3, 333), jumbo, *(want for *_, want in edges)])
     b.check_events(0, [
         *({"kind": TX_DONE, "ring": RingId.TX.value, "index": n,
            "code": EventCode.BAD_DESCRIPTOR.value, "length": len(data), "tag": 0, "detail": 0}
           for n, (data, _) in enumerate(bad)),
         *({"kind": TX_DONE, "ring": RingId.TX.value, "index": len(bad) + n, "code": OK,
            "length": len(data), "tag": 0, "detail": 0}
-          for n, data in enumerate((good, offloaded, jumbo))),
+          for n, data in enumerate((good, offloaded, jumbo, *(e[1] for e in edges)))),
     ])
     reads = {t.addr for t in b.dma.transactions if t.kind == "read"}
     b.check("bad descriptors' buffers read", sorted(reads & set(addrs)), [])
     b.check("driver TX errors", dict(b.drv.stats.tx_errors), {"BAD_DESCRIPTOR": len(bad)})
-    await b.check_counters(tx_frames=3, tx_bad_descriptor=len(bad))
+    await b.check_counters(tx_frames=3 + len(edges), tx_bad_descriptor=len(bad))
     b.finish()

@@ -24,6 +24,7 @@ from hw.layouts import (
     TxDescriptor,
     pack,
 )
+from sim.frames import tx_checksum_edge_cases
 from sim.reference.nic_model import ModelBus, NicModel, fields_of, rx_status_header
 from sim.reference.rx_status import expected_status
 from sim.status_json import status_to_json
@@ -302,6 +303,16 @@ def test_tx_udp_checksum_zero_is_sent_as_ffff():
     _, frame, options = _offload_case(packet)
     t = Raw16()
     t.send(frame, **options)
+    assert t.m.tx_frames == [want]
+
+
+@pytest.mark.parametrize("name, frame, options, want",
+                         tx_checksum_edge_cases(), ids=[c[0] for c in tx_checksum_edge_cases()])
+def test_tx_ipv4_checksum_edges(name, frame, options, want):
+    """An IPv4 header checksum of 0 is sent as 0; a header longer than the frame is summed to the
+    frame's end (as the RTL does, docs/host_interface.md "Transmit")."""
+    t = Raw16()
+    t.send(frame, ip_csum=1, ip_offset=options["ip_offset"])
     assert t.m.tx_frames == [want]
 
 
