@@ -31,8 +31,9 @@ and how each mode deals with it:
   when it goes out (exact), but takes a frame into its host side only when the RTL delivers it
   (an ``RX`` event), skipping the frames sent before it that the RTL dropped. Delivered frames
   must be the frames sent, in order; each RX event and buffer is then compared with the model's.
-  The drop counters are checked by the accounting identity instead: the RTL's ``rx_drop_*`` sum to
-  the frames it skipped, and ``rx_frames = rx_to_host + drops``.
+  The drops of frames that get no event (:data:`ADMISSION_DROPS`) are checked by the accounting
+  identity instead: they sum to the frames the RTL skipped, and ``rx_frames = rx_to_host + every
+  rx_drop_*``; ``rx_drop_too_small`` and ``rx_drop_dma_error`` come with an event and are compared.
 
 ``dma_errors`` is compared exactly: the model fetches ring entries as the contract says (up to 4
 posted at a time), which matches the RTL when the entries are posted before the NIC looks at them,
@@ -51,13 +52,18 @@ from hw.layouts import Event, EventCode, EventKind, RingId, RxDescriptor, unpack
 
 from .reference.nic_model import NicModel
 
-__all__ = ["NicScoreboard", "ModelMemory", "MirroredBus", "EVENT_FIELDS", "TIMED_COUNTERS"]
+__all__ = ["NicScoreboard", "ModelMemory", "MirroredBus", "EVENT_FIELDS", "TIMED_COUNTERS",
+           "ADMISSION_DROPS"]
 
 #: The Event fields compared entry by entry.
 EVENT_FIELDS = ("kind", "ring", "index", "length", "code", "tag", "detail")
 assert set(EVENT_FIELDS) <= set(data.Layout.cast(Event).members)
 #: Counters whose value depends on timing, never compared.
 TIMED_COUNTERS = frozenset({"interrupts"})
+#: The drops of frames that get no RX event (refused when they arrive or cut off): in follow mode
+#: their sum is checked against the frames the RTL skipped, not each against the model.
+ADMISSION_DROPS = ("rx_drop_disabled", "rx_drop_no_buffer", "rx_drop_overflow",
+                   "rx_drop_oversize")
 _REGISTER_CODES = frozenset({EventCode.BAD_DOORBELL.value, EventCode.BAD_RING_SIZE.value})
 _HEADER = params.RX_BUFFER_HEADER_BYTES
 _ENTRY = params.RING_ENTRY_BYTES
@@ -259,16 +265,16 @@ class NicScoreboard:
         model = self.model.counters()
         names = [name for name in model if name not in TIMED_COUNTERS]
         if self.rx == "follow":
-            drops = [name for name in names if name.startswith("rx_drop_")]
-            names = [name for name in names if name not in drops]
+            names = [name for name in names if name not in ADMISSION_DROPS]
             skipped = self._skipped + len(self._sent)
-            rtl_drops = sum(rtl[name] for name in drops)
-            if rtl_drops != skipped:
-                self.mismatch(f"counters: the RTL's rx_drop_* sum to {rtl_drops}, it did not "
-                              f"deliver {skipped} frames")
-            if rtl["rx_frames"] != rtl["rx_to_host"] + rtl_drops:
+            not_admitted = sum(rtl[name] for name in ADMISSION_DROPS)
+            if not_admitted != skipped:
+                self.mismatch(f"counters: the RTL's {' + '.join(ADMISSION_DROPS)} = "
+                              f"{not_admitted}, it gave no RX event for {skipped} frames")
+            drops = sum(value for name, value in rtl.items() if name.startswith("rx_drop_"))
+            if rtl["rx_frames"] != rtl["rx_to_host"] + drops:
                 self.mismatch(f"counters: rx_frames {rtl['rx_frames']} != rx_to_host "
-                              f"{rtl['rx_to_host']} + drops {rtl_drops}")
+                              f"{rtl['rx_to_host']} + drops {drops}")
         for name in names:
             if rtl[name] != model[name]:
                 self.mismatch(f"counter {name}: RTL {rtl[name]}, model {model[name]}")
@@ -283,12 +289,13 @@ class NicScoreboard:
 
     def _follow(self, event) -> None:
         """Follow mode: give the model the frame this RX event is about (the first frame sent
-        and not yet matched that it can be; the frames before it were dropped by the RTL)."""
+        and not yet matched that it can be: the same bytes in the buffer, or for a buffer not
+        written the same length and RSS hash); the frames before it were dropped by the RTL."""
         for n, (frame, status) in enumerate(self._sent):
             if "buffer" in event:
                 match = event["buffer"][_HEADER:] == frame
-            else:
-                match = len(frame) == event["length"]
+            else:       # not written (BUFFER_TOO_SMALL, DMA_ERROR): its length and RSS hash
+                match = (len(frame), status["hash"]) == (event["length"], event["tag"])
             if match:
                 for _ in range(n + 1):
                     self._sent.popleft()
