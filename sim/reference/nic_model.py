@@ -39,8 +39,10 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
 - A TX descriptor is refused (``BAD_DESCRIPTOR``) when its length is 0 or above
   ``MAX_FRAME_BYTES``, or when an offload it asks for has an odd offset or a field that does not
   lie in the frame (the IPv4 header's first 20 bytes, the two L4 checksum bytes), as the RTL does.
-- An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` and ``INTR_STATUS.FATAL``; the event
-  is lost and no further event is written until the event ring is reconfigured.
+- An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` (until the event ring is
+  reconfigured) and ``INTR_STATUS.FATAL``; the event is lost, but it was posted like any other (as
+  the RTL does): the producer index moves past its slot, ``events`` and the moderation count it,
+  and the NIC goes on writing the next events. It is not in :attr:`NicModel.events`.
 - The L4 checksum: the NIC sums the frame from ``csum_start`` to its end, the field included (the
   host put the pseudo-header sum there); a result of 0 is sent as 0xFFFF (RFC 768). The IPv4
   header checksum sums the header with its field (which the host leaves 0), as far as its IHL says
@@ -172,7 +174,8 @@ class NicModel:
     tx_frames : list of bytes
         Frames sent on MAC TX, in order (clear it at will).
     events : list of (int, dict)
-        Every event written: the cycle and its :class:`Event` fields.
+        Every event written: the cycle and its :class:`Event` fields (not the ones whose write
+        failed).
     dma_error_ranges : list of (int, int, str)
         ``(start, end, kind)``: DMA to ``[start, end)`` is answered with an error
         (``kind`` "read", "write" or "both").
@@ -413,23 +416,24 @@ class NicModel:
 
     def _event_slot(self) -> bool:
         r = self._rings[RingId.EVENT]
-        return bool(r.size) and not self._event_failed and r.count < r.size - 1
+        return bool(r.size) and r.count < r.size - 1
 
     def _write_event(self, **fields) -> None:
         r = self._rings[RingId.EVENT]
         fields["phase"] = self._phase
         bits = pack(Event, fields)
-        if self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little")) is not None:
-            self._event_failed = True
-            self._intr_status |= regmap.INTR_FATAL
-            self._update_irq()
-            return
-        self.events.append((self.cycle, fields_of(Event, bits)))
+        failed = self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little"))
+        if failed is None:
+            self.events.append((self.cycle, fields_of(Event, bits)))
         r.producer = (r.producer + 1) % r.size
         if r.producer == 0:
             self._phase ^= 1
         self._count("events")
         self._event_written()
+        if failed is not None:
+            self._event_failed = True
+            self._intr_status |= regmap.INTR_FATAL
+            self._update_irq()
 
     # -- Processing ------------------------------------------------------------------------------
 

@@ -328,6 +328,49 @@ async def test_tx_dma_read_error(dut):
 
 
 @cocotb.test()
+async def test_event_write_error(dut):
+    """An event write answered SLVERR: STATUS.EVENT_WRITE_FAILED and INTR_STATUS.FATAL; the event is
+    lost but was posted (the producer moves past its slot, ``events`` counts it) and the NIC goes
+    on with the next slot. Once the host sets the event ring up again the flag clears and events
+    flow."""
+    b = Bench(dut)
+    await b.start(event_log2=4, rx_log2=3)
+    ring = b.drv._rings[RingId.EVENT]
+    err = b.add_error(ring.entry(1), 16, "write")
+    frames = [tcp_frame(n) for n in range(3)]
+    b.send(*frames)
+    await b.until(lambda: b.tb.mac.idle, "frames sent", service=False)
+    await b.quiet(600, service=False)
+    b.remove_error(err)
+    await b.check_reg("EVENT_PRODUCER", 3)
+    await b.check_reg("STATUS", regmap.STATUS_ENABLED | regmap.STATUS_EVENT_WRITE_FAILED)
+    b.check("INTR_STATUS.FATAL", await b.reg("INTR_STATUS") & regmap.INTR_FATAL, regmap.INTR_FATAL)
+    b.check("slot 1 never written", b.memory.read(ring.entry(1), 16), bytes(16))
+    # The driver takes event 0 and stops at the stale slot 1; this test steps it past the hole.
+    await b.drv.service()
+    b.check("FATAL seen by the driver", b.drv.stats.errors[-1].get("fatal"), True)
+    b.check("events before the hole", [e["index"] for e in b.events], [0])
+    ring.index = 2
+    await b.drv.service()
+    b.check("events after the hole", [e["index"] for e in b.events], [0, 2])
+
+    # Set the event ring up again: the flag clears, events flow from slot 0.
+    b.memory.write(ring.addr, bytes(16 * ring.size))
+    ring.index, b.drv._phase = 0, 1
+    await b.bus.write32(_reg("EVENT_LOG2_SIZE"), 4)
+    await b.check_reg("STATUS", regmap.STATUS_ENABLED)
+    more = [tcp_frame(n) for n in range(10, 12)]
+    b.send(*more)
+    await b.until(lambda: len(b.rx) == 4, "frames after the event ring is set up again")
+    await b.idle()
+    b.check("frames received", b.rx, [frames[0], frames[2], *more])
+    b.check("RX events", [(e["index"], e["code"]) for e in b.events],
+            [(0, OK), (2, OK), (3, OK), (4, OK)])
+    await b.check_counters(rx_frames=5, rx_to_host=5, events=5)
+    b.finish()
+
+
+@cocotb.test()
 async def test_fetch_errors(dut):
     """A ring entry (RX descriptor, TX descriptor, command) that cannot be read is skipped with a
     DMA_ERROR event; the ring goes on."""

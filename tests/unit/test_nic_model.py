@@ -432,12 +432,20 @@ def test_registers_reset_unmapped_and_counter_clear():
 
 
 def test_event_write_failure_is_fatal():
+    """A failed event write is fatal (STATUS, INTR_STATUS.FATAL) but was posted like any other: the
+    producer moves past the slot, it is counted, and the next events are written (as the RTL)."""
     t = Raw16()
     base = t.rings[RingId.EVENT]
-    t.m.dma_error_ranges.append((base, base + 4096, "write"))
-    t.command(CommandOpcode.NOP)
+    t.m.dma_error_ranges.append((base + ENTRY, base + 2 * ENTRY, "write"))
+    for tag in range(3):
+        t.command(CommandOpcode.NOP, tag=tag)
     assert t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED
     assert t.m.read_register(reg("INTR_STATUS")) & regmap.INTR_FATAL and t.m.irq
+    assert t.m.read_register(ring_reg(RingId.EVENT, "PRODUCER")) == 3
+    assert [e["tag"] for _, e in t.m.events] == [0, 2]
+    assert t.memory.read(base + ENTRY, ENTRY) == bytes(ENTRY)       # slot 1 never written
+    counters = t.m.counters()
+    assert (counters["events"], counters["commands"], counters["dma_errors"]) == (3, 3, 1)
     t.m.dma_error_ranges.clear()
     t.m.write_register(ring_reg(RingId.EVENT, "LOG2_SIZE"), 3)      # reconfigure: cleared
     assert not t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED
