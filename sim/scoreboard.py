@@ -72,8 +72,8 @@ _BEAT = params.BEAT_BYTES
 
 class ModelMemory:
     """Host memory as the model sees it beside the RTL: reads come from the memory the host and
-    the RTL share (``read(addr, n)``), writes go to a private copy (:attr:`written`), so the
-    model's events and RX buffers never disturb the RTL's.
+    the RTL share (``read(addr, n)``), writes go to a private copy (read back with
+    :meth:`read_written`), so the model's events and RX buffers never disturb the RTL's.
 
     Members
     -------
@@ -161,7 +161,7 @@ class NicScoreboard:
     mismatches : list of str
         Every difference found so far (:meth:`check` raises when there is any).
     compared : dict
-        How many events, RX buffers and MAC TX frames were compared and found equal or not.
+        How many events, RX buffers and MAC TX frames were compared (equal or not).
     """
 
     def __init__(self, read, *, base: int, size: int, errors=None, rx: str = "exact", log=None):
@@ -232,6 +232,7 @@ class NicScoreboard:
     # -- Checks ---------------------------------------------------------------------------------
 
     def mismatch(self, message: str) -> None:
+        """Record (and log) a difference; :meth:`check` reports them all."""
         self.mismatches.append(message)
         if self.log is not None:
             self.log.error("scoreboard: %s", message)
