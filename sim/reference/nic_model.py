@@ -8,15 +8,16 @@ counter. It serves two purposes:
 
 - the driver (:mod:`host_driver.driver`) runs against it through :class:`ModelBus`, so the driver
   and whole TCP transfers are tested in seconds under :mod:`asyncio`;
-- it is the golden model for the RTL: feed it the same frames, doorbells and commands, and compare
-  its counters (:meth:`NicModel.counters`) and its event log (:attr:`NicModel.events`).
+- it is the golden model for the RTL: :mod:`sim.scoreboard` feeds it the same frames, doorbells
+  and commands as the RTL in the NIC cosimulation tests and compares its event log
+  (:attr:`NicModel.events`), RX buffers, MAC TX frames and counters (:meth:`NicModel.counters`).
 
 Simplifications (all deliberate; the contract leaves them to the implementation):
 
 - Zero latency: a doorbell, a command, a frame is processed completely inside the call that
   caused it. Only moderation by time needs the clock (:meth:`NicModel.advance`).
 - Work order when several rings have work: pending register errors, then commands, then TX, then
-  RX. Each step needs a free event slot; when the event ring is full (or off, or failed) the NIC
+  RX. Each step needs a free event slot; when the event ring is full (or off) the NIC
   waits and nothing moves, and received frames wait in the packet buffer until it overflows.
 - The packet buffer holds whole frames, each taking its length rounded up to a beat. Checks when a
   frame arrives, in order: disabled, no buffer (RX ring stopped, no posted buffer that is not
