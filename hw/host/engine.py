@@ -723,8 +723,10 @@ class HostEngine(wiring.Component):
                     with m.If(axi.rresp != Resp.OKAY):
                         m.d.comb += self.count.dma_errors.eq(1)
                         with m.If(~dma_error):
+                            # The failing beat's address (the frame's bits 2:0 are ignored).
                             m.d.sync += dma_error_addr.eq(
-                                tx_desc.addr[:32] + (beat_index << _BEAT_SIZE))
+                                Cat(Const(0, _BEAT_SIZE), tx_desc.addr[_BEAT_SIZE:32])
+                                + (beat_index << _BEAT_SIZE))
                         m.d.sync += dma_error.eq(1)
                     with m.If(dma_left == 1):
                         m.next = "TX_SUM"
