@@ -496,7 +496,8 @@ class NicModel:
             return True
         event["length"] = desc.length
         length = desc.length
-        ip_bad = desc.ip_csum and (desc.ip_offset & 1 or desc.ip_offset + IPV4_MIN_HEADER_BYTES > length)
+        ip_bad = desc.ip_csum and (desc.ip_offset & 1
+                                   or desc.ip_offset + IPV4_MIN_HEADER_BYTES > length)
         l4_bad = desc.l4_csum and ((desc.csum_start | desc.csum_offset) & 1
                                    or desc.csum_start + desc.csum_offset + 2 > length)
         if not 0 < length <= params.MAX_FRAME_BYTES or ip_bad or l4_bad:
