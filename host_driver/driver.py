@@ -161,6 +161,9 @@ class NicDriver:
         NIC, raise it again and call :meth:`refill`.
     command_done : dict
         ``tag -> fields`` of every COMMAND_DONE event.
+    on_event : Callable[[dict], None] or None
+        Called with every event's fields as it is taken, before it is handled (so an RX buffer
+        still holds what the NIC wrote): a tap for tests and scoreboards.
     """
 
     def __init__(self, bus: Bus, on_rx: Callable | None = None):
@@ -170,6 +173,7 @@ class NicDriver:
         self.stats = DriverStats()
         self.rx_target = 0
         self.command_done: dict[int, dict] = {}
+        self.on_event: Callable[[dict], None] | None = None
         self._rings: dict[RingId, _Ring] = {}
         self._phase = 1
         self._rx_free: list[int] = []
@@ -372,7 +376,10 @@ class NicDriver:
             event = unpack(Event, int.from_bytes(raw, "little"))
             if event.phase != self._phase:
                 break
-            self._handle(event, {name: int(getattr(event, name)) for name in _EVENT_FIELDS})
+            fields = {name: int(getattr(event, name)) for name in _EVENT_FIELDS}
+            if self.on_event is not None:
+                self.on_event(fields)
+            self._handle(event, fields)
             ring.index = ring.next(ring.index)
             if ring.index == 0:
                 self._phase ^= 1

@@ -286,6 +286,7 @@ class EventCode(enum.Enum, shape=8):
     BAD_DOORBELL = 5        # producer/consumer index >= ring size, or moved backwards
     BAD_RING_SIZE = 6       # ring log2 size outside 1..12
     BAD_DESCRIPTOR = 7      # TX length 0 or longer than MAX_FRAME_BYTES; odd checksum offsets
+                            # or a checksum field outside the frame
 
 
 class RxDescriptor(data.Struct):
@@ -300,10 +301,11 @@ class TxDescriptor(data.Struct):
     """TX ring entry: one whole frame (no FCS) in one host buffer.
 
     Checksum offload, as Linux's CHECKSUM_PARTIAL: with ``ip_csum`` the NIC computes the IPv4 header
-    checksum of the header at ``ip_offset`` (IHL read from the frame; the host leaves the field 0);
-    with ``l4_csum`` the NIC sums the frame from ``csum_start`` to its end, complements the sum and
-    stores it at ``csum_start + csum_offset``, where the host left the pseudo-header sum. A result
-    of 0 is sent as 0xFFFF. All three offsets are even.
+    checksum of the header at ``ip_offset`` (IHL, at least 5, read from the frame, the header summed
+    as far as the frame goes; the host leaves the field 0; a result of 0 is sent as 0); with
+    ``l4_csum`` the NIC sums the frame from ``csum_start`` to its end, complements the sum and
+    stores it at ``csum_start + csum_offset``, where the host left the pseudo-header sum (a result
+    of 0 is sent as 0xFFFF, RFC 768). All three offsets are even.
     """
     addr: 64
     length: 16          # frame bytes, 1..MAX_FRAME_BYTES

@@ -9,6 +9,7 @@ the built bytes so that scapy never "fixes" them.
 - :func:`random_mix`: realistic traffic, mostly good TCP/UDP over IPv4/IPv6, a fraction of every bad
   kind.
 - :func:`bad_frames`: corruptions and fuzz.
+- :func:`tx_checksum_edge_cases`: frames for the TX checksum offload where the rule matters.
 """
 
 import random
@@ -27,11 +28,13 @@ from scapy.packet import Raw
 
 from hw.layouts import EtherType
 from hw.params import MAX_FRAME_BYTES
+from sim.reference.checksum import ones_complement_sum
 
 __all__ = [
     "MAC_A", "MAC_B", "IPV4_A", "IPV4_B", "IPV6_A", "IPV6_B",
     "C_TAG", "S_TAG", "IPV4", "IPV6", "ARP_TYPE",
     "ethernet", "pad", "directed_cases", "directed_frames", "random_mix", "bad_frames",
+    "tx_checksum_edge_cases",
 ]
 
 MAC_A, MAC_B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
@@ -291,6 +294,25 @@ def _ipv4_header_checksum_zero():
     frame = bytes(_ipv4(_tcp(b"csum"), id=int.from_bytes(checksum_at_id_0, "big")))
     assert frame[24:26] == b"\x00\x00"
     return _patch(frame, 24, b"\xff\xff")
+
+
+def tx_checksum_edge_cases() -> list[tuple[str, bytes, dict, bytes]]:
+    """``(name, frame the host posts, NicDriver.send options, frame expected on MAC TX)`` for the
+    IPv4 header checksum offload (docs/host_interface.md, "Transmit"): a header whose checksum
+    computes to 0 (sent as 0, unlike an L4 checksum), and an IHL of 15 in a frame that ends
+    inside the header (summed to the frame's end). The host leaves the field 0.
+    """
+    checksum_at_id_0 = bytes(_ipv4(_tcp(b"csum"), id=0))[24:26]
+    zero = bytes(_ipv4(_tcp(b"csum"), id=int.from_bytes(checksum_at_id_0, "big")))
+    assert zero[24:26] == b"\x00\x00"
+    short = bytearray(bytes(_ipv4(_tcp()))[:50])
+    short[14] = 0x4F                        # version 4, IHL 15: 60 header bytes, 36 in the frame
+    short[24:26] = b"\0\0"
+    want = bytearray(short)
+    want[24:26] = (~ones_complement_sum(bytes(short[14:])) & 0xFFFF).to_bytes(2, "big")
+    options = {"ip_csum": True, "ip_offset": 14}
+    return [("ipv4 checksum 0", zero, options, zero),
+            ("ihl past the end", bytes(short), options, bytes(want))]
 
 
 def directed_frames() -> list[bytes]:

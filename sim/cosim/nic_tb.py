@@ -9,20 +9,35 @@ coroutine per clock edge. The end-to-end test and ``inic demo`` play
 import logging
 
 import cocotb
+from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb_bus.monitors import Monitor
 
 from host_driver.memory import HostMemory
+from hw.layouts import HostCounters, RxCounters, unpack
 from hw.params import BEAT_BYTES, CLOCK_PERIOD_NS
 
+from ..scoreboard import MirroredBus, NicScoreboard
 from .pci import CocotbBus, LinkConfig
 from .rx_tb import _BeatCodec, frame_beats
 
-__all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES"]
+__all__ = ["NicTb", "MacPort", "EdgeMonitor", "HOST_MEMORY_BYTES", "peek_counters"]
 
 #: Host DRAM the simulation gives the driver (rings, RX buffers, TX buffers).
 HOST_MEMORY_BYTES = 1 << 24
+
+
+def peek_counters(dut) -> dict:
+    """Every counter of the NIC ``dut``, read from the register target's inputs in zero time (no
+    bus access, so no simulated cycle), named as :meth:`host_driver.driver.NicDriver.counters`
+    names them: ``rx_`` + RxCounters field, then the HostCounters fields."""
+    rx = unpack(RxCounters, int(dut.registers.rx_counters.value))
+    host = unpack(HostCounters, int(dut.registers.host_counters.value))
+    out = {f"rx_{name}": int(getattr(rx, name)) for name in data.Layout.cast(RxCounters).members}
+    out.update({name: int(getattr(host, name))
+                for name in data.Layout.cast(HostCounters).members})
+    return out
 
 
 class EdgeMonitor(Monitor):
@@ -48,11 +63,12 @@ class MacPort:
     """The MAC side: frames queued with :meth:`send` go out on ``mac_rx`` one beat a clock, back
     to back, or with :attr:`wire_spacing` spaced as a 10GbE wire spaces them (SPEC §6: each frame
     takes its bytes + 24 of FCS, preamble and inter-frame gap, at 8 bytes a clock: idle clocks
-    follow each frame, the fractions carried over); frames leaving on ``mac_tx`` are published on
-    :attr:`tx_monitor` (and given to ``on_tx``). ``mac_tx`` is always ready, or with
-    :attr:`tx_wire_spacing` not ready for the clocks the wire spends after each frame. Counts what
-    crossed; :attr:`tx_end_cycles` has the clock of each TX frame's last beat (clear it at will),
-    :attr:`last_rx_cycle` that of the last RX beat taken."""
+    follow each frame, the fractions carried over); each frame is given to ``on_rx_start`` as its
+    first beat goes out. Frames leaving on ``mac_tx`` are published on :attr:`tx_monitor` (and
+    given to ``on_tx``). ``mac_tx`` is always ready, or with :attr:`tx_wire_spacing` not ready for
+    the clocks the wire spends after each frame. Counts what crossed; :attr:`tx_end_cycles` has the
+    clock of each TX frame's last beat (clear it at will), :attr:`last_rx_cycle` that of the last
+    RX beat taken."""
 
     #: Bytes a 10GbE wire spends on a frame beyond the bytes the MAC hands over.
     WIRE_OVERHEAD_BYTES = 24
@@ -60,6 +76,7 @@ class MacPort:
     def __init__(self, dut, on_tx=None):
         self._dut = dut
         self.on_tx = on_tx
+        self.on_rx_start = None
         self.tx_monitor = EdgeMonitor("mac_tx")
         self._codec = _BeatCodec()
         self._beats: list[int] = []
@@ -109,6 +126,8 @@ class MacPort:
             self._frame_wire_cycles = (len(frame) + self.WIRE_OVERHEAD_BYTES) / BEAT_BYTES
             self.rx_frames += 1
             self.rx_bytes += len(frame)
+            if self.on_rx_start is not None:
+                self.on_rx_start(frame)
         offer = bool(self._beats)
         if offer:
             dut.mac_rx__payload.value = self._beats[self._pos]
@@ -142,13 +161,41 @@ class MacPort:
 
 
 class NicTb:
-    def __init__(self, dut, link: LinkConfig | None = None):
+    """The NIC testbench: clock, reset, host memory, the PCI model (``bus``, a
+    :class:`~sim.cosim.pci.CocotbBus`), the MAC (``mac``) and the scoreboard.
+
+    With ``scoreboard`` ("exact" or "follow", the RX mode of :class:`sim.scoreboard.NicScoreboard`)
+    :attr:`scoreboard` runs the NIC model beside the RTL: it sees the MAC's frames both ways and
+    every register write made through :attr:`host_bus` (the bus to give the driver, a
+    :class:`~sim.scoreboard.MirroredBus`); give it the driver's events with :meth:`watch` and end
+    the test with :meth:`check`. Without, :attr:`host_bus` is :attr:`bus` and nothing is compared
+    (``inic demo``, ``inic bench``).
+    """
+
+    def __init__(self, dut, link: LinkConfig | None = None, *, scoreboard: str | None = None):
         self.dut = dut
         self.memory = HostMemory(HOST_MEMORY_BYTES)
         self.bus = CocotbBus(dut, self.memory, link)
         # cocotbext-axi logs every register access at INFO: thousands of lines a run, and slow.
         logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         self.mac = MacPort(dut)
+        self.scoreboard = None
+        self.host_bus = self.bus
+        if scoreboard is not None:
+            self.scoreboard = NicScoreboard(
+                self.memory.read, base=self.memory.base, size=self.memory.size,
+                errors=self.bus.dma.config.errors, rx=scoreboard, log=dut._log)
+            self.scoreboard.attach_mac(self.mac)
+            self.host_bus = MirroredBus(self.bus, self.scoreboard)
+
+    def watch(self, driver) -> None:
+        """Give every event ``driver`` takes to the scoreboard."""
+        driver.on_event = self.scoreboard.rtl_event
+
+    def check(self) -> None:
+        """The scoreboard's final check, with the RTL's counters (read in zero time)."""
+        self.scoreboard.check(peek_counters(self.dut))
+        self.dut._log.info("scoreboard: compared %s", self.scoreboard.compared)
 
     async def reset(self, cycles=4):
         self.dut.rst.value = 1

@@ -8,7 +8,9 @@
   :class:`~hw.layouts.RxStatus` words on ``status``, each with an optional backpressure generator;
 - :class:`RssKeyWriter` writes the Toeplitz key register;
 - :class:`RxScoreboard` checks, in frame order, that each frame leaves ``o`` unchanged and that its
-  status word equals the reference model's (``sim/reference/rx_status.py``) field by field.
+  status word equals the reference model's (``sim/reference/rx_status.py``) field by field: the
+  JSON row, then every field of :class:`~hw.layouts.RxStatus` (``ip_proto``, ``hash_type``, the
+  offsets, the ``*_valid`` bits, and 0 in every field that does not apply).
 
 One coroutine steps all bus models on every rising edge (a third of the scheduler work of one
 coroutine per model: Python acting every cycle is what limits simulation speed). Each model samples
@@ -31,7 +33,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from hw.layouts import RxBeat, RxCounters, RxStatus, pack, unpack
 from hw.params import BEAT_BYTES, CLOCK_PERIOD_NS, MS_RSS_KEY, RSS_KEY_BYTES
-from sim.reference.rx_status import expected_errors, expected_status
+from sim.reference.rx_status import expected_errors, expected_fields, expected_status
 from sim.status_json import status_to_json
 
 __all__ = [
@@ -244,14 +246,25 @@ class FrameTiming:
         return self.status_out - self.first_in
 
 
+_STATUS_FIELDS = tuple(data.Layout.cast(RxStatus))
+
+
+def _field(bits: int, field) -> int:
+    """The bits of one :class:`amaranth.lib.data.Field` in a packed value."""
+    return (bits >> field.offset) & ((1 << field.width) - 1)
+
+
 class RxScoreboard:
     """Checks the DUT's outputs against the frames sent, in order.
 
     ``on_frame`` compares each output frame with the input frame of the same index byte for byte;
     ``on_status`` compares each status word, as :func:`sim.status_json.status_to_json` renders it,
     with :func:`sim.reference.rx_status.expected_status` (under the RSS key in force when the frame
-    was sent) key by key. Mismatches are collected (the first ``max_reports`` in detail);
-    :meth:`check` raises if any occurred or if frames or status words are missing or extra.
+    was sent) key by key, then every :class:`~hw.layouts.RxStatus` field, bits as they are, with
+    :func:`~sim.reference.rx_status.expected_fields` (which has the fields the JSON row leaves
+    out, and 0 where a field does not apply). Mismatches are collected (the first
+    ``max_reports`` in detail); :meth:`check` raises if any occurred or if frames or status
+    words are missing or extra.
     """
 
     def __init__(self, log, max_reports=10):
@@ -300,12 +313,21 @@ class RxScoreboard:
         self._count(frame, want)
         diff = [key for key in want if got.get(key) != want[key]]
         diff += [key for key in got if key not in want]
+        shown = frame[:64].hex() + ("..." if len(frame) > 64 else "")
         if diff:
-            shown = frame[:64].hex() + ("..." if len(frame) > 64 else "")
             self._error(f"frame {index} ({len(frame)} bytes: {shown}): status differs in "
                         f"{', '.join(diff)}: "
                         + "; ".join(f"{key} got {got.get(key)!r} expected {want.get(key)!r}"
                                     for key in diff))
+            return
+        bits = status.as_value().value
+        want_bits = pack(RxStatus, expected_fields(frame, self.keys[index]))
+        if bits != want_bits:
+            diff = [(name, field) for name, field in _STATUS_FIELDS
+                    if _field(bits, field) != _field(want_bits, field)]
+            self._error(f"frame {index} ({len(frame)} bytes: {shown}): status word differs in "
+                        + "; ".join(f"{name} got {_field(bits, field):#x} expected "
+                                    f"{_field(want_bits, field):#x}" for name, field in diff))
 
     def _count(self, frame, want):
         """What the DUT's :class:`~hw.layouts.RxCounters` must have counted for this frame."""

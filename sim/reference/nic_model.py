@@ -8,36 +8,52 @@ counter. It serves two purposes:
 
 - the driver (:mod:`host_driver.driver`) runs against it through :class:`ModelBus`, so the driver
   and whole TCP transfers are tested in seconds under :mod:`asyncio`;
-- it is the golden model for the RTL: feed it the same frames, doorbells and commands, and compare
-  its counters (:meth:`NicModel.counters`) and its event log (:attr:`NicModel.events`).
+- it is the golden model for the RTL: :mod:`sim.scoreboard` feeds it the same frames, doorbells
+  and commands as the RTL in the NIC cosimulation tests and compares its event log
+  (:attr:`NicModel.events`), RX buffers, MAC TX frames and counters (:meth:`NicModel.counters`).
 
 Simplifications (all deliberate; the contract leaves them to the implementation):
 
 - Zero latency: a doorbell, a command, a frame is processed completely inside the call that
   caused it. Only moderation by time needs the clock (:meth:`NicModel.advance`).
 - Work order when several rings have work: pending register errors, then commands, then TX, then
-  RX. Each step needs a free event slot; when the event ring is full (or off, or failed) the NIC
+  RX. Each step needs a free event slot; when the event ring is full (or off) the NIC
   waits and nothing moves, and received frames wait in the packet buffer until it overflows.
 - The packet buffer holds whole frames, each taking its length rounded up to a beat. Checks when a
-  frame arrives, in order: disabled, no buffer (RX ring stopped, or no posted buffer that is not
-  promised to a frame already waiting), oversize, overflow.
+  frame arrives, in order: disabled, no buffer (RX ring stopped, no posted buffer that is not
+  promised to a frame already waiting, or ``RX_PACKET_BUFFER_FRAMES`` frames waiting), oversize,
+  overflow.
 - DMA is split in AXI bursts as the RTL does (at most ``DMA_MAX_BURST_BEATS`` beats, never across a
   4 KB boundary). With error injection (:attr:`NicModel.dma_error_ranges`), ``dma_errors`` counts
-  one per failed read beat and one per failed write burst (each is one AXI response).
-- A descriptor fetch that fails gives an ``ERROR`` event (RX and TX rings; a TX one also counts in
-  ``tx_bad_descriptor``); a command fetch that fails gives ``COMMAND_DONE`` with ``DMA_ERROR``
-  (tag 0, detail 0), since every command completes.
-- An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` and ``INTR_STATUS.FATAL``; the event
-  is lost and no further event is written until the event ring is reconfigured.
+  one per failed read beat and one per failed write burst (each is one AXI response). A
+  ``DMA_ERROR`` event's ``detail`` is bits 30:0 of the first failing address: the failing beat of
+  a read, the start of the failing burst of a write.
+- Ring entries are fetched as the contract says: up to 4 of a ring in one read, as far as the host
+  has posted and not past the ring's end; later jobs use them without a read. An entry that fails
+  is skipped with a ``DMA_ERROR`` event, as docs/host_interface.md "Commands" says: ``ERROR`` for
+  an RX descriptor, ``TX_DONE`` for a TX descriptor (counted in ``tx_bad_descriptor``),
+  ``COMMAND_DONE`` for a command (tag 0); ``detail`` is the entry's address. Entries fetched with
+  it before it are used; it and those after it are fetched again (so ``dma_errors`` counts it
+  twice when it was not first).
+- A refused register write gives an ``ERROR`` event with index 0 (docs/host_interface.md, events
+  table).
+- A TX descriptor is refused (``BAD_DESCRIPTOR``) when its length is 0 or above
+  ``MAX_FRAME_BYTES``, or when an offload it asks for has an odd offset or a field that does not
+  lie in the frame (the IPv4 header's first 20 bytes, the two L4 checksum bytes), as the RTL does.
+- An event write that fails sets ``STATUS.EVENT_WRITE_FAILED`` (until the event ring is
+  reconfigured) and ``INTR_STATUS.FATAL``; the event is lost, but it was posted like any other (as
+  the RTL does): the producer index moves past its slot, ``events`` and the moderation count it,
+  and the NIC goes on writing the next events. It is not in :attr:`NicModel.events`.
 - The L4 checksum: the NIC sums the frame from ``csum_start`` to its end, the field included (the
-  host put the pseudo-header sum there); the IPv4 header checksum likewise sums the header with its
-  field (which the host leaves 0). A result of 0 is sent as 0xFFFF for both. Offsets are checked for
-  oddness only when their offload is asked for; a checksum field that lies outside the frame is
-  not written.
+  host put the pseudo-header sum there); a result of 0 is sent as 0xFFFF (RFC 768). The IPv4
+  header checksum sums the header with its field (which the host leaves 0), as far as its IHL says
+  and the frame goes, and is stored as computed (0 stays 0), as the RTL does. Offsets are checked
+  only when their offload is asked for. An IHL below 5 is the host's error and the checksum the
+  NIC then writes is not specified: the model leaves the field as it is, and the scoreboard cannot
+  compare such frames.
 """
 
-import ipaddress
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 
 from amaranth.lib import data
@@ -47,22 +63,14 @@ from host_driver.memory import HostMemory
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
-    ETH_HEADER_BYTES,
     IPV4_CHECKSUM_OFFSET,
     IPV4_MIN_HEADER_BYTES,
-    IPV4_PROTOCOL_OFFSET,
-    IPV6_HEADER_BYTES,
-    IPV6_NEXT_HEADER_OFFSET,
-    VLAN_TAG_BYTES,
     Command,
     CommandOpcode,
     Event,
     EventCode,
     EventKind,
-    HashType,
     HostCounters,
-    L3Type,
-    L4Type,
     RingId,
     RxCounters,
     RxDescriptor,
@@ -74,9 +82,9 @@ from hw.layouts import (
 )
 
 from .checksum import ones_complement_sum
-from .rx_status import TCP_FLAG_LETTERS, expected_errors, expected_status
+from .rx_status import expected_fields
 
-__all__ = ["NicModel", "ModelBus", "rx_status_fields", "rx_status_header", "fields_of",
+__all__ = ["NicModel", "ModelBus", "rx_status_header", "fields_of",
            "HOST_COUNTER_NAMES", "RX_COUNTER_NAMES"]
 
 HOST_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(HostCounters))
@@ -85,6 +93,8 @@ _RX_ERROR_NAMES = tuple(name for name, _ in data.Layout.cast(RxErrors))
 _RX_STATUS_BYTES = -(-data.Layout.cast(RxStatus).size // 8)
 assert _RX_STATUS_BYTES <= params.RX_BUFFER_HEADER_BYTES
 _ENTRY = params.RING_ENTRY_BYTES
+#: Ring entries one fetch reads at most (docs/host_interface.md, "DMA").
+_CACHE_ENTRIES = 4
 _BEAT = params.BEAT_BYTES
 _MASK32 = 0xFFFF_FFFF
 #: Event.detail keeps the low bits of the value written / the failing address.
@@ -103,83 +113,15 @@ def fields_of(layout, bits) -> dict:
     return {name: int(getattr(view, name)) for name, _ in data.Layout.cast(layout)}
 
 
-def rx_status_fields(frame: bytes, key: bytes = params.MS_RSS_KEY, *, row=None,
-                     errors=None) -> dict:
-    """The :class:`RxStatus` field dict of ``frame`` (for :func:`hw.layouts.pack`).
-
-    Built from the reference row (:func:`sim.reference.rx_status.expected_status`) and
-    :func:`~sim.reference.rx_status.expected_errors`; the fields the row does not carry
-    (``ip_proto``, ``hash_type``, the offsets) follow docs/status_word.md. Fields that do not
-    apply are 0, so :func:`sim.status_json.status_to_json` of the packed value gives the row back.
-    """
-    if row is None:
-        row = expected_status(frame, 0, key)
-    if errors is None:
-        errors = expected_errors(frame)
-    f = {"length": min(len(frame), (1 << 17) - 1)}
-    l3_offset = 0
-    if row["ethertype"] is not None:
-        vlans = row["vlan"]
-        f.update(l2_valid=1, vlan_count=len(vlans), ethertype=row["ethertype"])
-        f.update({f"vlan{n}": vid for n, vid in enumerate(vlans)})
-        l3_offset = ETH_HEADER_BYTES + VLAN_TAG_BYTES * len(vlans)
-    f["l3"] = L3Type[row["l3"].upper()]
-    if row["src"] is not None:
-        ipv4 = row["l3"] == "ipv4"
-        f.update(
-            addr_valid=1, l4=L4Type[row["l4"].upper()],
-            ip_proto=frame[l3_offset + (IPV4_PROTOCOL_OFFSET if ipv4 else IPV6_NEXT_HEADER_OFFSET)],
-            fragment=int(row["fragment"]), ip_options=int(row["ip_options"]),
-            src=_address(row["src"]), dst=_address(row["dst"]),
-            l3_offset=l3_offset,
-            l4_offset=l3_offset + (4 * (frame[l3_offset] & 0xF) if ipv4 else IPV6_HEADER_BYTES),
-            hash_type=HashType.IP_2TUPLE,
-        )
-    if row["sport"] is not None:
-        f.update(l4_valid=1, sport=row["sport"], dport=row["dport"],
-                 hash_type=HashType.IP_4TUPLE)
-        l4_offset = f["l4_offset"]
-        if row["l4"] == "tcp":
-            f.update(seq=row["seq"], ack=row["ack"], window=row["window"],
-                     tcp_flags=sum(1 << TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]),
-                     payload_offset=l4_offset + 4 * (frame[l4_offset + 12] >> 4))
-        else:
-            f["payload_offset"] = l4_offset + 8
-        f["payload_len"] = row["payload_len"] or 0
-    if row["ip_csum_ok"] is not None:
-        f.update(ip_csum_valid=1, ip_csum_ok=int(row["ip_csum_ok"]))
-    if row["l4_csum_ok"] is not None:
-        f.update(l4_csum_valid=1, l4_csum_ok=int(row["l4_csum_ok"]))
-    f["errors"] = {name: int(name in errors) for name in _RX_ERROR_NAMES}
-    f.update(malformed=int(row["malformed"]), candidate=int(row["candidate"]),
-             hash=int(row["hash"], 16))
-    return f
-
-
 def rx_status_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
     """The ``RX_BUFFER_HEADER_BYTES`` that precede ``frame`` in its RX buffer: its RxStatus, little
     endian, zero-padded."""
-    bits = pack(RxStatus, rx_status_fields(frame, key))
+    bits = pack(RxStatus, expected_fields(frame, key))
     return bits.to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
 
 
-def _address(text: str) -> int:
-    return int(ipaddress.ip_address(text))
-
-
-def _rx_counts(row: dict, errors) -> Counter:
-    """What the sequencer's RxCounters count for a frame of reference ``row`` and ``errors`` (as
-    sim.cosim.rx_tb's scoreboard)."""
-    counts = Counter(frames=1, candidates=int(row["candidate"]), malformed=int(row["malformed"]),
-                     ip_csum_bad=int(row["ip_csum_ok"] is False),
-                     l4_csum_bad=int(row["l4_csum_ok"] is False),
-                     fragments=int(bool(row["fragment"])))
-    counts.update(errors)
-    return counts
-
-
 def _fold_complement(total: int) -> int:
-    """The checksum to store for a ones' complement sum: its complement, 0 sent as 0xFFFF."""
+    """The L4 checksum to store for a ones' complement sum: its complement, 0 sent as 0xFFFF."""
     value = ~total & 0xFFFF
     return value or 0xFFFF
 
@@ -234,7 +176,8 @@ class NicModel:
     tx_frames : list of bytes
         Frames sent on MAC TX, in order (clear it at will).
     events : list of (int, dict)
-        Every event written: the cycle and its :class:`Event` fields.
+        Every event written: the cycle and its :class:`Event` fields (not the ones whose write
+        failed).
     dma_error_ranges : list of (int, int, str)
         ``(start, end, kind)``: DMA to ``[start, end)`` is answered with an error
         (``kind`` "read", "write" or "both").
@@ -263,6 +206,7 @@ class NicModel:
         self._mod_deadline: int | None = None
         self.irq = False
         self._rx_pending: deque[tuple[bytes, bytes, int]] = deque()
+        self._cache: dict[RingId, deque[int]] = {ring: deque() for ring in RingId}
         self._rx_pending_bytes = 0
         self._reg_errors: deque[dict] = deque()
         self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
@@ -336,11 +280,12 @@ class NicModel:
             ok = value == 0 or params.RING_LOG2_SIZE_MIN <= value <= params.RING_LOG2_SIZE_MAX
             r.log2 = value if ok else 0
             r.producer = r.consumer = 0
+            self._cache[ring].clear()
             if ring is RingId.EVENT:
                 self._phase = 1
                 self._event_failed = False
             if not ok:
-                self._register_error(EventCode.BAD_RING_SIZE, ring, 0, value)
+                self._register_error(EventCode.BAD_RING_SIZE, ring, value)
         else:
             host_produces = ring is not RingId.EVENT
             old = r.producer if host_produces else r.consumer
@@ -351,16 +296,16 @@ class NicModel:
             else:
                 good = (value - old) % r.size <= (r.producer - old) % r.size
             if not good:
-                self._register_error(EventCode.BAD_DOORBELL, ring, old, value)
+                self._register_error(EventCode.BAD_DOORBELL, ring, value)
             elif host_produces:
                 r.producer = value
             else:
                 r.consumer = value
 
-    def _register_error(self, code, ring, index, value):
+    def _register_error(self, code, ring, value):
         self._count("bad_doorbells")
         self._reg_errors.append({"kind": EventKind.ERROR.value, "ring": ring.value,
-                                 "index": index, "code": code.value,
+                                 "index": 0, "code": code.value,
                                  "detail": value & _DETAIL_MASK})
 
     def clear_counters(self) -> None:
@@ -425,57 +370,72 @@ class NicModel:
         return any(start < addr + n and addr < end and k in (kind, "both")
                    for start, end, k in self.dma_error_ranges)
 
-    def _dma_read(self, addr: int, n: int) -> bytes | None:
-        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA; None on an error response."""
-        errors = 0
+    def _dma_read(self, addr: int, n: int) -> tuple[bytes, list[int]]:
+        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA: the bytes, and the addresses of
+        the beats answered with an error (whose bytes are not to be used)."""
+        failed = []
         for burst, length in _bursts(addr, n):
             self.dma_log.append(("read", burst, length, self.cycle))
-            errors += sum(self._faulty(beat, _BEAT, "read")
-                          for beat in range(burst, burst + length, _BEAT))
-        if errors:
-            self._count("dma_errors", errors)
-            return None
-        return self.memory.read(addr, n)
+            failed += [beat for beat in range(burst, burst + length, _BEAT)
+                       if self._faulty(beat, _BEAT, "read")]
+        self._count("dma_errors", len(failed))
+        return self.memory.read(addr, n), failed
 
-    def _dma_write(self, addr: int, payload: bytes) -> bool:
-        """Write ``payload`` at ``addr`` by DMA; False if any burst got an error response (the
-        bursts that got OKAY are written)."""
-        ok = True
+    def _dma_write(self, addr: int, payload: bytes) -> int | None:
+        """Write ``payload`` at ``addr`` by DMA; the address of the first burst answered with an
+        error, or None (the bursts that got OKAY are written)."""
+        failed = None
         for burst, length in _bursts(addr, len(payload)):
             self.dma_log.append(("write", burst, length, self.cycle))
             if self._faulty(burst, length, "write"):
                 self._count("dma_errors")
-                ok = False
+                failed = burst if failed is None else failed
             else:
                 self.memory.write(burst, payload[burst - addr:burst - addr + length])
-        return ok
+        return failed
 
     def _fetch(self, ring: RingId, layout):
+        """The entry at the consumer index of ``ring``, from the cache or by a fetch of up to
+        ``_CACHE_ENTRIES``; None when it could not be read."""
         r = self._rings[ring]
-        raw = self._dma_read(r.entry(r.consumer), _ENTRY)
-        return None if raw is None else unpack(layout, int.from_bytes(raw, "little"))
+        cache = self._cache[ring]
+        if not cache:
+            n = min(_CACHE_ENTRIES, r.count, r.size - r.consumer)
+            base = r.entry(r.consumer)
+            raw, failed = self._dma_read(base, n * _ENTRY)
+            good = (failed[0] - base) // _ENTRY if failed else n
+            if good == 0:
+                return None
+            cache.extend(int.from_bytes(raw[_ENTRY * i:_ENTRY * (i + 1)], "little")
+                         for i in range(good))
+        return unpack(layout, cache.popleft())
+
+    def ring_entry_address(self, ring: RingId, index: int) -> int:
+        """The bus address of entry ``index`` of ``ring``, as configured."""
+        return self._rings[ring].entry(index)
 
     # -- Events ----------------------------------------------------------------------------------
 
     def _event_slot(self) -> bool:
         r = self._rings[RingId.EVENT]
-        return bool(r.size) and not self._event_failed and r.count < r.size - 1
+        return bool(r.size) and r.count < r.size - 1
 
     def _write_event(self, **fields) -> None:
         r = self._rings[RingId.EVENT]
         fields["phase"] = self._phase
         bits = pack(Event, fields)
-        if not self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little")):
-            self._event_failed = True
-            self._intr_status |= regmap.INTR_FATAL
-            self._update_irq()
-            return
-        self.events.append((self.cycle, fields_of(Event, bits)))
+        failed = self._dma_write(r.entry(r.producer), bits.to_bytes(_ENTRY, "little"))
+        if failed is None:
+            self.events.append((self.cycle, fields_of(Event, bits)))
         r.producer = (r.producer + 1) % r.size
         if r.producer == 0:
             self._phase ^= 1
         self._count("events")
         self._event_written()
+        if failed is not None:
+            self._event_failed = True
+            self._intr_status |= regmap.INTR_FATAL
+            self._update_irq()
 
     # -- Processing ------------------------------------------------------------------------------
 
@@ -496,13 +456,15 @@ class NicModel:
         if not r.count:
             return False
         index = r.consumer
+        entry = r.entry(index)
         command = self._fetch(RingId.COMMAND, Command)
         r.consumer = (r.consumer + 1) % r.size
         self._count("commands")
         event = {"kind": EventKind.COMMAND_DONE.value, "ring": RingId.COMMAND.value,
                  "index": index}
         if command is None:
-            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=entry & _DETAIL_MASK)
             return True
         code = EventCode.OK
         if command.opcode in (CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
@@ -526,33 +488,36 @@ class NicModel:
         entry = r.entry(index)
         desc = self._fetch(RingId.TX, TxDescriptor)
         r.consumer = (r.consumer + 1) % r.size
+        event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index}
         if desc is None:
             self._count("tx_bad_descriptor")
-            self._write_event(kind=EventKind.ERROR.value, ring=RingId.TX.value, index=index,
-                              code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=entry & _DETAIL_MASK)
             return True
-        event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index,
-                 "length": desc.length}
-        odd = ((desc.ip_csum and desc.ip_offset & 1)
-               or (desc.l4_csum and (desc.csum_start | desc.csum_offset) & 1))
-        if not 0 < desc.length <= params.MAX_FRAME_BYTES or odd:
+        event["length"] = desc.length
+        length = desc.length
+        ip_bad = desc.ip_csum and (desc.ip_offset & 1
+                                   or desc.ip_offset + IPV4_MIN_HEADER_BYTES > length)
+        l4_bad = desc.l4_csum and ((desc.csum_start | desc.csum_offset) & 1
+                                   or desc.csum_start + desc.csum_offset + 2 > length)
+        if not 0 < length <= params.MAX_FRAME_BYTES or ip_bad or l4_bad:
             self._count("tx_bad_descriptor")
             self._write_event(**event, code=EventCode.BAD_DESCRIPTOR.value)
             return True
         addr = desc.addr & ~(_BEAT - 1)
-        raw = self._dma_read(addr, -(-desc.length // _BEAT) * _BEAT)
-        if raw is None:
+        raw, failed = self._dma_read(addr, -(-desc.length // _BEAT) * _BEAT)
+        if failed:
             self._count("tx_bad_descriptor")
-            self._write_event(**event, code=EventCode.DMA_ERROR.value)
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=failed[0] & _DETAIL_MASK)
             return True
         frame = bytearray(raw[:desc.length])
         if desc.ip_csum:
             self._ip_checksum(frame, desc.ip_offset)
         if desc.l4_csum:
             field = desc.csum_start + desc.csum_offset
-            if field + 2 <= len(frame):
-                total = ones_complement_sum(bytes(frame[desc.csum_start:]))
-                frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
+            total = ones_complement_sum(bytes(frame[desc.csum_start:]))
+            frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
         self._write_event(**event, code=EventCode.OK.value)
         self._count("tx_frames")
         self.tx_frames.append(bytes(frame))
@@ -562,14 +527,12 @@ class NicModel:
 
     @staticmethod
     def _ip_checksum(frame: bytearray, offset: int) -> None:
-        if offset + IPV4_MIN_HEADER_BYTES > len(frame):
-            return
         end = offset + 4 * (frame[offset] & 0xF)
-        if end > len(frame) or end < offset + IPV4_MIN_HEADER_BYTES:
+        if end < offset + IPV4_MIN_HEADER_BYTES:
             return
+        total = ones_complement_sum(bytes(frame[offset:min(end, len(frame))]))
         field = offset + IPV4_CHECKSUM_OFFSET
-        frame[field:field + 2] = _fold_complement(
-            ones_complement_sum(bytes(frame[offset:end]))).to_bytes(2, "big")
+        frame[field:field + 2] = (~total & 0xFFFF).to_bytes(2, "big")
 
     def _step_rx(self) -> bool:
         r = self._rings[RingId.RX]
@@ -589,39 +552,59 @@ class NicModel:
                  "length": len(frame), "tag": rss_hash}
         if desc.size < params.RX_BUFFER_HEADER_BYTES + len(frame):
             self._count("rx_drop_too_small")
-            code = EventCode.BUFFER_TOO_SMALL
-        elif not self._dma_write(desc.addr & ~(_BEAT - 1), header + frame):
+            self._write_event(**event, code=EventCode.BUFFER_TOO_SMALL.value)
+            return True
+        failed = self._dma_write(desc.addr & ~(_BEAT - 1), header + frame)
+        if failed is not None:
             self._count("rx_drop_dma_error")
-            code = EventCode.DMA_ERROR
+            self._write_event(**event, code=EventCode.DMA_ERROR.value,
+                              detail=failed & _DETAIL_MASK)
         else:
             self._count("rx_to_host")
-            code = EventCode.OK
-        self._write_event(**event, code=code.value)
+            self._write_event(**event, code=EventCode.OK.value)
         return True
 
     # -- MAC -------------------------------------------------------------------------------------
 
     def receive_frame(self, frame: bytes) -> str:
-        """A frame from the MAC (no FCS). Returns what became of it: ``"admitted"`` or the name of
-        the HostCounters drop counter that counted it."""
-        frame = bytes(frame)
-        key = self.rss_key
-        row, errors = expected_status(frame, 0, key), expected_errors(frame)
-        for name, n in _rx_counts(row, errors).items():
+        """A frame from the MAC (no FCS): :meth:`count_frame`, then :meth:`admit_frame`. Returns
+        what became of it: ``"admitted"`` or the name of the HostCounters drop counter that
+        counted it."""
+        return self.admit_frame(frame, status=self.count_frame(frame))
+
+    def count_frame(self, frame: bytes) -> dict:
+        """What the receive sequencer does with ``frame``: its status word
+        (:func:`sim.reference.rx_status.expected_fields`, returned), counted in the RxCounters."""
+        status = expected_fields(frame, self.rss_key)
+        errors = status["errors"]
+        counts = {"frames": 1, "candidates": status["candidate"],
+                  "malformed": status["malformed"],
+                  "ip_csum_bad": status.get("ip_csum_valid", 0) and 1 - status["ip_csum_ok"],
+                  "l4_csum_bad": status.get("l4_csum_valid", 0) and 1 - status["l4_csum_ok"],
+                  "fragments": status.get("fragment", 0), **errors}
+        for name, n in counts.items():
             self.rx_counters[name] += n
+        return status
+
+    def admit_frame(self, frame: bytes, *, status: dict | None = None) -> str:
+        """What the host interface does with a frame the sequencer passed on (see
+        :meth:`receive_frame`); ``status`` is its status word as :meth:`count_frame` returns it."""
+        frame = bytes(frame)
+        if status is None:
+            status = expected_fields(frame, self.rss_key)
         r = self._rings[RingId.RX]
         if not self.enabled:
             verdict = "rx_drop_disabled"
-        elif self._stopped[RingId.RX] or r.count <= len(self._rx_pending):
+        elif (self._stopped[RingId.RX] or r.count <= len(self._rx_pending)
+              or len(self._rx_pending) >= params.RX_PACKET_BUFFER_FRAMES):
             verdict = "rx_drop_no_buffer"
         elif len(frame) > params.MAX_FRAME_BYTES:
             verdict = "rx_drop_oversize"
         elif self._rx_pending_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
             verdict = "rx_drop_overflow"
         else:
-            fields = rx_status_fields(frame, key, row=row, errors=errors)
-            header = pack(RxStatus, fields).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
-            self._rx_pending.append((frame, header, fields["hash"]))
+            header = pack(RxStatus, status).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+            self._rx_pending.append((frame, header, status["hash"]))
             self._rx_pending_bytes += _beats_bytes(len(frame))
             self._run()
             return "admitted"

@@ -1,14 +1,17 @@
-"""Reference model of the receive status word: the JSON row of docs/status_word.md for one frame.
+"""Reference model of the receive status word: the JSON row of docs/status_word.md for one frame,
+and the whole :class:`~hw.layouts.RxStatus` (:func:`expected_fields`).
 
 The rule book decides structure (which header is complete, which length is consistent) with plain
 byte-length checks; the field values of every complete header come from scapy's dissection of that
-header's bytes (``IP``, ``IPv6``, ``TCP``, ``UDP``, ``Dot1Q``/``Dot1AD``). Checksums and the hash
-come from the other reference models. Any byte string gives a row; nothing raises.
+header's bytes (``IP``, ``IPv6``, ``TCP``, ``UDP``, ``Dot1Q``/``Dot1AD``), the offsets included
+(from the tags scapy read, ``IP.ihl``, ``TCP.dataofs``). Checksums and the hash come from the other
+reference models. Any byte string gives a row; nothing raises.
 """
 
 import ipaddress
 from dataclasses import dataclass
 
+from amaranth.lib import data
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q
@@ -23,7 +26,11 @@ from hw.layouts import (
     UDP_HEADER_BYTES,
     VLAN_TAG_BYTES,
     EtherType,
+    HashType,
     IpProto,
+    L3Type,
+    L4Type,
+    RxErrors,
     TcpFlags,
 )
 from hw.params import MAX_FRAME_BYTES, MIN_FRAME_BYTES, MS_RSS_KEY
@@ -31,7 +38,8 @@ from hw.params import MAX_FRAME_BYTES, MIN_FRAME_BYTES, MS_RSS_KEY
 from .checksum import ipv4_header_ok, l4_checksum_ok
 from .toeplitz import toeplitz_hash
 
-__all__ = ["JSON_KEYS", "ERROR_NAMES", "TCP_FLAG_LETTERS", "expected_status", "expected_errors"]
+__all__ = ["JSON_KEYS", "ERROR_NAMES", "TCP_FLAG_LETTERS", "expected_status", "expected_errors",
+           "expected_fields"]
 
 #: Keys of a status row, in order (docs/status_word.md "JSON keys"); ``synthetic_l2`` is the
 #: caller's to add.
@@ -55,6 +63,7 @@ TCP_FLAG_LETTERS = "".join(flag.name[0] for flag in TcpFlags)
 ERROR_NAMES = (
     "runt", "truncated", "bad_version", "bad_ihl", "bad_ip_len", "bad_l4_len", "oversize",
 )
+assert tuple(data.Layout.cast(RxErrors).members) == ERROR_NAMES
 
 
 @dataclass
@@ -84,11 +93,59 @@ def expected_errors(frame: bytes) -> frozenset[str]:
     return frozenset(_evaluate(bytes(frame), 0, MS_RSS_KEY)[1])
 
 
+def expected_fields(frame: bytes, key: bytes = MS_RSS_KEY) -> dict:
+    """Every :class:`~hw.layouts.RxStatus` field the receive sequencer must report for ``frame``,
+    as a dict of ints for :func:`hw.layouts.pack` (``errors`` a dict of its bits); fields not in
+    the dict are 0.
+
+    Fields that do not apply read 0 (the RxStatus docstring): ``vlan*``, ``ethertype`` and
+    ``l3_offset`` need ``l2_valid`` (docs/status_word.md defines ``l3_offset`` with layer 2);
+    ``ip_proto``, ``l4``, ``fragment``, ``ip_options``, ``src``, ``dst``, ``l4_offset`` need
+    ``addr_valid``; ports, TCP fields and ``payload_offset`` need ``l4_valid``; ``payload_len``
+    needs ``l4_valid`` and no bad_l4_len; ``ip_csum_ok``/``l4_csum_ok`` their ``*_valid``.
+    :func:`sim.status_json.status_to_json` of the packed value gives :func:`expected_status`'s
+    row back.
+    """
+    frame = bytes(frame)
+    row, errors, extra = _evaluate(frame, 0, key)
+    f = {"length": min(len(frame), (1 << 17) - 1)}
+    if row["ethertype"] is not None:
+        vlans = row["vlan"]
+        f.update(l2_valid=1, vlan_count=len(vlans), ethertype=row["ethertype"],
+                 l3_offset=extra["l3_offset"])
+        f.update({f"vlan{n}": vid for n, vid in enumerate(vlans)})
+    f["l3"] = L3Type[row["l3"].upper()].value
+    if row["src"] is not None:
+        f.update(addr_valid=1, l4=L4Type[row["l4"].upper()].value, ip_proto=extra["ip_proto"],
+                 fragment=int(row["fragment"]), ip_options=int(row["ip_options"]),
+                 src=int(ipaddress.ip_address(row["src"])),
+                 dst=int(ipaddress.ip_address(row["dst"])),
+                 l4_offset=extra["l4_offset"], hash_type=HashType.IP_2TUPLE.value)
+    if row["sport"] is not None:
+        f.update(l4_valid=1, sport=row["sport"], dport=row["dport"],
+                 payload_offset=extra["payload_offset"],
+                 hash_type=HashType.IP_4TUPLE.value)
+        if row["l4"] == "tcp":
+            f.update(seq=row["seq"], ack=row["ack"], window=row["window"],
+                     tcp_flags=sum(1 << TCP_FLAG_LETTERS.index(c) for c in row["tcp_flags"]))
+        f["payload_len"] = row["payload_len"] or 0
+    if row["ip_csum_ok"] is not None:
+        f.update(ip_csum_valid=1, ip_csum_ok=int(row["ip_csum_ok"]))
+    if row["l4_csum_ok"] is not None:
+        f.update(l4_csum_valid=1, l4_csum_ok=int(row["l4_csum_ok"]))
+    f["errors"] = {name: int(name in errors) for name in ERROR_NAMES}
+    f.update(malformed=int(row["malformed"]), candidate=int(row["candidate"]),
+             hash=int(row["hash"], 16))
+    return f
+
+
 def _evaluate(frame, index, key):
-    """``(status row, set of error names)`` for ``frame``."""
+    """``(status row, set of error names, extra)`` for ``frame``; ``extra`` has the offsets and
+    ``ip_proto`` where they apply."""
     row = dict.fromkeys(JSON_KEYS)
     row.update(frame=index, len=len(frame), l3="other", candidate=False)
     errors = set()
+    extra = {}
     if len(frame) > MAX_FRAME_BYTES:
         errors.add("oversize")
 
@@ -99,6 +156,7 @@ def _evaluate(frame, index, key):
         errors.add("truncated")
     else:
         row["vlan"], row["ethertype"], l3_offset = l2
+        extra["l3_offset"] = l3_offset
         row["l3"] = L3_BY_ETHERTYPE.get(row["ethertype"], "other")
         if row["l3"] == "ipv4":
             ip = _ipv4(frame, l3_offset, errors)
@@ -110,9 +168,10 @@ def _evaluate(frame, index, key):
     if ip is not None:
         row.update(l4=ip.l4, ip_csum_ok=ip.csum_ok, fragment=ip.fragment, ip_options=ip.options,
                    src=str(ip.src), dst=str(ip.dst))
+        extra.update(ip_proto=ip.protocol, l4_offset=ip.l4_offset)
         hash_input = ip.src.packed + ip.dst.packed
         if ip.l4 in ("tcp", "udp") and not ip.fragment:
-            l4_valid = _transport(frame, ip, row, errors)
+            l4_valid = _transport(frame, ip, row, errors, extra)
             if l4_valid:
                 hash_input += row["sport"].to_bytes(2, "big") + row["dport"].to_bytes(2, "big")
     row["hash"] = f"{toeplitz_hash(key, hash_input):08x}"
@@ -123,7 +182,7 @@ def _evaluate(frame, index, key):
                         and not row["ip_options"]
                         and (row["l3"] == "ipv6" or row["ip_csum_ok"] is True)
                         and row["l4_csum_ok"] is True)
-    return row, errors
+    return row, errors, extra
 
 
 def _ethernet(frame):
@@ -193,8 +252,9 @@ def _ipv6(frame, l3_offset, errors):
     )
 
 
-def _transport(frame, ip, row, errors):
-    """Fill the TCP/UDP fields of ``row``; True when the header is present (``l4_valid``)."""
+def _transport(frame, ip, row, errors, extra):
+    """Fill the TCP/UDP fields of ``row`` and ``extra["payload_offset"]``; True when the header is
+    present (``l4_valid``)."""
     header_bytes = TCP_MIN_HEADER_BYTES if ip.l4 == "tcp" else UDP_HEADER_BYTES
     start = ip.l4_offset
     if start + header_bytes > min(len(frame), ip.ip_end):
@@ -213,6 +273,7 @@ def _transport(frame, ip, row, errors):
         udp = UDP(frame[start:start + UDP_HEADER_BYTES])
         row.update(sport=udp.sport, dport=udp.dport)
         length_ok = UDP_HEADER_BYTES <= udp.len <= l4_length
+    extra["payload_offset"] = start + header_bytes
     if length_ok:
         row["payload_len"] = l4_length - header_bytes
     else:

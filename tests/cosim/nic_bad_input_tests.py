@@ -4,7 +4,10 @@ a full event ring, frames while disabled, bad TX descriptors (docs/host_interfac
 
 Every test checks the exact events and counters the contract gives, that every other counter stayed
 0, and that good traffic still flows afterwards. Field and counter mismatches are collected and
-reported together at the end of a test, so one deviation does not hide the others.
+reported together at the end of a test, so one deviation does not hide the others. Every test also
+runs the NIC model beside the RTL (``sim/scoreboard.py``, RX mode "exact": the traffic never races
+a doorbell against a frame) and ends with its check: every event, RX buffer, MAC TX frame and
+counter of the RTL against the model's.
 """
 
 import cocotb
@@ -18,6 +21,7 @@ from hw.host.axi import Resp
 from hw.layouts import CommandOpcode, EventCode, EventKind, RingId
 from sim.cosim.nic_tb import NicTb
 from sim.cosim.pci import LinkConfig
+from sim.frames import tx_checksum_edge_cases
 
 #: A short link, to keep the simulated cycles down (the timing is not what is tested here).
 LINK = {"read_latency": 24, "write_latency": 8}
@@ -45,8 +49,8 @@ class Bench:
 
     def __init__(self, dut, **link):
         self.dut = dut
-        self.tb = NicTb(dut, LinkConfig(**{**LINK, **link}))
-        self.bus = self.tb.bus
+        self.tb = NicTb(dut, LinkConfig(**{**LINK, **link}), scoreboard="exact")
+        self.bus = self.tb.host_bus
         self.dma = self.tb.bus.dma
         self.memory = self.tb.memory
         self.events: list[dict] = []
@@ -66,6 +70,7 @@ class Bench:
         await self.tb.reset()
         self.tb.mac.on_tx = self.tx.append
         self.drv = drv = NicDriver(self.bus, on_rx=lambda frame, status: self.rx.append(frame))
+        self.tb.watch(drv)
         handle = drv._handle
 
         def recording(event, fields):
@@ -130,6 +135,10 @@ class Bench:
         cycles = self.tb.cycle
         self.dut._log.info("%d cycles, %d events", cycles, len(self.events))
         self.check("simulated cycles within budget", cycles <= max_cycles, True)
+        try:
+            self.tb.check()
+        except AssertionError as exc:
+            self.failures.append(str(exc))
         assert not self.failures, "\n".join(self.failures)
 
     # -- Driving ---------------------------------------------------------------------------------
@@ -315,6 +324,49 @@ async def test_tx_dma_read_error(dut):
     b.check("error responses (one per R beat)", b.error_responses, -(-len(bad) // 8))
     b.check("driver TX errors", dict(b.drv.stats.tx_errors), {"DMA_ERROR": 1})
     await b.check_counters(tx_frames=1, tx_bad_descriptor=1)
+    b.finish()
+
+
+@cocotb.test()
+async def test_event_write_error(dut):
+    """An event write answered SLVERR: STATUS.EVENT_WRITE_FAILED and INTR_STATUS.FATAL; the event is
+    lost but was posted (the producer moves past its slot, ``events`` counts it) and the NIC goes
+    on with the next slot. Once the host sets the event ring up again the flag clears and events
+    flow."""
+    b = Bench(dut)
+    await b.start(event_log2=4, rx_log2=3)
+    ring = b.drv._rings[RingId.EVENT]
+    err = b.add_error(ring.entry(1), 16, "write")
+    frames = [tcp_frame(n) for n in range(3)]
+    b.send(*frames)
+    await b.until(lambda: b.tb.mac.idle, "frames sent", service=False)
+    await b.quiet(600, service=False)
+    b.remove_error(err)
+    await b.check_reg("EVENT_PRODUCER", 3)
+    await b.check_reg("STATUS", regmap.STATUS_ENABLED | regmap.STATUS_EVENT_WRITE_FAILED)
+    b.check("INTR_STATUS.FATAL", await b.reg("INTR_STATUS") & regmap.INTR_FATAL, regmap.INTR_FATAL)
+    b.check("slot 1 never written", b.memory.read(ring.entry(1), 16), bytes(16))
+    # The driver takes event 0 and stops at the stale slot 1; this test steps it past the hole.
+    await b.drv.service()
+    b.check("FATAL seen by the driver", b.drv.stats.errors[-1].get("fatal"), True)
+    b.check("events before the hole", [e["index"] for e in b.events], [0])
+    ring.index = 2
+    await b.drv.service()
+    b.check("events after the hole", [e["index"] for e in b.events], [0, 2])
+
+    # Set the event ring up again: the flag clears, events flow from slot 0.
+    b.memory.write(ring.addr, bytes(16 * ring.size))
+    ring.index, b.drv._phase = 0, 1
+    await b.bus.write32(_reg("EVENT_LOG2_SIZE"), 4)
+    await b.check_reg("STATUS", regmap.STATUS_ENABLED)
+    more = [tcp_frame(n) for n in range(10, 12)]
+    b.send(*more)
+    await b.until(lambda: len(b.rx) == 4, "frames after the event ring is set up again")
+    await b.idle()
+    b.check("frames received", b.rx, [frames[0], frames[2], *more])
+    b.check("RX events", [(e["index"], e["code"]) for e in b.events],
+            [(0, OK), (2, OK), (3, OK), (4, OK)])
+    await b.check_counters(rx_frames=5, rx_to_host=5, events=5)
     b.finish()
 
 
@@ -513,8 +565,9 @@ async def test_disabled(dut):
 
 @cocotb.test()
 async def test_tx_bad_descriptors(dut):
-    """TX descriptors with length 0, length > MAX_FRAME_BYTES or odd checksum offsets: TX_DONE
-    BAD_DESCRIPTOR, never read, never sent; good frames around them go out."""
+    """TX descriptors with length 0, length > MAX_FRAME_BYTES, odd checksum offsets or a checksum
+    field outside the frame: TX_DONE BAD_DESCRIPTOR, never read, never sent; good frames around
+    them go out."""
     b = Bench(dut)
     await b.start(tx_log2=4)
     frame = tcp_frame(1, 100)
@@ -524,6 +577,9 @@ async def test_tx_bad_descriptors(dut):
         (frame, {"ip_csum": True, "ip_offset": 15}),
         (frame, {"l4_csum": True, "csum_start": 35, "csum_offset": 16}),
         (frame, {"l4_csum": True, "csum_start": 34, "csum_offset": 17}),
+        # Even offsets, fields past the end: an IPv4 header's 20 bytes, the L4 checksum's 2.
+        (frame, {"ip_csum": True, "ip_offset": len(frame) - 18}),
+        (frame, {"l4_csum": True, "csum_start": 34, "csum_offset": len(frame) - 34}),
     ]
     addrs = []
     for data, options in bad:
@@ -535,19 +591,23 @@ async def test_tx_bad_descriptors(dut):
     await b.drv.send(good)
     await b.drv.send(offloaded, **options)
     await b.drv.send(jumbo)                 # exactly MAX_FRAME_BYTES: accepted
-    await b.until(lambda: len(b.tx) == 3, "the good frames", max_cycles=8000)
+    # Good descriptors at the edges of the IPv4 checksum rule (sim/frames.py).
+    edges = tx_checksum_edge_cases()
+    for _, data, options, _ in edges:
+        await b.drv.send(data, **options)
+    await b.until(lambda: len(b.tx) == 3 + len(edges), "the good frames", max_cycles=8000)
     await b.quiet(300)
-    b.check("frames sent", b.tx, [good, tcp_frame(3, 333), jumbo])
+    b.check("frames sent", b.tx, [good, tcp_frame(3, 333), jumbo, *(want for *_, want in edges)])
     b.check_events(0, [
         *({"kind": TX_DONE, "ring": RingId.TX.value, "index": n,
            "code": EventCode.BAD_DESCRIPTOR.value, "length": len(data), "tag": 0, "detail": 0}
           for n, (data, _) in enumerate(bad)),
         *({"kind": TX_DONE, "ring": RingId.TX.value, "index": len(bad) + n, "code": OK,
            "length": len(data), "tag": 0, "detail": 0}
-          for n, data in enumerate((good, offloaded, jumbo))),
+          for n, data in enumerate((good, offloaded, jumbo, *(e[1] for e in edges)))),
     ])
     reads = {t.addr for t in b.dma.transactions if t.kind == "read"}
     b.check("bad descriptors' buffers read", sorted(reads & set(addrs)), [])
     b.check("driver TX errors", dict(b.drv.stats.tx_errors), {"BAD_DESCRIPTOR": len(bad)})
-    await b.check_counters(tx_frames=3, tx_bad_descriptor=len(bad))
+    await b.check_counters(tx_frames=3 + len(edges), tx_bad_descriptor=len(bad))
     b.finish()

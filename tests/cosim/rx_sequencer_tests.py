@@ -1,7 +1,9 @@
 """cocotb tests of the receive sequencer RTL, run on Icarus by test_rx_sequencer.py.
 
 Every test ends with the scoreboard's checks: each frame leaves ``o`` byte for byte, each status
-word equals the reference model's row field by field, exactly one per frame and nothing left over.
+word equals the reference model's row field by field and then every RxStatus field bit for bit
+(``ip_proto``, ``hash_type``, the offsets, zeros where nothing applies), exactly one per frame and
+nothing left over.
 Random tests take their seed from ``INIC_SEED`` (logged) so a failure can be replayed.
 """
 

@@ -13,6 +13,7 @@ COCOTB_TESTS = [
     "test_rx_dma_write_error",
     "test_tx_dma_read_error",
     "test_fetch_errors",
+    "test_event_write_error",
     "test_bad_doorbells",
     "test_event_ring_full",
     "test_disabled",

@@ -24,6 +24,7 @@ from hw.layouts import (
     TxDescriptor,
     pack,
 )
+from sim.frames import tx_checksum_edge_cases
 from sim.reference.nic_model import ModelBus, NicModel, fields_of, rx_status_header
 from sim.reference.rx_status import expected_status
 from sim.status_json import status_to_json
@@ -240,9 +241,32 @@ def test_command_fetch_dma_error():
     t.command(CommandOpcode.NOP, tag=5)
     t.command(CommandOpcode.NOP, tag=6)
     events = t.events()
-    assert [(e["index"], e["code"], e["tag"]) for e in events] == [
-        (0, EventCode.DMA_ERROR.value, 0), (1, EventCode.OK.value, 6)]
+    # docs/host_interface.md, events table: after a fetch error, tag 0 and detail = the entry's
+    # address bits 30:0.
+    assert [(e["index"], e["code"], e["tag"], e["detail"]) for e in events] == [
+        (0, EventCode.DMA_ERROR.value, 0, base & 0x7FFF_FFFF), (1, EventCode.OK.value, 6, 0)]
     assert t.m.counters()["dma_errors"] == 2     # two read beats answered SLVERR
+
+
+def test_fetch_reads_four_entries_and_refetches_a_failing_one():
+    """docs/host_interface.md "DMA"/"Commands": one fetch reads up to 4 posted entries; the good
+    ones before a failing entry are used, the failing one is fetched again, first, and skipped
+    (so dma_errors counts it twice)."""
+    t = Raw16(log2=3)
+    entry = t.rings[RingId.COMMAND] + ENTRY
+    t.m.dma_error_ranges.append((entry, entry + ENTRY, "read"))
+    t.m.write_register(reg("CONTROL"), 0)       # post all six, then let the NIC go
+    for tag in range(6):
+        t.command(CommandOpcode.NOP, tag=tag)
+    t.m.write_register(reg("CONTROL"), regmap.CONTROL_ENABLE)
+    events = t.events()
+    assert [(e["index"], e["code"]) for e in events] == [
+        (0, EventCode.OK.value), (1, EventCode.DMA_ERROR.value), *((n, EventCode.OK.value)
+                                                                  for n in range(2, 6))]
+    assert t.m.counters()["dma_errors"] == 4
+    reads = [(addr - t.rings[RingId.COMMAND]) // ENTRY for kind, addr, _, _ in t.m.dma_log
+             if kind == "read"]
+    assert reads == [0, 1, 2], "entries 0-3, then 1-4 (1 fails first), then 2-5"
 
 
 def _offload_case(packet):
@@ -299,6 +323,16 @@ def test_tx_udp_checksum_zero_is_sent_as_ffff():
     assert t.m.tx_frames == [want]
 
 
+@pytest.mark.parametrize("name, frame, options, want",
+                         tx_checksum_edge_cases(), ids=[c[0] for c in tx_checksum_edge_cases()])
+def test_tx_ipv4_checksum_edges(name, frame, options, want):
+    """An IPv4 header checksum of 0 is sent as 0; a header longer than the frame is summed to the
+    frame's end (as the RTL does, docs/host_interface.md "Transmit")."""
+    t = Raw16()
+    t.send(frame, ip_csum=1, ip_offset=options["ip_offset"])
+    assert t.m.tx_frames == [want]
+
+
 def test_tx_without_offload_sends_frame_unchanged():
     t = Raw16()
     frame = bytes(range(61))
@@ -313,6 +347,9 @@ def test_tx_without_offload_sends_frame_unchanged():
     {"ip_csum": 1, "ip_offset": 15},
     {"l4_csum": 1, "csum_start": 35, "csum_offset": 16},
     {"l4_csum": 1, "csum_start": 34, "csum_offset": 7},
+    # Fields outside the frame (the RTL refuses these too).
+    {"ip_csum": 1, "ip_offset": 46},
+    {"l4_csum": 1, "csum_start": 34, "csum_offset": 30},
 ])
 def test_tx_bad_descriptor(fields):
     t = Raw16()
@@ -331,14 +368,18 @@ def test_tx_dma_errors():
     t.m.dma_error_ranges.append((addr + 64, addr + 72, "read"))
     t.post(RingId.TX, TxDescriptor, {"addr": addr, "length": 100})
     (event,) = t.events()
-    assert (event["kind"], event["code"]) == (EventKind.TX_DONE.value, EventCode.DMA_ERROR.value)
-    # The descriptor fetch fails: an ERROR event naming the entry; the ring goes on.
+    # docs/host_interface.md, events table: detail = the failing address (the first bad beat).
+    assert (event["kind"], event["code"], event["length"], event["detail"]) == (
+        EventKind.TX_DONE.value, EventCode.DMA_ERROR.value, 100, (addr + 64) & 0x7FFF_FFFF)
+    # The descriptor fetch fails: TX_DONE DMA_ERROR naming the entry (docs "Commands"); the ring
+    # goes on.
     entry = t.rings[RingId.TX] + ENTRY * 1
     t.m.dma_error_ranges[0] = (entry, entry + ENTRY, "read")
     t.send(bytes(100))
     t.send(bytes(100))
     fetch, done = t.events()
-    assert (fetch["kind"], fetch["code"]) == (EventKind.ERROR.value, EventCode.DMA_ERROR.value)
+    assert (fetch["kind"], fetch["code"], fetch["index"], fetch["length"], fetch["tag"]) == (
+        EventKind.TX_DONE.value, EventCode.DMA_ERROR.value, 1, 0, 0)
     assert fetch["ring"] == RingId.TX.value and fetch["detail"] == entry & 0x7FFF_FFFF
     assert (done["kind"], done["code"], done["index"]) == (EventKind.TX_DONE.value, 0, 2)
     assert len(t.m.tx_frames) == 1
@@ -408,12 +449,20 @@ def test_registers_reset_unmapped_and_counter_clear():
 
 
 def test_event_write_failure_is_fatal():
+    """A failed event write is fatal (STATUS, INTR_STATUS.FATAL) but was posted like any other: the
+    producer moves past the slot, it is counted, and the next events are written (as the RTL)."""
     t = Raw16()
     base = t.rings[RingId.EVENT]
-    t.m.dma_error_ranges.append((base, base + 4096, "write"))
-    t.command(CommandOpcode.NOP)
+    t.m.dma_error_ranges.append((base + ENTRY, base + 2 * ENTRY, "write"))
+    for tag in range(3):
+        t.command(CommandOpcode.NOP, tag=tag)
     assert t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED
     assert t.m.read_register(reg("INTR_STATUS")) & regmap.INTR_FATAL and t.m.irq
+    assert t.m.read_register(ring_reg(RingId.EVENT, "PRODUCER")) == 3
+    assert [e["tag"] for _, e in t.m.events] == [0, 2]
+    assert t.memory.read(base + ENTRY, ENTRY) == bytes(ENTRY)       # slot 1 never written
+    counters = t.m.counters()
+    assert (counters["events"], counters["commands"], counters["dma_errors"]) == (3, 3, 1)
     t.m.dma_error_ranges.clear()
     t.m.write_register(ring_reg(RingId.EVENT, "LOG2_SIZE"), 3)      # reconfigure: cleared
     assert not t.m.read_register(reg("STATUS")) & regmap.STATUS_EVENT_WRITE_FAILED

@@ -13,7 +13,13 @@ from scapy.packet import Raw
 
 from hw.layouts import RxErrors
 from sim.frames import MAC_A, bad_frames, directed_cases, ethernet, pad, random_mix
-from sim.reference.rx_status import ERROR_NAMES, JSON_KEYS, expected_errors, expected_status
+from sim.reference.rx_status import (
+    ERROR_NAMES,
+    JSON_KEYS,
+    expected_errors,
+    expected_fields,
+    expected_status,
+)
 
 # Microsoft's first RSS verification vectors (see test_reference_toeplitz.py) as real frames.
 V4_SRC, V4_DST, SPORT, DPORT = "66.9.149.187", "161.142.100.80", 2794, 1766
@@ -305,3 +311,64 @@ def test_rss_key_is_a_parameter():
     key = bytes(range(40))
     frame = v4(tcp())
     assert expected_status(frame, key=key)["hash"] != expected_status(frame)["hash"]
+
+
+# -- The whole RxStatus (expected_fields): ip_proto, hash_type, offsets, zeros where nothing applies
+
+ZERO_UNLESS = {
+    # field: the valid bit it needs (RxStatus docstring; docs/status_word.md)
+    "vlan_count": "l2_valid", "vlan0": "l2_valid", "vlan1": "l2_valid", "ethertype": "l2_valid",
+    "l3_offset": "l2_valid", "ip_proto": "addr_valid", "l4": "addr_valid",
+    "fragment": "addr_valid", "ip_options": "addr_valid", "src": "addr_valid",
+    "dst": "addr_valid", "l4_offset": "addr_valid", "sport": "l4_valid", "dport": "l4_valid",
+    "seq": "l4_valid", "ack": "l4_valid", "window": "l4_valid", "tcp_flags": "l4_valid",
+    "payload_offset": "l4_valid", "payload_len": "l4_valid", "ip_csum_ok": "ip_csum_valid",
+    "l4_csum_ok": "l4_csum_valid",
+}
+
+
+@pytest.mark.parametrize("frame, want", [
+    # TCP with 12 bytes of options in a VLAN: offsets from the tag, IHL and data offset.
+    (v4(tcp(b"abc", options=[("NOP", None)] * 12), tags=[(0x8100, 7)]),
+     {"l3_offset": 18, "l4_offset": 38, "payload_offset": 70, "ip_proto": 6, "hash_type": 2}),
+    # IPv4 options (IHL 6) and UDP.
+    (v4(udp(b"xy"), options=b"\x01\x01\x01\x00"),
+     {"l3_offset": 14, "l4_offset": 38, "payload_offset": 46, "ip_proto": 17, "hash_type": 2}),
+    # IPv6 TCP: next header 6, fixed 40-byte header.
+    (v6(tcp()), {"l3_offset": 14, "l4_offset": 54, "payload_offset": 74, "ip_proto": 6,
+                 "hash_type": 2}),
+    # ICMP: addresses only, a 2-tuple hash, no payload offset.
+    (v4(ICMP()), {"l3_offset": 14, "l4_offset": 34, "payload_offset": 0, "ip_proto": 1,
+                  "hash_type": 1}),
+    # A fragment: no ports, a 2-tuple.
+    (v4(tcp(), flags="MF"), {"l4_offset": 34, "payload_offset": 0, "hash_type": 1}),
+    # IPv6 extension header: ip_proto is the next header (0), l4 other.
+    (v6(IPv6ExtHdrHopByHop() / tcp()), {"ip_proto": 0, "l4_offset": 54, "hash_type": 1}),
+    # ARP: layer 2 applies (l3_offset), no IP.
+    (bytes(Ether(src=MAC_A) / ARP()), {"l3_offset": 14, "l4_offset": 0, "ip_proto": 0,
+                                       "hash_type": 0}),
+    # IPv4 header cut off: l3_offset only.
+    (v4(tcp())[:30], {"l3_offset": 14, "l4_offset": 0, "ip_proto": 0, "hash_type": 0}),
+    # A runt: nothing.
+    (bytes(10), {"l3_offset": 0, "l4_offset": 0, "ip_proto": 0, "hash_type": 0}),
+], ids=["vlan-tcp-options", "ip-options-udp", "ipv6-tcp", "icmp", "fragment", "ipv6-ext", "arp",
+        "ipv4-cut", "runt"])
+def test_expected_fields_offsets_proto_hash_type(frame, want):
+    fields = expected_fields(frame)
+    assert {name: int(fields.get(name, 0)) for name in want} == want
+
+
+def test_expected_fields_read_zero_where_they_do_not_apply():
+    """On the directed catalogue and the random mix: a field whose valid bit is 0 is 0, and the
+    packed status word renders back to expected_status's row."""
+    from hw.layouts import RxStatus, pack, unpack
+    from sim.status_json import status_to_json
+
+    frames = [case[1] for case in directed_cases()] + random_mix(150, seed=3) + bad_frames(150)
+    for n, frame in enumerate(frames):
+        fields = expected_fields(frame)
+        for name, valid in ZERO_UNLESS.items():
+            if not fields.get(valid, 0):
+                assert fields.get(name, 0) == 0, (n, name, frame.hex())
+        view = unpack(RxStatus, pack(RxStatus, fields))
+        assert status_to_json(view, n) == expected_status(frame, n), frame.hex()
