@@ -73,10 +73,6 @@ RX_PACKET_BUFFER_BYTES = 65536
 #: checksums can be filled in.
 TX_BUFFER_BYTES = 16384
 
-#: Longest DMA burst (beats of 8 bytes): 256 bytes, PCIe's usual max payload / read request size.
-#: Bursts never cross a 4 KB boundary (AXI4 rule).
-DMA_MAX_BURST_BEATS = 32
-
 #: Width of DMA addresses (AXI4 master).
 DMA_ADDR_WIDTH = 64
 

@@ -48,7 +48,7 @@ from amaranth.lib import data
 
 from host_driver.bus import Bus
 from hw import params
-from hw.layouts import Event, EventCode, EventKind, RingId, RxDescriptor, unpack
+from hw.layouts import RX_SUMMARY_BYTES, Event, EventCode, EventKind, RingId, RxDescriptor, unpack
 
 from .reference.nic_model import NicModel
 
@@ -65,9 +65,9 @@ TIMED_COUNTERS = frozenset({"interrupts"})
 ADMISSION_DROPS = ("rx_drop_disabled", "rx_drop_no_buffer", "rx_drop_overflow",
                    "rx_drop_oversize")
 _REGISTER_CODES = frozenset({EventCode.BAD_DOORBELL.value, EventCode.BAD_RING_SIZE.value})
-_HEADER = params.RX_BUFFER_HEADER_BYTES
+_HEADER = RX_SUMMARY_BYTES
 _ENTRY = params.RING_ENTRY_BYTES
-_BEAT = params.BEAT_BYTES
+_BEAT = params.DMA_DATA_BITS // 8        # RX buffers are aligned to the DMA beat
 
 
 class ModelMemory:
@@ -338,7 +338,7 @@ class NicScoreboard:
             got, want = rtl["buffer"], model["buffer"]
             if got != want:
                 at = next(n for n, (a, b) in enumerate(zip(got, want)) if a != b)
-                part = "header (RxStatus)" if at < _HEADER else "frame"
+                part = "header (RxSummary)" if at < _HEADER else "frame"
                 self.mismatch(f"RX buffer of {_show(rtl)}: {part} differs from byte {at}")
 
     def _compare_tx(self) -> None:

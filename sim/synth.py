@@ -97,8 +97,9 @@ def _block_arguments():
         "SlicedFIFO": ((), {"width": data.Layout.cast(RxStatus).size,
                             "depth": params.RX_STATUS_FIFO_DEPTH,
                             "slice_bits": params.RX_STATUS_FIFO_SLICE_BITS}),
-        "PacketFifo": ((), {"width": 8 * params.BEAT_BYTES,
-                            "depth": params.RX_PACKET_BUFFER_BYTES // params.BEAT_BYTES}),
+        # The RX packet buffer's: frames in DMA words.
+        "PacketFifo": ((), {"width": params.DMA_DATA_BITS,
+                            "depth": 8 * params.RX_PACKET_BUFFER_BYTES // params.DMA_DATA_BITS}),
         "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),
     }
 

@@ -2,7 +2,7 @@
 
 :class:`NicModel` is written from the contract, not from the gateware: registers (values, W1C,
 doorbell checks), the four rings in a :class:`~host_driver.memory.HostMemory`, slow-path receive
-(admission, drop reasons, the RxStatus header and the frame in the buffer, the RX event), transmit
+(admission, drop reasons, the RxSummary and the frame in the buffer, the RX event), transmit
 with checksum offload, commands, events with the phase bit, interrupt moderation and every
 counter. It serves two purposes:
 
@@ -19,22 +19,23 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
 - Work order when several rings have work: pending register errors, then commands, then TX, then
   RX. Each step needs a free event slot; when the event ring is full (or off) the NIC
   waits and nothing moves, and received frames wait in the packet buffer until it overflows.
-- The packet buffer holds whole frames, each taking its length rounded up to a beat. Checks when a
-  frame arrives, in order: disabled, no buffer (RX ring stopped, no posted buffer that is not
-  promised to a frame already waiting, or ``RX_PACKET_BUFFER_FRAMES`` frames waiting), oversize,
-  overflow.
-- DMA is split in AXI bursts as the RTL does (at most ``DMA_MAX_BURST_BEATS`` beats, never across a
-  4 KB boundary). With error injection (:attr:`NicModel.dma_error_ranges`), ``dma_errors`` counts
-  one per failed read beat and one per failed write burst (each is one AXI response). A
-  ``DMA_ERROR`` event's ``detail`` is bits 30:0 of the first failing address: the failing beat of
-  a read, the start of the failing burst of a write.
-- Ring entries are fetched as the contract says: up to 4 of a ring in one read, as far as the host
-  has posted and not past the ring's end; later jobs use them without a read. An entry that fails
-  is skipped with a ``DMA_ERROR`` event, as docs/host_interface.md "Commands" says: ``ERROR`` for
-  an RX descriptor, ``TX_DONE`` for a TX descriptor (counted in ``tx_bad_descriptor``),
-  ``COMMAND_DONE`` for a command (tag 0); ``detail`` is the entry's address. Entries fetched with
-  it before it are used; it and those after it are fetched again (so ``dma_errors`` counts it
-  twice when it was not first).
+- The packet buffer holds whole frames, each taking its length rounded up to a DMA beat (a frame
+  starts a beat). Checks when a frame arrives, in order: disabled, no buffer (RX ring stopped, no
+  posted buffer that is not promised to a frame already waiting, or ``RX_PACKET_BUFFER_FRAMES``
+  frames waiting), oversize, overflow.
+- DMA is split in AXI bursts as the RTL does (at most ``DMA_MAX_BURST_BYTES``, never across a 4 KB
+  boundary), in beats of ``DMA_DATA_BITS``. With error injection
+  (:attr:`NicModel.dma_error_ranges`), ``dma_errors`` counts one per failed read beat and one
+  per failed write burst (each is one AXI response). A ``DMA_ERROR`` event's ``detail`` is bits
+  30:0 of an address: the first failing beat of a TX frame read, the RX buffer's (beat-aligned)
+  address for a buffer write, the entry's for a ring-entry fetch.
+- Ring entries are prefetched as the ring fetchers do (hw/host/rings.py): while the NIC is enabled
+  and the ring not stopped, posted entries are read ahead, in requests of at most 16 entries that
+  never pass the ring's end, each only when the 32-entry cache has room for all of it; each entry
+  is read once. An entry that fails is skipped with a ``DMA_ERROR`` event, as
+  docs/host_interface.md says: ``ERROR`` for an RX descriptor (at once, without waiting for a
+  frame), ``TX_DONE`` for a TX descriptor (length 0, counted in ``tx_bad_descriptor``),
+  ``COMMAND_DONE`` for a command (tag 0); ``detail`` is the entry's address.
 - A refused register write gives an ``ERROR`` event with index 0 (docs/host_interface.md, events
   table).
 - A TX descriptor is refused (``BAD_DESCRIPTOR``) when its length is 0 or above
@@ -65,6 +66,7 @@ from hw.host import regmap
 from hw.layouts import (
     IPV4_CHECKSUM_OFFSET,
     IPV4_MIN_HEADER_BYTES,
+    RX_SUMMARY_BYTES,
     Command,
     CommandOpcode,
     Event,
@@ -75,7 +77,7 @@ from hw.layouts import (
     RxCounters,
     RxDescriptor,
     RxErrors,
-    RxStatus,
+    RxSummary,
     TxDescriptor,
     pack,
     unpack,
@@ -84,18 +86,18 @@ from hw.layouts import (
 from .checksum import ones_complement_sum
 from .rx_status import expected_fields
 
-__all__ = ["NicModel", "ModelBus", "rx_status_header", "fields_of",
+__all__ = ["NicModel", "ModelBus", "rx_summary_header", "summary_fields", "fields_of",
            "HOST_COUNTER_NAMES", "RX_COUNTER_NAMES"]
 
 HOST_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(HostCounters))
 RX_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(RxCounters))
 _RX_ERROR_NAMES = tuple(name for name, _ in data.Layout.cast(RxErrors))
-_RX_STATUS_BYTES = -(-data.Layout.cast(RxStatus).size // 8)
-assert _RX_STATUS_BYTES <= params.RX_BUFFER_HEADER_BYTES
 _ENTRY = params.RING_ENTRY_BYTES
-#: Ring entries one fetch reads at most (docs/host_interface.md, "DMA").
-_CACHE_ENTRIES = 4
-_BEAT = params.BEAT_BYTES
+#: A ring fetcher's cache and its largest request, in entries (hw/host/rings.py defaults).
+_CACHE_ENTRIES = 32
+_MAX_FETCH = 16
+#: Bytes of a DMA beat: the unit of reads, of the packet buffer's words and of alignment.
+_BEAT = params.DMA_DATA_BITS // 8
 _MASK32 = 0xFFFF_FFFF
 #: Event.detail keeps the low bits of the value written / the failing address.
 _DETAIL_MASK = (1 << data.Layout.cast(Event)["detail"].width) - 1
@@ -113,11 +115,20 @@ def fields_of(layout, bits) -> dict:
     return {name: int(getattr(view, name)) for name, _ in data.Layout.cast(layout)}
 
 
-def rx_status_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
-    """The ``RX_BUFFER_HEADER_BYTES`` that precede ``frame`` in its RX buffer: its RxStatus, little
-    endian, zero-padded."""
-    bits = pack(RxStatus, expected_fields(frame, key))
-    return bits.to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+def summary_fields(status: dict) -> dict:
+    """The :class:`RxSummary` fields of a status word's fields: those of the same name (the frame
+    length saturated to the summary's 16 bits)."""
+    names = {name for name, _ in data.Layout.cast(RxSummary)}
+    fields = {name: value for name, value in status.items() if name in names}
+    fields["length"] = min(status["length"], 0xFFFF)
+    return fields
+
+
+def rx_summary_header(frame: bytes, key: bytes = params.MS_RSS_KEY) -> bytes:
+    """The ``RX_SUMMARY_BYTES`` that precede ``frame`` in its RX buffer: its RxSummary, little
+    endian."""
+    bits = pack(RxSummary, summary_fields(expected_fields(frame, key)))
+    return bits.to_bytes(RX_SUMMARY_BYTES, "little")
 
 
 def _fold_complement(total: int) -> int:
@@ -128,7 +139,7 @@ def _fold_complement(total: int) -> int:
 
 def _bursts(addr: int, n: int):
     """``(address, bytes)`` of the AXI bursts a transfer of ``n`` bytes at ``addr`` takes."""
-    max_bytes = params.DMA_MAX_BURST_BEATS * _BEAT
+    max_bytes = params.DMA_MAX_BURST_BYTES
     end = addr + n
     while addr < end:
         step = min(end - addr, max_bytes, 0x1000 - (addr & 0xFFF))
@@ -141,6 +152,7 @@ class _Ring:
         self.base_lo = self.base_hi = 0
         self.log2 = 0
         self.producer = self.consumer = 0
+        self.fetch = 0          # the next entry the ring fetcher reads (host-produced rings)
 
     @property
     def size(self) -> int:
@@ -206,7 +218,9 @@ class NicModel:
         self._mod_deadline: int | None = None
         self.irq = False
         self._rx_pending: deque[tuple[bytes, bytes, int]] = deque()
-        self._cache: dict[RingId, deque[int]] = {ring: deque() for ring in RingId}
+        #: Prefetched entries of each host-produced ring: the entry's integer, None if its read
+        #: failed.
+        self._cache: dict[RingId, deque[int | None]] = {ring: deque() for ring in RingId}
         self._rx_pending_bytes = 0
         self._reg_errors: deque[dict] = deque()
         self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
@@ -279,7 +293,7 @@ class NicModel:
         elif what == "LOG2_SIZE":
             ok = value == 0 or params.RING_LOG2_SIZE_MIN <= value <= params.RING_LOG2_SIZE_MAX
             r.log2 = value if ok else 0
-            r.producer = r.consumer = 0
+            r.producer = r.consumer = r.fetch = 0
             self._cache[ring].clear()
             if ring is RingId.EVENT:
                 self._phase = 1
@@ -371,7 +385,7 @@ class NicModel:
                    for start, end, k in self.dma_error_ranges)
 
     def _dma_read(self, addr: int, n: int) -> tuple[bytes, list[int]]:
-        """Read ``n`` bytes at ``addr`` (8-byte aligned) by DMA: the bytes, and the addresses of
+        """Read ``n`` bytes at ``addr`` (beat-aligned) by DMA: the bytes, and the addresses of
         the beats answered with an error (whose bytes are not to be used)."""
         failed = []
         for burst, length in _bursts(addr, n):
@@ -394,21 +408,34 @@ class NicModel:
                 self.memory.write(burst, payload[burst - addr:burst - addr + length])
         return failed
 
+    def _prefetch(self) -> None:
+        """Read ahead the posted entries of the host-produced rings, as the ring fetchers do."""
+        for ring in (RingId.COMMAND, RingId.RX, RingId.TX):
+            r = self._rings[ring]
+            cache = self._cache[ring]
+            if not self.enabled or self._stopped.get(ring, False) or not r.size:
+                continue
+            while True:
+                n = min((r.producer - r.fetch) % r.size, r.size - r.fetch, _MAX_FETCH)
+                if n == 0 or len(cache) + n > _CACHE_ENTRIES:
+                    break
+                base = r.entry(r.fetch)
+                raw, failed = self._dma_read(base, n * _ENTRY)
+                bad = {beat // _BEAT for beat in failed}
+                for i in range(n):
+                    addr = base + _ENTRY * i
+                    spans = {b // _BEAT for b in range(addr, addr + _ENTRY, min(_BEAT, _ENTRY))}
+                    cache.append(None if spans & bad
+                                 else int.from_bytes(raw[_ENTRY * i:_ENTRY * (i + 1)], "little"))
+                r.fetch = (r.fetch + n) % r.size
+
     def _fetch(self, ring: RingId, layout):
-        """The entry at the consumer index of ``ring``, from the cache or by a fetch of up to
-        ``_CACHE_ENTRIES``; None when it could not be read."""
+        """The prefetched entry at the consumer index of ``ring`` (None when its read failed);
+        the consumer index moves past it."""
         r = self._rings[ring]
-        cache = self._cache[ring]
-        if not cache:
-            n = min(_CACHE_ENTRIES, r.count, r.size - r.consumer)
-            base = r.entry(r.consumer)
-            raw, failed = self._dma_read(base, n * _ENTRY)
-            good = (failed[0] - base) // _ENTRY if failed else n
-            if good == 0:
-                return None
-            cache.extend(int.from_bytes(raw[_ENTRY * i:_ENTRY * (i + 1)], "little")
-                         for i in range(good))
-        return unpack(layout, cache.popleft())
+        entry = self._cache[ring].popleft()
+        r.consumer = (r.consumer + 1) % r.size
+        return None if entry is None else unpack(layout, entry)
 
     def ring_entry_address(self, ring: RingId, index: int) -> int:
         """The bus address of entry ``index`` of ``ring``, as configured."""
@@ -440,10 +467,11 @@ class NicModel:
     # -- Processing ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._prefetch()
         while self.enabled and self._event_slot() and (
                 self._step_register_error() or self._step_command() or self._step_tx()
                 or self._step_rx()):
-            pass
+            self._prefetch()
 
     def _step_register_error(self) -> bool:
         if not self._reg_errors:
@@ -453,12 +481,11 @@ class NicModel:
 
     def _step_command(self) -> bool:
         r = self._rings[RingId.COMMAND]
-        if not r.count:
+        if not self._cache[RingId.COMMAND]:
             return False
         index = r.consumer
         entry = r.entry(index)
         command = self._fetch(RingId.COMMAND, Command)
-        r.consumer = (r.consumer + 1) % r.size
         self._count("commands")
         event = {"kind": EventKind.COMMAND_DONE.value, "ring": RingId.COMMAND.value,
                  "index": index}
@@ -482,12 +509,11 @@ class NicModel:
 
     def _step_tx(self) -> bool:
         r = self._rings[RingId.TX]
-        if self._stopped[RingId.TX] or not r.count:
+        if self._stopped[RingId.TX] or not self._cache[RingId.TX]:
             return False
         index = r.consumer
         entry = r.entry(index)
         desc = self._fetch(RingId.TX, TxDescriptor)
-        r.consumer = (r.consumer + 1) % r.size
         event = {"kind": EventKind.TX_DONE.value, "ring": RingId.TX.value, "index": index}
         if desc is None:
             self._count("tx_bad_descriptor")
@@ -536,12 +562,14 @@ class NicModel:
 
     def _step_rx(self) -> bool:
         r = self._rings[RingId.RX]
-        if not self._rx_pending or not r.count:
+        cache = self._cache[RingId.RX]
+        # A fetch-error entry is skipped at once; a good one waits for a frame.
+        if self._stopped[RingId.RX] or not cache or (cache[0] is not None
+                                                     and not self._rx_pending):
             return False
         index = r.consumer
         entry = r.entry(index)
         desc = self._fetch(RingId.RX, RxDescriptor)
-        r.consumer = (r.consumer + 1) % r.size
         if desc is None:
             self._write_event(kind=EventKind.ERROR.value, ring=RingId.RX.value, index=index,
                               code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
@@ -550,15 +578,15 @@ class NicModel:
         self._rx_pending_bytes -= _beats_bytes(len(frame))
         event = {"kind": EventKind.RX.value, "ring": RingId.RX.value, "index": index,
                  "length": len(frame), "tag": rss_hash}
-        if desc.size < params.RX_BUFFER_HEADER_BYTES + len(frame):
+        if desc.size < RX_SUMMARY_BYTES + len(frame):
             self._count("rx_drop_too_small")
             self._write_event(**event, code=EventCode.BUFFER_TOO_SMALL.value)
             return True
-        failed = self._dma_write(desc.addr & ~(_BEAT - 1), header + frame)
-        if failed is not None:
+        addr = desc.addr & ~(_BEAT - 1)
+        if self._dma_write(addr, header + frame) is not None:
             self._count("rx_drop_dma_error")
             self._write_event(**event, code=EventCode.DMA_ERROR.value,
-                              detail=failed & _DETAIL_MASK)
+                              detail=addr & _DETAIL_MASK)
         else:
             self._count("rx_to_host")
             self._write_event(**event, code=EventCode.OK.value)
@@ -603,7 +631,7 @@ class NicModel:
         elif self._rx_pending_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
             verdict = "rx_drop_overflow"
         else:
-            header = pack(RxStatus, status).to_bytes(params.RX_BUFFER_HEADER_BYTES, "little")
+            header = pack(RxSummary, summary_fields(status)).to_bytes(RX_SUMMARY_BYTES, "little")
             self._rx_pending.append((frame, header, status["hash"]))
             self._rx_pending_bytes += _beats_bytes(len(frame))
             self._run()
