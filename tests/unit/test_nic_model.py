@@ -3,6 +3,8 @@
 import asyncio
 
 import pytest
+from amaranth.hdl import Value
+from amaranth.lib import data
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -13,6 +15,7 @@ from host_driver.memory import HostMemory
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
+    RX_SUMMARY_BYTES,
     Command,
     CommandOpcode,
     Event,
@@ -21,16 +24,17 @@ from hw.layouts import (
     RingId,
     RxDescriptor,
     RxStatus,
+    RxSummary,
     TxDescriptor,
     pack,
 )
 from sim.frames import tx_checksum_edge_cases
-from sim.reference.nic_model import ModelBus, NicModel, fields_of, rx_status_header
-from sim.reference.rx_status import expected_status
-from sim.status_json import status_to_json
+from sim.reference.nic_model import ModelBus, NicModel, fields_of, rx_summary_header, summary_fields
+from sim.reference.rx_status import expected_fields, expected_status
 
-HEADER = params.RX_BUFFER_HEADER_BYTES
+HEADER = RX_SUMMARY_BYTES
 ENTRY = params.RING_ENTRY_BYTES
+BEAT = params.DMA_DATA_BITS // 8
 #: A destination MAC for IPv6 frames (scapy would look one up on the network).
 MAC = "02:00:00:00:00:02"
 
@@ -122,7 +126,7 @@ FRAMES = {
 
 
 @pytest.mark.parametrize("name", [*FRAMES, "runt", "truncated"])
-def test_rx_buffer_holds_status_then_frame(name):
+def test_rx_buffer_holds_summary_then_frame(name):
     frame = {"runt": bytes(10), "truncated": bytes(FRAMES["tcp"])[:30]}.get(name)
     frame = bytes(FRAMES[name]) if frame is None else frame
     t = Raw16(rx_buffers=[2048])
@@ -133,22 +137,29 @@ def test_rx_buffer_holds_status_then_frame(name):
     assert event["length"] == len(frame)
     raw = t.memory.read(t.buffers[0], HEADER + len(frame))
     assert raw[HEADER:] == frame
-    assert raw[:HEADER] == rx_status_header(frame)
-    status = int.from_bytes(raw[:HEADER], "little")
-    assert status < 1 << 540       # the padding is zero
-    row = status_to_json(status, 0)
-    assert row == expected_status(frame)
+    assert raw[:HEADER] == rx_summary_header(frame)
+    summary = RxSummary.from_bits(int.from_bytes(raw[:HEADER], "little"))
+    status = RxStatus.from_bits(pack(RxStatus, expected_fields(frame)))
+    # Every summary field is the status word's field of that name (docs/host_interface.md).
+    for name, _ in data.Layout.cast(RxSummary):
+        value = Value.cast(getattr(summary, name)).value
+        if name == "reserved":
+            assert value == 0
+        else:
+            assert value == Value.cast(getattr(status, name)).value, name
+    row = expected_status(frame)
     assert event["tag"] == int(row["hash"], 16)
     counters = t.m.counters()
     assert counters["rx_frames"] == counters["rx_to_host"] == 1
     assert counters["rx_malformed"] == int(row["malformed"])
 
 
-def test_rx_status_offsets():
+def test_rx_summary_offsets():
     frame = bytes(FRAMES["vlan"])
-    status = RxStatus.from_bits(int.from_bytes(rx_status_header(frame), "little"))
-    assert (status.l3_offset, status.l4_offset, status.payload_offset) == (18, 38, 58)
-    assert status.ip_proto == 6 and status.payload_len == 3
+    summary = RxSummary.from_bits(int.from_bytes(rx_summary_header(frame), "little"))
+    assert (summary.l3_offset, summary.l4_offset, summary.payload_offset) == (18, 38, 58)
+    assert summary.ip_proto == 6 and summary.payload_len == 3
+    assert summary_fields(expected_fields(frame))["length"] == len(frame)
 
 
 def test_drop_reasons():
@@ -245,13 +256,12 @@ def test_command_fetch_dma_error():
     # address bits 30:0.
     assert [(e["index"], e["code"], e["tag"], e["detail"]) for e in events] == [
         (0, EventCode.DMA_ERROR.value, 0, base & 0x7FFF_FFFF), (1, EventCode.OK.value, 6, 0)]
-    assert t.m.counters()["dma_errors"] == 2     # two read beats answered SLVERR
+    assert t.m.counters()["dma_errors"] == ENTRY // BEAT    # the entry's beats answered SLVERR
 
 
-def test_fetch_reads_four_entries_and_refetches_a_failing_one():
-    """docs/host_interface.md "DMA"/"Commands": one fetch reads up to 4 posted entries; the good
-    ones before a failing entry are used, the failing one is fetched again, first, and skipped
-    (so dma_errors counts it twice)."""
+def test_fetch_reads_posted_entries_once_and_skips_a_failing_one():
+    """hw/host/rings.py: posted entries are read ahead in one request (up to 16, not past the
+    ring's end), each once; a failing entry is skipped with its DMA_ERROR event."""
     t = Raw16(log2=3)
     entry = t.rings[RingId.COMMAND] + ENTRY
     t.m.dma_error_ranges.append((entry, entry + ENTRY, "read"))
@@ -263,10 +273,10 @@ def test_fetch_reads_four_entries_and_refetches_a_failing_one():
     assert [(e["index"], e["code"]) for e in events] == [
         (0, EventCode.OK.value), (1, EventCode.DMA_ERROR.value), *((n, EventCode.OK.value)
                                                                   for n in range(2, 6))]
-    assert t.m.counters()["dma_errors"] == 4
-    reads = [(addr - t.rings[RingId.COMMAND]) // ENTRY for kind, addr, _, _ in t.m.dma_log
-             if kind == "read"]
-    assert reads == [0, 1, 2], "entries 0-3, then 1-4 (1 fails first), then 2-5"
+    assert t.m.counters()["dma_errors"] == ENTRY // BEAT
+    reads = [((addr - t.rings[RingId.COMMAND]) // ENTRY, n // ENTRY)
+             for kind, addr, n, _ in t.m.dma_log if kind == "read"]
+    assert reads == [(0, 6)], "the six entries in one request"
 
 
 def _offload_case(packet):
@@ -365,7 +375,7 @@ def test_tx_dma_errors():
     t = Raw16()
     # The frame read fails: TX_DONE with DMA_ERROR, nothing sent.
     addr = t.memory.alloc(128, 64)
-    t.m.dma_error_ranges.append((addr + 64, addr + 72, "read"))
+    t.m.dma_error_ranges.append((addr + 64, addr + 64 + BEAT, "read"))
     t.post(RingId.TX, TxDescriptor, {"addr": addr, "length": 100})
     (event,) = t.events()
     # docs/host_interface.md, events table: detail = the failing address (the first bad beat).

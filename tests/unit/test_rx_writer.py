@@ -1,7 +1,7 @@
 """RxWriter (hw/host/rx_writer.py) with the RxPacketBuffer in front of it, against host memory.
 
 The MAC side sends scapy frames (and runts) beat by beat; their status words come from the
-reference (``rx_status_fields`` packed with ``hw.layouts.pack``) a few clocks after each frame.
+reference (``expected_fields`` packed with ``hw.layouts.pack``) a few clocks after each frame.
 A descriptor source stands in for the RX ring fetcher: it offers the ring's entries in order (some
 with ``error``: fetch errors), releasing them as a host would post them, and drives the packet
 buffer's ``posted`` (released and not taken). ``WriteServer`` is host memory behind the DMA
@@ -37,7 +37,7 @@ from hw.layouts import (
     RxSummary,
     pack,
 )
-from sim.reference.nic_model import rx_status_fields
+from sim.reference.rx_status import expected_fields
 
 from .amaranth_sim import run_testbenches
 from .dma_model import WriteServer
@@ -108,7 +108,7 @@ def _length(rng):
 def _status_and_summary(frame):
     """The status word (packed) and the 32 summary bytes, from the reference's field dict:
     every RxSummary field is the RxStatus field of that name (length: its low 16 bits)."""
-    fields = rx_status_fields(frame)
+    fields = expected_fields(frame)
     summary = {name: fields.get(name, 0) for name in _SUMMARY_FIELDS}
     summary["length"] = fields["length"] & 0xFFFF
     return (pack(RxStatus, fields),

@@ -14,8 +14,7 @@ from scapy.layers.l2 import Ether
 
 from host_driver.driver import NicDriver
 from host_driver.memory import HostMemory
-from hw import params
-from hw.layouts import CommandOpcode, EventCode
+from hw.layouts import RX_SUMMARY_BYTES, CommandOpcode, EventCode
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scoreboard import MirroredBus, NicScoreboard
 
@@ -103,18 +102,19 @@ def test_an_altered_rx_buffer_is_reported():
     def alter(fields):
         if fields["kind"] == 1 and fields["index"] == 1:
             addr = rig.driver._rx_posted[1]
-            rig.memory.write(addr + 5, b"\xff")                         # the status word
+            rig.memory.write(addr + 5, b"\xff")                         # the summary
         if fields["kind"] == 1 and fields["index"] == 2:
             addr = rig.driver._rx_posted[2]
-            rig.memory.write(addr + params.RX_BUFFER_HEADER_BYTES + 20, b"\xff")  # the frame
+            rig.memory.write(addr + RX_SUMMARY_BYTES + 20, b"\xff")  # the frame
         return fields
     rig = Rig(alter_event=alter)
     counters = rig.run()
     with pytest.raises(AssertionError) as info:
         rig.sb.check(counters)
-    assert "index 1" in str(info.value) and "header (RxStatus) differs from byte 5" in str(
+    assert "index 1" in str(info.value) and "header (RxSummary) differs from byte 5" in str(
         info.value)
-    assert "index 2" in str(info.value) and "frame differs from byte 92" in str(info.value)
+    assert "index 2" in str(info.value) and (
+        f"frame differs from byte {RX_SUMMARY_BYTES + 20}" in str(info.value))
 
 
 def test_an_altered_tx_frame_and_counter_are_reported():
