@@ -113,15 +113,21 @@ class CommandUnit(wiring.Component):
 
         # --- COMPLETE: the event register and the counters --------------------------------------
         out_free = Signal()
+        load = Signal()                 # EXECUTE completes a command this clock
         m.d.comb += out_free.eq(~self.events.valid | self.events.ready)
-        with m.If(self.events.valid & self.events.ready):
+        # One If/Elif for ``valid``: Amaranth 0.5.10's RTLIL output dropped the ``valid.eq(1)``
+        # of ``complete`` below when it sat under the FSM after a separate clearing ``If``
+        # (the Python simulator kept it), so the NIC in Icarus never saw a COMMAND_DONE.
+        with m.If(load):
+            m.d.sync += self.events.valid.eq(1)
+        with m.Elif(self.events.valid & self.events.ready):
             m.d.sync += self.events.valid.eq(0)
         m.d.sync += [self.count.commands.eq(0), self.count.bad_commands.eq(0)]
 
         def complete(code, bad):
             """Load the event of the command in EXECUTE (only while ``out_free``)."""
+            m.d.comb += load.eq(1)
             m.d.sync += [
-                self.events.valid.eq(1),
                 self.events.payload.kind.eq(EventKind.COMMAND_DONE.value),
                 self.events.payload.ring.eq(RingId.COMMAND.value),
                 self.events.payload.index.eq(dec.index),

@@ -19,6 +19,7 @@ from scapy.layers.l2 import Ether
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
+    RX_SUMMARY_BYTES,
     Command,
     CommandOpcode,
     Event,
@@ -26,7 +27,7 @@ from hw.layouts import (
     EventKind,
     RingId,
     RxDescriptor,
-    RxStatus,
+    RxSummary,
     TxDescriptor,
     pack,
     unpack,
@@ -138,11 +139,11 @@ async def test_smoke(dut):
             EventKind.RX.value, RingId.RX.value, n, EventCode.OK.value), event
         assert event.length == len(frame)
         buf = RX_BUFS + 0x1000 * n
-        header = tb.ram.read(buf, params.RX_BUFFER_HEADER_BYTES)
-        status = unpack(RxStatus, int.from_bytes(header, "little"))
-        assert status.length == len(frame) and status.sport == 1000 + n and status.candidate
-        assert tb.ram.read(buf + params.RX_BUFFER_HEADER_BYTES, len(frame)) == frame
-        assert event.tag == status.hash
+        header = tb.ram.read(buf, RX_SUMMARY_BYTES)
+        summary = unpack(RxSummary, int.from_bytes(header, "little"))
+        assert summary.length == len(frame) and summary.sport == 1000 + n and summary.candidate
+        assert tb.ram.read(buf + RX_SUMMARY_BYTES, len(frame)) == frame
+        assert event.tag == summary.hash
     assert await tb.read("RX_TO_HOST") == 3
     assert await tb.read("RX_CONSUMER") == 3
 
@@ -207,8 +208,7 @@ async def test_rx_starvation_backpressure(dut):
     frame is delivered whole and in order or dropped and counted; the MAC is never stalled."""
     import random
 
-    from sim.reference.rx_status import expected_status
-    from sim.status_json import status_to_json
+    from sim.reference.nic_model import rx_summary_header
 
     rng = random.Random(7)
     tb = Smoke(dut, rx="follow")
@@ -250,8 +250,8 @@ async def test_rx_starvation_backpressure(dut):
             event = await tb.next_event(timeout=10**9)
             assert (event.kind, event.code) == (EventKind.RX.value, EventCode.OK.value), event
             buf = RX_BUFS + buf_size * event.index
-            header = int.from_bytes(tb.ram.read(buf, params.RX_BUFFER_HEADER_BYTES), "little")
-            frame = tb.ram.read(buf + params.RX_BUFFER_HEADER_BYTES, event.length)
+            header = tb.ram.read(buf, RX_SUMMARY_BYTES)
+            frame = tb.ram.read(buf + RX_SUMMARY_BYTES, event.length)
             delivered.append((frame, header))
             # Starve now and then: re-post late.
             if rng.random() < 0.3:
@@ -272,7 +272,7 @@ async def test_rx_starvation_backpressure(dut):
     assert counters["RX_TO_HOST"] == len(delivered)
     assert sum(v for k, v in counters.items() if k not in ("RX_FRAMES",)) == len(frames)
     assert counters["RX_DROP_NO_BUFFER"] > 0 and counters["RX_DROP_OVERSIZE"] > 0
-    # Delivered frames are the sent frames, in order, a subsequence; each status word correct.
+    # Delivered frames are the sent frames, in order, a subsequence; each summary correct.
     it = iter(enumerate(frames))
     for frame, header in delivered:
         for index, sent in it:  # noqa: B007 (index is used after the loop)
@@ -281,5 +281,5 @@ async def test_rx_starvation_backpressure(dut):
         else:
             raise AssertionError("a delivered frame was not sent, or out of order")
         assert len(frame) <= params.MAX_FRAME_BYTES
-        assert status_to_json(unpack(RxStatus, header), index) == expected_status(frame, index)
+        assert header == rx_summary_header(frame), index
     tb.check()
