@@ -16,9 +16,10 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
 
 - Zero latency: a doorbell, a command, a frame is processed completely inside the call that
   caused it. Only moderation by time needs the clock (:meth:`NicModel.advance`).
-- Work order when several rings have work: pending register errors, then commands, then TX, then
-  RX. Each step needs a free event slot; when the event ring is full (or off) the NIC
-  waits and nothing moves, and received frames wait in the packet buffer until it overflows.
+- Work order when several rings have work: commands, then TX, then RX; a refused register write's
+  event is posted at once. When the event ring is full (or off) events wait inside the NIC, in
+  order, and the units go on (the RTL's units each queue at least 16 events; the tests stay
+  within that): descriptors are taken and buffers filled while posted ones last.
 - The packet buffer holds whole frames, each taking its length rounded up to a DMA beat (a frame
   starts a beat). Checks when a frame arrives, in order: disabled, no buffer (RX ring stopped, no
   posted buffer that is not promised to a frame already waiting, or ``RX_PACKET_BUFFER_FRAMES``
@@ -222,7 +223,8 @@ class NicModel:
         #: failed.
         self._cache: dict[RingId, deque[int | None]] = {ring: deque() for ring in RingId}
         self._rx_pending_bytes = 0
-        self._reg_errors: deque[dict] = deque()
+        #: Events made and not yet written (the event ring full or off): they wait in the NIC.
+        self._event_queue: deque[dict] = deque()
         self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
         self.rx_counters = dict.fromkeys(RX_COUNTER_NAMES, 0)
 
@@ -318,9 +320,8 @@ class NicModel:
 
     def _register_error(self, code, ring, value):
         self._count("bad_doorbells")
-        self._reg_errors.append({"kind": EventKind.ERROR.value, "ring": ring.value,
-                                 "index": 0, "code": code.value,
-                                 "detail": value & _DETAIL_MASK})
+        self._write_event(kind=EventKind.ERROR.value, ring=ring.value, index=0, code=code.value,
+                          detail=value & _DETAIL_MASK)
 
     def clear_counters(self) -> None:
         """What CONTROL.COUNTERS_CLEAR does."""
@@ -448,6 +449,16 @@ class NicModel:
         return bool(r.size) and r.count < r.size - 1
 
     def _write_event(self, **fields) -> None:
+        """Post an event: written at once while the ring has a free slot, else it waits in the
+        NIC (in order) and the units go on (hw/host/event_writer.py)."""
+        self._event_queue.append(fields)
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        while self._event_queue and self._event_slot():
+            self._write_slot(self._event_queue.popleft())
+
+    def _write_slot(self, fields: dict) -> None:
         r = self._rings[RingId.EVENT]
         fields["phase"] = self._phase
         bits = pack(Event, fields)
@@ -467,17 +478,10 @@ class NicModel:
     # -- Processing ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._flush_events()
         self._prefetch()
-        while self.enabled and self._event_slot() and (
-                self._step_register_error() or self._step_command() or self._step_tx()
-                or self._step_rx()):
+        while self.enabled and (self._step_command() or self._step_tx() or self._step_rx()):
             self._prefetch()
-
-    def _step_register_error(self) -> bool:
-        if not self._reg_errors:
-            return False
-        self._write_event(**self._reg_errors.popleft())
-        return True
 
     def _step_command(self) -> bool:
         r = self._rings[RingId.COMMAND]
