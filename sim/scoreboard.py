@@ -278,7 +278,9 @@ class NicScoreboard:
                               f"{rtl['rx_to_host']} + drops {drops}")
         for name in names:
             if rtl[name] != model[name]:
-                self.mismatch(f"counter {name}: RTL {rtl[name]}, model {model[name]}")
+                self.mismatch(f"counter {name}: RTL {rtl[name]}, model {model[name]}"
+                              + (f" (the model's failed DMA: {self.model.dma_failures})"
+                                 if name == "dma_errors" else ""))
 
     # -- Internals --------------------------------------------------------------------------------
 

@@ -196,6 +196,8 @@ class NicModel:
         (``kind`` "read", "write" or "both").
     dma_log : list of (str, int, int, int)
         Every DMA burst: ``(kind, address, bytes, cycle)``.
+    dma_failures : list of (str, int, int)
+        Every response with an error: ``(kind, address, cycle)`` of the read beat / write burst.
     irq : bool
         The interrupt line.
     """
@@ -208,6 +210,7 @@ class NicModel:
         self.events: list[tuple[int, dict]] = []
         self.dma_error_ranges: list[tuple[int, int, str]] = []
         self.dma_log: list[tuple[str, int, int, int]] = []
+        self.dma_failures: list[tuple[str, int, int]] = []
         self._by_offset = {reg.offset: reg for reg in regmap.REGISTERS}
         self._values = {reg.name: reg.reset for reg in regmap.REGISTERS}
         self._rings = {ring: _Ring() for ring in RingId}
@@ -394,6 +397,7 @@ class NicModel:
             failed += [beat for beat in range(burst, burst + length, _BEAT)
                        if self._faulty(beat, _BEAT, "read")]
         self._count("dma_errors", len(failed))
+        self.dma_failures += [("read", beat, self.cycle) for beat in failed]
         return self.memory.read(addr, n), failed
 
     def _dma_write(self, addr: int, payload: bytes) -> int | None:
@@ -404,6 +408,7 @@ class NicModel:
             self.dma_log.append(("write", burst, length, self.cycle))
             if self._faulty(burst, length, "write"):
                 self._count("dma_errors")
+                self.dma_failures.append(("write", burst, self.cycle))
                 failed = burst if failed is None else failed
             else:
                 self.memory.write(burst, payload[burst - addr:burst - addr + length])
