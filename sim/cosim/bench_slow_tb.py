@@ -15,8 +15,9 @@ One row per direction, traffic class and spacing (SPEC §6):
 event written; TX: its last beat on MAC TX) to the last one's, over ``frames - 1``, so the first
 frame's latency is not in it. ``offered_mpps``: RX, the rate the frames were offered at; TX, the
 rate the frames left at (both at 156.25 MHz). ``dma_bytes_per_frame``: bytes on the DMA bus
-(reads and writes, data only) per frame; ``dma_bus_utilisation``: the fraction of clocks the busier
-data channel (W for rx, R for tx) carried a beat over the same window.
+(reads and writes, data only) per frame; ``dma_bus_utilisation``: beats on the busier data channel
+(W for rx, R for tx) per clock, from the first frame offered (rx) or the doorbell (tx) to the last
+completion.
 
 Each row is appended to the JSON-lines file ``INIC_BENCH_OUT``; ``INIC_BENCH_FRAMES`` (JSON)
 maps each traffic class to its frame count.
@@ -82,14 +83,14 @@ async def _rx(tb, driver, frames, spacing):
     events = [t for t in writes if event_ring[0] <= t.addr < event_ring[1]]
     first, last = events[0].done, events[-1].done
     dma_bytes = _dma_bytes(tb, offer_start, last)
-    busy = sum(t.beats for t in writes if first <= t.cycle <= last)
+    busy = sum(t.beats for t in writes if offer_start <= t.cycle <= last)
     tb.mac.wire_spacing = False
     await _settle(tb, driver)
     return {"frames": len(frames), "delivered": done, "dropped": dropped,
             "cycles_per_frame": round((last - first) / max(len(events) - 1, 1), 2),
             "offered_mpps": _mpps(len(frames), offer_cycles),
             "dma_bytes_per_frame": round(dma_bytes / max(done, 1), 1),
-            "dma_bus_utilisation": round(busy / max(last - first, 1), 3)}
+            "dma_bus_utilisation": round(busy / max(last - offer_start, 1), 3)}
 
 
 async def _tx(tb, driver, frames, spacing):
@@ -106,7 +107,7 @@ async def _tx(tb, driver, frames, spacing):
         await driver.poll(200)
     first, last = ends[0], ends[-1]
     dma_bytes = _dma_bytes(tb, start, last)
-    reads = [t for t in tb.bus.dma.transactions if t.kind == "read" and first <= t.cycle <= last]
+    reads = [t for t in tb.bus.dma.transactions if t.kind == "read" and start <= t.cycle <= last]
     busy = sum(t.beats for t in reads)
     tb.mac.tx_wire_spacing = False
     await _settle(tb, driver)
@@ -115,7 +116,7 @@ async def _tx(tb, driver, frames, spacing):
             "cycles_per_frame": round(interval, 2),
             "offered_mpps": _mpps(1, interval),
             "dma_bytes_per_frame": round(dma_bytes / len(frames), 1),
-            "dma_bus_utilisation": round(busy / max(last - first, 1), 3)}
+            "dma_bus_utilisation": round(busy / max(last - start, 1), 3)}
 
 
 async def _settle(tb, driver):
