@@ -62,7 +62,7 @@ async def _rx(tb, driver, frames, spacing):
     counters0 = await driver.counters()
     delivered0 = driver.stats.rx_frames
     tb.mac.wire_spacing = spacing == "wire"
-    events_seen = len([t for t in tb.bus.dma.transactions if t.kind == "write"])
+    seen = len(tb.bus.dma.transactions)
     offer_start = tb.mac.cycle
     for frame in frames:
         tb.mac.send(frame)
@@ -79,7 +79,7 @@ async def _rx(tb, driver, frames, spacing):
             break
     # RX events are the event ring's writes of this run, one per frame, in order.
     event_ring = driver.ring_span("EVENT")
-    writes = [t for t in tb.bus.dma.transactions[events_seen:] if t.kind == "write"]
+    writes = [t for t in tb.bus.dma.transactions[seen:] if t.kind == "write"]
     events = [t for t in writes if event_ring[0] <= t.addr < event_ring[1]]
     first, last = events[0].done, events[-1].done
     dma_bytes = _dma_bytes(tb, offer_start, last)
