@@ -93,14 +93,15 @@ class PacketFifo(wiring.Component):
                 m.d.sync += uncommitted.eq(uncommitted + self.w_en)
 
         # Read side: memory -> prefetch FIFO -> r. A read is issued only when the prefetch FIFO has
-        # room for it and for the one still in flight.
+        # room for it and for the one still in flight. The memory reads ``rd_ptr`` every clock
+        # (its read enable is not ``issue``: that compare would drive the enables of every block
+        # RAM); only an issued read's data goes into the prefetch FIFO.
         m.submodules.prefetch = prefetch = SyncFIFO(width=self._width, depth=_PREFETCH_DEPTH)
         in_flight = Signal()
         issue = Signal()
         m.d.comb += [
             issue.eq((rd_ptr != committed) & (prefetch.w_level + in_flight < _PREFETCH_DEPTH)),
             rp.addr.eq(rd_ptr),
-            rp.en.eq(issue),
             prefetch.w_data.eq(rp.data),
             prefetch.w_en.eq(in_flight),
         ]
