@@ -191,10 +191,12 @@ class RxPacketBuffer(wiring.Component):
             word.append(Mux(lane == k, beat.data, Mux(lane > k, slot, 0)))
         stored = Signal()
         m.d.comb += stored.eq(storing & ~gave_up)
+        # The slot of the next beat takes whatever is on ``i`` (its enable is the lane alone); it
+        # belongs to the word only once a beat is stored there and the lane moves on.
+        for k in range(lanes - 1):
+            with m.If(lane == k):
+                m.d.sync += held[64 * k:64 * (k + 1)].eq(beat.data)
         with m.If(stored):
-            for k in range(lanes):
-                with m.If(lane == k):
-                    m.d.sync += held[64 * k:64 * (k + 1)].eq(beat.data)
             m.d.sync += lane.eq(Mux(word_end, 0, lane + 1))
         with m.If(accept & gave_up):
             # (Already 0: a drop comes at a word's first beat, MAX_FRAME_BEATS being whole words.)
