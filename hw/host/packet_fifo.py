@@ -3,11 +3,12 @@
 Ref: docs/host_interface.md (slow-path receive: frames are dropped whole, never in part).
 
 The reader sees only committed beats, so a frame the writer gives up on half-way (packet buffer
-full, oversize) vanishes without trace. The storage is one simple dual-port block RAM; its one-clock
-read latency is hidden by a 4-entry prefetch FIFO, so the read side streams a beat every clock.
+full, oversize) vanishes without trace. The storage is simple dual-port block RAM; its two-clock
+read latency (the block RAM, then a data register) is hidden by a 4-entry prefetch FIFO, so the
+read side streams a beat every clock.
 """
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -16,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["PacketFifo"]
 
 _PREFETCH_DEPTH = 4
+_BLOCK_RAM_BITS = 16384
 
 
 class PacketFifo(wiring.Component):
@@ -54,19 +56,31 @@ class PacketFifo(wiring.Component):
         depth = self._depth
         ptr_bits = depth.bit_length()      # one more bit than the address: full != empty
 
-        m.submodules.mem = mem = Memory(shape=self._width, depth=depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port()
+        # The storage is cut into slices of at most 16 Kbit (one ECP5 DP16KD each: 4 bits wide at
+        # a depth of 4096, 8 at 2048, ...), so that each block RAM drives its own bits of the word
+        # straight into a register: no multiplexer between block RAMs of different addresses after
+        # the block RAM's slow clock-to-out (4.3 ns: yosys leaves its output register unused).
+        slice_bits = max(1, min(self._width, _BLOCK_RAM_BITS // depth))
+        write_ports, read_ports = [], []
+        for n, lsb in enumerate(range(0, self._width, slice_bits)):
+            bits = min(slice_bits, self._width - lsb)
+            mem = Memory(shape=bits, depth=depth, init=[])
+            m.submodules[f"mem{n}"] = mem
+            write_ports.append((lsb, bits, mem.write_port()))
+            read_ports.append((lsb, bits, mem.read_port()))
 
         wr_ptr = Signal(ptr_bits)           # next beat to write
         committed = Signal(ptr_bits)        # beats before this are the reader's
         rd_ptr = Signal(ptr_bits)           # next beat to read out of the memory
 
         wr_next = Signal(ptr_bits)
+        for lsb, bits, wp in write_ports:
+            m.d.comb += [
+                wp.addr.eq(wr_ptr),
+                wp.data.eq(self.w_data[lsb:lsb + bits]),
+                wp.en.eq(self.w_en),
+            ]
         m.d.comb += [
-            wp.addr.eq(wr_ptr),
-            wp.data.eq(self.w_data),
-            wp.en.eq(self.w_en),
             wr_next.eq(wr_ptr + self.w_en),
         ]
         with m.If(self.w_abort):
@@ -92,20 +106,24 @@ class PacketFifo(wiring.Component):
             with m.Else():
                 m.d.sync += uncommitted.eq(uncommitted + self.w_en)
 
-        # Read side: memory -> prefetch FIFO -> r. A read is issued only when the prefetch FIFO has
-        # room for it and for the one still in flight. The memory reads ``rd_ptr`` every clock
-        # (its read enable is not ``issue``: that compare would drive the enables of every block
-        # RAM); only an issued read's data goes into the prefetch FIFO.
+        # Read side: memory -> data register -> prefetch FIFO -> r. A read is issued only when the
+        # prefetch FIFO has room for it and for the two still in flight. The memory reads
+        # ``rd_ptr`` every clock (its read enable is not ``issue``: that compare would drive the
+        # enables of every block RAM); only an issued read's data goes into the prefetch FIFO.
         m.submodules.prefetch = prefetch = SyncFIFO(width=self._width, depth=_PREFETCH_DEPTH)
-        in_flight = Signal()
+        read_data = Signal(self._width)
+        for lsb, bits, rp in read_ports:
+            m.d.comb += rp.addr.eq(rd_ptr)
+            m.d.sync += read_data[lsb:lsb + bits].eq(rp.data)
+        in_flight = Signal(2)               # issued reads in the memory / in ``read_data``
         issue = Signal()
         m.d.comb += [
-            issue.eq((rd_ptr != committed) & (prefetch.w_level + in_flight < _PREFETCH_DEPTH)),
-            rp.addr.eq(rd_ptr),
-            prefetch.w_data.eq(rp.data),
-            prefetch.w_en.eq(in_flight),
+            issue.eq((rd_ptr != committed)
+                     & (prefetch.w_level + in_flight[0] + in_flight[1] < _PREFETCH_DEPTH)),
+            prefetch.w_data.eq(read_data),
+            prefetch.w_en.eq(in_flight[1]),
         ]
-        m.d.sync += in_flight.eq(issue)
+        m.d.sync += in_flight.eq(Cat(issue, in_flight[0]))
         with m.If(issue):
             m.d.sync += rd_ptr.eq(rd_ptr + 1)
 
