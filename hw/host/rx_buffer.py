@@ -151,9 +151,16 @@ class RxPacketBuffer(wiring.Component):
         with m.If(accept):
             m.d.sync += first.eq(beat.last)
 
+        # reserved < min(posted, RX_PACKET_BUFFER_FRAMES), as a compare of reserved's low bits
+        # (reserved <= RX_PACKET_BUFFER_FRAMES, a power of two) with posted's: a short carry chain
+        # on the admission path.
+        frames_bits = exact_log2(params.RX_PACKET_BUFFER_FRAMES)
+        room = Signal()
+        m.d.comb += room.eq(~reserved[frames_bits]
+                            & ((self.posted[frames_bits:] != 0)
+                               | (reserved[:frames_bits] < self.posted[:frames_bits])))
         admit = Signal()
-        m.d.comb += admit.eq(self.enable & self.running & (reserved < self.posted)
-                             & (reserved < params.RX_PACKET_BUFFER_FRAMES))
+        m.d.comb += admit.eq(self.enable & self.running & room)
         # The beat goes into the FIFO if the frame is kept (or admitted by this very beat).
         storing = Signal()
         m.d.comb += storing.eq(accept & (keeping | (first & admit)))
