@@ -76,7 +76,9 @@ class RxPacketBuffer(wiring.Component):
     enable, running : In(1)
         NIC enabled; RX ring configured and not stopped. Sampled at each frame's first beat.
     posted : In(13)
-        RX buffers posted by the host and not yet taken by the RX writer.
+        RX buffers posted by the host and not yet taken by the RX writer. Compared a clock ahead:
+        a frame is admitted if ``posted``, in the clock before its first beat, exceeded the frames
+        admitted before it and not taken by the writer then.
     consume : In(1)
         The RX writer has taken the frame at the head of ``frame`` (and one buffer for it). The
         frame's words may still be on ``beats``, after those of the frames taken before it.
@@ -151,14 +153,31 @@ class RxPacketBuffer(wiring.Component):
         with m.If(accept):
             m.d.sync += first.eq(beat.last)
 
-        # reserved < min(posted, RX_PACKET_BUFFER_FRAMES), as a compare of reserved's low bits
-        # (reserved <= RX_PACKET_BUFFER_FRAMES, a power of two) with posted's: a short carry chain
-        # on the admission path.
+        # Room for one more claim: reserved < min(posted, RX_PACKET_BUFFER_FRAMES), decided a clock
+        # ahead (a register: the compare's carry chain is then off the admission path). It is
+        # computed from ``posted`` and the claims as they stand after this clock's frame beat, but
+        # before this clock's ``consume``: a buffer the writer takes in this clock leaves
+        # ``posted`` in the next, so it counts on neither side. (A buffer posted in this clock is
+        # seen a clock later: never a claim without a buffer.)
         frames_bits = exact_log2(params.RX_PACKET_BUFFER_FRAMES)
+
+        def below_posted(value, name):
+            lt = Signal(name=name)
+            m.d.comb += lt.eq(~value[frames_bits]
+                              & ((self.posted[frames_bits:] != 0)
+                                 | (value[:frames_bits] < self.posted[:frames_bits])))
+            return lt
+
+        claims_plus = Signal(frames_bits + 2)
+        claims_minus = Signal(frames_bits + 2)
+        m.d.comb += [claims_plus.eq(reserved + 1), claims_minus.eq(reserved - 1)]
+        room_same = below_posted(reserved, "room_same")
+        room_plus = below_posted(claims_plus, "room_plus")
+        room_minus = below_posted(claims_minus, "room_minus")
+        gave_back = Signal()                # a frame dropped mid-way returns its claim
         room = Signal()
-        m.d.comb += room.eq(~reserved[frames_bits]
-                            & ((self.posted[frames_bits:] != 0)
-                               | (reserved[:frames_bits] < self.posted[:frames_bits])))
+        m.d.sync += room.eq(Mux(reserve & ~gave_back, room_plus,
+                                Mux(gave_back & ~reserve, room_minus, room_same)))
         admit = Signal()
         m.d.comb += admit.eq(self.enable & self.running & room)
         # The beat goes into the FIFO if the frame is kept (or admitted by this very beat).
@@ -252,10 +271,21 @@ class RxPacketBuffer(wiring.Component):
             frame_in.words.eq(record_out.words),
             ready.w_en.eq(self.status.valid & self.status.ready & record_out.kept),
         ]
+        # ``frame`` comes from a register, not straight from the block RAM (4.3 ns clock-to-out):
+        # the writer computes on it (the buffer-size check) in the clock it takes it.
+        frame_valid = Signal()
+        frame_out = Signal(RxStagedFrame)
+        load = Signal()
         m.d.comb += [
-            self.frame.payload.eq(ready.r_data),
-            self.frame.valid.eq(ready.r_rdy),
-            ready.r_en.eq(self.consume),
-            release.eq(self.consume | (accept & gave_up)),
+            load.eq(ready.r_rdy & (~frame_valid | self.consume)),
+            ready.r_en.eq(load),
+            self.frame.payload.eq(frame_out),
+            self.frame.valid.eq(frame_valid),
+            gave_back.eq(accept & gave_up),
+            release.eq(self.consume | gave_back),
         ]
+        with m.If(load):
+            m.d.sync += [frame_out.eq(ready.r_data), frame_valid.eq(1)]
+        with m.Elif(self.consume):
+            m.d.sync += frame_valid.eq(0)
         return m
