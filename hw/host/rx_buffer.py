@@ -271,21 +271,21 @@ class RxPacketBuffer(wiring.Component):
             frame_in.words.eq(record_out.words),
             ready.w_en.eq(self.status.valid & self.status.ready & record_out.kept),
         ]
-        # ``frame`` comes from a register, not straight from the block RAM (4.3 ns clock-to-out):
-        # the writer computes on it (the buffer-size check) in the clock it takes it.
+        # ``frame`` comes from a register that copies the block RAM's output every clock (no
+        # enable, no logic after the block RAM's 4.3 ns clock-to-out): the writer computes on it
+        # (the buffer-size check) in the clock it takes it. The copy is a clock behind, so after a
+        # ``consume`` the next frame shows a clock later: at most one frame every other clock.
         frame_valid = Signal()
         frame_out = Signal(RxStagedFrame)
-        load = Signal()
+        m.d.sync += [
+            frame_out.eq(ready.r_data),
+            frame_valid.eq(ready.r_rdy & ~self.consume),
+        ]
         m.d.comb += [
-            load.eq(ready.r_rdy & (~frame_valid | self.consume)),
-            ready.r_en.eq(load),
+            ready.r_en.eq(self.consume),
             self.frame.payload.eq(frame_out),
             self.frame.valid.eq(frame_valid),
             gave_back.eq(accept & gave_up),
             release.eq(self.consume | gave_back),
         ]
-        with m.If(load):
-            m.d.sync += [frame_out.eq(ready.r_data), frame_valid.eq(1)]
-        with m.Elif(self.consume):
-            m.d.sync += frame_valid.eq(0)
         return m
