@@ -83,8 +83,9 @@ class RxPacketBuffer(wiring.Component):
         The RX writer has taken the frame at the head of ``frame`` (and one buffer for it). The
         frame's words may still be on ``beats``, after those of the frames taken before it.
     frame : Out(stream.Signature(RxStagedFrame))
-        Summary and word count of the next admitted frame. Its words follow on ``beats`` those of
-        the frames consumed before it.
+        Summary and word count of the next admitted frame, from a register (``ready`` is unused:
+        ``consume`` takes it). Its words follow on ``beats`` those of the frames consumed before
+        it. After a ``consume`` the next frame shows a clock later.
     beats : Out(stream.Signature(data_bits))
         Data of admitted frames, ``words`` words per frame, in order.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
