@@ -83,7 +83,7 @@ class PacketFifo(wiring.Component):
         # The reader sees a commit a clock late too (``readable``), so it never reads an entry
         # before its write. The counters' sums come from registers; ``w_en`` only selects.
         write_addr = Signal(ptr_bits - 1)
-        write_data = Signal(self._width)
+        write_data = Signal(self._width, reset_less=True)
         write_en = Signal()
         m.d.sync += [write_addr.eq(wr_ptr), write_data.eq(self.w_data), write_en.eq(self.w_en)]
         for lsb, bits, wp in write_ports:
@@ -125,7 +125,7 @@ class PacketFifo(wiring.Component):
         # ``rd_ptr`` every clock (its read enable is not ``issue``: that compare would drive the
         # enables of every block RAM); only an issued read's data goes into the prefetch FIFO.
         m.submodules.prefetch = prefetch = SyncFIFO(width=self._width, depth=_PREFETCH_DEPTH)
-        read_data = Signal(self._width)
+        read_data = Signal(self._width, reset_less=True)
         for n, (lsb, bits, rp) in enumerate(read_ports):
             ram_out = Signal(bits, name=f"ram_out{n}")     # the block RAM's own read register
             m.d.comb += rp.addr.eq(rd_ptr)

@@ -277,7 +277,7 @@ class RxPacketBuffer(wiring.Component):
         # (the buffer-size check) in the clock it takes it. The copy is a clock behind, so after a
         # ``consume`` the next frame shows a clock later: at most one frame every other clock.
         frame_valid = Signal()
-        frame_out = Signal(RxStagedFrame)
+        frame_out = Signal(RxStagedFrame, reset_less=True)
         m.d.sync += [
             frame_out.eq(ready.r_data),
             frame_valid.eq(ready.r_rdy & ~self.consume),
