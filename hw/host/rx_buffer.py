@@ -18,7 +18,8 @@ writer sends one full DMA beat per clock.
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -85,7 +86,7 @@ class RxPacketBuffer(wiring.Component):
     frame : Out(stream.Signature(RxStagedFrame))
         Summary and word count of the next admitted frame, from a register (``ready`` is unused:
         ``consume`` takes it). Its words follow on ``beats`` those of the frames consumed before
-        it. After a ``consume`` the next frame shows a clock later.
+        it. After a ``consume`` the next frame shows two clocks later.
     beats : Out(stream.Signature(data_bits))
         Data of admitted frames, ``words`` words per frame, in order.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
@@ -129,8 +130,13 @@ class RxPacketBuffer(wiring.Component):
         pending_record = data.StructLayout({"kept": 1, "words": 12})
         m.submodules.pending = pending = SyncFIFO(
             width=pending_record.size, depth=_PENDING_DEPTH)
-        m.submodules.ready = ready = SyncFIFOBuffered(
-            width=data.Layout.cast(RxStagedFrame).size, depth=params.RX_PACKET_BUFFER_FRAMES)
+        # The admitted frames' records, in block RAM (a queue of RX_PACKET_BUFFER_FRAMES).
+        queue_depth = params.RX_PACKET_BUFFER_FRAMES
+        frame_bits = data.Layout.cast(RxStagedFrame).size
+        m.submodules.queue = queue = Memory(shape=frame_bits, depth=queue_depth, init=[],
+                                            attrs={"no_rw_check": 1})
+        queue_w = queue.write_port()
+        queue_r = queue.read_port(domain="comb")
         wiring.connect(m, wiring.flipped(self.beats), fifo.r)
 
         # Frames admitted and not yet consumed: each holds a claim on one posted buffer.
@@ -262,28 +268,45 @@ class RxPacketBuffer(wiring.Component):
             record_in.words.eq(word_count),
             pending.w_en.eq(accept & beat.last),
         ]
-        frame_in = data.View(RxStagedFrame, ready.w_data)
+        queue_wr = Signal(range(2 * queue_depth))    # one more bit than the address
+        queue_rd = Signal(range(2 * queue_depth))
+        queue_room = Signal()
+        queue_write = Signal()
+        frame_in = data.View(RxStagedFrame, queue_w.data)
         m.d.comb += [
+            queue_room.eq((queue_wr[:-1] != queue_rd[:-1]) | (queue_wr[-1] == queue_rd[-1])),
             # A dropped frame's status word is taken even when the admitted frames fill the
             # queue: the sequencer must never wait on a frame that is not kept.
-            self.status.ready.eq((ready.w_rdy | ~record_out.kept) & pending.r_rdy),
+            self.status.ready.eq((queue_room | ~record_out.kept) & pending.r_rdy),
             pending.r_en.eq(self.status.valid & self.status.ready),
             frame_in.summary.eq(summarize(self.status.payload)),
             frame_in.words.eq(record_out.words),
-            ready.w_en.eq(self.status.valid & self.status.ready & record_out.kept),
+            queue_write.eq(self.status.valid & self.status.ready & record_out.kept),
+            queue_w.addr.eq(queue_wr[:-1]),
+            queue_w.en.eq(queue_write),
+            queue_r.addr.eq(queue_rd[:-1]),
         ]
-        # ``frame`` comes from a register that copies the block RAM's output every clock (no
-        # enable, no logic after the block RAM's 4.3 ns clock-to-out): the writer computes on it
-        # (the buffer-size check) in the clock it takes it. The copy is a clock behind, so after a
-        # ``consume`` the next frame shows a clock later: at most one frame every other clock.
-        frame_valid = Signal()
+        with m.If(queue_write):
+            m.d.sync += queue_wr.eq(queue_wr + 1)
+        with m.If(self.consume):
+            m.d.sync += queue_rd.eq(queue_rd + 1)
+        # ``frame`` is the head record two clocks after it is addressed: the block RAM's read
+        # register (the queue's read port is asynchronous with a register after it, which yosys
+        # merges into the block RAM; ``no_rw_check``: a record is read only after its write), then
+        # a register that copies it every clock (no enable, no reset, no logic after the block
+        # RAM's 4.3 ns clock-to-out): the writer computes on ``frame`` (the buffer-size check) in
+        # the clock it takes it. After a ``consume`` the next record shows two clocks later.
+        ram_out = Signal(frame_bits, reset_less=True)
         frame_out = Signal(RxStagedFrame, reset_less=True)
+        ram_valid = Signal()
+        frame_valid = Signal()
         m.d.sync += [
-            frame_out.eq(ready.r_data),
-            frame_valid.eq(ready.r_rdy & ~self.consume),
+            ram_out.eq(queue_r.data),
+            frame_out.eq(ram_out),
+            ram_valid.eq((queue_rd != queue_wr) & ~self.consume),
+            frame_valid.eq(ram_valid & ~self.consume),
         ]
         m.d.comb += [
-            ready.r_en.eq(self.consume),
             self.frame.payload.eq(frame_out),
             self.frame.valid.eq(frame_valid),
             gave_back.eq(accept & gave_up),
