@@ -268,22 +268,34 @@ class RxPacketBuffer(wiring.Component):
             record_in.words.eq(word_count),
             pending.w_en.eq(accept & beat.last),
         ]
-        queue_wr = Signal(range(2 * queue_depth))    # one more bit than the address
-        queue_rd = Signal(range(2 * queue_depth))
-        queue_room = Signal()
+        # The queue never fills: every record in it holds a claim, and there are at most
+        # RX_PACKET_BUFFER_FRAMES claims. So a status word is taken as soon as its pending record
+        # is there. The record is written a clock late, from registers (the write enable comes
+        # from the status handshake and would otherwise drive the block RAM's enables), and read
+        # only once written (``queue_filled``, the write pointer a clock late).
+        queue_wr = Signal(range(2 * queue_depth))    # one more bit than the address: a full
+        queue_rd = Signal(range(2 * queue_depth))    # queue is not an empty one
+        queue_filled = Signal(range(2 * queue_depth))
         queue_write = Signal()
-        frame_in = data.View(RxStagedFrame, queue_w.data)
+        frame_in = Signal(RxStagedFrame, reset_less=True)
+        write_en = Signal()
+        write_addr = Signal(range(queue_depth))
         m.d.comb += [
-            queue_room.eq((queue_wr[:-1] != queue_rd[:-1]) | (queue_wr[-1] == queue_rd[-1])),
-            # A dropped frame's status word is taken even when the admitted frames fill the
-            # queue: the sequencer must never wait on a frame that is not kept.
-            self.status.ready.eq((queue_room | ~record_out.kept) & pending.r_rdy),
+            self.status.ready.eq(pending.r_rdy),
             pending.r_en.eq(self.status.valid & self.status.ready),
+            queue_write.eq(self.status.valid & self.status.ready & record_out.kept),
+        ]
+        m.d.sync += [
             frame_in.summary.eq(summarize(self.status.payload)),
             frame_in.words.eq(record_out.words),
-            queue_write.eq(self.status.valid & self.status.ready & record_out.kept),
-            queue_w.addr.eq(queue_wr[:-1]),
-            queue_w.en.eq(queue_write),
+            write_en.eq(queue_write),
+            write_addr.eq(queue_wr[:-1]),
+            queue_filled.eq(queue_wr),
+        ]
+        m.d.comb += [
+            queue_w.data.eq(frame_in),
+            queue_w.addr.eq(write_addr),
+            queue_w.en.eq(write_en),
             queue_r.addr.eq(queue_rd[:-1]),
         ]
         with m.If(queue_write):
@@ -303,7 +315,7 @@ class RxPacketBuffer(wiring.Component):
         m.d.sync += [
             ram_out.eq(queue_r.data),
             frame_out.eq(ram_out),
-            ram_valid.eq((queue_rd != queue_wr) & ~self.consume),
+            ram_valid.eq((queue_rd != queue_filled) & ~self.consume),
             frame_valid.eq(ram_valid & ~self.consume),
         ]
         m.d.comb += [

@@ -165,7 +165,10 @@ def _run(phases, seed, data_bits):
                 if gap:
                     await idle(gap)
             ctx.set(dut.i.valid, 0)
-            # Drain: every kept frame comes out and is consumed, then the buffer is empty.
+            # Every status word in (so a stalled reader finds every kept frame queued: up to
+            # RX_PACKET_BUFFER_FRAMES), then drain: every kept frame comes out and is consumed.
+            while st["status_sent"] < st["status_due"]:
+                await tick()
             st["active"] = True
             while st["consumed"] < len(model.kept) or st["status_sent"] < st["status_due"]:
                 await tick()
