@@ -18,7 +18,8 @@ writer sends one full DMA beat per clock.
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -76,13 +77,16 @@ class RxPacketBuffer(wiring.Component):
     enable, running : In(1)
         NIC enabled; RX ring configured and not stopped. Sampled at each frame's first beat.
     posted : In(13)
-        RX buffers posted by the host and not yet taken by the RX writer.
+        RX buffers posted by the host and not yet taken by the RX writer. Compared a clock ahead:
+        a frame is admitted if ``posted``, in the clock before its first beat, exceeded the frames
+        admitted before it and not taken by the writer then.
     consume : In(1)
         The RX writer has taken the frame at the head of ``frame`` (and one buffer for it). The
         frame's words may still be on ``beats``, after those of the frames taken before it.
     frame : Out(stream.Signature(RxStagedFrame))
-        Summary and word count of the next admitted frame. Its words follow on ``beats`` those of
-        the frames consumed before it.
+        Summary and word count of the next admitted frame, from a register (``ready`` is unused:
+        ``consume`` takes it). Its words follow on ``beats`` those of the frames consumed before
+        it. After a ``consume`` the next frame shows two clocks later.
     beats : Out(stream.Signature(data_bits))
         Data of admitted frames, ``words`` words per frame, in order.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
@@ -126,8 +130,13 @@ class RxPacketBuffer(wiring.Component):
         pending_record = data.StructLayout({"kept": 1, "words": 12})
         m.submodules.pending = pending = SyncFIFO(
             width=pending_record.size, depth=_PENDING_DEPTH)
-        m.submodules.ready = ready = SyncFIFOBuffered(
-            width=data.Layout.cast(RxStagedFrame).size, depth=params.RX_PACKET_BUFFER_FRAMES)
+        # The admitted frames' records, in block RAM (a queue of RX_PACKET_BUFFER_FRAMES).
+        queue_depth = params.RX_PACKET_BUFFER_FRAMES
+        frame_bits = data.Layout.cast(RxStagedFrame).size
+        m.submodules.queue = queue = Memory(shape=frame_bits, depth=queue_depth, init=[],
+                                            attrs={"no_rw_check": 1})
+        queue_w = queue.write_port()
+        queue_r = queue.read_port(domain="comb")
         wiring.connect(m, wiring.flipped(self.beats), fifo.r)
 
         # Frames admitted and not yet consumed: each holds a claim on one posted buffer.
@@ -151,9 +160,33 @@ class RxPacketBuffer(wiring.Component):
         with m.If(accept):
             m.d.sync += first.eq(beat.last)
 
+        # Room for one more claim: reserved < min(posted, RX_PACKET_BUFFER_FRAMES), decided a clock
+        # ahead (a register: the compare's carry chain is then off the admission path). It is
+        # computed from ``posted`` and the claims as they stand after this clock's frame beat, but
+        # before this clock's ``consume``: a buffer the writer takes in this clock leaves
+        # ``posted`` in the next, so it counts on neither side. (A buffer posted in this clock is
+        # seen a clock later: never a claim without a buffer.)
+        frames_bits = exact_log2(params.RX_PACKET_BUFFER_FRAMES)
+
+        def below_posted(value, name):
+            lt = Signal(name=name)
+            m.d.comb += lt.eq(~value[frames_bits]
+                              & ((self.posted[frames_bits:] != 0)
+                                 | (value[:frames_bits] < self.posted[:frames_bits])))
+            return lt
+
+        claims_plus = Signal(frames_bits + 2)
+        claims_minus = Signal(frames_bits + 2)
+        m.d.comb += [claims_plus.eq(reserved + 1), claims_minus.eq(reserved - 1)]
+        room_same = below_posted(reserved, "room_same")
+        room_plus = below_posted(claims_plus, "room_plus")
+        room_minus = below_posted(claims_minus, "room_minus")
+        gave_back = Signal()                # a frame dropped mid-way returns its claim
+        room = Signal()
+        m.d.sync += room.eq(Mux(reserve & ~gave_back, room_plus,
+                                Mux(gave_back & ~reserve, room_minus, room_same)))
         admit = Signal()
-        m.d.comb += admit.eq(self.enable & self.running & (reserved < self.posted)
-                             & (reserved < params.RX_PACKET_BUFFER_FRAMES))
+        m.d.comb += admit.eq(self.enable & self.running & room)
         # The beat goes into the FIFO if the frame is kept (or admitted by this very beat).
         storing = Signal()
         m.d.comb += storing.eq(accept & (keeping | (first & admit)))
@@ -191,10 +224,12 @@ class RxPacketBuffer(wiring.Component):
             word.append(Mux(lane == k, beat.data, Mux(lane > k, slot, 0)))
         stored = Signal()
         m.d.comb += stored.eq(storing & ~gave_up)
+        # The slot of the next beat takes whatever is on ``i`` (its enable is the lane alone); it
+        # belongs to the word only once a beat is stored there and the lane moves on.
+        for k in range(lanes - 1):
+            with m.If(lane == k):
+                m.d.sync += held[64 * k:64 * (k + 1)].eq(beat.data)
         with m.If(stored):
-            for k in range(lanes):
-                with m.If(lane == k):
-                    m.d.sync += held[64 * k:64 * (k + 1)].eq(beat.data)
             m.d.sync += lane.eq(Mux(word_end, 0, lane + 1))
         with m.If(accept & gave_up):
             # (Already 0: a drop comes at a word's first beat, MAX_FRAME_BEATS being whole words.)
@@ -233,20 +268,60 @@ class RxPacketBuffer(wiring.Component):
             record_in.words.eq(word_count),
             pending.w_en.eq(accept & beat.last),
         ]
-        frame_in = data.View(RxStagedFrame, ready.w_data)
+        # The queue never fills: every record in it holds a claim, and there are at most
+        # RX_PACKET_BUFFER_FRAMES claims. So a status word is taken as soon as its pending record
+        # is there. The record is written a clock late, from registers (the write enable comes
+        # from the status handshake and would otherwise drive the block RAM's enables), and read
+        # only once written (``queue_filled``, the write pointer a clock late).
+        queue_wr = Signal(range(2 * queue_depth))    # one more bit than the address: a full
+        queue_rd = Signal(range(2 * queue_depth))    # queue is not an empty one
+        queue_filled = Signal(range(2 * queue_depth))
+        queue_write = Signal()
+        frame_in = Signal(RxStagedFrame, reset_less=True)
+        write_en = Signal()
+        write_addr = Signal(range(queue_depth))
         m.d.comb += [
-            # A dropped frame's status word is taken even when the admitted frames fill the
-            # queue: the sequencer must never wait on a frame that is not kept.
-            self.status.ready.eq((ready.w_rdy | ~record_out.kept) & pending.r_rdy),
+            self.status.ready.eq(pending.r_rdy),
             pending.r_en.eq(self.status.valid & self.status.ready),
+            queue_write.eq(self.status.valid & self.status.ready & record_out.kept),
+        ]
+        m.d.sync += [
             frame_in.summary.eq(summarize(self.status.payload)),
             frame_in.words.eq(record_out.words),
-            ready.w_en.eq(self.status.valid & self.status.ready & record_out.kept),
+            write_en.eq(queue_write),
+            write_addr.eq(queue_wr[:-1]),
+            queue_filled.eq(queue_wr),
         ]
         m.d.comb += [
-            self.frame.payload.eq(ready.r_data),
-            self.frame.valid.eq(ready.r_rdy),
-            ready.r_en.eq(self.consume),
-            release.eq(self.consume | (accept & gave_up)),
+            queue_w.data.eq(frame_in),
+            queue_w.addr.eq(write_addr),
+            queue_w.en.eq(write_en),
+            queue_r.addr.eq(queue_rd[:-1]),
+        ]
+        with m.If(queue_write):
+            m.d.sync += queue_wr.eq(queue_wr + 1)
+        with m.If(self.consume):
+            m.d.sync += queue_rd.eq(queue_rd + 1)
+        # ``frame`` is the head record two clocks after it is addressed: the block RAM's read
+        # register (the queue's read port is asynchronous with a register after it, which yosys
+        # merges into the block RAM; ``no_rw_check``: a record is read only after its write), then
+        # a register that copies it every clock (no enable, no reset, no logic after the block
+        # RAM's 4.3 ns clock-to-out): the writer computes on ``frame`` (the buffer-size check) in
+        # the clock it takes it. After a ``consume`` the next record shows two clocks later.
+        ram_out = Signal(frame_bits, reset_less=True)
+        frame_out = Signal(RxStagedFrame, reset_less=True)
+        ram_valid = Signal()
+        frame_valid = Signal()
+        m.d.sync += [
+            ram_out.eq(queue_r.data),
+            frame_out.eq(ram_out),
+            ram_valid.eq((queue_rd != queue_filled) & ~self.consume),
+            frame_valid.eq(ram_valid & ~self.consume),
+        ]
+        m.d.comb += [
+            self.frame.payload.eq(frame_out),
+            self.frame.valid.eq(frame_valid),
+            gave_back.eq(accept & gave_up),
+            release.eq(self.consume | gave_back),
         ]
         return m

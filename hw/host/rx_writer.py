@@ -258,9 +258,20 @@ class RxWriter(wiring.Component):
         push_beat = Signal(DmaWriteBeat(data_bits))
         m.d.comb += room.eq(~skid_valid)
 
-        word_move = Signal()                # a word leaves ``beats`` (sent or dropped)
+        # Each slot's step is computed from its own flags only (``decided`` implies ``valid``),
+        # so that a slot's counters do not wait on the other slot's state.
         for i, slot in enumerate(slots):
-            with m.If((cur == i) & slot.valid & slot.decided):
+            sel = Signal(name=f"slot{i}_sending")           # the data stage is on this slot
+            header = Signal(name=f"slot{i}_header_beat")    # a summary beat goes out
+            words = Signal(name=f"slot{i}_on_words")        # its words are next on ``beats``
+            move = Signal(name=f"slot{i}_word_move")        # a word leaves ``beats``
+            m.d.comb += [
+                sel.eq((cur == i) & slot.decided),
+                header.eq(sel & slot.in_summary & room),
+                words.eq(sel & ~slot.in_summary),
+                move.eq(words & self.beats.valid & (slot.drain | room)),
+            ]
+            with m.If(sel):
                 with m.If(slot.in_summary):
                     m.d.comb += push.eq(room)
                     with m.Switch(slot.summary_index):
@@ -269,26 +280,25 @@ class RxWriter(wiring.Component):
                                 m.d.comb += push_beat.data.eq(
                                     slot.summary.as_value()[k * data_bits:(k + 1) * data_bits])
                     m.d.comb += push_beat.strb.eq(all_bytes)
-                    with m.If(room):
-                        m.d.sync += [
-                            slot.summary_index.eq(slot.summary_index + 1),
-                            slot.in_summary.eq(slot.summary_index != summary_beats - 1),
-                        ]
                 with m.Else():
                     m.d.comb += [
                         self.beats.ready.eq(slot.drain | room),
-                        word_move.eq(self.beats.valid & self.beats.ready),
                         push.eq(self.beats.valid & room & ~slot.drain),
                         push_beat.data.eq(self.beats.payload),
                         push_beat.strb.eq(Mux(slot.last_word, slot.strb, all_bytes)),
                     ]
-                    with m.If(word_move):
-                        m.d.sync += [
-                            slot.words_left.eq(slot.words_left - 1),
-                            slot.last_word.eq(slot.words_left == 2),
-                        ]
-                        with m.If(slot.last_word):
-                            m.d.sync += [slot.valid.eq(0), cur.eq(~cur)]
+            with m.If(header):
+                m.d.sync += [
+                    slot.summary_index.eq(slot.summary_index + 1),
+                    slot.in_summary.eq(slot.summary_index != summary_beats - 1),
+                ]
+            with m.If(move):
+                m.d.sync += [
+                    slot.words_left.eq(slot.words_left - 1),
+                    slot.last_word.eq(slot.words_left == 2),
+                ]
+                with m.If(slot.last_word):
+                    m.d.sync += [slot.valid.eq(0), slot.decided.eq(0), cur.eq(~cur)]
 
         wtake = Signal()
         m.d.comb += wtake.eq(wdata.valid & wdata.ready)
@@ -362,6 +372,7 @@ class _Slot:
         summary_beats = RX_SUMMARY_BYTES // beat_bytes
         self.valid = Signal(name=f"{name}_valid")
         self.decided = Signal(name=f"{name}_decided")           # request issued (or none needed)
+                                                                # and not yet sent
         self.too_small = Signal(name=f"{name}_too_small")
         self.drain = Signal(name=f"{name}_drain")               # words dropped, not sent
         self.addr = Signal(params.DMA_ADDR_WIDTH, name=f"{name}_addr")

@@ -127,7 +127,11 @@ def _run(phases, seed, data_bits):
 
         for concurrent, frames in phases:
             st["active"] = concurrent
-            for frame, enable, running, posted in frames:
+            # ``posted`` counts in the clock before a frame's first beat: set it a clock ahead.
+            ctx.set(dut.posted, frames[0][3])
+            await idle(1)
+            for n, (frame, enable, running, posted) in enumerate(frames):
+                next_posted = frames[n + 1][3] if n + 1 < len(frames) else 0
                 words = _beats(frame, rng)
                 hash_ = 0x5EED0000 + frame_id
                 frame_id += 1
@@ -144,10 +148,12 @@ def _run(phases, seed, data_bits):
                     if k == 0:
                         ctx.set(dut.enable, enable)
                         ctx.set(dut.running, running)
-                        ctx.set(dut.posted, posted)
                     elif len(words) < 64:   # sampled at the first beat only: scramble later
                         ctx.set(dut.enable, rng.random() < 0.5)
                         ctx.set(dut.running, rng.random() < 0.5)
+                    if k == len(words) - 1:
+                        ctx.set(dut.posted, next_posted)
+                    elif len(words) < 64:   # counts only in the clock before a first beat
                         ctx.set(dut.posted, rng.randrange(0, 40))
                     ctx.set(dut.i.payload, {"data": word, "keep": keep, "last": last})
                     ctx.set(dut.i.valid, 1)
@@ -159,7 +165,10 @@ def _run(phases, seed, data_bits):
                 if gap:
                     await idle(gap)
             ctx.set(dut.i.valid, 0)
-            # Drain: every kept frame comes out and is consumed, then the buffer is empty.
+            # Every status word in (so a stalled reader finds every kept frame queued: up to
+            # RX_PACKET_BUFFER_FRAMES), then drain: every kept frame comes out and is consumed.
+            while st["status_sent"] < st["status_due"]:
+                await tick()
             st["active"] = True
             while st["consumed"] < len(model.kept) or st["status_sent"] < st["status_due"]:
                 await tick()

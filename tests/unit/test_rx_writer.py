@@ -183,10 +183,14 @@ def _run(data_bits, *, seed, frames, entries, release, offer_from=0, error_pages
           "left_over": []}
 
     async def producer(ctx):
-        """MAC side; also checks each frame's admission against the exact rule."""
+        """MAC side; also checks each frame's admission against the exact rule: admitted iff the
+        frames admitted before it and without a descriptor are fewer than the buffers posted and
+        not taken (and than RX_PACKET_BUFFER_FRAMES), both as they were in the clock before its
+        first beat (the packet buffer compares a clock ahead)."""
         cycle = 0
         pending = 0             # admitted frames not yet given a descriptor (or dropped later)
         current = None          # the frame being sent: its number in ``frames``
+        previous = (0, 0)       # the last clock's good descriptor take and ``posted``
 
         def account(sampled):
             nonlocal pending
@@ -209,8 +213,16 @@ def _run(data_bits, *, seed, frames, entries, release, offer_from=0, error_pages
             cycle += 1
             return (d_valid and d_ready, d_error, (dis, nob, ovf, ovs)), posted
 
+        async def tick_and_account():
+            nonlocal previous
+            sampled, posted = await tick()
+            account(sampled)
+            previous = (int(sampled[0] and not sampled[1]), posted)
+
         ctx.set(buf.enable, 1)
         ctx.set(buf.running, 1)
+        for _ in range(2):      # the MAC idle after reset: the packet buffer sees ``posted``
+            await tick_and_account()
         for n, frame in enumerate(frames):
             if frame not in statuses:
                 statuses[frame] = _status_and_summary(frame)
@@ -221,27 +233,30 @@ def _run(data_bits, *, seed, frames, entries, release, offer_from=0, error_pages
                 ctx.set(buf.i.valid, 1)
                 assert ctx.get(buf.i.ready), f"i not ready at cycle {cycle}"
                 if k == 0:
-                    reserved_before = pending
+                    # As the clock before stood: its take not yet applied to either side.
+                    took, posted_before = previous
+                    claims = pending + took
+                    admit = (claims < posted_before
+                             and claims < params.RX_PACKET_BUFFER_FRAMES)
                 sampled, posted = await tick()
                 if k == 0:
-                    admit = (reserved_before < posted
-                             and reserved_before < params.RX_PACKET_BUFFER_FRAMES)
                     refused = sampled[2][1]
                     if refused == admit:
-                        st["mispredicted"].append((n, cycle, reserved_before, posted))
+                        st["mispredicted"].append((n, cycle, claims, posted_before))
                     if not refused:
                         pending += 1
                         st["kept"].append(n)
                 account(sampled)
+                previous = (int(sampled[0] and not sampled[1]), posted)
             st["status_q"].append((cycle - 1 + rng.randrange(*status_delay), n))
             ctx.set(buf.i.valid, 0)
             gap = gaps[n % len(gaps)] if isinstance(gaps, list) else rng.choice(gaps)
             for _ in range(gap):
-                account((await tick())[0])
+                await tick_and_account()
         st["done"] = True
         # Keep accounting while the rest drains, so that the status source has finished.
         while st["status_q"]:
-            account((await tick())[0])
+            await tick_and_account()
 
     async def status_source(ctx):
         cycle = 0
