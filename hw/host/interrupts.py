@@ -76,9 +76,10 @@ class InterruptModerator(wiring.Component):
         count_due = Signal(init=1)          # count >= max(mod_events, 1) - 1
         age_due = Signal()                  # age >= mod_cycles - 1 (while waiting)
 
-        by_count = self.event_written & count_due
-        by_time = timer_on & Mux(waiting, age_due, self.event_written & cycles_one)
-        go = by_count | by_time
+        # Fire if an event comes, and if none comes: event_written is then the last input of go.
+        go_if_event = count_due | (timer_on & Mux(waiting, age_due, cycles_one))
+        go_if_none = timer_on & waiting & age_due
+        go = Mux(self.event_written, go_if_event, go_if_none)
 
         m.d.sync += self.fire.eq(go)
         with m.If(go):

@@ -183,18 +183,23 @@ class Registers(wiring.Component):
         w_data = Signal(32)
         w_strb = Signal(4)
         write = Signal()                    # do the held write this clock
+        # The write's two following clocks (ring writes are checked in them); B after the second.
+        written = Signal(2)
         m.d.comb += [
             bus.awready.eq(~aw_full),
             bus.wready.eq(~w_full),
             bus.bresp.eq(Resp.OKAY),
-            write.eq(aw_full & w_full & ~bus.bvalid),
+            write.eq(aw_full & w_full & ~bus.bvalid & (written == 0)),
         ]
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += [aw_full.eq(1), aw_word.eq(bus.awaddr[2:])]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+        m.d.sync += written.eq(Cat(write, written[0]))
         with m.If(write):
-            m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1)]
+            m.d.sync += [aw_full.eq(0), w_full.eq(0)]
+        with m.If(written[1]):
+            m.d.sync += bus.bvalid.eq(1)
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
 
@@ -207,50 +212,91 @@ class Registers(wiring.Component):
         intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
         failed_clear = Signal()             # EVENT_LOG2_SIZE written this clock
 
-        def refuse(code, ring, value):
-            m.d.sync += [
-                self.bad_doorbell.eq(1),
-                error.code.eq(code),
-                error.ring.eq(ring.value),
-                error.detail.eq(value),
-            ]
+        # Ring writes (size, doorbell, event consumer) take three clocks, each starting from
+        # flip-flops: (1) in the write's clock, the written word merged with the ring's register
+        # and the operands of the checks; (2) the two ring distances; (3) their compare, and the
+        # ring's registers or the refusal. The NIC's index is sampled once, in (1): a later index
+        # only moves towards the host's (doorbells) or away from it (event consumer), so a write
+        # that passes against it passes against any later one. host_index changes only by writes,
+        # and a write waits for the one before to be answered.
+        size_mask = [_size_mask(self.rings[r.value].log2_size) for r in RingId]
+        ring1 = Signal(range(_RINGS))       # (1) -> (2): the ring written
+        size1 = Signal()                    # a LOG2_SIZE write (else an index)
+        value1 = Signal(32)                 # the merged word
+        x1 = Signal(RING_INDEX_BITS)        # distances (2) takes: x - y and z - y, mod size
+        y1 = Signal(RING_INDEX_BITS)
+        z1 = Signal(RING_INDEX_BITS)
+        mask1 = Signal(RING_INDEX_BITS)
+        off1 = Signal()                     # the ring is off
+        ring2 = Signal(range(_RINGS))       # (2) -> (3)
+        size2 = Signal()
+        value2 = Signal(32)
+        p2 = Signal(RING_INDEX_BITS)
+        q2 = Signal(RING_INDEX_BITS)
+        bad2 = Signal()                     # refused whatever the distances say
+        op1 = Signal()
+        op2 = Signal()
+        m.d.sync += [op1.eq(0), op2.eq(op1)]
 
         def write_ring(what, ring):
             r = ring.value
             log2_size = self.rings[r].log2_size
             host_index = self.rings[r].host_index
-            if what == "LOG2_SIZE":
-                value = _merge(log2_size, w_data, w_strb)
-                valid = (value == 0) | ((value >= params.RING_LOG2_SIZE_MIN)
-                                        & (value <= params.RING_LOG2_SIZE_MAX))
-                m.d.sync += [
-                    log2_size.eq(Mux(valid, value, 0)),
-                    host_index.eq(0),
-                    self.rings[r].reset.eq(1),
-                ]
-                with m.If(~valid):
-                    refuse(EventCode.BAD_RING_SIZE, ring, value)
-                if ring == RingId.EVENT:
-                    m.d.comb += failed_clear.eq(1)
-                return
-            # A doorbell (producer) or the event consumer: "mod size" is "& mask".
-            value = _merge(host_index, w_data, w_strb)
-            new = value[:RING_INDEX_BITS]
-            mask = _size_mask(log2_size)
             nic = self.rings[r].nic_index
-            too_big = (value[RING_INDEX_BITS:] != 0) | ((new & ~mask) != 0)
+            old = log2_size if what == "LOG2_SIZE" else host_index
+            value = _merge(old, w_data, w_strb)
+            new = value[:RING_INDEX_BITS]
+            m.d.sync += [
+                op1.eq(1), ring1.eq(r), size1.eq(what == "LOG2_SIZE"), value1.eq(value),
+                mask1.eq(size_mask[r]), off1.eq(log2_size == 0),
+            ]
+            if what == "LOG2_SIZE":
+                return                          # (2) checks the value alone
             if _host_produces(ring):
-                # Entries outstanding (posted, not yet taken by the NIC) must not shrink.
-                backwards = (((new - nic)[:RING_INDEX_BITS] & mask)
-                             < ((host_index - nic)[:RING_INDEX_BITS] & mask))
+                # Entries outstanding (posted, not yet taken by the NIC) must not shrink:
+                # new - nic < host - nic is backwards.
+                x, y, z = new, nic, host_index
             else:
-                # The consumer may only move forward, up to the NIC's producer.
-                backwards = ((new - host_index)[:RING_INDEX_BITS] & mask) > (
-                    (nic - host_index)[:RING_INDEX_BITS] & mask)
-            with m.If((log2_size == 0) | too_big | backwards):
-                refuse(EventCode.BAD_DOORBELL, ring, value)
-            with m.Else():
-                m.d.sync += host_index.eq(new)
+                # The consumer may only move forward, up to the NIC's producer:
+                # nic - host < new - host is backwards.
+                x, y, z = nic, host_index, new
+            m.d.sync += [x1.eq(x), y1.eq(y), z1.eq(z)]
+
+        # (2) Distances, and the checks that need none.
+        size_valid = (value1 == 0) | ((value1 >= params.RING_LOG2_SIZE_MIN)
+                                      & (value1 <= params.RING_LOG2_SIZE_MAX))
+        too_big = (value1[RING_INDEX_BITS:] != 0) | ((value1[:RING_INDEX_BITS] & ~mask1) != 0)
+        m.d.sync += [
+            ring2.eq(ring1), size2.eq(size1), value2.eq(value1),
+            p2.eq((x1 - y1)[:RING_INDEX_BITS] & mask1),
+            q2.eq((z1 - y1)[:RING_INDEX_BITS] & mask1),
+            bad2.eq(Mux(size1, ~size_valid, off1 | too_big)),
+        ]
+
+        # (3) The compare, and the write's effect.
+        refused = bad2 | (~size2 & (p2 < q2))
+        with m.If(op2):
+            with m.If(refused):
+                m.d.sync += [
+                    self.bad_doorbell.eq(1),
+                    error.code.eq(Mux(size2, EventCode.BAD_RING_SIZE, EventCode.BAD_DOORBELL)),
+                    error.ring.eq(ring2),
+                    error.detail.eq(value2),
+                ]
+            with m.Switch(ring2):
+                for ring in RingId:
+                    config = self.rings[ring.value]
+                    with m.Case(ring.value):
+                        with m.If(size2):
+                            m.d.sync += [
+                                config.log2_size.eq(Mux(refused, 0, value2)),
+                                config.host_index.eq(0),
+                                config.reset.eq(1),
+                            ]
+                            if ring == RingId.EVENT:
+                                m.d.comb += failed_clear.eq(1)
+                        with m.Elif(~refused):
+                            m.d.sync += config.host_index.eq(value2)
 
         with m.If(write):
             with m.Switch(aw_word):
