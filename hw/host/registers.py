@@ -4,14 +4,21 @@ Every register, its offset, access and reset value comes from :data:`hw.host.reg
 this module only says what each one does (docs/host_interface.md). A register regmap adds that
 this module does not know is an error at elaboration, not a silent hole.
 
-Writes: AW and W are taken independently, in either order; once both are held (and the previous B
-has been accepted) the write is done in one clock and answered OKAY. Reads: the address is
-registered, each 0x80-byte group of registers is muxed into a register, then the group is muxed
-into ``rdata``: three clocks from AR to R, no wide combinational mux. Unmapped offsets read 0 and
+Writes: AW and W are taken independently, in either order; once both are held (and the previous
+write has been answered) the write is done and answered OKAY three clocks later. A plain register
+takes its value in the write's clock; a ring write (size, doorbell, event consumer) is checked over
+the next two, so that each step starts from flip-flops, and takes effect before B is raised: a read
+after B sees it. Reads: the address is
+registered (each mux its own copy), then three registered stages of at most 8-to-1 muxes (words
+by 8, then by 4, then the 0x80-byte block) give ``rdata``: four clocks from AR to R, no wide
+combinational mux and no net driving every mux. Unmapped offsets read 0 and
 ignore writes; every response is OKAY.
 """
 
-from amaranth import C, Cat, Module, Mux, Signal
+import operator
+from functools import reduce
+
+from amaranth import Array, C, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -30,9 +37,10 @@ _RINGS = len(RingId)
 #: Refused writes waiting for the engine to report them.
 ERROR_FIFO_DEPTH = 4
 _RSS_KEY_WORDS = params.RSS_KEY_BYTES // 4
-#: Read mux, first stage: registers are grouped by 0x80-byte block (32 words).
-_GROUP_WORD_BITS = 5
 _WORD_BITS = params.REG_ADDR_WIDTH - 2
+#: Read mux: address bits each registered stage decodes, least significant first (8 words, then 4
+#: of those, then the 0x80-byte block): no mux wider than 8 to 1 in front of a flip-flop.
+_READ_STAGE_BITS = (3, 2, _WORD_BITS - 5)
 
 # Bits kept by the plain read/write registers; the others read 0.
 _KEEP_BITS = {
@@ -177,8 +185,30 @@ class Registers(wiring.Component):
                 plain[regmap.ring_register(ring, "BASE_HI").name]))
 
         # --- Write channel ------------------------------------------------------------------------
-        aw_full = Signal()                  # awaddr held, waiting for its data
-        aw_word = Signal(_WORD_BITS)
+        # The address is decoded when AW is taken, into a flip-flop per writable register (and a
+        # few derived fields): the write itself then starts from flip-flops with its target known.
+        writable = [reg for reg in regmap.REGISTERS if reg.access != "ro"]
+        ring_regs = {reg.name: roles[reg.name] for reg in writable
+                     if roles[reg.name][0] in ("LOG2_SIZE", "PRODUCER", "CONSUMER")}
+        rss_regs = {reg.name: roles[reg.name][1] for reg in writable
+                    if roles[reg.name][0] == "RSS_KEY"}
+        aw_hit = {reg.name: bus.awaddr[2:] == reg.offset >> 2 for reg in writable}
+
+        def any_hit(names):
+            return Cat(C(0, 1), *(aw_hit[name] for name in names)).any()
+
+        def encode(numbers, width):
+            """The number (name -> number) of the register AW hits, 0 if none."""
+            return Cat(*(any_hit([n for n, k in numbers.items() if k >> b & 1])
+                         for b in range(width)))
+
+        aw_full = Signal()                  # awaddr held (decoded), waiting for its data
+        sel = {reg.name: Signal(name=f"sel_{reg.name.lower()}") for reg in writable}
+        sel_rss = Signal()                  # one of the RSS_KEY registers ...
+        rss_index = Signal(4)               # ... this one
+        sel_size = Signal()                 # a ring's LOG2_SIZE ...
+        sel_index = Signal()                # ... or the index the host writes ...
+        sel_ring = Signal(range(_RINGS))    # ... of this ring
         w_full = Signal()                   # wdata held, waiting for its address
         w_data = Signal(32)
         w_strb = Signal(4)
@@ -192,7 +222,18 @@ class Registers(wiring.Component):
             write.eq(aw_full & w_full & ~bus.bvalid & (written == 0)),
         ]
         with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [aw_full.eq(1), aw_word.eq(bus.awaddr[2:])]
+            m.d.sync += [
+                aw_full.eq(1),
+                *(sel[name].eq(hit) for name, hit in aw_hit.items()),
+                sel_rss.eq(any_hit(rss_regs)),
+                rss_index.eq(encode(rss_regs, len(rss_index))),
+                sel_size.eq(any_hit([n for n, (role, _) in ring_regs.items()
+                                     if role == "LOG2_SIZE"])),
+                sel_index.eq(any_hit([n for n, (role, _) in ring_regs.items()
+                                      if role != "LOG2_SIZE"])),
+                sel_ring.eq(encode({n: ring.value for n, (_, ring) in ring_regs.items()},
+                                   len(sel_ring))),
+            ]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
         m.d.sync += written.eq(Cat(write, written[0]))
@@ -204,13 +245,30 @@ class Registers(wiring.Component):
             m.d.sync += bus.bvalid.eq(0)
 
         # Pulses are one clock long unless a write below sets them again.
-        m.d.sync += [self.counters_clear.eq(0), self.rss_key_we.eq(0), self.bad_doorbell.eq(0)]
+        m.d.sync += [self.counters_clear.eq(0), self.bad_doorbell.eq(0)]
         m.d.sync += [self.rings[ring.value].reset.eq(0) for ring in RingId]
 
-        # A refused write, registered on its way to bad_doorbell and the FIFO.
-        error = Signal(RegisterError)
+        # Plain registers, actions and RSS key words: in the write's clock.
         intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
-        failed_clear = Signal()             # EVENT_LOG2_SIZE written this clock
+        with m.If(write):
+            for name, sig in plain.items():
+                with m.If(sel[name]):
+                    m.d.sync += sig.eq(_merge(sig, w_data, w_strb)
+                                       & _KEEP_BITS.get(name, 0xFFFF_FFFF))
+            m.d.sync += self.counters_clear.eq(sel["CONTROL"] & w_strb[0] & w_data[1])
+            assert regmap.BY_NAME["INTR_STATUS"].access == "w1c"
+            m.d.comb += intr_clear.eq(
+                w_data[:2] & (sel["INTR_STATUS"] & w_strb[0]).replicate(2))
+        # The RSS key word goes to the sequencer a clock later, from its register: an AND-OR of the
+        # key words by their (one-hot) selects, no mux on the address in the write's clock.
+        rss_written = Signal()
+        m.d.sync += [
+            rss_written.eq(write & sel_rss),
+            self.rss_key_we.eq(rss_written),
+            self.rss_key_addr.eq(rss_index),
+            self.rss_key_data.eq(reduce(operator.or_, (plain[name] & sel[name].replicate(32)
+                                                       for name in rss_regs))),
+        ]
 
         # Ring writes (size, doorbell, event consumer) take three clocks, each starting from
         # flip-flops: (1) in the write's clock, the written word merged with the ring's register
@@ -219,61 +277,71 @@ class Registers(wiring.Component):
         # only moves towards the host's (doorbells) or away from it (event consumer), so a write
         # that passes against it passes against any later one. host_index changes only by writes,
         # and a write waits for the one before to be answered.
-        size_mask = [_size_mask(self.rings[r.value].log2_size) for r in RingId]
-        ring1 = Signal(range(_RINGS))       # (1) -> (2): the ring written
+        # (1)
+        def of_ring(field):
+            """``field`` of the ring written: a 4-way mux on sel_ring."""
+            return Array(getattr(self.rings[ring.value], field) for ring in RingId)[sel_ring]
+
+        # Each ring's index mask and "off", registered: a size is written three clocks before
+        # the next write can start.
+        masks = Array(Signal(RING_INDEX_BITS, name=f"mask_{ring.name.lower()}") for ring in RingId)
+        offs = Array(Signal(init=1, name=f"off_{ring.name.lower()}") for ring in RingId)
+        for ring in RingId:
+            log2_size = self.rings[ring.value].log2_size
+            m.d.sync += [masks[ring.value].eq(_size_mask(log2_size)),
+                         offs[ring.value].eq(log2_size == 0)]
+        log2_size, host_index, nic_index = (of_ring(field) for field in (
+            "log2_size", "host_index", "nic_index"))
+        old = Mux(sel_size, _word(log2_size), _word(host_index))
+        value = _merge(old, w_data, w_strb)
+        new = value[:RING_INDEX_BITS]
+        is_event = sel_ring == RingId.EVENT.value
+        assert [_host_produces(ring) for ring in RingId] == [ring != RingId.EVENT
+                                                             for ring in RingId]
+        op1 = Signal()
+        ring1 = Signal(range(_RINGS))
         size1 = Signal()                    # a LOG2_SIZE write (else an index)
         value1 = Signal(32)                 # the merged word
-        x1 = Signal(RING_INDEX_BITS)        # distances (2) takes: x - y and z - y, mod size
+        # Distances (2) takes: x - y and z - y, mod size. A doorbell is backwards when entries
+        # outstanding (posted, not yet taken by the NIC) shrink: new - nic < host - nic. The
+        # event consumer may only move forward, up to the NIC's producer: nic - host < new - host.
+        x1 = Signal(RING_INDEX_BITS)
         y1 = Signal(RING_INDEX_BITS)
         z1 = Signal(RING_INDEX_BITS)
         mask1 = Signal(RING_INDEX_BITS)
         off1 = Signal()                     # the ring is off
-        ring2 = Signal(range(_RINGS))       # (2) -> (3)
+        m.d.sync += op1.eq(write & (sel_size | sel_index))
+        m.d.sync += [
+            ring1.eq(sel_ring), size1.eq(sel_size), value1.eq(value),
+            x1.eq(Mux(is_event, nic_index, new)),
+            y1.eq(Mux(is_event, host_index, nic_index)),
+            z1.eq(Mux(is_event, new, host_index)),
+            mask1.eq(masks[sel_ring]),
+            off1.eq(offs[sel_ring]),
+        ]
+
+        # (2) Distances, and the checks that need none.
+        op2 = Signal()
+        ring2 = Signal(range(_RINGS))
         size2 = Signal()
         value2 = Signal(32)
         p2 = Signal(RING_INDEX_BITS)
         q2 = Signal(RING_INDEX_BITS)
         bad2 = Signal()                     # refused whatever the distances say
-        op1 = Signal()
-        op2 = Signal()
-        m.d.sync += [op1.eq(0), op2.eq(op1)]
-
-        def write_ring(what, ring):
-            r = ring.value
-            log2_size = self.rings[r].log2_size
-            host_index = self.rings[r].host_index
-            nic = self.rings[r].nic_index
-            old = log2_size if what == "LOG2_SIZE" else host_index
-            value = _merge(old, w_data, w_strb)
-            new = value[:RING_INDEX_BITS]
-            m.d.sync += [
-                op1.eq(1), ring1.eq(r), size1.eq(what == "LOG2_SIZE"), value1.eq(value),
-                mask1.eq(size_mask[r]), off1.eq(log2_size == 0),
-            ]
-            if what == "LOG2_SIZE":
-                return                          # (2) checks the value alone
-            if _host_produces(ring):
-                # Entries outstanding (posted, not yet taken by the NIC) must not shrink:
-                # new - nic < host - nic is backwards.
-                x, y, z = new, nic, host_index
-            else:
-                # The consumer may only move forward, up to the NIC's producer:
-                # nic - host < new - host is backwards.
-                x, y, z = nic, host_index, new
-            m.d.sync += [x1.eq(x), y1.eq(y), z1.eq(z)]
-
-        # (2) Distances, and the checks that need none.
         size_valid = (value1 == 0) | ((value1 >= params.RING_LOG2_SIZE_MIN)
                                       & (value1 <= params.RING_LOG2_SIZE_MAX))
         too_big = (value1[RING_INDEX_BITS:] != 0) | ((value1[:RING_INDEX_BITS] & ~mask1) != 0)
         m.d.sync += [
-            ring2.eq(ring1), size2.eq(size1), value2.eq(value1),
+            op2.eq(op1), ring2.eq(ring1), size2.eq(size1), value2.eq(value1),
             p2.eq((x1 - y1)[:RING_INDEX_BITS] & mask1),
             q2.eq((z1 - y1)[:RING_INDEX_BITS] & mask1),
             bad2.eq(Mux(size1, ~size_valid, off1 | too_big)),
         ]
 
-        # (3) The compare, and the write's effect.
+        # (3) The compare, and the write's effect. A refused write, registered on its way to
+        # bad_doorbell and the FIFO.
+        error = Signal(RegisterError)
+        failed_clear = Signal()             # EVENT_LOG2_SIZE written this clock
         refused = bad2 | (~size2 & (p2 < q2))
         with m.If(op2):
             with m.If(refused):
@@ -297,31 +365,6 @@ class Registers(wiring.Component):
                                 m.d.comb += failed_clear.eq(1)
                         with m.Elif(~refused):
                             m.d.sync += config.host_index.eq(value2)
-
-        with m.If(write):
-            with m.Switch(aw_word):
-                for reg in regmap.REGISTERS:
-                    if reg.access == "ro":
-                        continue                # writes ignored
-                    role, arg = roles[reg.name]
-                    with m.Case(reg.offset >> 2):
-                        if reg.name in plain:
-                            sig = plain[reg.name]
-                            merged = _merge(sig, w_data, w_strb)
-                            m.d.sync += sig.eq(merged & _KEEP_BITS.get(reg.name, 0xFFFF_FFFF))
-                        if role == "CONTROL":
-                            m.d.sync += self.counters_clear.eq(w_strb[0] & w_data[1])
-                        elif role == "RSS_KEY":
-                            m.d.sync += [
-                                self.rss_key_we.eq(1),
-                                self.rss_key_addr.eq(arg),
-                                self.rss_key_data.eq(merged),
-                            ]
-                        elif role == "INTR_STATUS":
-                            assert reg.access == "w1c"
-                            m.d.comb += intr_clear.eq(w_data[:2] & w_strb[0].replicate(2))
-                        elif role in ("LOG2_SIZE", "PRODUCER", "CONSUMER"):
-                            write_ring(role, arg)
 
         # --- Refused writes -> FIFO -> reg_error --------------------------------------------------
         m.submodules.error_fifo = error_fifo = SyncFIFOBuffered(
@@ -378,34 +421,47 @@ class Registers(wiring.Component):
                 raise AssertionError(reg.name)
             read[reg.name] = _word(value)
 
-        rd_addr_held = Signal()             # clock 1: address registered
-        rd_group_held = Signal()            # clock 2: group words registered
+        # A registered mux per stage of _READ_STAGE_BITS address bits, least significant first:
+        # rd_held[i] says stage i's words hold the read's address; the last stage is rdata.
+        rd_held = Signal(len(_READ_STAGE_BITS))
         ar_word = Signal(_WORD_BITS)
         m.d.comb += [
-            bus.arready.eq(~(rd_addr_held | rd_group_held | bus.rvalid)),
+            bus.arready.eq(~(rd_held.any() | bus.rvalid)),
             bus.rresp.eq(Resp.OKAY),
         ]
-        m.d.sync += [rd_addr_held.eq(bus.arvalid & bus.arready), rd_group_held.eq(rd_addr_held)]
+        m.d.sync += rd_held.eq(Cat(bus.arvalid & bus.arready, rd_held[:-1]))
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += ar_word.eq(bus.araddr[2:])
 
-        groups = {}
-        for reg in regmap.REGISTERS:
-            groups.setdefault((reg.offset >> 2) >> _GROUP_WORD_BITS, []).append(reg)
-        group_word = {}
-        for group, regs in groups.items():
-            group_word[group] = word = Signal(32, name=f"rd_group{group}")
-            with m.Switch(ar_word[:_GROUP_WORD_BITS]):
-                for reg in regs:
-                    with m.Case((reg.offset >> 2) & (2 ** _GROUP_WORD_BITS - 1)):
-                        m.d.sync += word.eq(read[reg.name])
-                with m.Default():
-                    m.d.sync += word.eq(0)
-        with m.If(rd_group_held):
+        words = {reg.offset >> 2: read[reg.name] for reg in regmap.REGISTERS}
+        shift = 0
+        for stage, bits in enumerate(_READ_STAGE_BITS[:-1]):
+            parents = {}
+            for address, value in words.items():
+                parents.setdefault(address >> bits, {})[address & (2 ** bits - 1)] = value
+            words = {}
+            for parent, children in parents.items():
+                words[parent] = word = Signal(32, name=f"rd_stage{stage}_{parent:x}")
+                # Each mux has its own copy of its address bits (0 unless the read is in its
+                # range, so that no two copies are alike and merged): no net drives every mux.
+                select = Signal(bits, name=f"rd_select{stage}_{parent:x}")
+                araddr = bus.araddr[2:]
+                with m.If(bus.arvalid & bus.arready):
+                    m.d.sync += select.eq(Mux(araddr[shift + bits:] == parent,
+                                              araddr[shift:shift + bits], 0))
+                with m.Switch(select):
+                    for low, value in children.items():
+                        with m.Case(low):
+                            m.d.sync += word.eq(value)
+                    with m.Default():
+                        m.d.sync += word.eq(0)
+            shift += bits
+        assert shift + _READ_STAGE_BITS[-1] == _WORD_BITS
+        with m.If(rd_held[-1]):
             m.d.sync += bus.rvalid.eq(1)
-            with m.Switch(ar_word[_GROUP_WORD_BITS:]):
-                for group, word in group_word.items():
-                    with m.Case(group):
+            with m.Switch(ar_word[shift:]):
+                for parent, word in words.items():
+                    with m.Case(parent):
                         m.d.sync += bus.rdata.eq(word)
                 with m.Default():
                     m.d.sync += bus.rdata.eq(0)
