@@ -248,26 +248,31 @@ class Registers(wiring.Component):
         m.d.sync += [self.counters_clear.eq(0), self.bad_doorbell.eq(0)]
         m.d.sync += [self.rings[ring.value].reset.eq(0) for ring in RingId]
 
-        # Plain registers, actions and RSS key words: in the write's clock.
-        intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
+        # Plain registers, actions and RSS key words: in the clock after the write's, from a
+        # registered enable per register (``write`` itself then drives a flip-flop per register,
+        # not every byte of them). w_data and w_strb still hold the write: a new W is taken in
+        # this clock at the earliest.
+        enables = {name: Signal(name=f"we_{name.lower()}") for name in sel}
+        m.d.sync += [enables[name].eq(write & sel[name]) for name in sel]
+        rss_write = Signal()                # one of the RSS_KEY registers ...
+        rss_write_index = Signal(4)         # ... this one
+        m.d.sync += rss_write.eq(write & sel_rss)
         with m.If(write):
-            for name, sig in plain.items():
-                with m.If(sel[name]):
-                    m.d.sync += sig.eq(_merge(sig, w_data, w_strb)
-                                       & _KEEP_BITS.get(name, 0xFFFF_FFFF))
-            m.d.sync += self.counters_clear.eq(sel["CONTROL"] & w_strb[0] & w_data[1])
-            assert regmap.BY_NAME["INTR_STATUS"].access == "w1c"
-            m.d.comb += intr_clear.eq(
-                w_data[:2] & (sel["INTR_STATUS"] & w_strb[0]).replicate(2))
-        # The RSS key word goes to the sequencer a clock later, from its register: an AND-OR of the
-        # key words by their (one-hot) selects, no mux on the address in the write's clock.
-        rss_written = Signal()
+            m.d.sync += rss_write_index.eq(rss_index)
+        intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
+        for name, sig in plain.items():
+            with m.If(enables[name]):
+                m.d.sync += sig.eq(_merge(sig, w_data, w_strb) & _KEEP_BITS.get(name, 0xFFFF_FFFF))
+        m.d.sync += self.counters_clear.eq(enables["CONTROL"] & w_strb[0] & w_data[1])
+        assert regmap.BY_NAME["INTR_STATUS"].access == "w1c"
+        m.d.comb += intr_clear.eq(w_data[:2] & (enables["INTR_STATUS"] & w_strb[0]).replicate(2))
+        # The RSS key word: an AND-OR of the key words by their (one-hot) enables, merged.
+        old_key = reduce(operator.or_, (plain[name] & enables[name].replicate(32)
+                                        for name in rss_regs))
         m.d.sync += [
-            rss_written.eq(write & sel_rss),
-            self.rss_key_we.eq(rss_written),
-            self.rss_key_addr.eq(rss_index),
-            self.rss_key_data.eq(reduce(operator.or_, (plain[name] & sel[name].replicate(32)
-                                                       for name in rss_regs))),
+            self.rss_key_we.eq(rss_write),
+            self.rss_key_addr.eq(rss_write_index),
+            self.rss_key_data.eq(_merge(old_key, w_data, w_strb)),
         ]
 
         # Ring writes (size, doorbell, event consumer) take three clocks, each starting from
@@ -442,19 +447,22 @@ class Registers(wiring.Component):
             words = {}
             for parent, children in parents.items():
                 words[parent] = word = Signal(32, name=f"rd_stage{stage}_{parent:x}")
-                # Each mux has its own copy of its address bits (0 unless the read is in its
-                # range, so that no two copies are alike and merged): no net drives every mux.
-                select = Signal(bits, name=f"rd_select{stage}_{parent:x}")
+                # Each byte of each mux has its own copy of its address bits (while the read is
+                # not in the mux's range, the copies hold their byte numbers, so that no two are
+                # alike and merged): no net drives more than a byte of muxes.
                 araddr = bus.araddr[2:]
-                with m.If(bus.arvalid & bus.arready):
-                    m.d.sync += select.eq(Mux(araddr[shift + bits:] == parent,
-                                              araddr[shift:shift + bits], 0))
-                with m.Switch(select):
-                    for low, value in children.items():
-                        with m.Case(low):
-                            m.d.sync += word.eq(value)
-                    with m.Default():
-                        m.d.sync += word.eq(0)
+                for lane in range(4):
+                    select = Signal(bits, name=f"rd_select{stage}_{parent:x}_{lane}")
+                    with m.If(bus.arvalid & bus.arready):
+                        m.d.sync += select.eq(Mux(araddr[shift + bits:] == parent,
+                                                  araddr[shift:shift + bits], lane))
+                    byte = word[8 * lane:8 * lane + 8]
+                    with m.Switch(select):
+                        for low, value in children.items():
+                            with m.Case(low):
+                                m.d.sync += byte.eq(_word(value)[8 * lane:8 * lane + 8])
+                        with m.Default():
+                            m.d.sync += byte.eq(0)
             shift += bits
         assert shift + _READ_STAGE_BITS[-1] == _WORD_BITS
         with m.If(rd_held[-1]):
