@@ -4,11 +4,11 @@ Every register, its offset, access and reset value comes from :data:`hw.host.reg
 this module only says what each one does (docs/host_interface.md). A register regmap adds that
 this module does not know is an error at elaboration, not a silent hole.
 
-Writes: AW and W are taken independently, in either order; once both are held (and the previous
-write has been answered) the write is done and answered OKAY three clocks later. A plain register
-takes its value in the write's clock; a ring write (size, doorbell, event consumer) is checked over
-the next two, so that each step starts from flip-flops, and takes effect before B is raised: a read
-after B sees it. Reads: the address is
+Writes: AW and W are taken independently, in either order, AW's address decoded as it is taken;
+once both are held (and the previous write has been answered) the write starts. A plain register
+takes its value in the next clock; a ring write (size, doorbell, event consumer) is checked over
+the next two, so that each step starts from flip-flops. B is raised three clocks after the start,
+after the write's effect: a read after B sees it. Reads: the address is
 registered (each mux its own copy), then three registered stages of at most 8-to-1 muxes (words
 by 8, then by 4, then the 0x80-byte block) give ``rdata``: four clocks from AR to R, no wide
 combinational mux and no net driving every mux. Unmapped offsets read 0 and
