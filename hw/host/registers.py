@@ -287,8 +287,8 @@ class Registers(wiring.Component):
             """``field`` of the ring written: a 4-way mux on sel_ring."""
             return Array(getattr(self.rings[ring.value], field) for ring in RingId)[sel_ring]
 
-        # Each ring's index mask and "off", registered: a size is written three clocks before
-        # the next write can start.
+        # Each ring's index mask and "off", registered: a size takes effect (3) at least two
+        # clocks before the next write can start.
         masks = Array(Signal(RING_INDEX_BITS, name=f"mask_{ring.name.lower()}") for ring in RingId)
         offs = Array(Signal(init=1, name=f"off_{ring.name.lower()}") for ring in RingId)
         for ring in RingId:
