@@ -4,14 +4,21 @@ Every register, its offset, access and reset value comes from :data:`hw.host.reg
 this module only says what each one does (docs/host_interface.md). A register regmap adds that
 this module does not know is an error at elaboration, not a silent hole.
 
-Writes: AW and W are taken independently, in either order; once both are held (and the previous B
-has been accepted) the write is done in one clock and answered OKAY. Reads: the address is
-registered, each 0x80-byte group of registers is muxed into a register, then the group is muxed
-into ``rdata``: three clocks from AR to R, no wide combinational mux. Unmapped offsets read 0 and
+Writes: AW and W are taken independently, in either order, AW's address decoded as it is taken;
+once both are held (and the previous write has been answered) the write starts. A plain register
+takes its value in the next clock; a ring write (size, doorbell, event consumer) is checked over
+the next two, so that each step starts from flip-flops. B is raised three clocks after the start,
+after the write's effect: a read after B sees it. Reads: the address is
+registered (each mux its own copy), then three registered stages of at most 8-to-1 muxes (words
+by 8, then by 4, then the 0x80-byte block) give ``rdata``: four clocks from AR to R, no wide
+combinational mux and no net driving every mux. Unmapped offsets read 0 and
 ignore writes; every response is OKAY.
 """
 
-from amaranth import C, Cat, Module, Mux, Signal
+import operator
+from functools import reduce
+
+from amaranth import Array, C, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -30,9 +37,10 @@ _RINGS = len(RingId)
 #: Refused writes waiting for the engine to report them.
 ERROR_FIFO_DEPTH = 4
 _RSS_KEY_WORDS = params.RSS_KEY_BYTES // 4
-#: Read mux, first stage: registers are grouped by 0x80-byte block (32 words).
-_GROUP_WORD_BITS = 5
 _WORD_BITS = params.REG_ADDR_WIDTH - 2
+#: Read mux: address bits each registered stage decodes, least significant first (8 words, then 4
+#: of those, then the 0x80-byte block): no mux wider than 8 to 1 in front of a flip-flop.
+_READ_STAGE_BITS = (3, 2, _WORD_BITS - 5)
 
 # Bits kept by the plain read/write registers; the others read 0.
 _KEEP_BITS = {
@@ -177,105 +185,191 @@ class Registers(wiring.Component):
                 plain[regmap.ring_register(ring, "BASE_HI").name]))
 
         # --- Write channel ------------------------------------------------------------------------
-        aw_full = Signal()                  # awaddr held, waiting for its data
-        aw_word = Signal(_WORD_BITS)
+        # The address is decoded when AW is taken, into a flip-flop per writable register (and a
+        # few derived fields): the write itself then starts from flip-flops with its target known.
+        writable = [reg for reg in regmap.REGISTERS if reg.access != "ro"]
+        ring_regs = {reg.name: roles[reg.name] for reg in writable
+                     if roles[reg.name][0] in ("LOG2_SIZE", "PRODUCER", "CONSUMER")}
+        rss_regs = {reg.name: roles[reg.name][1] for reg in writable
+                    if roles[reg.name][0] == "RSS_KEY"}
+        aw_hit = {reg.name: bus.awaddr[2:] == reg.offset >> 2 for reg in writable}
+
+        def any_hit(names):
+            return Cat(C(0, 1), *(aw_hit[name] for name in names)).any()
+
+        def encode(numbers, width):
+            """The number (name -> number) of the register AW hits, 0 if none."""
+            return Cat(*(any_hit([n for n, k in numbers.items() if k >> b & 1])
+                         for b in range(width)))
+
+        aw_full = Signal()                  # awaddr held (decoded), waiting for its data
+        sel = {reg.name: Signal(name=f"sel_{reg.name.lower()}") for reg in writable}
+        sel_rss = Signal()                  # one of the RSS_KEY registers ...
+        rss_index = Signal(4)               # ... this one
+        sel_size = Signal()                 # a ring's LOG2_SIZE ...
+        sel_index = Signal()                # ... or the index the host writes ...
+        sel_ring = Signal(range(_RINGS))    # ... of this ring
         w_full = Signal()                   # wdata held, waiting for its address
         w_data = Signal(32)
         w_strb = Signal(4)
         write = Signal()                    # do the held write this clock
+        # The write's two following clocks (ring writes are checked in them); B after the second.
+        written = Signal(2)
         m.d.comb += [
             bus.awready.eq(~aw_full),
             bus.wready.eq(~w_full),
             bus.bresp.eq(Resp.OKAY),
-            write.eq(aw_full & w_full & ~bus.bvalid),
+            write.eq(aw_full & w_full & ~bus.bvalid & (written == 0)),
         ]
         with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [aw_full.eq(1), aw_word.eq(bus.awaddr[2:])]
+            m.d.sync += [
+                aw_full.eq(1),
+                *(sel[name].eq(hit) for name, hit in aw_hit.items()),
+                sel_rss.eq(any_hit(rss_regs)),
+                rss_index.eq(encode(rss_regs, len(rss_index))),
+                sel_size.eq(any_hit([n for n, (role, _) in ring_regs.items()
+                                     if role == "LOG2_SIZE"])),
+                sel_index.eq(any_hit([n for n, (role, _) in ring_regs.items()
+                                      if role != "LOG2_SIZE"])),
+                sel_ring.eq(encode({n: ring.value for n, (_, ring) in ring_regs.items()},
+                                   len(sel_ring))),
+            ]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [w_full.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+        m.d.sync += written.eq(Cat(write, written[0]))
         with m.If(write):
-            m.d.sync += [aw_full.eq(0), w_full.eq(0), bus.bvalid.eq(1)]
+            m.d.sync += [aw_full.eq(0), w_full.eq(0)]
+        with m.If(written[1]):
+            m.d.sync += bus.bvalid.eq(1)
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
 
         # Pulses are one clock long unless a write below sets them again.
-        m.d.sync += [self.counters_clear.eq(0), self.rss_key_we.eq(0), self.bad_doorbell.eq(0)]
+        m.d.sync += [self.counters_clear.eq(0), self.bad_doorbell.eq(0)]
         m.d.sync += [self.rings[ring.value].reset.eq(0) for ring in RingId]
 
-        # A refused write, registered on its way to bad_doorbell and the FIFO.
-        error = Signal(RegisterError)
-        intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
-        failed_clear = Signal()             # EVENT_LOG2_SIZE written this clock
-
-        def refuse(code, ring, value):
-            m.d.sync += [
-                self.bad_doorbell.eq(1),
-                error.code.eq(code),
-                error.ring.eq(ring.value),
-                error.detail.eq(value),
-            ]
-
-        def write_ring(what, ring):
-            r = ring.value
-            log2_size = self.rings[r].log2_size
-            host_index = self.rings[r].host_index
-            if what == "LOG2_SIZE":
-                value = _merge(log2_size, w_data, w_strb)
-                valid = (value == 0) | ((value >= params.RING_LOG2_SIZE_MIN)
-                                        & (value <= params.RING_LOG2_SIZE_MAX))
-                m.d.sync += [
-                    log2_size.eq(Mux(valid, value, 0)),
-                    host_index.eq(0),
-                    self.rings[r].reset.eq(1),
-                ]
-                with m.If(~valid):
-                    refuse(EventCode.BAD_RING_SIZE, ring, value)
-                if ring == RingId.EVENT:
-                    m.d.comb += failed_clear.eq(1)
-                return
-            # A doorbell (producer) or the event consumer: "mod size" is "& mask".
-            value = _merge(host_index, w_data, w_strb)
-            new = value[:RING_INDEX_BITS]
-            mask = _size_mask(log2_size)
-            nic = self.rings[r].nic_index
-            too_big = (value[RING_INDEX_BITS:] != 0) | ((new & ~mask) != 0)
-            if _host_produces(ring):
-                # Entries outstanding (posted, not yet taken by the NIC) must not shrink.
-                backwards = (((new - nic)[:RING_INDEX_BITS] & mask)
-                             < ((host_index - nic)[:RING_INDEX_BITS] & mask))
-            else:
-                # The consumer may only move forward, up to the NIC's producer.
-                backwards = ((new - host_index)[:RING_INDEX_BITS] & mask) > (
-                    (nic - host_index)[:RING_INDEX_BITS] & mask)
-            with m.If((log2_size == 0) | too_big | backwards):
-                refuse(EventCode.BAD_DOORBELL, ring, value)
-            with m.Else():
-                m.d.sync += host_index.eq(new)
-
+        # Plain registers, actions and RSS key words: in the clock after the write's, from a
+        # registered enable per register (``write`` itself then drives a flip-flop per register,
+        # not every byte of them). w_data and w_strb still hold the write: a new W is taken in
+        # this clock at the earliest.
+        enables = {name: Signal(name=f"we_{name.lower()}") for name in sel}
+        m.d.sync += [enables[name].eq(write & sel[name]) for name in sel]
+        rss_write = Signal()                # one of the RSS_KEY registers ...
+        rss_write_index = Signal(4)         # ... this one
+        m.d.sync += rss_write.eq(write & sel_rss)
         with m.If(write):
-            with m.Switch(aw_word):
-                for reg in regmap.REGISTERS:
-                    if reg.access == "ro":
-                        continue                # writes ignored
-                    role, arg = roles[reg.name]
-                    with m.Case(reg.offset >> 2):
-                        if reg.name in plain:
-                            sig = plain[reg.name]
-                            merged = _merge(sig, w_data, w_strb)
-                            m.d.sync += sig.eq(merged & _KEEP_BITS.get(reg.name, 0xFFFF_FFFF))
-                        if role == "CONTROL":
-                            m.d.sync += self.counters_clear.eq(w_strb[0] & w_data[1])
-                        elif role == "RSS_KEY":
+            m.d.sync += rss_write_index.eq(rss_index)
+        intr_clear = Signal(2)              # W1C bits written to INTR_STATUS this clock
+        for name, sig in plain.items():
+            with m.If(enables[name]):
+                m.d.sync += sig.eq(_merge(sig, w_data, w_strb) & _KEEP_BITS.get(name, 0xFFFF_FFFF))
+        m.d.sync += self.counters_clear.eq(enables["CONTROL"] & w_strb[0] & w_data[1])
+        assert regmap.BY_NAME["INTR_STATUS"].access == "w1c"
+        m.d.comb += intr_clear.eq(w_data[:2] & (enables["INTR_STATUS"] & w_strb[0]).replicate(2))
+        # The RSS key word: an AND-OR of the key words by their (one-hot) enables, merged.
+        old_key = reduce(operator.or_, (plain[name] & enables[name].replicate(32)
+                                        for name in rss_regs))
+        m.d.sync += [
+            self.rss_key_we.eq(rss_write),
+            self.rss_key_addr.eq(rss_write_index),
+            self.rss_key_data.eq(_merge(old_key, w_data, w_strb)),
+        ]
+
+        # Ring writes (size, doorbell, event consumer) take three clocks, each starting from
+        # flip-flops: (1) in the write's clock, the written word merged with the ring's register
+        # and the operands of the checks; (2) the two ring distances; (3) their compare, and the
+        # ring's registers or the refusal. The NIC's index is sampled once, in (1): a later index
+        # only moves towards the host's (doorbells) or away from it (event consumer), so a write
+        # that passes against it passes against any later one. host_index changes only by writes,
+        # and a write waits for the one before to be answered.
+        # (1)
+        def of_ring(field):
+            """``field`` of the ring written: a 4-way mux on sel_ring."""
+            return Array(getattr(self.rings[ring.value], field) for ring in RingId)[sel_ring]
+
+        # Each ring's index mask and "off", registered: a size takes effect (3) at least two
+        # clocks before the next write can start.
+        masks = Array(Signal(RING_INDEX_BITS, name=f"mask_{ring.name.lower()}") for ring in RingId)
+        offs = Array(Signal(init=1, name=f"off_{ring.name.lower()}") for ring in RingId)
+        for ring in RingId:
+            log2_size = self.rings[ring.value].log2_size
+            m.d.sync += [masks[ring.value].eq(_size_mask(log2_size)),
+                         offs[ring.value].eq(log2_size == 0)]
+        log2_size, host_index, nic_index = (of_ring(field) for field in (
+            "log2_size", "host_index", "nic_index"))
+        old = Mux(sel_size, _word(log2_size), _word(host_index))
+        value = _merge(old, w_data, w_strb)
+        new = value[:RING_INDEX_BITS]
+        is_event = sel_ring == RingId.EVENT.value
+        assert [_host_produces(ring) for ring in RingId] == [ring != RingId.EVENT
+                                                             for ring in RingId]
+        op1 = Signal()
+        ring1 = Signal(range(_RINGS))
+        size1 = Signal()                    # a LOG2_SIZE write (else an index)
+        value1 = Signal(32)                 # the merged word
+        # Distances (2) takes: x - y and z - y, mod size. A doorbell is backwards when entries
+        # outstanding (posted, not yet taken by the NIC) shrink: new - nic < host - nic. The
+        # event consumer may only move forward, up to the NIC's producer: nic - host < new - host.
+        x1 = Signal(RING_INDEX_BITS)
+        y1 = Signal(RING_INDEX_BITS)
+        z1 = Signal(RING_INDEX_BITS)
+        mask1 = Signal(RING_INDEX_BITS)
+        off1 = Signal()                     # the ring is off
+        m.d.sync += op1.eq(write & (sel_size | sel_index))
+        m.d.sync += [
+            ring1.eq(sel_ring), size1.eq(sel_size), value1.eq(value),
+            x1.eq(Mux(is_event, nic_index, new)),
+            y1.eq(Mux(is_event, host_index, nic_index)),
+            z1.eq(Mux(is_event, new, host_index)),
+            mask1.eq(masks[sel_ring]),
+            off1.eq(offs[sel_ring]),
+        ]
+
+        # (2) Distances, and the checks that need none.
+        op2 = Signal()
+        ring2 = Signal(range(_RINGS))
+        size2 = Signal()
+        value2 = Signal(32)
+        p2 = Signal(RING_INDEX_BITS)
+        q2 = Signal(RING_INDEX_BITS)
+        bad2 = Signal()                     # refused whatever the distances say
+        size_valid = (value1 == 0) | ((value1 >= params.RING_LOG2_SIZE_MIN)
+                                      & (value1 <= params.RING_LOG2_SIZE_MAX))
+        too_big = (value1[RING_INDEX_BITS:] != 0) | ((value1[:RING_INDEX_BITS] & ~mask1) != 0)
+        m.d.sync += [
+            op2.eq(op1), ring2.eq(ring1), size2.eq(size1), value2.eq(value1),
+            p2.eq((x1 - y1)[:RING_INDEX_BITS] & mask1),
+            q2.eq((z1 - y1)[:RING_INDEX_BITS] & mask1),
+            bad2.eq(Mux(size1, ~size_valid, off1 | too_big)),
+        ]
+
+        # (3) The compare, and the write's effect. A refused write, registered on its way to
+        # bad_doorbell and the FIFO.
+        error = Signal(RegisterError)
+        failed_clear = Signal()             # EVENT_LOG2_SIZE written this clock
+        refused = bad2 | (~size2 & (p2 < q2))
+        with m.If(op2):
+            with m.If(refused):
+                m.d.sync += [
+                    self.bad_doorbell.eq(1),
+                    error.code.eq(Mux(size2, EventCode.BAD_RING_SIZE, EventCode.BAD_DOORBELL)),
+                    error.ring.eq(ring2),
+                    error.detail.eq(value2),
+                ]
+            with m.Switch(ring2):
+                for ring in RingId:
+                    config = self.rings[ring.value]
+                    with m.Case(ring.value):
+                        with m.If(size2):
                             m.d.sync += [
-                                self.rss_key_we.eq(1),
-                                self.rss_key_addr.eq(arg),
-                                self.rss_key_data.eq(merged),
+                                config.log2_size.eq(Mux(refused, 0, value2)),
+                                config.host_index.eq(0),
+                                config.reset.eq(1),
                             ]
-                        elif role == "INTR_STATUS":
-                            assert reg.access == "w1c"
-                            m.d.comb += intr_clear.eq(w_data[:2] & w_strb[0].replicate(2))
-                        elif role in ("LOG2_SIZE", "PRODUCER", "CONSUMER"):
-                            write_ring(role, arg)
+                            if ring == RingId.EVENT:
+                                m.d.comb += failed_clear.eq(1)
+                        with m.Elif(~refused):
+                            m.d.sync += config.host_index.eq(value2)
 
         # --- Refused writes -> FIFO -> reg_error --------------------------------------------------
         m.submodules.error_fifo = error_fifo = SyncFIFOBuffered(
@@ -332,34 +426,50 @@ class Registers(wiring.Component):
                 raise AssertionError(reg.name)
             read[reg.name] = _word(value)
 
-        rd_addr_held = Signal()             # clock 1: address registered
-        rd_group_held = Signal()            # clock 2: group words registered
+        # A registered mux per stage of _READ_STAGE_BITS address bits, least significant first:
+        # rd_held[i] says stage i's words hold the read's address; the last stage is rdata.
+        rd_held = Signal(len(_READ_STAGE_BITS))
         ar_word = Signal(_WORD_BITS)
         m.d.comb += [
-            bus.arready.eq(~(rd_addr_held | rd_group_held | bus.rvalid)),
+            bus.arready.eq(~(rd_held.any() | bus.rvalid)),
             bus.rresp.eq(Resp.OKAY),
         ]
-        m.d.sync += [rd_addr_held.eq(bus.arvalid & bus.arready), rd_group_held.eq(rd_addr_held)]
+        m.d.sync += rd_held.eq(Cat(bus.arvalid & bus.arready, rd_held[:-1]))
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += ar_word.eq(bus.araddr[2:])
 
-        groups = {}
-        for reg in regmap.REGISTERS:
-            groups.setdefault((reg.offset >> 2) >> _GROUP_WORD_BITS, []).append(reg)
-        group_word = {}
-        for group, regs in groups.items():
-            group_word[group] = word = Signal(32, name=f"rd_group{group}")
-            with m.Switch(ar_word[:_GROUP_WORD_BITS]):
-                for reg in regs:
-                    with m.Case((reg.offset >> 2) & (2 ** _GROUP_WORD_BITS - 1)):
-                        m.d.sync += word.eq(read[reg.name])
-                with m.Default():
-                    m.d.sync += word.eq(0)
-        with m.If(rd_group_held):
+        words = {reg.offset >> 2: read[reg.name] for reg in regmap.REGISTERS}
+        shift = 0
+        for stage, bits in enumerate(_READ_STAGE_BITS[:-1]):
+            parents = {}
+            for address, value in words.items():
+                parents.setdefault(address >> bits, {})[address & (2 ** bits - 1)] = value
+            words = {}
+            for parent, children in parents.items():
+                words[parent] = word = Signal(32, name=f"rd_stage{stage}_{parent:x}")
+                # Each byte of each mux has its own copy of its address bits (while the read is
+                # not in the mux's range, the copies hold their byte numbers, so that no two are
+                # alike and merged): no net drives more than a byte of muxes.
+                araddr = bus.araddr[2:]
+                for lane in range(4):
+                    select = Signal(bits, name=f"rd_select{stage}_{parent:x}_{lane}")
+                    with m.If(bus.arvalid & bus.arready):
+                        m.d.sync += select.eq(Mux(araddr[shift + bits:] == parent,
+                                                  araddr[shift:shift + bits], lane))
+                    byte = word[8 * lane:8 * lane + 8]
+                    with m.Switch(select):
+                        for low, value in children.items():
+                            with m.Case(low):
+                                m.d.sync += byte.eq(_word(value)[8 * lane:8 * lane + 8])
+                        with m.Default():
+                            m.d.sync += byte.eq(0)
+            shift += bits
+        assert shift + _READ_STAGE_BITS[-1] == _WORD_BITS
+        with m.If(rd_held[-1]):
             m.d.sync += bus.rvalid.eq(1)
-            with m.Switch(ar_word[_GROUP_WORD_BITS:]):
-                for group, word in group_word.items():
-                    with m.Case(group):
+            with m.Switch(ar_word[shift:]):
+                for parent, word in words.items():
+                    with m.Case(parent):
                         m.d.sync += bus.rdata.eq(word)
                 with m.Default():
                     m.d.sync += bus.rdata.eq(0)

@@ -670,18 +670,22 @@ def test_a_new_cause_wins_over_a_clear_in_the_same_clock():
         await h.pulse_event(dut.event_written)           # INTR_MOD_EVENTS = 1 at reset
         await h.settle()
         assert await h.read_name("INTR_STATUS") == regmap.INTR_EVENTS
-        # AW and W are taken together in clock c and the write is done in clock c + 1. An event
-        # written in clock c fires in c + 1; a write failure in c + 1 counts at once. Both must
-        # survive the W1C of both bits done in that clock.
+        # AW and W are taken together in clock c, the write starts in clock c + 1 and a plain
+        # register (INTR_STATUS here) takes it in c + 2. An event written in clock c + 1 fires in
+        # c + 2; a write failure in c + 2 counts at once. Both must survive the W1C of both bits
+        # done in that clock.
         assert ctx.get(bus.awready) and ctx.get(bus.wready)
         ctx.set(bus.awaddr, _off("INTR_STATUS"))
         ctx.set(bus.wdata, regmap.INTR_EVENTS | regmap.INTR_FATAL)
         ctx.set(bus.wstrb, 0xF)
-        for sig in (bus.awvalid, bus.wvalid, dut.event_written):
+        for sig in (bus.awvalid, bus.wvalid):
             ctx.set(sig, 1)
         await ctx.tick()
-        for sig in (bus.awvalid, bus.wvalid, dut.event_written):
+        for sig in (bus.awvalid, bus.wvalid):
             ctx.set(sig, 0)
+        ctx.set(dut.event_written, 1)
+        await ctx.tick()
+        ctx.set(dut.event_written, 0)
         ctx.set(dut.event_write_failed, 1)
         await ctx.tick()
         ctx.set(dut.event_write_failed, 0)
