@@ -35,7 +35,11 @@ the OR of every burst's error) when the host has answered all of it. Clients nev
 Timing: every AXI output comes from a register; a client's request is registered with its first
 burst already planned, each later burst is planned a clock after the previous one left, planned
 bursts wait in a small FIFO per client, and the arbiter's choice is registered before it fires.
+The W skid buffer is cut into slices, each with its own copies of the control flip-flops, so no
+net from a control flip-flop or gate drives more than one slice's data registers.
 """
+
+from itertools import pairwise
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -99,9 +103,10 @@ class _BurstSplitter(wiring.Component):
     """Holds one client request and cuts it into bursts.
 
     The plan for the first burst is computed as the request is accepted, the plan for each later
-    one a clock after the previous burst was pushed, so every plan is a register. Planned bursts
-    wait in a two-entry FIFO for the arbiter (``burst_*``, ``take``): the arbiter's grant never
-    reaches the splitter's address and length registers in the same clock.
+    one a clock after the previous burst was pushed, so every plan is a register: its compares
+    are, and the burst's length is chosen from them by one multiplexer. Planned bursts wait in a
+    two-entry FIFO for the arbiter (``burst_*``, ``take``): the arbiter's grant never reaches the
+    splitter's address and length registers in the same clock.
     """
 
     def __init__(self, addr_width, beats_bits, beat_bytes, max_burst_beats):
@@ -117,18 +122,38 @@ class _BurstSplitter(wiring.Component):
         })
         self._burst = data.StructLayout({
             "addr": addr_width, "beats": range(max_burst_beats + 1), "final": 1})
+        beats = range(max_burst_beats + 1)
+        #: A planned burst: ``to_4k`` beats if ``at_4k`` (it ends at a 4 KB boundary), else
+        #: ``capped``; ``final`` if that is all that is left of the request.
+        self._plan_layout = data.StructLayout({
+            "to_4k": beats, "capped": beats, "at_4k": 1, "final": 1})
 
     def _plan(self, m, addr, left, name):
-        """Beats of the burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary."""
+        """The burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary; and
+        whether that is all that is left (the request's final burst), found beside the length
+        rather than by comparing the length with ``left`` after it.
+
+        The 4 KB boundary can end a burst only when it is at most ``cap`` beats away (``near``:
+        the beat's index in its page has all its bits above ``cap``'s at one), and then its
+        distance is ``cap`` minus the index's low bits; so every compare is as narrow as
+        ``cap``, not as the page."""
         shift = exact_log2(self._beat_bytes)
         cap = self._max_burst_beats
-        to_4k = Signal(range(4096 // self._beat_bytes + 1), name=f"{name}_to_4k")
-        capped = Signal(range(cap + 1), name=f"{name}_capped")
-        plan = Signal(range(cap + 1), name=name)
+        k = exact_log2(cap)
+        page = addr[shift:12]           # the beat's index in its 4 KB page
+        low = left[:k + 1]
+        fits = Signal(name=f"{name}_fits")          # left <= cap
+        near = Signal(name=f"{name}_near")          # the boundary is at most cap beats away
+        short = Signal(name=f"{name}_short")        # and nearer than left (when near)
+        plan = Signal(self._plan_layout, name=name)
         m.d.comb += [
-            to_4k.eq((4096 >> shift) - addr[shift:12]),
-            capped.eq(Mux(left < cap, left, cap)),
-            plan.eq(Mux(to_4k < capped, to_4k, capped)),
+            fits.eq((left[k + 1:] == 0) & ~(left[k] & left[:k].any())),
+            near.eq(page[k:].all() if k < len(page) else 1),
+            plan.to_4k.eq(cap - page[:k]),
+            short.eq(plan.to_4k < low),
+            plan.capped.eq(Mux(fits, low, cap)),
+            plan.at_4k.eq(near & (short | ~fits)),
+            plan.final.eq(fits & ~(near & short)),
         ]
         return plan
 
@@ -139,6 +164,7 @@ class _BurstSplitter(wiring.Component):
         addr = Signal.like(self.burst_addr)
         left = Signal.like(self.req.payload.beats)
         plan_valid = Signal()
+        plan = Signal(self._plan_layout)
         plan_beats = Signal.like(self.burst_beats)
 
         m.submodules.bursts = bursts = SyncFIFOBuffered(
@@ -149,7 +175,8 @@ class _BurstSplitter(wiring.Component):
             self.req.ready.eq(~busy),
             push.eq(plan_valid & bursts.w_rdy),
             bursts.w_en.eq(push),
-            bursts.w_data.eq(Cat(addr, plan_beats, plan_beats == left)),
+            plan_beats.eq(Mux(plan.at_4k, plan.to_4k, plan.capped)),
+            bursts.w_data.eq(Cat(addr, plan_beats, plan.final)),
             self.burst_valid.eq(bursts.r_rdy),
             self.burst_addr.eq(head.addr),
             self.burst_beats.eq(head.beats),
@@ -163,7 +190,7 @@ class _BurstSplitter(wiring.Component):
                 busy.eq(1),
                 addr.eq(Cat(Const(0, shift), self.req.payload.addr[shift:])),
                 left.eq(self.req.payload.beats),
-                plan_beats.eq(first),
+                plan.eq(first),
                 plan_valid.eq(1),
             ]
         with m.Elif(push):
@@ -172,10 +199,10 @@ class _BurstSplitter(wiring.Component):
                 left.eq(left - plan_beats),
                 plan_valid.eq(0),
             ]
-            with m.If(plan_beats == left):
+            with m.If(plan.final):
                 m.d.sync += busy.eq(0)
         with m.Elif(busy & ~plan_valid):
-            m.d.sync += [plan_beats.eq(later), plan_valid.eq(1)]
+            m.d.sync += [plan.eq(later), plan_valid.eq(1)]
         return m
 
 
@@ -227,6 +254,51 @@ def _skid(m, out_valid, out_ready, out_fields, in_valid, in_fields, name):
         m.d.sync += [sp.eq(i) for sp, i in zip(spares, in_fields)]
         m.d.sync += spare_valid.eq(1)
     return ~spare_valid
+
+
+def _replica(m, value, load, name):
+    """A register that takes ``value`` when ``load``: one of several copies of the same register,
+    each driving a share of its loads. Written as ``q ^ (load & (q ^ value))`` rather than as an
+    enable: Yosys merges flip-flops with the same data, enable and reset (a ``keep`` attribute on
+    the signal does not stop it), but each copy's data here is a function of its own output."""
+    q = Signal.like(value, name=name)
+    m.d.sync += q.eq(q ^ ((q ^ value) & load.replicate(len(q))))
+    return q
+
+
+def _sliced_skid(m, out_valid, out_ready, out_bits, in_valid, in_bits, slice_bits, name):
+    """:func:`_skid` for a wide word, cut into slices of at most ``slice_bits``: each slice has its
+    own copy of the control flip-flops (``spare_valid``, ``out_valid``), so no control net drives
+    more than a slice's registers. A slice's spare registers sample the input on every clock
+    while they are empty (enable: that slice's ``~spare_valid``, a flip-flop), and its output
+    registers load when free (``~out_valid | out_ready``, one LUT). ``out_valid`` is slice 0's.
+
+    ``in_bits(k, lo, hi)`` gives bits ``lo:hi`` of the input word for slice ``k`` (each slice
+    may select them with its own copies of the selecting registers). Returns the producer's
+    ready, slice 0's ``~spare_valid``: every copy holds the same value, since all see the same
+    ``in_valid`` and ``out_ready``."""
+    width = len(out_bits)
+    n = -(-width // slice_bits)
+    bounds = [width * k // n for k in range(n + 1)]
+    ready = None
+    for k, (lo, hi) in enumerate(pairwise(bounds)):
+        spare_valid = Signal(name=f"{name}_spare_valid_{k}")
+        valid = out_valid if k == 0 else Signal(name=f"{name}_out_valid_{k}")
+        spare = Signal(hi - lo, name=f"{name}_spare_{k}")
+        new = in_bits(k, lo, hi)
+        with m.If(~valid | out_ready):
+            m.d.sync += [
+                out_bits[lo:hi].eq(Mux(spare_valid, spare, new)),
+                valid.eq(spare_valid | in_valid),
+                spare_valid.eq(0),
+            ]
+        with m.Elif(in_valid):
+            m.d.sync += spare_valid.eq(1)
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(new)
+        if k == 0:
+            ready = ~spare_valid
+    return ready
 
 
 class DmaManager(wiring.Component):
@@ -465,17 +537,25 @@ class DmaManager(wiring.Component):
 
         # W: output registers behind a skid buffer; the client's ready is the skid's, a
         # flip-flop, so neither ``wready`` nor the W registers' enable reaches into the client.
-        in_data = Signal.like(axi.wdata)
-        in_strb = Signal.like(axi.wstrb)
-        w_ready = _skid(m, axi.wvalid, axi.wready, [axi.wdata, axi.wstrb, axi.wlast],
-                        w_move, [in_data, in_strb, w_last], "w")
+        # The skid is sliced (145 bits at 128-bit data): each slice of about 36 bits has its own
+        # control flip-flops and its own copy of ``w_client`` to select the client's bits.
+        switch = Signal()           # the next burst's client becomes ``w_client``
+        words = [Cat(c.data.payload.data, c.data.payload.strb, w_last) for c in self.write]
+
+        def in_bits(k, lo, hi):
+            client = _replica(m, w_next_client, switch, f"w_client_{k}")
+            word = words[0][lo:hi]
+            for i in range(1, n):
+                word = Mux(client == i, words[i][lo:hi], word)
+            return word
+
+        w_ready = _sliced_skid(m, axi.wvalid, axi.wready, Cat(axi.wdata, axi.wstrb, axi.wlast),
+                               w_move, in_bits, 40, "w")
         for i, client in enumerate(self.write):
             with m.If(w_active & (w_client == i)):
                 m.d.comb += [
                     w_move.eq(client.data.valid & w_ready),
                     client.data.ready.eq(w_ready),
-                    in_data.eq(client.data.payload.data),
-                    in_strb.eq(client.data.payload.strb),
                 ]
         with m.If(~w_next_valid & w_order.r_rdy):
             m.d.comb += w_order.r_en.eq(1)
@@ -485,7 +565,8 @@ class DmaManager(wiring.Component):
                 w_next_beats.eq(head_beats),
                 w_next_last.eq(head_beats == 1),
             ]
-        with m.If(~w_active | (w_move & w_last)):
+        m.d.comb += switch.eq(~w_active | (w_move & w_last))
+        with m.If(switch):
             m.d.sync += [
                 w_active.eq(w_next_valid),
                 w_client.eq(w_next_client),
