@@ -271,34 +271,35 @@ def _sliced_skid(m, out_valid, out_ready, out_bits, in_valid, in_bits, slice_bit
     own copy of the control flip-flops (``spare_valid``, ``out_valid``), so no control net drives
     more than a slice's registers. A slice's spare registers sample the input on every clock
     while they are empty (enable: that slice's ``~spare_valid``, a flip-flop), and its output
-    registers load when free (``~out_valid | out_ready``, one LUT). ``out_valid`` is slice 0's.
+    registers load when free (``~out_valid | out_ready``, one LUT). One more copy, with no data,
+    drives ``out_valid`` and the producer's ready.
 
     ``in_bits(k, lo, hi)`` gives bits ``lo:hi`` of the input word for slice ``k`` (each slice
     may select them with its own copies of the selecting registers). Returns the producer's
-    ready, slice 0's ``~spare_valid``: every copy holds the same value, since all see the same
-    ``in_valid`` and ``out_ready``."""
+    ready, the data-less copy's ``~spare_valid``: every copy holds the same value, since all
+    see the same ``in_valid`` and ``out_ready``."""
+    def control(valid, suffix):
+        spare_valid = Signal(name=f"{name}_spare_valid{suffix}")
+        free = ~valid | out_ready
+        with m.If(free):
+            m.d.sync += [valid.eq(spare_valid | in_valid), spare_valid.eq(0)]
+        with m.Elif(in_valid):
+            m.d.sync += spare_valid.eq(1)
+        return spare_valid, free
+
     width = len(out_bits)
     n = -(-width // slice_bits)
     bounds = [width * k // n for k in range(n + 1)]
-    ready = None
     for k, (lo, hi) in enumerate(pairwise(bounds)):
-        spare_valid = Signal(name=f"{name}_spare_valid_{k}")
-        valid = out_valid if k == 0 else Signal(name=f"{name}_out_valid_{k}")
+        spare_valid, free = control(Signal(name=f"{name}_out_valid_{k}"), f"_{k}")
         spare = Signal(hi - lo, name=f"{name}_spare_{k}")
         new = in_bits(k, lo, hi)
-        with m.If(~valid | out_ready):
-            m.d.sync += [
-                out_bits[lo:hi].eq(Mux(spare_valid, spare, new)),
-                valid.eq(spare_valid | in_valid),
-                spare_valid.eq(0),
-            ]
-        with m.Elif(in_valid):
-            m.d.sync += spare_valid.eq(1)
+        with m.If(free):
+            m.d.sync += out_bits[lo:hi].eq(Mux(spare_valid, spare, new))
         with m.If(~spare_valid):
             m.d.sync += spare.eq(new)
-        if k == 0:
-            ready = ~spare_valid
-    return ready
+    spare_valid, _ = control(out_valid, "")
+    return ~spare_valid
 
 
 class DmaManager(wiring.Component):
@@ -524,7 +525,7 @@ class DmaManager(wiring.Component):
         # in ``w_next``, taken from the order FIFO ahead of time, so the switch at a burst's last
         # beat touches only a few registers and the FIFO's read never waits on the data path.
         w_active = Signal()
-        w_client = Signal(client_bits)
+        w_take = [Signal(name=f"w_take_{i}") for i in range(n)]   # w_active & (client == i)
         w_left = Signal(burst_range)
         w_last = Signal()           # w_left == 1
         w_next_valid = Signal()
@@ -538,8 +539,10 @@ class DmaManager(wiring.Component):
         # W: output registers behind a skid buffer; the client's ready is the skid's, a
         # flip-flop, so neither ``wready`` nor the W registers' enable reaches into the client.
         # The skid is sliced (145 bits at 128-bit data): each slice of about 36 bits has its own
-        # control flip-flops and its own copy of ``w_client`` to select the client's bits.
-        switch = Signal()           # the next burst's client becomes ``w_client``
+        # control flip-flops and its own copy of the sending client's number to select its bits.
+        # The clients' ready and ``w_move`` come from the skid's data-less copy and from one
+        # ``w_take`` flag per client, a few flip-flops and one or two LUTs.
+        switch = Signal()           # the next burst becomes the one sending
         words = [Cat(c.data.payload.data, c.data.payload.strb, w_last) for c in self.write]
 
         def in_bits(k, lo, hi):
@@ -551,12 +554,10 @@ class DmaManager(wiring.Component):
 
         w_ready = _sliced_skid(m, axi.wvalid, axi.wready, Cat(axi.wdata, axi.wstrb, axi.wlast),
                                w_move, in_bits, 40, "w")
-        for i, client in enumerate(self.write):
-            with m.If(w_active & (w_client == i)):
-                m.d.comb += [
-                    w_move.eq(client.data.valid & w_ready),
-                    client.data.ready.eq(w_ready),
-                ]
+        offered = Cat(take & c.data.valid for take, c in zip(w_take, self.write))
+        m.d.comb += w_move.eq(w_ready & offered.any())
+        for take, client in zip(w_take, self.write):
+            m.d.comb += client.data.ready.eq(w_ready & take)
         with m.If(~w_next_valid & w_order.r_rdy):
             m.d.comb += w_order.r_en.eq(1)
             m.d.sync += [
@@ -569,7 +570,7 @@ class DmaManager(wiring.Component):
         with m.If(switch):
             m.d.sync += [
                 w_active.eq(w_next_valid),
-                w_client.eq(w_next_client),
+                *(take.eq(w_next_valid & (w_next_client == i)) for i, take in enumerate(w_take)),
                 w_left.eq(w_next_beats),
                 w_last.eq(w_next_last),
             ]
