@@ -167,31 +167,42 @@ class _BurstSplitter(wiring.Component):
         plan = Signal(self._plan_layout)
         plan_beats = Signal.like(self.burst_beats)
 
-        m.submodules.bursts = bursts = SyncFIFOBuffered(
-            width=self._burst.size, depth=2)
+        # The two-entry FIFO of planned bursts: two registers, written and read in turn. The
+        # arbiter's ``take`` moves only the read pointer and the level, never a register's enable.
+        entries = [Signal(self._burst, name=f"burst_{k}") for k in range(2)]
+        w_ptr = Signal()
+        r_ptr = Signal()
+        level = Signal(range(3))
         push = Signal()
-        head = data.View(self._burst, bursts.r_data)
+        head = data.View(self._burst, Mux(r_ptr, entries[1].as_value(), entries[0].as_value()))
         m.d.comb += [
             self.req.ready.eq(~busy),
-            push.eq(plan_valid & bursts.w_rdy),
-            bursts.w_en.eq(push),
+            push.eq(plan_valid & (level != 2)),
             plan_beats.eq(Mux(plan.at_4k, plan.to_4k, plan.capped)),
-            bursts.w_data.eq(Cat(addr, plan_beats, plan.final)),
-            self.burst_valid.eq(bursts.r_rdy),
+            self.burst_valid.eq(level != 0),
             self.burst_addr.eq(head.addr),
             self.burst_beats.eq(head.beats),
             self.burst_final.eq(head.final),
-            bursts.r_en.eq(self.take),
         ]
+        for k, entry in enumerate(entries):
+            with m.If(push & (w_ptr == k)):
+                m.d.sync += entry.eq(Cat(addr, plan_beats, plan.final))
+        with m.If(push):
+            m.d.sync += w_ptr.eq(~w_ptr)
+        with m.If(self.take):
+            m.d.sync += r_ptr.eq(~r_ptr)
+        m.d.sync += level.eq(level + push - self.take)
         first = self._plan(m, self.req.payload.addr, self.req.payload.beats, "first_plan")
         later = self._plan(m, addr, left, "next_plan")
-        with m.If(self.req.valid & ~busy):
+        # While idle the registers sample the request on every clock (their enable is ``busy``,
+        # a flip-flop): ``valid`` reaches only ``busy`` and ``plan_valid``.
+        with m.If(~busy):
             m.d.sync += [
-                busy.eq(1),
+                busy.eq(self.req.valid),
                 addr.eq(Cat(Const(0, shift), self.req.payload.addr[shift:])),
                 left.eq(self.req.payload.beats),
                 plan.eq(first),
-                plan_valid.eq(1),
+                plan_valid.eq(self.req.valid),
             ]
         with m.Elif(push):
             m.d.sync += [
@@ -411,12 +422,18 @@ class DmaManager(wiring.Component):
     @staticmethod
     def _outstanding(m, limit, issue, retire, name):
         """Bursts in flight, and a registered 'another may start' flag (no compare behind
-        ``issue``: the flag is computed from the next count)."""
+        ``issue`` or ``retire``: the flag for each next count is compared from the count, and
+        ``issue`` and ``retire`` only select one)."""
         count = Signal(range(limit + 1), name=f"{name}_outstanding")
         room = Signal(init=1, name=f"{name}_room")
-        count_next = Signal.like(count, name=f"{name}_outstanding_next")
-        m.d.comb += count_next.eq(count + issue - retire)
-        m.d.sync += [count.eq(count_next), room.eq(count_next < limit)]
+        up = Signal.like(count, name=f"{name}_outstanding_up")
+        down = Signal.like(count, name=f"{name}_outstanding_down")
+        m.d.comb += [up.eq(count + 1), down.eq(count - 1)]
+        m.d.sync += [
+            count.eq(count + issue - retire),
+            room.eq(Mux(issue & ~retire, up < limit,
+                        Mux(retire & ~issue, down < limit, count < limit))),
+        ]
         return count, room
 
     def _elaborate_reads(self, m):
@@ -455,24 +472,29 @@ class DmaManager(wiring.Component):
         ]
 
         # R: to the client the ID names. Data goes to every client; valid only to that one.
+        # Each client's taking of a beat is found from its own ID compare and ready, not from
+        # the shared ``rready``.
         error = Signal()
+        takes = []
         m.d.comb += error.eq(axi.rresp != Resp.OKAY)
         for i, (client, final) in enumerate(zip(self.read, finals)):
             mine = Signal(name=f"r_to_{i}")
+            take = Signal(name=f"r_take_{i}")
             m.d.comb += [
                 mine.eq(axi.rid == i),
+                take.eq(axi.rvalid & mine & client.resp.ready),
                 client.resp.valid.eq(axi.rvalid & mine),
                 client.resp.payload.data.eq(axi.rdata),
                 client.resp.payload.error.eq(error),
                 client.resp.payload.last.eq(axi.rlast & final.r_data),
+                final.r_en.eq(take & axi.rlast),
             ]
             with m.If(mine):
                 m.d.comb += axi.rready.eq(client.resp.ready)
-            with m.If(axi.rvalid & axi.rready & axi.rlast & mine):
-                m.d.comb += final.r_en.eq(1)
+            takes.append(take)
         m.d.comb += [
-            retire.eq(axi.rvalid & axi.rready & axi.rlast),
-            self.read_errors.eq(axi.rvalid & axi.rready & error),
+            retire.eq(Cat(takes).any() & axi.rlast),
+            self.read_errors.eq(Cat(takes).any() & error),
         ]
 
     # --- Writes --------------------------------------------------------------------------------
@@ -581,22 +603,29 @@ class DmaManager(wiring.Component):
 
         # B: to the client the ID names; errors of a request's bursts are gathered until its
         # final burst's response, which becomes the client's completion.
+        # As on R, each client's taking of a response is found from its own ID compare.
         error = Signal()
+        takes = []
         m.d.comb += error.eq(axi.bresp != Resp.OKAY)
         for i, (client, final) in enumerate(zip(self.write, finals)):
             mine = Signal(name=f"b_to_{i}")
+            ready = Signal(name=f"b_ready_{i}")
+            take = Signal(name=f"b_take_{i}")
             failed = Signal(name=f"b_failed_{i}")      # an earlier burst of this request failed
             m.d.comb += [
                 mine.eq(axi.bid == i),
+                ready.eq(~final.r_data | client.done.ready),
+                take.eq(axi.bvalid & mine & ready),
                 client.done.valid.eq(axi.bvalid & mine & final.r_data),
                 client.done.payload.error.eq(failed | error),
+                final.r_en.eq(take),
             ]
             with m.If(mine):
-                m.d.comb += axi.bready.eq(~final.r_data | client.done.ready)
-            with m.If(axi.bvalid & axi.bready & mine):
-                m.d.comb += final.r_en.eq(1)
+                m.d.comb += axi.bready.eq(ready)
+            with m.If(take):
                 m.d.sync += failed.eq(Mux(final.r_data, 0, failed | error))
+            takes.append(take)
         m.d.comb += [
-            retire.eq(axi.bvalid & axi.bready),
-            self.write_errors.eq(axi.bvalid & axi.bready & error),
+            retire.eq(Cat(takes).any()),
+            self.write_errors.eq(Cat(takes).any() & error),
         ]
