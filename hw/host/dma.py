@@ -35,7 +35,11 @@ the OR of every burst's error) when the host has answered all of it. Clients nev
 Timing: every AXI output comes from a register; a client's request is registered with its first
 burst already planned, each later burst is planned a clock after the previous one left, planned
 bursts wait in a small FIFO per client, and the arbiter's choice is registered before it fires.
+The W skid buffer is cut into slices, each with its own copies of the control flip-flops, so no
+net from a control flip-flop or gate drives more than one slice's data registers.
 """
+
+from itertools import pairwise
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -99,9 +103,10 @@ class _BurstSplitter(wiring.Component):
     """Holds one client request and cuts it into bursts.
 
     The plan for the first burst is computed as the request is accepted, the plan for each later
-    one a clock after the previous burst was pushed, so every plan is a register. Planned bursts
-    wait in a two-entry FIFO for the arbiter (``burst_*``, ``take``): the arbiter's grant never
-    reaches the splitter's address and length registers in the same clock.
+    one a clock after the previous burst was pushed, so every plan is a register: its compares
+    are, and the burst's length is chosen from them by one multiplexer. Planned bursts wait in a
+    two-entry FIFO for the arbiter (``burst_*``, ``take``): the arbiter's grant never reaches the
+    splitter's address and length registers in the same clock.
     """
 
     def __init__(self, addr_width, beats_bits, beat_bytes, max_burst_beats):
@@ -117,18 +122,38 @@ class _BurstSplitter(wiring.Component):
         })
         self._burst = data.StructLayout({
             "addr": addr_width, "beats": range(max_burst_beats + 1), "final": 1})
+        beats = range(max_burst_beats + 1)
+        #: A planned burst: ``to_4k`` beats if ``at_4k`` (it ends at a 4 KB boundary), else
+        #: ``capped``; ``final`` if that is all that is left of the request.
+        self._plan_layout = data.StructLayout({
+            "to_4k": beats, "capped": beats, "at_4k": 1, "final": 1})
 
     def _plan(self, m, addr, left, name):
-        """Beats of the burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary."""
+        """The burst at ``addr``: what is ``left``, capped, ending at a 4 KB boundary; and
+        whether that is all that is left (the request's final burst), found beside the length
+        rather than by comparing the length with ``left`` after it.
+
+        The 4 KB boundary can end a burst only when it is at most ``cap`` beats away (``near``:
+        the beat's index in its page has all its bits above ``cap``'s at one), and then its
+        distance is ``cap`` minus the index's low bits; so every compare is as narrow as
+        ``cap``, not as the page."""
         shift = exact_log2(self._beat_bytes)
         cap = self._max_burst_beats
-        to_4k = Signal(range(4096 // self._beat_bytes + 1), name=f"{name}_to_4k")
-        capped = Signal(range(cap + 1), name=f"{name}_capped")
-        plan = Signal(range(cap + 1), name=name)
+        k = exact_log2(cap)
+        page = addr[shift:12]           # the beat's index in its 4 KB page
+        low = left[:k + 1]
+        fits = Signal(name=f"{name}_fits")          # left <= cap
+        near = Signal(name=f"{name}_near")          # the boundary is at most cap beats away
+        short = Signal(name=f"{name}_short")        # and nearer than left (when near)
+        plan = Signal(self._plan_layout, name=name)
         m.d.comb += [
-            to_4k.eq((4096 >> shift) - addr[shift:12]),
-            capped.eq(Mux(left < cap, left, cap)),
-            plan.eq(Mux(to_4k < capped, to_4k, capped)),
+            fits.eq((left[k + 1:] == 0) & ~(left[k] & left[:k].any())),
+            near.eq(page[k:].all() if k < len(page) else 1),
+            plan.to_4k.eq(cap - page[:k]),
+            short.eq(plan.to_4k < low),
+            plan.capped.eq(Mux(fits, low, cap)),
+            plan.at_4k.eq(near & (short | ~fits)),
+            plan.final.eq(fits & ~(near & short)),
         ]
         return plan
 
@@ -139,32 +164,45 @@ class _BurstSplitter(wiring.Component):
         addr = Signal.like(self.burst_addr)
         left = Signal.like(self.req.payload.beats)
         plan_valid = Signal()
+        plan = Signal(self._plan_layout)
         plan_beats = Signal.like(self.burst_beats)
 
-        m.submodules.bursts = bursts = SyncFIFOBuffered(
-            width=self._burst.size, depth=2)
+        # The two-entry FIFO of planned bursts: two registers, written and read in turn. The
+        # arbiter's ``take`` moves only the read pointer and the level, never a register's enable.
+        entries = [Signal(self._burst, name=f"burst_{k}") for k in range(2)]
+        w_ptr = Signal()
+        r_ptr = Signal()
+        level = Signal(range(3))
         push = Signal()
-        head = data.View(self._burst, bursts.r_data)
+        head = data.View(self._burst, Mux(r_ptr, entries[1].as_value(), entries[0].as_value()))
         m.d.comb += [
             self.req.ready.eq(~busy),
-            push.eq(plan_valid & bursts.w_rdy),
-            bursts.w_en.eq(push),
-            bursts.w_data.eq(Cat(addr, plan_beats, plan_beats == left)),
-            self.burst_valid.eq(bursts.r_rdy),
+            push.eq(plan_valid & (level != 2)),
+            plan_beats.eq(Mux(plan.at_4k, plan.to_4k, plan.capped)),
+            self.burst_valid.eq(level != 0),
             self.burst_addr.eq(head.addr),
             self.burst_beats.eq(head.beats),
             self.burst_final.eq(head.final),
-            bursts.r_en.eq(self.take),
         ]
+        for k, entry in enumerate(entries):
+            with m.If(push & (w_ptr == k)):
+                m.d.sync += entry.eq(Cat(addr, plan_beats, plan.final))
+        with m.If(push):
+            m.d.sync += w_ptr.eq(~w_ptr)
+        with m.If(self.take):
+            m.d.sync += r_ptr.eq(~r_ptr)
+        m.d.sync += level.eq(level + push - self.take)
         first = self._plan(m, self.req.payload.addr, self.req.payload.beats, "first_plan")
         later = self._plan(m, addr, left, "next_plan")
-        with m.If(self.req.valid & ~busy):
+        # While idle the registers sample the request on every clock (their enable is ``busy``,
+        # a flip-flop): ``valid`` reaches only ``busy`` and ``plan_valid``.
+        with m.If(~busy):
             m.d.sync += [
-                busy.eq(1),
+                busy.eq(self.req.valid),
                 addr.eq(Cat(Const(0, shift), self.req.payload.addr[shift:])),
                 left.eq(self.req.payload.beats),
-                plan_beats.eq(first),
-                plan_valid.eq(1),
+                plan.eq(first),
+                plan_valid.eq(self.req.valid),
             ]
         with m.Elif(push):
             m.d.sync += [
@@ -172,10 +210,10 @@ class _BurstSplitter(wiring.Component):
                 left.eq(left - plan_beats),
                 plan_valid.eq(0),
             ]
-            with m.If(plan_beats == left):
+            with m.If(plan.final):
                 m.d.sync += busy.eq(0)
         with m.Elif(busy & ~plan_valid):
-            m.d.sync += [plan_beats.eq(later), plan_valid.eq(1)]
+            m.d.sync += [plan.eq(later), plan_valid.eq(1)]
         return m
 
 
@@ -226,6 +264,52 @@ def _skid(m, out_valid, out_ready, out_fields, in_valid, in_fields, name):
     with m.Elif(in_valid):
         m.d.sync += [sp.eq(i) for sp, i in zip(spares, in_fields)]
         m.d.sync += spare_valid.eq(1)
+    return ~spare_valid
+
+
+def _replica(m, value, load, name):
+    """A register that takes ``value`` when ``load``: one of several copies of the same register,
+    each driving a share of its loads. Written as ``q ^ (load & (q ^ value))`` rather than as an
+    enable: Yosys merges flip-flops with the same data, enable and reset (a ``keep`` attribute on
+    the signal does not stop it), but each copy's data here is a function of its own output."""
+    q = Signal.like(value, name=name)
+    m.d.sync += q.eq(q ^ ((q ^ value) & load.replicate(len(q))))
+    return q
+
+
+def _sliced_skid(m, out_valid, out_ready, out_bits, in_valid, in_bits, slice_bits, name):
+    """:func:`_skid` for a wide word, cut into slices of at most ``slice_bits``: each slice has its
+    own copy of the control flip-flops (``spare_valid``, ``out_valid``), so no control net drives
+    more than a slice's registers. A slice's spare registers sample the input on every clock
+    while they are empty (enable: that slice's ``~spare_valid``, a flip-flop), and its output
+    registers load when free (``~out_valid | out_ready``, one LUT). One more copy, with no data,
+    drives ``out_valid`` and the producer's ready.
+
+    ``in_bits(k, lo, hi)`` gives bits ``lo:hi`` of the input word for slice ``k`` (each slice
+    may select them with its own copies of the selecting registers). Returns the producer's
+    ready, the data-less copy's ``~spare_valid``: every copy holds the same value, since all
+    see the same ``in_valid`` and ``out_ready``."""
+    def control(valid, suffix):
+        spare_valid = Signal(name=f"{name}_spare_valid{suffix}")
+        free = ~valid | out_ready
+        with m.If(free):
+            m.d.sync += [valid.eq(spare_valid | in_valid), spare_valid.eq(0)]
+        with m.Elif(in_valid):
+            m.d.sync += spare_valid.eq(1)
+        return spare_valid, free
+
+    width = len(out_bits)
+    n = -(-width // slice_bits)
+    bounds = [width * k // n for k in range(n + 1)]
+    for k, (lo, hi) in enumerate(pairwise(bounds)):
+        spare_valid, free = control(Signal(name=f"{name}_out_valid_{k}"), f"_{k}")
+        spare = Signal(hi - lo, name=f"{name}_spare_{k}")
+        new = in_bits(k, lo, hi)
+        with m.If(free):
+            m.d.sync += out_bits[lo:hi].eq(Mux(spare_valid, spare, new))
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(new)
+    spare_valid, _ = control(out_valid, "")
     return ~spare_valid
 
 
@@ -338,12 +422,18 @@ class DmaManager(wiring.Component):
     @staticmethod
     def _outstanding(m, limit, issue, retire, name):
         """Bursts in flight, and a registered 'another may start' flag (no compare behind
-        ``issue``: the flag is computed from the next count)."""
+        ``issue`` or ``retire``: the flag for each next count is compared from the count, and
+        ``issue`` and ``retire`` only select one)."""
         count = Signal(range(limit + 1), name=f"{name}_outstanding")
         room = Signal(init=1, name=f"{name}_room")
-        count_next = Signal.like(count, name=f"{name}_outstanding_next")
-        m.d.comb += count_next.eq(count + issue - retire)
-        m.d.sync += [count.eq(count_next), room.eq(count_next < limit)]
+        up = Signal.like(count, name=f"{name}_outstanding_up")
+        down = Signal.like(count, name=f"{name}_outstanding_down")
+        m.d.comb += [up.eq(count + 1), down.eq(count - 1)]
+        m.d.sync += [
+            count.eq(count + issue - retire),
+            room.eq(Mux(issue & ~retire, up < limit,
+                        Mux(retire & ~issue, down < limit, count < limit))),
+        ]
         return count, room
 
     def _elaborate_reads(self, m):
@@ -382,24 +472,29 @@ class DmaManager(wiring.Component):
         ]
 
         # R: to the client the ID names. Data goes to every client; valid only to that one.
+        # Each client's taking of a beat is found from its own ID compare and ready, not from
+        # the shared ``rready``.
         error = Signal()
+        takes = []
         m.d.comb += error.eq(axi.rresp != Resp.OKAY)
         for i, (client, final) in enumerate(zip(self.read, finals)):
             mine = Signal(name=f"r_to_{i}")
+            take = Signal(name=f"r_take_{i}")
             m.d.comb += [
                 mine.eq(axi.rid == i),
+                take.eq(axi.rvalid & mine & client.resp.ready),
                 client.resp.valid.eq(axi.rvalid & mine),
                 client.resp.payload.data.eq(axi.rdata),
                 client.resp.payload.error.eq(error),
                 client.resp.payload.last.eq(axi.rlast & final.r_data),
+                final.r_en.eq(take & axi.rlast),
             ]
             with m.If(mine):
                 m.d.comb += axi.rready.eq(client.resp.ready)
-            with m.If(axi.rvalid & axi.rready & axi.rlast & mine):
-                m.d.comb += final.r_en.eq(1)
+            takes.append(take)
         m.d.comb += [
-            retire.eq(axi.rvalid & axi.rready & axi.rlast),
-            self.read_errors.eq(axi.rvalid & axi.rready & error),
+            retire.eq(Cat(takes).any() & axi.rlast),
+            self.read_errors.eq(Cat(takes).any() & error),
         ]
 
     # --- Writes --------------------------------------------------------------------------------
@@ -452,7 +547,7 @@ class DmaManager(wiring.Component):
         # in ``w_next``, taken from the order FIFO ahead of time, so the switch at a burst's last
         # beat touches only a few registers and the FIFO's read never waits on the data path.
         w_active = Signal()
-        w_client = Signal(client_bits)
+        w_take = [Signal(name=f"w_take_{i}") for i in range(n)]   # w_active & (client == i)
         w_left = Signal(burst_range)
         w_last = Signal()           # w_left == 1
         w_next_valid = Signal()
@@ -465,18 +560,26 @@ class DmaManager(wiring.Component):
 
         # W: output registers behind a skid buffer; the client's ready is the skid's, a
         # flip-flop, so neither ``wready`` nor the W registers' enable reaches into the client.
-        in_data = Signal.like(axi.wdata)
-        in_strb = Signal.like(axi.wstrb)
-        w_ready = _skid(m, axi.wvalid, axi.wready, [axi.wdata, axi.wstrb, axi.wlast],
-                        w_move, [in_data, in_strb, w_last], "w")
-        for i, client in enumerate(self.write):
-            with m.If(w_active & (w_client == i)):
-                m.d.comb += [
-                    w_move.eq(client.data.valid & w_ready),
-                    client.data.ready.eq(w_ready),
-                    in_data.eq(client.data.payload.data),
-                    in_strb.eq(client.data.payload.strb),
-                ]
+        # The skid is sliced (145 bits at 128-bit data): each slice of about 36 bits has its own
+        # control flip-flops and its own copy of the sending client's number to select its bits.
+        # The clients' ready and ``w_move`` come from the skid's data-less copy and from one
+        # ``w_take`` flag per client, a few flip-flops and one or two LUTs.
+        switch = Signal()           # the next burst becomes the one sending
+        words = [Cat(c.data.payload.data, c.data.payload.strb, w_last) for c in self.write]
+
+        def in_bits(k, lo, hi):
+            client = _replica(m, w_next_client, switch, f"w_client_{k}")
+            word = words[0][lo:hi]
+            for i in range(1, n):
+                word = Mux(client == i, words[i][lo:hi], word)
+            return word
+
+        w_ready = _sliced_skid(m, axi.wvalid, axi.wready, Cat(axi.wdata, axi.wstrb, axi.wlast),
+                               w_move, in_bits, 40, "w")
+        offered = Cat(take & c.data.valid for take, c in zip(w_take, self.write))
+        m.d.comb += w_move.eq(w_ready & offered.any())
+        for take, client in zip(w_take, self.write):
+            m.d.comb += client.data.ready.eq(w_ready & take)
         with m.If(~w_next_valid & w_order.r_rdy):
             m.d.comb += w_order.r_en.eq(1)
             m.d.sync += [
@@ -485,10 +588,11 @@ class DmaManager(wiring.Component):
                 w_next_beats.eq(head_beats),
                 w_next_last.eq(head_beats == 1),
             ]
-        with m.If(~w_active | (w_move & w_last)):
+        m.d.comb += switch.eq(~w_active | (w_move & w_last))
+        with m.If(switch):
             m.d.sync += [
                 w_active.eq(w_next_valid),
-                w_client.eq(w_next_client),
+                *(take.eq(w_next_valid & (w_next_client == i)) for i, take in enumerate(w_take)),
                 w_left.eq(w_next_beats),
                 w_last.eq(w_next_last),
             ]
@@ -499,22 +603,29 @@ class DmaManager(wiring.Component):
 
         # B: to the client the ID names; errors of a request's bursts are gathered until its
         # final burst's response, which becomes the client's completion.
+        # As on R, each client's taking of a response is found from its own ID compare.
         error = Signal()
+        takes = []
         m.d.comb += error.eq(axi.bresp != Resp.OKAY)
         for i, (client, final) in enumerate(zip(self.write, finals)):
             mine = Signal(name=f"b_to_{i}")
+            ready = Signal(name=f"b_ready_{i}")
+            take = Signal(name=f"b_take_{i}")
             failed = Signal(name=f"b_failed_{i}")      # an earlier burst of this request failed
             m.d.comb += [
                 mine.eq(axi.bid == i),
+                ready.eq(~final.r_data | client.done.ready),
+                take.eq(axi.bvalid & mine & ready),
                 client.done.valid.eq(axi.bvalid & mine & final.r_data),
                 client.done.payload.error.eq(failed | error),
+                final.r_en.eq(take),
             ]
             with m.If(mine):
-                m.d.comb += axi.bready.eq(~final.r_data | client.done.ready)
-            with m.If(axi.bvalid & axi.bready & mine):
-                m.d.comb += final.r_en.eq(1)
+                m.d.comb += axi.bready.eq(ready)
+            with m.If(take):
                 m.d.sync += failed.eq(Mux(final.r_data, 0, failed | error))
+            takes.append(take)
         m.d.comb += [
-            retire.eq(axi.bvalid & axi.bready),
-            self.write_errors.eq(axi.bvalid & axi.bready & error),
+            retire.eq(Cat(takes).any()),
+            self.write_errors.eq(Cat(takes).any() & error),
         ]
