@@ -192,8 +192,8 @@ class NicDriver:
                     clear_counters: bool = True) -> None:
         """Bring the NIC up.
 
-        Ring sizes are log2 entries; ``rx_buffer_size`` is the size of each RX buffer (the 72-byte
-        header included); ``rx_post`` buffers are posted (default: the ring's capacity, size - 1);
+        Ring sizes are log2 entries; ``rx_buffer_size`` is the size of each RX buffer (the 32-byte
+        summary included); ``rx_post`` buffers are posted (default: the ring's capacity, size - 1);
         ``intr_mod_events``/``intr_mod_cycles`` program interrupt moderation.
         """
         nic_id = await self.bus.read32(_reg("ID"))

@@ -18,7 +18,7 @@ __all__ = [
     "RxBeat", "RxErrors", "RxStatus", "RxCounters",
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
-    "RegisterError", "RxBufferedFrame", "TxPatch", "TxBufferedFrame",
+    "RegisterError", "TxPatch", "TxBufferedFrame",
     "RingEntry", "RxSummary", "RX_SUMMARY_BYTES",
     "pack", "unpack",
     "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
@@ -290,9 +290,9 @@ class EventCode(enum.Enum, shape=8):
 
 
 class RxDescriptor(data.Struct):
-    """Slow-path RX ring entry: an empty host buffer. The NIC fills it with a 72-byte header (the
-    frame's :class:`RxStatus`, zero-padded) followed by the whole frame."""
-    addr: 64            # bus address, 8-byte aligned
+    """Slow-path RX ring entry: an empty host buffer. The NIC fills it with the frame's
+    :class:`RxSummary` (``RX_SUMMARY_BYTES``) followed by the whole frame."""
+    addr: 64            # bus address, aligned to the DMA beat (the bits below are ignored)
     size: 32            # bytes available at addr
     reserved: 32
 
@@ -376,13 +376,6 @@ class RegisterError(data.Struct):
     code: 8             # EventCode.BAD_DOORBELL or BAD_RING_SIZE
     ring: 8             # the RingId written
     detail: 32          # the value written
-
-
-class RxBufferedFrame(data.Struct):
-    """A frame waiting in the receive packet buffer for its DMA: its status word and how many beats
-    of the packet buffer it takes (at least 1, even for an empty frame)."""
-    status: RxStatus
-    beats: 12
 
 
 class TxPatch(data.Struct):

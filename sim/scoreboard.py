@@ -10,8 +10,8 @@ the same host memory) and compares what both produce:
   change; across streams the RTL interleaves by timing (round robin, latency) and the model does
   not, so streams are not compared with each other. Fields compared: :data:`EVENT_FIELDS` (not
   ``phase``, which follows the interleaving);
-- the **contents of every filled RX buffer** (``RX`` event with ``OK``): the 72-byte header (the
-  RxStatus) and the frame, byte for byte;
+- the **contents of every filled RX buffer** (``RX`` event with ``OK``): the 32-byte header (the
+  RxSummary) and the frame, byte for byte;
 - the **frames on MAC TX**, in order, byte for byte;
 - the **counters** (RxCounters and HostCounters, :meth:`check`), all but :data:`TIMED_COUNTERS`.
 

@@ -37,8 +37,7 @@ _PENDING_DEPTH = 16
 class RxStagedFrame(data.Struct):
     """A frame waiting in the receive packet buffer for its DMA: the summary that goes in front of
     it in the host buffer, and how many DMA words of the packet buffer it takes (at least 1, even
-    for an empty frame). Replaces :class:`~hw.layouts.RxBufferedFrame` (540-bit status, 64-bit
-    beats) for the second-generation host interface."""
+    for an empty frame)."""
     summary: RxSummary
     words: 12
 
