@@ -436,6 +436,39 @@ class DmaManager(wiring.Component):
         ]
         return count, room
 
+    def _address_channel(self, m, ch, splitters, finals, issue, room, on_grant=None):
+        """AR or AW (``ch``): the round-robin choice among the splitters' planned bursts and the
+        channel's output registers behind a skid buffer. Drives ``issue`` (a burst leaves the
+        splitter this clock) and, for the granted splitter, its ``take`` and its final-flag
+        FIFO's write; ``on_grant(i, splitter)`` adds a statement for the granted client."""
+        axi = self.axi
+        ids, addrs, lens = (getattr(axi, f"{ch}{name}") for name in ("id", "addr", "len"))
+        valid, ready = getattr(axi, f"{ch}valid"), getattr(axi, f"{ch}ready")
+        next_id, next_addr, next_len = (Signal.like(field, name=f"{ch}_next_{name}") for field, name
+                                        in ((ids, "id"), (addrs, "addr"), (lens, "len")))
+        skid_ready = _skid(m, valid, ready, [ids, addrs, lens], issue,
+                           [next_id, next_addr, next_len], ch)
+        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], skid_ready & room,
+                               f"{ch}_arb")
+        m.d.comb += issue.eq(fire)
+        for i, (splitter, final) in enumerate(zip(splitters, finals)):
+            with m.If(grant == i):
+                m.d.comb += [
+                    next_id.eq(i),
+                    next_addr.eq(splitter.burst_addr),
+                    next_len.eq(splitter.burst_beats - 1),
+                    final.w_data.eq(splitter.burst_final),
+                ]
+                if on_grant is not None:
+                    m.d.comb += on_grant(i, splitter)
+                with m.If(issue):
+                    m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
+        m.d.comb += [
+            getattr(axi, f"{ch}size").eq(exact_log2(self.beat_bytes)),
+            getattr(axi, f"{ch}burst").eq(Burst.INCR),
+            getattr(axi, f"{ch}prot").eq(0),
+        ]
+
     def _elaborate_reads(self, m):
         axi = self.axi
         n = self._n_read
@@ -448,28 +481,7 @@ class DmaManager(wiring.Component):
         m.d.comb += self.reads_outstanding.eq(outstanding)
 
         # AR: output registers behind a skid buffer, loaded from the granted splitter's burst.
-        ar_id = Signal.like(axi.arid)
-        ar_addr = Signal.like(axi.araddr)
-        ar_len = Signal.like(axi.arlen)
-        ar_ready = _skid(m, axi.arvalid, axi.arready, [axi.arid, axi.araddr, axi.arlen],
-                         issue, [ar_id, ar_addr, ar_len], "ar")
-        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], ar_ready & room, "ar_arb")
-        m.d.comb += issue.eq(fire)
-        for i, (splitter, final) in enumerate(zip(splitters, finals)):
-            with m.If(grant == i):
-                m.d.comb += [
-                    ar_id.eq(i),
-                    ar_addr.eq(splitter.burst_addr),
-                    ar_len.eq(splitter.burst_beats - 1),
-                    final.w_data.eq(splitter.burst_final),
-                ]
-                with m.If(issue):
-                    m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
-        m.d.comb += [
-            axi.arsize.eq(exact_log2(self.beat_bytes)),
-            axi.arburst.eq(Burst.INCR),
-            axi.arprot.eq(0),
-        ]
+        self._address_channel(m, "ar", splitters, finals, issue, room)
 
         # R: to the client the ID names. Data goes to every client; valid only to that one.
         # Each client's taking of a beat is found from its own ID compare and ready, not from
@@ -517,31 +529,13 @@ class DmaManager(wiring.Component):
                                    depth=self._max_writes)
         m.submodules.w_order = w_order
 
-        # AW: output registers behind a skid buffer, loaded from the granted splitter's burst.
-        aw_id = Signal.like(axi.awid)
-        aw_addr = Signal.like(axi.awaddr)
-        aw_len = Signal.like(axi.awlen)
-        aw_ready = _skid(m, axi.awvalid, axi.awready, [axi.awid, axi.awaddr, axi.awlen],
-                         issue, [aw_id, aw_addr, aw_len], "aw")
-        fire, grant = _arbiter(m, [s.burst_valid for s in splitters], aw_ready & room, "aw_arb")
-        m.d.comb += issue.eq(fire)
-        for i, (splitter, final) in enumerate(zip(splitters, finals)):
-            with m.If(grant == i):
-                m.d.comb += [
-                    aw_id.eq(i),
-                    aw_addr.eq(splitter.burst_addr),
-                    aw_len.eq(splitter.burst_beats - 1),
-                    final.w_data.eq(splitter.burst_final),
-                    w_order.w_data.eq(Cat(Const(i, client_bits), splitter.burst_beats)),
-                ]
-                with m.If(issue):
-                    m.d.comb += [splitter.take.eq(1), final.w_en.eq(1)]
+        # AW: output registers behind a skid buffer, loaded from the granted splitter's burst;
+        # each burst also queues (client, beats) for the W channel.
+        self._address_channel(
+            m, "aw", splitters, finals, issue, room,
+            on_grant=lambda i, splitter: w_order.w_data.eq(
+                Cat(Const(i, client_bits), splitter.burst_beats)))
         m.d.comb += w_order.w_en.eq(issue)
-        m.d.comb += [
-            axi.awsize.eq(exact_log2(self.beat_bytes)),
-            axi.awburst.eq(Burst.INCR),
-            axi.awprot.eq(0),
-        ]
 
         # W: an output register fed from the client whose burst is sending. The next burst waits
         # in ``w_next``, taken from the order FIFO ahead of time, so the switch at a burst's last
