@@ -51,9 +51,15 @@ from .. import params
 from .axi import AxiSignature, Burst, Resp
 
 __all__ = [
-    "DmaRequest", "DmaReadBeat", "DmaWriteBeat", "DmaWriteDone",
+    "check_data_bits", "DmaRequest", "DmaReadBeat", "DmaWriteBeat", "DmaWriteDone",
     "DmaReadSignature", "DmaWriteSignature", "DmaManager",
 ]
+
+
+def check_data_bits(data_bits):
+    """Refuse a DMA bus width other than 64, 128 or 256 bits (every DMA client takes one)."""
+    if data_bits not in (64, 128, 256):
+        raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
 
 
 def DmaRequest(addr_width=params.DMA_ADDR_WIDTH, beats_bits=params.DMA_REQUEST_BEATS_BITS):
@@ -346,8 +352,7 @@ class DmaManager(wiring.Component):
                  addr_width=params.DMA_ADDR_WIDTH, id_width=params.DMA_ID_BITS,
                  beats_bits=params.DMA_REQUEST_BEATS_BITS, max_reads=params.DMA_MAX_READS,
                  max_writes=params.DMA_MAX_WRITES, max_burst_bytes=params.DMA_MAX_BURST_BYTES):
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         for name, value in (("read_clients", read_clients), ("write_clients", write_clients)):
             if not 1 <= value <= 2 ** id_width:
                 raise ValueError(f"{name} must be 1..{2 ** id_width}, not {value}")

@@ -54,7 +54,7 @@ from amaranth.utils import exact_log2
 
 from .. import params
 from ..layouts import Event, EventKind, HostCounterPulses, RegisterError
-from .dma import DmaWriteSignature
+from .dma import DmaWriteSignature, check_data_bits
 from .rings import RingConfigSignature
 
 __all__ = ["EventWriter"]
@@ -106,8 +106,7 @@ class EventWriter(wiring.Component):
                  max_outstanding=2 * params.DMA_MAX_WRITES):
         if not isinstance(sources, int) or sources < 1:
             raise ValueError(f"sources must be a positive integer, not {sources!r}")
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         if not isinstance(fifo_depth, int) or fifo_depth < 2 or fifo_depth & (fifo_depth - 1):
             raise ValueError(f"fifo_depth must be a power of two >= 2, not {fifo_depth!r}")
         if not isinstance(max_outstanding, int) or max_outstanding < 1:

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .. import params
 from ..layouts import RingEntry
-from .dma import DmaReadSignature
+from .dma import DmaReadSignature, check_data_bits
 
 __all__ = ["RingConfigSignature", "RingFetcher"]
 
@@ -141,8 +141,7 @@ class RingFetcher(wiring.Component):
 
     def __init__(self, data_bits=params.DMA_DATA_BITS, cache_entries=32, max_fetch=16,
                  max_inflight=2):
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         if not 1 <= max_fetch <= 256:
             raise ValueError(f"max_fetch must be 1..256, not {max_fetch}")
         if cache_entries < max_fetch:

@@ -26,6 +26,7 @@ from amaranth.utils import exact_log2
 from .. import params
 from ..layouts import RxBeat, RxStatus, RxSummary
 from ..lib.packet_fifo import PacketFifo
+from .dma import check_data_bits
 
 __all__ = ["RxStagedFrame", "RxPacketBuffer", "summarize"]
 
@@ -93,8 +94,7 @@ class RxPacketBuffer(wiring.Component):
     """
 
     def __init__(self, *, data_bits=params.DMA_DATA_BITS):
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         self._data_bits = data_bits
         super().__init__({
             "i": In(stream.Signature(RxBeat)),

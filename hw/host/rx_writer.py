@@ -70,7 +70,7 @@ from ..layouts import (
     RxDescriptor,
     RxSummary,
 )
-from .dma import DmaWriteBeat, DmaWriteSignature
+from .dma import DmaWriteBeat, DmaWriteSignature, check_data_bits
 from .rx_buffer import RxStagedFrame
 
 __all__ = ["RxWriter", "RX_SUMMARY_BYTES"]
@@ -124,8 +124,7 @@ class RxWriter(wiring.Component):
     """
 
     def __init__(self, *, data_bits=params.DMA_DATA_BITS, max_in_flight=params.DMA_MAX_WRITES):
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         if max_in_flight < 2:
             raise ValueError(f"max_in_flight must be at least 2, not {max_in_flight}")
         self._data_bits = data_bits

@@ -31,6 +31,7 @@ from amaranth.utils import exact_log2
 
 from .. import params
 from ..layouts import RxBeat, TxBufferedFrame, TxPatch
+from .dma import check_data_bits
 
 __all__ = ["TxBufferWriteSignature", "TxFrameBuffer", "buffer_beats"]
 
@@ -40,14 +41,9 @@ _PREFETCH_DEPTH = 8                 # data beats read ahead of the sender
 _OUT_DEPTH = 4                      # MAC beats queued for ``o``
 
 
-def _check_data_bits(data_bits):
-    if data_bits not in (64, 128, 256):
-        raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
-
-
 def buffer_beats(data_bits=params.DMA_DATA_BITS):
     """Beats of ``data_bits`` the staging buffer holds (``TX_BUFFER_BYTES`` in all)."""
-    _check_data_bits(data_bits)
+    check_data_bits(data_bits)
     return params.TX_BUFFER_BYTES // (data_bits // 8)
 
 
@@ -146,7 +142,7 @@ class TxFrameBuffer(wiring.Component):
     """
 
     def __init__(self, *, data_bits=params.DMA_DATA_BITS, frames=32):
-        _check_data_bits(data_bits)
+        check_data_bits(data_bits)
         if frames < 2 or frames & (frames - 1):
             raise ValueError(f"frames must be a power of 2, at least 2, not {frames}")
         self._data_bits = data_bits

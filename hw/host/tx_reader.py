@@ -55,7 +55,7 @@ from ..layouts import (
 )
 from ..lib.checksum import bytes_from, ones_complement_fold
 from ..lib.netorder import be_field
-from .dma import DmaReadSignature
+from .dma import DmaReadSignature, check_data_bits
 from .tx_buffer import TxBufferWriteSignature, buffer_beats
 
 __all__ = ["TxReader"]
@@ -146,8 +146,7 @@ class TxReader(wiring.Component):
     """
 
     def __init__(self, *, data_bits=params.DMA_DATA_BITS, contexts=16):
-        if data_bits not in (64, 128, 256):
-            raise ValueError(f"data_bits must be 64, 128 or 256, not {data_bits}")
+        check_data_bits(data_bits)
         if contexts < 2 or contexts & (contexts - 1):
             raise ValueError(f"contexts must be a power of 2, at least 2, not {contexts}")
         self._data_bits = data_bits
