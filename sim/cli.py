@@ -81,6 +81,17 @@ def _cmd_demo(args):
                  down=args.down, up=args.up)
 
 
+def _cmd_peer(args):
+    from sim.peer.netns import TcpOptions
+
+    options = TcpOptions(timestamps=not args.no_timestamps, sack=not args.no_sack,
+                         window_scaling=not args.no_window_scaling)
+    return _call("peer", "sim.peer.run", "run_peer", service=args.service, port=args.port,
+                 connect=args.connect, ipv6=args.ipv6, run=args.run, pcap=args.pcap,
+                 waves=args.waves, json_mode=args.json, namespace=args.netns, options=options,
+                 timeout=args.timeout)
+
+
 def _cmd_synth(args):
     from sim import synth
 
@@ -106,7 +117,7 @@ def _parser():
     p = commands.add_parser("verilog", help="write Verilog for every block")
     p.add_argument("--out", metavar="DIR", default="build/verilog",
                    help="output directory (default: %(default)s)")
-    p.set_defaults(run=_cmd_verilog)
+    p.set_defaults(handler=_cmd_verilog)
 
     p = commands.add_parser("replay", help="push every frame of a pcap through the RTL")
     p.add_argument("file", metavar="FILE", help="capture (pcap or pcapng)")
@@ -116,7 +127,7 @@ def _parser():
                    help=f"Toeplitz key, {params.RSS_KEY_BYTES} bytes in hex "
                         "(default: Microsoft's published key)")
     p.add_argument("--waves", action="store_true", help="also write an FST waveform")
-    p.set_defaults(run=_cmd_replay)
+    p.set_defaults(handler=_cmd_replay)
 
     p = commands.add_parser("demo", help="scripted end-to-end scenario on the RTL")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -126,7 +137,33 @@ def _parser():
                    help="bytes the remote peer sends to the host (default: %(default)s)")
     p.add_argument("--up", type=int, default=256 << 10, metavar="BYTES",
                    help="bytes the host sends back (default: %(default)s)")
-    p.set_defaults(run=_cmd_demo)
+    p.set_defaults(handler=_cmd_demo)
+
+    p = commands.add_parser("peer", help="the real Linux TCP stack as the NIC's remote peer (root)")
+    p.add_argument("--service", default="echo", metavar="NAME",
+                   help="what the host stack does with a connection: echo (send back every byte, "
+                        "close when the peer closes), discard, or reply:N (read until the peer "
+                        "closes its side, send N bytes, close) (default: %(default)s)")
+    p.add_argument("--port", type=int, default=7000,
+                   help="port the host stack listens on (default: %(default)s)")
+    p.add_argument("--connect", type=int, metavar="PORT",
+                   help="the host stack connects to this port of the kernel instead of listening "
+                        "(run the kernel's listener with --run)")
+    p.add_argument("--ipv6", action="store_true", help="with --connect: over IPv6")
+    p.add_argument("--run", metavar="CMD",
+                   help="run CMD in the namespace (INIC_HOST_IPV4, INIC_HOST_IPV6, INIC_PORT set), "
+                        "stop when it exits and exit with its status")
+    p.add_argument("--pcap", metavar="FILE", help="write every frame that crossed the TAP")
+    p.add_argument("--waves", action="store_true", help="also write an FST waveform")
+    p.add_argument("--json", action="store_true", help="print one JSON object at exit")
+    p.add_argument("--netns", default="inic-peer", metavar="NAME",
+                   help="network namespace to create (default: %(default)s)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop after this many wall seconds")
+    for option in ("timestamps", "sack", "window-scaling"):
+        p.add_argument(f"--no-{option}", action="store_true",
+                       help=f"turn TCP {option.replace('-', ' ')} off in the namespace's kernel")
+    p.set_defaults(handler=_cmd_peer)
 
     p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")
     p.add_argument("--json", action="store_true",
@@ -142,14 +179,14 @@ def _parser():
                    help="nextpnr placement seed (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build/synth",
                    help="build directory (default: %(default)s)")
-    p.set_defaults(run=_cmd_synth)
+    p.set_defaults(handler=_cmd_synth)
 
     p = commands.add_parser("bench", help="throughput and latency in clock cycles")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.set_defaults(run=_cmd_bench)
+    p.set_defaults(handler=_cmd_bench)
 
     p = commands.add_parser("waves", help="write waveforms and GTKWave save files")
-    p.set_defaults(run=_cmd_waves)
+    p.set_defaults(handler=_cmd_waves)
     return parser
 
 
@@ -157,7 +194,7 @@ def main(argv=None):
     """Entry point of the ``inic`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except UsageError as e:
         print(f"inic {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -102,6 +102,11 @@ class MacPort:
         self._queue.append(bytes(frame))
 
     @property
+    def queued(self) -> int:
+        """Frames waiting to go out on MAC RX (the one going out not counted)."""
+        return len(self._queue)
+
+    @property
     def idle(self) -> bool:
         return not self._queue and not self._beats
 

@@ -1,0 +1,223 @@
+"""cocotb module of ``inic peer``: the NIC RTL between the kernel's TAP and the host stack.
+
+    kernel (namespace) ⇄ TAP ⇄ WireBridge ⇄ MAC ⇄ NIC RTL ⇄ PCI model ⇄ driver ⇄ host TcpStack ⇄ Service
+
+Everything is configured by the JSON file named in ``INIC_PEER_CONFIG`` (written by
+:mod:`sim.peer.run`). The test writes ``ready_file`` once the NIC is up and the host stack listens
+(or connects, with ``connect``), runs until ``stop_file`` appears, the process ``watch_pid`` is
+gone or ``max_cycles`` pass, lets open connections finish for a while, and writes
+``result_file``: the figures of ``inic peer --json`` and more.
+
+The host stack's clock is the simulated cycle count times ``tcp_seconds_per_cycle``: its timers
+run on simulated time, scaled so that they tick at about the kernel's wall-clock pace while the
+simulation runs (see docs/kernel_peer.md).
+"""
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+import cocotb
+
+from host_driver.driver import NicDriver, StackPort
+from host_driver.tcp import TcpStack
+
+from ..cosim.nic_tb import NicTb, peek_counters
+from .bridge import WireBridge
+from .services import Service
+from .tap import Tap, open_tap
+
+#: Cycles the host loop lets pass when no interrupt comes.
+QUANTUM = 200
+#: Cycles between two looks at the stop file and the watched process.
+CHECK_CYCLES = 2048
+#: Cycles a client-mode connect waits before trying again after "connection refused".
+CONNECT_RETRY_CYCLES = 4000
+
+
+@dataclasses.dataclass
+class Starvation:
+    """Stop re-posting RX buffers once ``after_bytes`` arrived, for ``cycles`` clocks."""
+    after_bytes: int
+    cycles: int
+    start: int | None = None
+    end: int | None = None
+
+
+class PeerHost:
+    """The host behind the NIC: driver, stack port, TCP stack and the service on it."""
+
+    def __init__(self, tb: NicTb, config: dict):
+        self.tb = tb
+        self.bus = tb.bus
+        self.driver = NicDriver(self.bus)
+        self.port = StackPort(self.driver)
+        scale = config["tcp_seconds_per_cycle"]
+        host = config["host"]
+        self.stack = TcpStack(
+            host["mac"], host["ipv4"], self.port.send_frame, lambda: self.bus.now() * scale,
+            ipv6=host["ipv6"], **config["stack"])
+        self.port.attach(self.stack)
+        self.service = Service(config["service"], config["reply_bytes"])
+        self.listener = None
+        starve = config.get("starve")
+        self.starve = Starvation(**starve) if starve else None
+        self.connect_attempts = 0
+        self.rx_capacity = 0        # RX buffers kept posted when not starving (set at start)
+
+    async def step(self) -> None:
+        if await self.bus.wait_irq(QUANTUM):
+            await self.driver.service()
+        self.stack.poll()
+        if self.listener is not None:
+            while conn := self.listener.accept():
+                self.service.serve(conn)
+        self.service.poll()
+        await self.port.flush()
+        await self._starve()
+
+    async def _starve(self) -> None:
+        s = self.starve
+        if s is None or s.end is not None:
+            return
+        now = self.bus.now()
+        if s.start is None and self.stack.stats.bytes_received >= s.after_bytes:
+            s.start = now
+            self.driver.rx_target = 0
+        elif s.start is not None and now - s.start >= s.cycles:
+            s.end = now
+            self.driver.rx_target = self.rx_capacity
+            await self.driver.refill()
+
+
+@cocotb.test()
+async def peer(dut):
+    config = json.loads(Path(os.environ["INIC_PEER_CONFIG"]).read_text())
+    tb = NicTb(dut)
+    await tb.reset()
+    host = PeerHost(tb, config)
+    tap = Tap(open_tap(config["netns"], config["tap"]))
+    bridge = WireBridge(tap, tb.mac, dut.clk, pcap=config.get("pcap"))
+    tb.mac.wire_spacing = True
+    tb.mac.on_tx = bridge.to_kernel
+    error = None
+    stopped_by = None
+    try:
+        await host.driver.start(**config["driver"])
+        host.rx_capacity = host.driver.rx_target
+        cocotb.start_soon(bridge.start())
+        connect = config.get("connect")
+        if connect is None:
+            host.listener = host.stack.listen(config["port"])
+        Path(config["ready_file"]).write_text(json.dumps({"cycle": tb.cycle}))
+        stopped_by = await _serve(host, config, connect)
+    except Exception as exc:        # reported in the result, then re-raised for cocotb
+        error = f"{type(exc).__name__}: {exc}"
+        dut._log.error("%s", traceback.format_exc())
+    result = _result(tb, host, bridge, tap, error, stopped_by)
+    bridge.close()
+    tap.close()
+    Path(config["result_file"]).write_text(json.dumps(result))
+    assert error is None, error
+
+
+async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
+    """Run the host until told to stop; then give open connections ``grace_cycles`` to close.
+    Returns what stopped it."""
+    bus = host.bus
+    peer = config["peer"]
+    next_check = bus.now() + CHECK_CYCLES
+    next_connect = bus.now()
+    stopped_by = None
+    while stopped_by is None:
+        if connect is not None and next_connect is not None and bus.now() >= next_connect:
+            next_connect = _client_connect(host, peer, connect)
+        await host.step()
+        if bus.now() >= next_check:
+            next_check = bus.now() + CHECK_CYCLES
+            stopped_by = _stop_reason(config, bus.now())
+        if connect is not None and next_connect is None:
+            served = host.service.connections[-1]
+            if served.conn.error == "connection refused" and \
+                    host.connect_attempts < connect["attempts"]:
+                next_connect = bus.now() + CONNECT_RETRY_CYCLES
+                host.service.connections.pop()
+    grace_end = bus.now() + config["grace_cycles"]
+    while not host.service.done and bus.now() < grace_end:
+        await host.step()
+    return stopped_by
+
+
+def _client_connect(host: PeerHost, peer: dict, connect: dict):
+    """Open the client-mode connection (the kernel listens); None: no further attempt planned."""
+    address = peer["ipv6"] if connect["ipv6"] else peer["ipv4"]
+    host.connect_attempts += 1
+    host.service.serve(host.stack.connect(None, address, connect["port"]))
+    return None
+
+
+def _stop_reason(config: dict, cycle: int) -> str | None:
+    if Path(config["stop_file"]).exists():
+        return "stop file"
+    if not Path(f"/proc/{config['watch_pid']}").exists():
+        return "inic peer exited"
+    if config["max_cycles"] and cycle >= config["max_cycles"]:
+        return "max_cycles"
+    return None
+
+
+def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stopped_by) -> dict:
+    counters = peek_counters(tb.dut)
+    nic_drops = sum(v for k, v in counters.items() if k.startswith("rx_drop_"))
+    served = [s.summary() for s in host.service.connections]
+    connection_errors = [s["error"] for s in served if s["error"]]
+    # Every frame is accounted for: from the kernel into MAC RX (or dropped in the bridge), then
+    # into the host or dropped by the NIC with a counted reason.
+    accounting = {
+        "bridge": bridge.frames_in == tb.mac.rx_frames + tb.mac.queued + bridge.queue_drops,
+        "nic_rx": counters["rx_frames"] == counters["rx_to_host"] + nic_drops,
+        "driver_rx": counters["rx_to_host"] == host.driver.stats.rx_frames,
+        "tx": counters["tx_frames"] == tb.mac.tx_frames == bridge.frames_out,
+    }
+    ok = (error is None and not connection_errors and all(accounting.values())
+          and bool(served) and all(s["state"] in ("CLOSED", "TIME-WAIT") for s in served))
+    stats = host.stack.stats
+    slow_path_bytes = stats.bytes_received       # every byte came up through RX buffers
+    return {
+        "ok": ok,
+        "error": error or (connection_errors[0] if connection_errors else None),
+        "stopped_by": stopped_by,
+        "connections": len(served),
+        "bytes_in": sum(s["bytes_in"] for s in served),
+        "bytes_out": sum(s["bytes_out"] for s in served),
+        "frames_in": bridge.frames_in,
+        "frames_out": bridge.frames_out,
+        "frames_dropped": bridge.queue_drops + tap.write_drops + nic_drops,
+        "cycles": tb.cycle,
+        # The NIC has no fast path yet (issue 10): no connection is handed out, every payload byte
+        # takes the slow path through the RX buffers and the host stack.
+        "fast_path_bytes": 0,
+        "slow_path_bytes": slow_path_bytes,
+        "handouts": 0,
+        "flushes": 0,
+        "wall_seconds": round(bridge.wall_seconds, 3),
+        "simulated_seconds": bridge.simulated_seconds,
+        "slowdown": round(bridge.slowdown, 1),
+        "cycles_per_wall_second": round(tb.cycle / bridge.wall_seconds) if bridge.wall_seconds
+        else 0,
+        "accounting": accounting,
+        "drops": {"bridge_queue": bridge.queue_drops, "tap_write": tap.write_drops,
+                  **{k: v for k, v in counters.items() if k.startswith("rx_drop_")}},
+        "starved": dataclasses.asdict(host.starve) if host.starve else None,
+        "connect_attempts": host.connect_attempts,
+        "host_stack": dataclasses.asdict(stats),
+        "served": served,
+        "counters": counters,
+        "driver": {"rx_frames": host.driver.stats.rx_frames,
+                   "tx_frames": host.driver.stats.tx_frames,
+                   "interrupts": host.driver.stats.interrupts},
+        "wall_time": time.time(),
+    }

@@ -1,0 +1,112 @@
+"""What the host stack does with the connections ``inic peer`` serves (pure Python: the same
+services run between two :class:`host_driver.tcp.TcpStack` in the unit tests).
+
+- ``echo`` (the default): sends back every byte it receives; closes when the peer closes.
+- ``discard``: reads and drops everything; closes when the peer closes.
+- ``reply:N``: reads everything until the peer closes its side, then sends N bytes
+  (:func:`sim.peer.pattern.pattern` with ``REPLY_SEED``) and closes: a half-close test.
+
+Each connection's figures (bytes each way, a SHA-256 of what arrived, its negotiated options, its
+TCP counters) end up in ``inic peer --json``.
+"""
+
+import dataclasses
+import hashlib
+
+from host_driver.tcp import Connection, State
+
+from .pattern import REPLY_SEED, pattern
+
+__all__ = ["Service", "ServedConnection", "parse_service", "SERVICES"]
+
+SERVICES = ("echo", "discard", "reply:N")
+#: Bytes taken from a connection's receive queue per poll.
+RECV_CHUNK = 1 << 20
+
+
+def parse_service(text: str) -> tuple[str, int]:
+    """``(kind, reply_bytes)`` from ``echo``, ``discard`` or ``reply:N``; `ValueError` otherwise."""
+    kind, _, count = text.partition(":")
+    if kind in ("echo", "discard") and not count:
+        return kind, 0
+    if kind == "reply" and count.isdigit():
+        return kind, int(count)
+    raise ValueError(f"service {text!r}: expected one of {', '.join(SERVICES)}")
+
+
+@dataclasses.dataclass
+class ServedConnection:
+    """One connection a :class:`Service` serves, and what crossed it."""
+    conn: Connection
+    bytes_in: int = 0
+    bytes_out: int = 0
+    replied: bool = False
+    closed: bool = False
+    _hash: "hashlib._Hash" = dataclasses.field(default_factory=hashlib.sha256, repr=False)
+
+    @property
+    def done(self) -> bool:
+        """Both sides closed (the connection reached CLOSED or TIME-WAIT)."""
+        return self.conn.state in (State.CLOSED, State.TIME_WAIT)
+
+    def summary(self) -> dict:
+        c = self.conn
+        return {
+            "local_port": c.local_port, "remote": c.remote_ip, "remote_port": c.remote_port,
+            "state": c.state.value, "error": c.error, "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out, "sha256_in": self._hash.hexdigest(),
+            "options": negotiated(c), "stats": dataclasses.asdict(c.stats),
+        }
+
+
+def negotiated(conn: Connection) -> dict:
+    """The options a connection agreed on with its peer, as the host stack sees them."""
+    return {"send_mss": conn.send_mss,
+            "snd_wscale": getattr(conn, "snd_wscale", None),
+            "rcv_wscale": getattr(conn, "rcv_wscale", None),
+            "sack": getattr(conn, "sack_permitted", False),
+            "timestamps": getattr(conn, "timestamps", False)}
+
+
+class Service:
+    """Serves ``kind`` (see the module docstring) on every connection given to :meth:`serve`;
+    call :meth:`poll` after each step of the stack."""
+
+    def __init__(self, kind: str = "echo", reply_bytes: int = 0):
+        if kind not in ("echo", "discard", "reply"):
+            raise ValueError(f"unknown service {kind!r}")
+        self.kind, self.reply_bytes = kind, reply_bytes
+        self.connections: list[ServedConnection] = []
+
+    def serve(self, conn: Connection) -> ServedConnection:
+        served = ServedConnection(conn)
+        self.connections.append(served)
+        return served
+
+    def poll(self) -> None:
+        for served in self.connections:
+            if not served.closed:
+                self._move(served)
+
+    def _move(self, served: ServedConnection) -> None:
+        conn = served.conn
+        if conn.state is State.CLOSED:
+            served.closed = True
+            return
+        while data := conn.recv(RECV_CHUNK) if conn.recv_queue else b"":
+            served.bytes_in += len(data)
+            served._hash.update(data)
+            if self.kind == "echo":
+                conn.send(data)
+                served.bytes_out += len(data)
+        if conn.eof:
+            if self.kind == "reply" and not served.replied:
+                conn.send(pattern(self.reply_bytes, REPLY_SEED))
+                served.bytes_out += self.reply_bytes
+                served.replied = True
+            conn.close()
+            served.closed = True
+
+    @property
+    def done(self) -> bool:
+        return all(s.done for s in self.connections)
