@@ -17,7 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["Endpoint", "HOST", "PEER", "TAP_NAME", "DEFAULT_NAMESPACE", "TcpOptions",
@@ -112,10 +112,8 @@ def _signals_raise():
 
     old = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        try:
+        with suppress(ValueError):      # not the main thread: leave the handlers alone
             old[signum] = signal.signal(signum, interrupt)
-        except ValueError:          # not the main thread: leave the handlers alone
-            pass
     try:
         yield
     finally:
@@ -137,10 +135,11 @@ class PeerNamespace:
     """
 
     def __init__(self, name: str = DEFAULT_NAMESPACE, *, peer: Endpoint = PEER,
-                 host: Endpoint = HOST, options: TcpOptions = TcpOptions()):
+                 host: Endpoint = HOST, options: TcpOptions | None = None):
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name):
             raise ValueError(f"namespace name {name!r}: 1-15 of A-Z a-z 0-9 _ . -")
-        self.name, self.peer, self.host, self.options = name, peer, host, options
+        self.name, self.peer, self.host = name, peer, host
+        self.options = options or TcpOptions()
         self._created = False
 
     @property

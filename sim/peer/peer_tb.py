@@ -1,6 +1,6 @@
 """cocotb module of ``inic peer``: the NIC RTL between the kernel's TAP and the host stack.
 
-    kernel (namespace) ⇄ TAP ⇄ WireBridge ⇄ MAC ⇄ NIC RTL ⇄ PCI model ⇄ driver ⇄ host TcpStack ⇄ Service
+    kernel ⇄ TAP ⇄ WireBridge ⇄ MAC ⇄ NIC RTL ⇄ PCI model ⇄ driver ⇄ host TcpStack ⇄ Service
 
 Everything is configured by the JSON file named in ``INIC_PEER_CONFIG`` (written by
 :mod:`sim.peer.run`). The test writes ``ready_file`` once the NIC is up and the host stack listens

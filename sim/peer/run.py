@@ -24,8 +24,14 @@ from hw.nic import Nic
 from ..cosim import runner
 from ..cosim.demo import NIC_SIGNALS
 from ..cosim.waves import write_gtkw
-from .netns import DEFAULT_NAMESPACE, TAP_NAME, NamespaceError, PeerNamespace, TcpOptions, \
-    missing_requirement
+from .netns import (
+    DEFAULT_NAMESPACE,
+    TAP_NAME,
+    NamespaceError,
+    PeerNamespace,
+    TcpOptions,
+    missing_requirement,
+)
 from .services import parse_service
 
 __all__ = ["PEER_DIR", "TOPLEVEL", "PeerRun", "run_peer", "format_summary"]
@@ -131,7 +137,7 @@ def _command_environment(ns: PeerNamespace, port: int) -> dict:
 def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = None,
              ipv6: bool = False, run: str | None = None, pcap=None, waves: bool = False,
              json_mode: bool = False, namespace: str = DEFAULT_NAMESPACE,
-             options: TcpOptions = TcpOptions(), starve: dict | None = None,
+             options: TcpOptions | None = None, starve: dict | None = None,
              max_cycles: int = 0, timeout: float | None = None, out_dir=None,
              quiet: bool = False) -> int:
     """``inic peer``. Returns the exit status: CMD's with ``run``, else 0 when the run was ok.
@@ -163,7 +169,7 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
     simulation = None
     deadline = time.monotonic() + timeout if timeout else None
     try:
-        with PeerNamespace(namespace, options=options) as ns:
+        with PeerNamespace(namespace, options=options or TcpOptions()) as ns:
             client = {"port": connect, "ipv6": ipv6, "attempts": 20} if connect else None
             config = _config(ns, files, sim_build, service=service, port=port, connect=client,
                              pcap=pcap, starve=starve, max_cycles=max_cycles, waves=waves)
