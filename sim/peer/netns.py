@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["Endpoint", "HOST", "PEER", "TAP_NAME", "DEFAULT_NAMESPACE", "TcpOptions",
-           "PeerNamespace", "NamespaceError", "missing_requirement", "test_namespace_name"]
+           "PeerNamespace", "NamespaceError", "missing_requirement", "unique_namespace_name"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ def missing_requirement() -> str | None:
     return None
 
 
-def test_namespace_name(tag: str) -> str:
+def unique_namespace_name(tag: str) -> str:
     """A namespace name unique to this process (parallel test workers never share one)."""
     return f"inic-t{os.getpid()}-{tag}"[:15]
 

@@ -73,7 +73,7 @@ class PeerRun:
 
 
 def _config(ns: PeerNamespace, files: PeerRun, sim_build, *, service, port, connect, pcap,
-            starve, max_cycles, waves) -> dict:
+            starve, max_cycles, waves, driver) -> dict:
     kind, reply_bytes = parse_service(service)
     endpoint = lambda e: {"mac": e.mac, "ipv4": e.ipv4, "ipv6": e.ipv6}   # noqa: E731
     return {
@@ -81,7 +81,7 @@ def _config(ns: PeerNamespace, files: PeerRun, sim_build, *, service, port, conn
         "peer": endpoint(ns.peer), "service": kind, "reply_bytes": reply_bytes, "port": port,
         "connect": connect, "pcap": str(Path(pcap).resolve()) if pcap else None,
         "starve": starve, "max_cycles": max_cycles, "grace_cycles": 200_000,
-        "tcp_seconds_per_cycle": TCP_SECONDS_PER_CYCLE, "stack": HOST_STACK, "driver": DRIVER,
+        "tcp_seconds_per_cycle": TCP_SECONDS_PER_CYCLE, "stack": HOST_STACK, "driver": {**DRIVER, **(driver or {})},
         "ready_file": str(files.ready), "stop_file": str(files.stop),
         "result_file": str(files.result), "watch_pid": os.getpid(),
         "build": {"toplevel": sim_build.toplevel, "dir": str(sim_build.build_dir),
@@ -139,13 +139,14 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
              json_mode: bool = False, namespace: str = DEFAULT_NAMESPACE,
              options: TcpOptions | None = None, starve: dict | None = None,
              max_cycles: int = 0, timeout: float | None = None, out_dir=None,
-             quiet: bool = False) -> int:
+             quiet: bool = False, driver: dict | None = None) -> int:
     """``inic peer``. Returns the exit status: CMD's with ``run``, else 0 when the run was ok.
 
     ``connect``: the host stack connects to the kernel's port ``connect`` (IPv6 with ``ipv6``)
     instead of listening on ``port``. ``starve``: ``{"after_bytes", "cycles"}``, the driver stops
     re-posting RX buffers for a while. ``timeout``: wall seconds after which the command is killed
-    and the run stopped.
+    and the run stopped. ``driver``: :meth:`host_driver.driver.NicDriver.start` arguments over
+    ``DRIVER``. The simulation's figures stay in ``<out_dir>/result.json``.
     """
     def say(*lines):
         if not json_mode and not quiet:
@@ -172,7 +173,8 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
         with PeerNamespace(namespace, options=options or TcpOptions()) as ns:
             client = {"port": connect, "ipv6": ipv6, "attempts": 20} if connect else None
             config = _config(ns, files, sim_build, service=service, port=port, connect=client,
-                             pcap=pcap, starve=starve, max_cycles=max_cycles, waves=waves)
+                             pcap=pcap, starve=starve, max_cycles=max_cycles, waves=waves,
+                             driver=driver)
             files.config.write_text(json.dumps(config, indent=1))
             with open(files.log, "w") as log:
                 simulation = subprocess.Popen(

@@ -1,0 +1,191 @@
+"""The real Linux TCP stack as the NIC's remote peer (``inic peer``, sim/peer/).
+
+Each test creates its own network namespace (named after this process, so parallel workers never
+share one), runs the NIC RTL in Icarus between the namespace kernel's TAP and the host stack, and
+runs ``sim.peer.kernel_client`` in the namespace as the kernel-side program. The kernel's own view
+of each connection (TCP_INFO) is checked against what the host stack negotiated. Skipped, with the
+reason, where root or /dev/net/tun is missing; CI runs as root.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sim.peer.netns import (
+    NETNS_DIR,
+    PEER,
+    TcpOptions,
+    missing_requirement,
+    remove_stale_test_namespaces,
+    unique_namespace_name,
+)
+from sim.peer.pattern import CLIENT_SEED, REPLY_SEED, digest, pattern
+from sim.peer.run import run_peer
+
+pytestmark = [
+    pytest.mark.cosim, pytest.mark.peer, pytest.mark.slow,
+    pytest.mark.skipif(missing_requirement() is not None,
+                       reason=f"kernel peer: {missing_requirement()}"),
+]
+
+#: Wall-clock limit of one run (a hang must fail, not stall CI).
+TIMEOUT = 900
+MSS = {4: 1460, 6: 1440}       # what the host stack announces on a 1500-byte MTU
+TS_OPTION_BYTES = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sweep():
+    remove_stale_test_namespaces()
+
+
+def client(mode, out, *, ipv6=False, port=None, send=0, echo=False, reply=None):
+    argv = [sys.executable, "-m", "sim.peer.kernel_client", mode, "--json", str(out)]
+    argv += ["--ipv6"] * ipv6 + ["--send", str(send)]
+    argv += ["--port", str(port)] if port else []
+    argv += ["--echo"] * echo + (["--expect-reply", str(reply)] if reply is not None else [])
+    return " ".join(argv)
+
+
+def peer(tmp_path, tag, command, **kwargs):
+    """Run ``inic peer`` with ``command``; returns (exit status, simulation result, kernel
+    result). Checks the namespace is gone afterwards."""
+    name = unique_namespace_name(tag)
+    status = run_peer(run=command, namespace=name, out_dir=tmp_path / "peer", quiet=True,
+                      timeout=TIMEOUT, **kwargs)
+    assert not (NETNS_DIR / name).exists(), "the namespace outlived the run"
+    result = json.loads((tmp_path / "peer" / "result.json").read_text())
+    kernel = json.loads((tmp_path / "kernel.json").read_text())
+    return status, result, kernel
+
+
+def check_negotiation(served, kernel_info, family, options=None):
+    """The kernel's TCP_INFO against the host stack's view of the same connection."""
+    options = options or TcpOptions()
+    host = served["options"]
+    assert kernel_info["sack"] is host["sack"] is options.sack
+    assert kernel_info["timestamps"] is host["timestamps"] is options.timestamps
+    assert kernel_info["window_scaling"] is options.window_scaling
+    # Each side's receive shift is the other's send shift.
+    assert kernel_info["snd_wscale"] == host["rcv_wscale"]
+    assert kernel_info["rcv_wscale"] == host["snd_wscale"]
+    if options.window_scaling:
+        assert host["rcv_wscale"] is not None and host["snd_wscale"] is not None
+    else:
+        assert host["rcv_wscale"] is None and host["snd_wscale"] is None
+    # The kernel sends at most our MSS less its timestamp option; we send at most the MSS it
+    # announced (its advmss).
+    options_bytes = TS_OPTION_BYTES if options.timestamps else 0
+    assert kernel_info["snd_mss"] == MSS[family] - options_bytes
+    assert host["send_mss"] == kernel_info["advmss"] == MSS[family]
+
+
+def check_accounting(result):
+    assert all(result["accounting"].values()), result["accounting"]
+    counters = result["counters"]
+    assert counters["rx_frames"] == counters["rx_to_host"] + sum(
+        v for k, v in counters.items() if k.startswith("rx_drop_"))
+    assert result["frames_out"] == counters["tx_frames"]
+    assert counters["dma_errors"] == 0 and counters["bad_doorbells"] == 0
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_kernel_connects_sends_1mb_gets_256kb(tmp_path, family):
+    """The kernel connects, sends 1 MB, half-closes, receives 256 KB, both close; byte-exact both
+    ways, options as both sides see them, retransmissions as both sides count them."""
+    down, up = 1 << 20, 256 << 10
+    command = client("connect", tmp_path / "kernel.json", ipv6=family == 6, send=down, reply=up)
+    status, result, kernel = peer(tmp_path, f"c{family}", command, service=f"reply:{up}")
+    assert status == 0, kernel.get("error")
+    assert kernel["ok"] and result["ok"], (kernel.get("error"), result.get("error"))
+    assert kernel["bytes_received"] == up
+    [served] = result["served"]
+    assert served["remote"] == (PEER.ipv4 if family == 4 else PEER.ipv6)
+    assert served["bytes_in"] == down and served["sha256_in"] == digest(pattern(down, CLIENT_SEED))
+    assert served["bytes_out"] == up and kernel["sha256_received"] == digest(
+        pattern(up, REPLY_SEED))
+    assert result["bytes_in"] == down and result["bytes_out"] == up
+    assert result["connections"] == 1
+    assert result["slow_path_bytes"] == down and result["fast_path_bytes"] == 0
+    check_negotiation(served, kernel["tcp_info"], family)
+    check_accounting(result)
+    # Nothing was dropped on our side, so every segment the kernel sent again reached the host a
+    # second time: its retransmission count is the host stack's count of duplicates.
+    assert result["frames_dropped"] == 0
+    assert kernel["tcp_info"]["total_retrans"] == served["stats"]["dup_segments_received"]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_host_connects_to_kernel_listener(tmp_path, family):
+    """The host stack opens the connection (resolving the kernel's MAC by ARP / neighbour
+    discovery); the kernel listens, sends 128 KB and gets it echoed."""
+    size = 128 << 10
+    command = client("listen", tmp_path / "kernel.json", ipv6=family == 6, port=7001, send=size,
+                     echo=True)
+    status, result, kernel = peer(tmp_path, f"l{family}", command, connect=7001,
+                                  ipv6=family == 6)
+    assert status == 0, kernel.get("error")
+    assert kernel["ok"] and result["ok"], (kernel.get("error"), result.get("error"))
+    [served] = result["served"]
+    assert served["bytes_in"] == size == served["bytes_out"]
+    check_negotiation(served, kernel["tcp_info"], family)
+    check_accounting(result)
+    stats = result["host_stack"]
+    assert stats["arp_requests_sent" if family == 4 else "neighbour_solicits_sent"] >= 1
+
+
+def test_starved_rx_buffers_kernel_retransmits(tmp_path):
+    """The driver stops re-posting RX buffers for 20k cycles once 64 KB arrived: the NIC drops
+    frames (counted), the kernel retransmits them, and nothing is lost."""
+    size = 384 << 10
+    command = client("connect", tmp_path / "kernel.json", send=size, echo=True)
+    status, result, kernel = peer(
+        tmp_path, "st", command, service="echo", driver={"rx_log2": 5},
+        starve={"after_bytes": 64 << 10, "cycles": 20_000})
+    assert status == 0, kernel.get("error")
+    assert kernel["ok"] and result["ok"], (kernel.get("error"), result.get("error"))
+    assert result["starved"]["end"] is not None
+    assert result["counters"]["rx_drop_no_buffer"] > 0
+    assert result["frames_dropped"] == result["counters"]["rx_drop_no_buffer"]
+    assert kernel["tcp_info"]["total_retrans"] > 0
+    [served] = result["served"]
+    assert served["bytes_in"] == size and served["sha256_in"] == digest(pattern(size, CLIENT_SEED))
+    check_accounting(result)
+
+
+def test_kernel_without_timestamps_sack_window_scaling(tmp_path):
+    """A namespace whose kernel has timestamps, SACK and window scaling off: the host stack
+    agrees to none of them and the transfer still completes."""
+    options = TcpOptions(timestamps=False, sack=False, window_scaling=False)
+    size = 256 << 10
+    command = client("connect", tmp_path / "kernel.json", ipv6=True, send=size, echo=True)
+    status, result, kernel = peer(tmp_path, "odd", command, options=options)
+    assert status == 0, kernel.get("error")
+    assert kernel["ok"] and result["ok"], (kernel.get("error"), result.get("error"))
+    [served] = result["served"]
+    check_negotiation(served, kernel["tcp_info"], 6, options)
+    check_accounting(result)
+
+
+def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path):
+    """``inic peer`` without --run serves until Ctrl-C, then stops the simulation in order,
+    deletes its namespace and exits 130."""
+    name = unique_namespace_name("int")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "peer", "--netns", name, "--timeout", str(TIMEOUT)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Ctrl-C stops it" in line:
+            break
+    assert (NETNS_DIR / name).exists(), "".join(lines)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    process.wait(300)
+    assert process.returncode == 130, "".join(lines) + process.stdout.read()
+    assert not (NETNS_DIR / name).exists()
