@@ -54,6 +54,18 @@ if ! command -v iverilog >/dev/null 2>&1; then
     fi
 fi
 
+# --- The kernel peer (`inic peer`, tests/peer): iproute2 for namespaces and TAP devices, netcat
+# for trying it by hand. Optional: without root those tests are skipped, so nothing dies here.
+if can_apt; then
+    missing=()
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v nc >/dev/null 2>&1 || missing+=(netcat-openbsd)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]} (apt-get; for inic peer)"
+        apt_install "${missing[@]}" || echo "setup: could not install ${missing[*]}; inic peer needs ip"
+    fi
+fi
+
 # --- .venv/, from a Python >= 3.11 with a working venv module -----------------------------------
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
     python=${PYTHON:-python3}
