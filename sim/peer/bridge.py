@@ -41,9 +41,9 @@ class WireBridge:
         Frames waiting for MAC RX beyond which further kernel frames are dropped (counted): the
         kernel's transmit queue must not grow without bound in the bridge.
     pcap : path or None
-        Write every frame that crossed the TAP, both ways, stamped with simulated time (the
-        waveform's time axis: a frame from the kernel when it was queued for MAC RX, a frame
-        to the kernel when its last beat left MAC TX).
+        Write every frame that crossed the TAP, both ways (those the bridge then dropped too),
+        stamped with simulated time (the waveform's time axis: a frame from the kernel when the
+        bridge read it, a frame to the kernel when its last beat left MAC TX).
 
     Members
     -------
@@ -84,12 +84,12 @@ class WireBridge:
         for frame in frames:
             self.frames_in += 1
             self.bytes_in += len(frame)
-            if self.mac.queued >= self.queue_limit:
-                self.queue_drops += 1
-                continue
             frame = frame.ljust(ETH_MIN_FRAME, b"\0")
             self._record(frame)
-            self.mac.send(frame)
+            if self.mac.queued >= self.queue_limit:
+                self.queue_drops += 1
+            else:
+                self.mac.send(frame)
         return len(frames)
 
     def to_kernel(self, frame: bytes) -> None:
