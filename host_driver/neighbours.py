@@ -58,7 +58,7 @@ def link_local_address(mac: str) -> str:
 def solicited_node_address(address: str) -> str:
     """ff02::1:ffXX:XXXX, the low 24 bits of ``address`` (RFC 4291 §2.7.1)."""
     low = ipaddress.IPv6Address(address).packed[13:]
-    return str(ipaddress.IPv6Address(bytes.fromhex("ff020000000000000000000001ff") + low))
+    return str(ipaddress.IPv6Address(bytes.fromhex("ff0200000000000000000001ff") + low))
 
 
 def multicast_mac(address: str) -> str:

@@ -331,6 +331,8 @@ class Connection:
         NIC's handout code.
     ts_recent : int
         TS.Recent (RFC 7323 §4.3), when timestamps were agreed.
+    srtt : float or None
+        The smoothed RTT (RFC 6298), None before the first sample (read-only).
     """
 
     def __init__(self, stack: "TcpStack", local_port, remote_mac, remote_ip, remote_port, iss,
@@ -364,6 +366,7 @@ class Connection:
         self._fin_queued = False
         self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) above SND.UNA
         self._rtx_limit: int | None = None  # a SACK recovery resends holes below this only
+        self._rtx_high = iss  # what a SACK recovery resent up to (RFC 6675 HighRxt)
         # Receive side. The reassembly queue holds [seq, data, stamp] blocks after RCV.NXT,
         # disjoint and not touching; the stamp orders them by the latest segment they took.
         self.irs = self.rcv_nxt = 0
@@ -418,6 +421,10 @@ class Connection:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def srtt(self) -> float | None:
+        return self._srtt
 
     @property
     def send_queue(self) -> int:
@@ -796,11 +803,17 @@ class Connection:
             self._go_back()
             if self._sacked:
                 self._rtx_limit = self._sacked[-1][1]
+        elif (self._dup_acks > 3 and self._sacked and self._rtx_limit is None
+              and self.snd_nxt == self.snd_max and seq_diff(self._rtx_high, self.snd_una) >= 0
+              and seq_diff(self._sacked[-1][1], self._rtx_high) > 0):
+            # Later duplicates SACK more: the new holes below the highest SACKed byte go too.
+            self.snd_nxt = self._rtx_high
+            self._rtx_limit = self._sacked[-1][1]
 
     def _go_back(self) -> None:
         """Send everything again from SND.UNA (go-back-N); no RTT sample from resent data."""
         self._recover = self.snd_max
-        self.snd_nxt = self.snd_una
+        self.snd_nxt = self._rtx_high = self.snd_una
         self._rtt_seq = None
         self._rtx_limit = None
 
@@ -845,7 +858,7 @@ class Connection:
                 self._count("sacked_bytes_skipped", seq_diff(hi, self.snd_nxt))
                 self.snd_nxt = hi
         if self._rtx_limit is not None and seq_diff(self.snd_nxt, self._rtx_limit) >= 0:
-            self._rtx_limit = None
+            self._rtx_high, self._rtx_limit = self._rtx_limit, None
             self.snd_nxt = self.snd_max
             return None
         ahead = [seq_diff(lo, self.snd_nxt) for lo, _ in self._sacked
