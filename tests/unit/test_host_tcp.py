@@ -518,7 +518,7 @@ def test_ipv6_handshake_and_mss():
     assert (server.remote_ip, server.local_ip, server.remote_mac) == (IP6_B, IP6_A, MAC_B)
     assert (client.remote_ip, client.local_ip) == (IP6_A, IP6_B)
     assert client.send_mss == server.send_mss == 980
-    syn, ack = segments(wire.sent["b"])
+    syn, _ = segments(wire.sent["b"])
     (syn_ack,) = segments(wire.sent["a"])
     assert options(syn)["MSS"] == 1440 and options(syn_ack)["MSS"] == 980
     for _, frame in wire.sent["a"] + wire.sent["b"]:
@@ -592,7 +592,7 @@ def test_ipv6_frames_survive_checksum_offload(family):
 def test_bulk_both_ways_byte_exact_each_family(family):
     wire = Wire()
     up, down = random.Random(3).randbytes(512 << 10), random.Random(4).randbytes(128 << 10)
-    got_up, got_down, client, server = exchange(wire, up, down, max_steps=5_000, family=family)
+    got_up, got_down, _, _ = exchange(wire, up, down, max_steps=5_000, family=family)
     assert got_up == up and got_down == down
     assert wire.a.stats.retransmissions == wire.b.stats.retransmissions == 0
     # Payload per segment: the MSS less the 12 bytes of the timestamp option (RFC 6691).
