@@ -820,6 +820,24 @@ def test_paws_drops_an_old_segment():
     assert conn.state is State.CLOSED and conn.error == "connection reset"
 
 
+def test_rtt_from_timestamps_despite_retransmission():
+    """Ref: RFC 7323 §4.1: the echoed TSval times a retransmitted segment too, where Karn's rule
+    would take no sample."""
+    hand = Hand(rto_initial=1.0)
+    hand.now = 10.0
+    conn = hand.accept(options=[("Timestamp", (1000, 0))], ack_options=ts_option(1001, 0))
+    assert conn.srtt == 0.0  # the handshake's sample (no time passed)
+    conn.send(b"x" * 10)
+    assert options(hand.last)["Timestamp"] == (10_000, 1001)
+    hand.now = hand.stack.next_deadline()
+    hand.stack.poll()
+    assert conn.stats.retransmissions == 1 and options(hand.last)["Timestamp"][0] == 10_200
+    hand.now = 10.3
+    hand.send(seq=101, ack=hand.iss + 11, flags="A", options=ts_option(1002, 10_000))
+    assert conn.snd_una == hand.iss + 11
+    assert conn.srtt == pytest.approx(0.3 / 8)  # RFC 6298 §2.3 with the 0.3 s sample
+
+
 def test_gigabyte_window_moves_more_than_64k_in_flight():
     """With a 1 GiB receive window (shift 14) the sender has far more than 64 KB in flight."""
     wire = Wire(a_args={"rcv_wnd": 1 << 30})
@@ -868,6 +886,9 @@ def test_connect_with_unknown_mac_resolves_first(family):
     else:
         assert request[IPv6].dst == "ff02::1:ff00:a" and request.dst == "33:33:ff:00:00:0a"
     assert syn.dst == MAC_A and syn[TCP].flags == "S"
+    # The SYN left as soon as the answer came back (one round trip), not at its retransmission.
+    assert [t for t, _ in wire.sent["b"][:2]] == [0.0, 2 * wire.latency]
+    assert wire.b.stats.neighbour_drops == 0 and wire.b.stats.retransmissions == 0
     assert wire.b.stats.neighbour_requests_sent == 1 and wire.b.neighbours[ADDRESS_A[family]]
     answer = Ether(wire.sent["a"][0][1])
     assert ARP in answer if family == 4 else answer[IPv6].nh == 58
