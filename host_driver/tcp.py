@@ -28,7 +28,8 @@ What it does:
 - send within the peer's advertised window; retransmission timer after RFC 6298 (RTT estimate from
   timestamps when agreed, else with Karn's rule; exponential backoff); go-back-N on a timeout and on
   the third duplicate ACK, skipping what the peer SACKed (and, on a duplicate ACK, resending only
-  the holes below the highest SACKed byte); a one-byte probe when the timer expires while the
+  the holes below the highest SACKed byte; the SACK scoreboard is forgotten after a second timeout
+  in a row, in case the peer reneged); a one-byte probe when the timer expires while the
   peer's window is zero; PAWS (RFC 7323 §5) drops segments with an old timestamp;
 - FIN close in both directions (FIN-WAIT-1/2, CLOSING, CLOSE-WAIT, LAST-ACK, TIME-WAIT shortened to
   ``time_wait``); RST received, RST sent for segments that match no connection, challenge ACKs for
@@ -764,9 +765,10 @@ class Connection:
         """Add the peer's SACK blocks to the scoreboard (RFC 2018 §5: only as hints; the data
         stays queued until cumulatively acknowledged)."""
         ranges = list(self._sacked)
+        data_end = seq_add(self._tx_seq, len(self._tx))  # a FIN is never taken as SACKed
         for lo, hi in blocks:
             if (seq_diff(hi, lo) > 0 and seq_diff(lo, self.snd_una) >= 0
-                    and seq_diff(hi, self.snd_max) <= 0):
+                    and seq_diff(hi, self.snd_max) <= 0 and seq_diff(hi, data_end) <= 0):
                 ranges.append((lo, hi))
         ranges.sort(key=lambda r: seq_diff(r[0], self.snd_una))
         merged: list[tuple[int, int]] = []
@@ -833,6 +835,10 @@ class Connection:
             return
         self.rto = min(self.rto * 2, self._stack._rto_max)
         self._rtx_deadline = None
+        if self._retries > 1:
+            # Ref: RFC 2018 §8: a peer that lets the timer expire twice may have reneged on
+            # what it SACKed; resend everything from now on.
+            self._sacked = []
         self._go_back()
         self._output(probe=True)
 
@@ -1350,8 +1356,8 @@ class TcpStack:
         fragment = int.from_bytes(packet[6:8], "big") & 0x3FFF  # MF and the offset
         if header < 20 or not header <= total <= len(packet) or fragment:
             return False
-        if packet[16:20] != self._v4_packed:
-            return False
+        if packet[16:20] != self._v4_packed or packet[12] >= 224 or not any(packet[12:16]):
+            return False  # not to us, or from a multicast, broadcast or unspecified source
         if checksum(packet[:header]):
             self.stats.checksum_errors += 1
             return False
@@ -1390,7 +1396,7 @@ class TcpStack:
                                     and next_header == ICMPV6):
             return False
         source = str(ipaddress.IPv6Address(src))
-        if next_header == IpProto.TCP.value and unicast is not None:
+        if next_header == IpProto.TCP.value and unicast is not None and any(src):
             if csum_ipv6_magic(src, dst, len(body), next_header, csum_partial(body)):
                 self.stats.checksum_errors += 1
                 return False

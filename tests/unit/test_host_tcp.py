@@ -41,6 +41,8 @@ class Wire:
         latencies (so that later frames overtake it).
     seed : int
         Seed of the fault generator.
+    ipv4 : bool
+        False makes both stacks IPv6-only.
     **stack_args
         Passed to both stacks; ``a_args`` / ``b_args`` dicts add arguments for one side.
 
@@ -59,7 +61,7 @@ class Wire:
     """
 
     def __init__(self, latency=1e-3, loss=0.0, duplicate=0.0, reorder=0.0, seed=0,
-                 a_args=None, b_args=None, **stack_args):
+                 a_args=None, b_args=None, ipv4=True, **stack_args):
         self.now = 0.0
         self.steps = 0
         self.sent: dict[str, list[tuple[float, bytes]]] = {"a": [], "b": []}
@@ -72,10 +74,10 @@ class Wire:
         def clock():
             return self.now
 
-        self.a = TcpStack(MAC_A, IP_A, lambda f: self._put("a", f), clock, ipv6=IP6_A,
-                          **stack_args | (a_args or {}))
-        self.b = TcpStack(MAC_B, IP_B, lambda f: self._put("b", f), clock, ipv6=IP6_B,
-                          **stack_args | (b_args or {}))
+        self.a = TcpStack(MAC_A, IP_A if ipv4 else None, lambda f: self._put("a", f), clock,
+                          ipv6=IP6_A, **stack_args | (a_args or {}))
+        self.b = TcpStack(MAC_B, IP_B if ipv4 else None, lambda f: self._put("b", f), clock,
+                          ipv6=IP6_B, **stack_args | (b_args or {}))
 
     def _put(self, sender: str, frame: bytes) -> None:
         self.sent[sender].append((self.now, frame))
@@ -525,6 +527,27 @@ def test_ipv6_handshake_and_mss():
         packet = Ether(frame)
         assert packet.type == 0x86DD and packet[IPv6].hlim == 64 and packet[IPv6].nh == 6
         assert packet[IPv6].fl == 0 and packet[IPv6].tc == 0
+
+
+def test_ipv6_only_stacks_over_link_local():
+    """Two IPv6-only stacks, the client knowing only the server's link-local address: it
+    resolves the MAC, connects from its own link-local address, and data flows."""
+    wire = Wire(ipv4=False)
+    assert wire.a.ip is None and wire.a.link_local == "fe80::ff:fe00:a"
+    listener = wire.a.listen(PORT)
+    conn = wire.b.connect(None, "FE80::00ff:fe00:a", PORT)
+    assert (conn.remote_ip, conn.local_ip) == ("fe80::ff:fe00:a", "fe80::ff:fe00:b")
+    conn.send(b"hello over link-local")
+    accepted = []
+
+    def done():
+        if not accepted and (server := listener.accept()) is not None:
+            accepted.append(server)
+        return bool(accepted) and accepted[0].recv_queue == 21
+
+    wire.run(done, max_steps=100)
+    assert accepted[0].recv(100) == b"hello over link-local"
+    assert accepted[0].local_ip == "fe80::ff:fe00:a" and conn.remote_mac == MAC_A
 
 
 def test_ipv6_key_is_normalised():
