@@ -277,6 +277,11 @@ class NicDriver:
     # -- TX --------------------------------------------------------------------------------------
 
     @property
+    def tx_pending(self) -> int:
+        """Frames posted to the TX ring whose TX_DONE has not come back yet."""
+        return len(self._tx_posted)
+
+    @property
     def tx_space(self) -> int:
         """Free TX ring entries."""
         return self._rings[RingId.TX].size - 1 - len(self._tx_posted)

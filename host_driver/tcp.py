@@ -25,7 +25,9 @@ What it does:
   ACK); a reassembly queue for segments after a gap (bounded by the receive window), answered by a
   duplicate ACK with SACK blocks when SACK was agreed (most recent block first, up to 3 with
   timestamps, 4 without; no D-SACK);
-- send within the peer's advertised window; retransmission timer after RFC 6298 (RTT estimate from
+- send within the peer's advertised window and the congestion window (RFC 5681 slow start and
+  congestion avoidance from RFC 6928's initial window; half the flight after a loss, one segment
+  after a timeout; switchable off); retransmission timer after RFC 6298 (RTT estimate from
   timestamps when agreed, else with Karn's rule; exponential backoff); go-back-N on a timeout and on
   the third duplicate ACK, skipping what the peer SACKed (and, on a duplicate ACK, resending only
   the holes below the highest SACKed byte; the SACK scoreboard is forgotten after a second timeout
@@ -38,9 +40,9 @@ What it does:
   never raise.
 
 What it leaves out: IP fragments and IPv6 extension headers (ignored), ICMP errors (no path MTU
-discovery: the MSS stays what the SYNs agreed), urgent data, D-SACK, congestion control (the send
-rate is bounded by the peer's window only), a receive buffer limit (the advertised window is the
-fixed ``rcv_wnd``; received data waits in the connection until :meth:`Connection.recv` takes it),
+discovery: the MSS stays what the SYNs agreed), urgent data, D-SACK, a receive buffer limit (the
+advertised window is the fixed ``rcv_wnd``; received data waits in the connection until
+:meth:`Connection.recv` takes it),
 neighbour reachability states (cache entries never age), router discovery (every address is
 on-link) and DAD of its own addresses. Without a persist timer, a peer whose window stays zero
 through ``max_retries`` probes is given up like a dead one.
@@ -332,6 +334,9 @@ class Connection:
         NIC's handout code.
     ts_recent : int
         TS.Recent (RFC 7323 §4.3), when timestamps were agreed.
+    cwnd, ssthresh : int
+        The congestion window (None until the first segment is sent) and the slow-start
+        threshold, in bytes (RFC 5681).
     srtt : float or None
         The smoothed RTT (RFC 6298), None before the first sample (read-only).
     """
@@ -388,6 +393,10 @@ class Connection:
         self._retries = 0
         self._dup_acks = 0
         self._recover = iss
+        # Congestion control (RFC 5681): the congestion window in bytes, starting at RFC 6928's
+        # initial window once the MSS is known (see _max_payload), and the slow-start threshold.
+        self.cwnd: int | None = None
+        self.ssthresh = 1 << 30
 
     def __repr__(self):
         return (
@@ -732,7 +741,9 @@ class Connection:
     # -- Acknowledgements and the retransmission timer ---------------------------------------
 
     def _new_ack(self, ack: int, tsecr: int | None = None) -> None:
-        """SND.UNA moves to ``ack``: drop acknowledged data, sample the RTT, restart the timer."""
+        """SND.UNA moves to ``ack``: drop acknowledged data, sample the RTT, restart the timer,
+        open the congestion window."""
+        self._grow_cwnd(seq_diff(ack, self.snd_una))
         acked_data = min(max(seq_diff(ack, self._tx_seq), 0), len(self._tx))
         del self._tx[:acked_data]
         self._tx_seq = seq_add(self._tx_seq, acked_data)
@@ -760,6 +771,44 @@ class Connection:
             self._update_rto()
         # Ref: RFC 6298 §5.2-5.3.
         self._rtx_deadline = None if self.snd_una == self.snd_max else now + self.rto
+
+    # -- Congestion control (RFC 5681) ---------------------------------------------------------
+
+    @property
+    def _max_payload(self) -> int:
+        """SMSS: the largest payload a segment carries (the MSS less our options)."""
+        return max(1, self.send_mss - self._option_bytes())
+
+    def _congestion_window(self) -> int:
+        """The congestion window in bytes (unbounded without congestion control)."""
+        if not self._stack._congestion_control:
+            return 1 << 31
+        if self.cwnd is None:
+            # Ref: RFC 6928 §2: IW = min(10 * SMSS, max(2 * SMSS, 14600)).
+            smss = self._max_payload
+            self.cwnd = min(10 * smss, max(2 * smss, 14600))
+        return self.cwnd
+
+    def _grow_cwnd(self, acked: int) -> None:
+        # Ref: RFC 5681 §3.1: slow start adds up to SMSS per ACK (RFC 3465's L = 1), congestion
+        # avoidance about SMSS per round trip.
+        if acked <= 0 or not self._stack._congestion_control:
+            return
+        cwnd, smss = self._congestion_window(), self._max_payload
+        if cwnd < self.ssthresh:
+            self.cwnd = cwnd + min(acked, smss)
+        else:
+            self.cwnd = cwnd + max(1, smss * smss // cwnd)
+
+    def _congestion_event(self, timeout: bool) -> None:
+        # Ref: RFC 5681 §3.1 equation (4) and §3.2: half the flight size, at least 2 SMSS; the
+        # loss window (1 SMSS) after a timeout, ssthresh after a fast retransmit (no inflation:
+        # the recovery below resends from SND.UNA).
+        if not self._stack._congestion_control:
+            return
+        smss = self._max_payload
+        self.ssthresh = max(seq_diff(self.snd_max, self.snd_una) // 2, 2 * smss)
+        self.cwnd = smss if timeout else self.ssthresh
 
     def _sack_arrives(self, blocks) -> None:
         """Add the peer's SACK blocks to the scoreboard (RFC 2018 §5: only as hints; the data
@@ -802,6 +851,7 @@ class Connection:
         self._dup_acks += 1
         if self._dup_acks == 3 and seq_diff(self.snd_una, self._recover) >= 0:
             self._count("fast_retransmits")
+            self._congestion_event(timeout=False)
             self._go_back()
             if self._sacked:
                 self._rtx_limit = self._sacked[-1][1]
@@ -835,6 +885,7 @@ class Connection:
             return
         self.rto = min(self.rto * 2, self._stack._rto_max)
         self._rtx_deadline = None
+        self._congestion_event(timeout=True)
         if self._retries > 1:
             # Ref: RFC 2018 §8: a peer that lets the timer expire twice may have reneged on
             # what it SACKed; resend everything from now on.
@@ -885,11 +936,14 @@ class Connection:
                 self._transmit(self.iss, flags)
                 self.snd_nxt = seq_add(self.iss, 1)
         else:
-            max_payload = max(1, self.send_mss - self._option_bytes())
+            max_payload = self._max_payload
             while True:
                 gap = self._skip_sacked()
                 offset = seq_diff(self.snd_nxt, self._tx_seq)
-                window = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
+                # Ref: RFC 5681 §2: send within min(cwnd, rwnd) of SND.UNA.
+                limit = min(self.snd_wnd, self._congestion_window())
+                window = seq_diff(seq_add(self.snd_una, limit), self.snd_nxt)
+                probe_sent = probe
                 if probe:
                     window, probe = max(window, 1), False
                 n = max(0, min(len(self._tx) - offset, max_payload, window))
@@ -898,6 +952,11 @@ class Connection:
                 rest = len(self._tx) - offset - n
                 fin = self._fin_queued and rest == 0 and window > n
                 if n == 0 and not fin:
+                    break
+                if (0 < n < max_payload and rest and gap is None and not probe_sent
+                        and self.snd_nxt != self.snd_una):
+                    # Ref: RFC 1122 §4.2.3.4 (sender silly-window avoidance): no short segment
+                    # while more data waits and some is in flight; its ACK will open the window.
                     break
                 flags = TcpFlags.ACK | (TcpFlags.PSH if n and rest == 0 else 0)
                 flags |= TcpFlags.FIN if fin else 0
@@ -1037,6 +1096,9 @@ class TcpStack:
         ``window_scaling`` (a connection that does not agree to scaling gets 65535 at most).
     window_scaling, sack, timestamps : bool
         Offer (and accept) the window scale, SACK-permitted and timestamp options.
+    congestion_control : bool
+        Limit what is in flight by the congestion window (RFC 5681); off, only the peer's
+        window limits it.
     rto_initial, rto_min, rto_max : float
         Retransmission timeout before the first RTT sample, and its bounds (RFC 6298 uses 1 s
         for the first two; the smaller default minimum is Linux's).
@@ -1079,6 +1141,7 @@ class TcpStack:
         window_scaling: bool = True,
         sack: bool = True,
         timestamps: bool = True,
+        congestion_control: bool = True,
         rto_initial: float = 1.0,
         rto_min: float = 0.2,
         rto_max: float = 60.0,
@@ -1121,6 +1184,7 @@ class TcpStack:
         self._mss = mss
         self._rcv_wnd = rcv_wnd
         self._window_scaling, self._sack, self._timestamps = window_scaling, sack, timestamps
+        self._congestion_control = congestion_control
         self._wscale_shift = next(s for s in range(MAX_WSCALE + 1)
                                   if rcv_wnd >> s <= MAX_WINDOW or s == MAX_WSCALE)
         self._rto_initial, self._rto_min, self._rto_max = rto_initial, rto_min, rto_max

@@ -107,6 +107,11 @@ class MacPort:
         return len(self._queue)
 
     @property
+    def tx_idle(self) -> bool:
+        """No MAC TX frame is half received."""
+        return not self._tx
+
+    @property
     def idle(self) -> bool:
         return not self._queue and not self._beats
 

@@ -34,6 +34,8 @@ from .tap import Tap, open_tap
 QUANTUM = 200
 #: Cycles between two looks at the stop file and the watched process.
 CHECK_CYCLES = 2048
+#: Cycles the TX path gets at the end to send what the host posted.
+DRAIN_CYCLES = 50_000
 #: Cycles a client-mode connect waits before trying again after "connection refused".
 CONNECT_RETRY_CYCLES = 4000
 
@@ -147,6 +149,10 @@ async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
                 host.service.connections.pop()
     grace_end = bus.now() + config["grace_cycles"]
     while not host.service.done and bus.now() < grace_end:
+        await host.step()
+    # Let what the host posted leave the wire, so the TX counters can be compared.
+    while (host.driver.tx_pending or host.port.pending or not host.tb.mac.tx_idle) \
+            and bus.now() < grace_end + DRAIN_CYCLES:
         await host.step()
     return stopped_by
 

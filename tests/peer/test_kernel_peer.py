@@ -118,6 +118,9 @@ def test_kernel_connects_sends_1mb_gets_256kb(tmp_path, family):
     # second time: its retransmission count is the host stack's count of duplicates.
     assert result["frames_dropped"] == 0
     assert kernel["tcp_info"]["total_retrans"] == served["stats"]["dup_segments_received"]
+    # No loss, so no retransmission storm on the host side either (its timers run on simulated
+    # time, the kernel's on wall time: docs/kernel_peer.md).
+    assert served["stats"]["retransmissions"] == 0
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -170,6 +173,8 @@ def test_kernel_without_timestamps_sack_window_scaling(tmp_path):
     [served] = result["served"]
     check_negotiation(served, kernel["tcp_info"], 6, options)
     check_accounting(result)
+    assert result["frames_dropped"] == 0
+    assert served["stats"]["retransmissions"] == 0 == kernel["tcp_info"]["total_retrans"]
 
 
 def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path):

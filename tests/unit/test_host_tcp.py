@@ -312,7 +312,7 @@ def test_sequence_numbers_wrap():
 
 
 def test_sender_respects_the_peer_window():
-    wire = Wire(a_args={"rcv_wnd": 3000})
+    wire = Wire(a_args={"rcv_wnd": 3000}, congestion_control=False)   # the peer window alone
     client, server = open_pair(wire)
     client.send(bytes(50_000))
     in_flight = []
@@ -324,8 +324,48 @@ def test_sender_respects_the_peer_window():
         return len(got) == 50_000
 
     wire.run(progress, max_steps=1_000)
-    assert max(in_flight) == 3000
+    # Full 1448-byte segments only (sender silly-window avoidance holds the 104 bytes left over).
+    assert max(in_flight) == 2 * 1448
     assert all(seg.window == 3000 for seg in segments(wire.sent["a"]))
+
+
+def test_congestion_window_slow_start_and_loss():
+    """RFC 5681 on a 1 GiB peer window: the first flight is RFC 6928's ten segments, slow start
+    doubles each round trip, a timeout halves ssthresh to half the flight and restarts from one
+    segment; every byte still arrives."""
+    wire = Wire(a_args={"rcv_wnd": 1 << 30})
+    client, server = open_pair(wire)
+    smss = client.send_mss - 12
+    data = random.Random(2).randbytes(400 * smss)
+    client.send(data)
+    flights = []
+    got = bytearray()
+
+    def progress():
+        flights.append(seq_diff(client.snd_max, client.snd_una))
+        got.extend(server.recv(1 << 20))
+        return len(got) >= 150 * smss
+
+    wire.run(progress, max_steps=5_000)
+    assert flights[0] == 10 * smss
+    assert max(flights) >= 80 * smss                # it grew: 10, 20, 40, 80 segments a round trip
+    assert client.cwnd >= 80 * smss and client.ssthresh == 1 << 30
+    # Black-hole the link until the timer fires: the flight halves into ssthresh, cwnd is 1 SMSS.
+    wire.loss = 1.0
+    wire.run(lambda: client.stats.timeouts == 1, max_steps=50_000)
+    flight = seq_diff(client.snd_max, client.snd_una)     # what was in flight when it fired
+    assert flight > 80 * smss
+    assert client.ssthresh == flight // 2 and client.cwnd == smss
+    wire.loss = 0.0
+    wire.run(lambda: got.extend(server.recv(1 << 20)) or len(got) == len(data), max_steps=50_000)
+    assert bytes(got) == data
+
+
+def test_congestion_control_off_fills_the_peer_window_at_once():
+    wire = Wire(congestion_control=False)
+    client, _ = open_pair(wire)
+    client.send(bytes(60_000))      # four times the initial window, within the 65535 of the SYN
+    assert seq_diff(client.snd_max, client.snd_una) == 60_000
 
 
 @pytest.mark.parametrize("first", ["client", "server"])
@@ -472,7 +512,7 @@ def test_syn_backoff_and_give_up():
 
 def test_zero_window_probe():
     """A peer that advertises a zero window gets no data until the timer sends a 1-byte probe."""
-    hand = Hand(rto_initial=1.0)
+    hand = Hand(rto_initial=1.0, congestion_control=False)
     conn = hand.stack.connect(MAC_B, IP_B, 40000, local_port=PORT)
     iss = hand.last.seq
     hand.send(seq=500, ack=iss + 1, flags="SA", window=0)
@@ -719,8 +759,9 @@ def drop_data_segments(wire: Wire, sender: str, numbers: set[int]) -> list[int]:
 @both_families
 def test_sack_blocks_and_retransmission_of_the_hole_only(family):
     """One data segment in 30 is lost: every later ACK carries one SACK block from the segment
-    after the hole to the last one received; the sender resends the hole alone."""
-    wire = Wire()
+    after the hole to the last one received; the sender resends the hole alone (without
+    congestion control, so that all 30 are in flight at once)."""
+    wire = Wire(congestion_control=False)
     client, server = open_pair(wire, family)
     data = random.Random(5).randbytes(30 * 1000)
     client.send_mss = 1000 + 12  # 1000-byte segments
@@ -781,7 +822,7 @@ def test_go_back_n_without_sack_resends_more():
 
 def test_timeout_skips_sacked_data():
     """After a timeout, go-back-N resends only what the peer has not SACKed."""
-    hand = Hand(rto_initial=1.0)
+    hand = Hand(rto_initial=1.0, congestion_control=False)
     conn = hand.accept(options=[("SAckOK", b"")])
     assert conn.sack_permitted and not conn.timestamps
     conn.send_mss = 100
@@ -846,7 +887,7 @@ def test_paws_drops_an_old_segment():
 def test_rtt_from_timestamps_despite_retransmission():
     """Ref: RFC 7323 §4.1: the echoed TSval times a retransmitted segment too, where Karn's rule
     would take no sample."""
-    hand = Hand(rto_initial=1.0)
+    hand = Hand(rto_initial=1.0, congestion_control=False)
     hand.now = 10.0
     conn = hand.accept(options=[("Timestamp", (1000, 0))], ack_options=ts_option(1001, 0))
     assert conn.srtt == 0.0  # the handshake's sample (no time passed)
@@ -863,7 +904,7 @@ def test_rtt_from_timestamps_despite_retransmission():
 
 def test_gigabyte_window_moves_more_than_64k_in_flight():
     """With a 1 GiB receive window (shift 14) the sender has far more than 64 KB in flight."""
-    wire = Wire(a_args={"rcv_wnd": 1 << 30})
+    wire = Wire(a_args={"rcv_wnd": 1 << 30}, congestion_control=False)
     client, server = open_pair(wire)
     assert wire.a.wscale == 14 and server.rcv_wscale == client.snd_wscale == 14
     data = random.Random(9).randbytes(512 << 10)
