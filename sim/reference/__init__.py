@@ -1,1 +1,2 @@
-"""Golden models in plain Python: RSS Toeplitz hash, Internet checksums, the receive status word."""
+"""Golden models in plain Python: RSS Toeplitz hash, SipHash, Internet checksums, the receive status
+word."""

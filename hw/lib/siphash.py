@@ -1,0 +1,301 @@
+"""SipHash-c-d of fixed-length messages, fully pipelined: one hash accepted per clock.
+
+Ref: J.-P. Aumasson, D. J. Bernstein, "SipHash: a fast short-input PRF" (INDOCRYPT 2012), §2.
+Golden model: sim/reference/siphash.py. Design notes and measured figures: docs/siphash.md.
+
+The CCB table hashes the TCP 4-tuple with it (SPEC §3) and the SYN-cookie unit computes its ISN
+with it (SPEC §9); each instantiates its own core for its message length.
+
+Pipeline. A request is registered at the input stage, where the key is mixed into the initial
+state and the first message word into ``v3``. Then every SipRound of the ``n_words * c + d``
+rounds is cut into ``stages_per_round`` register stages: with 2, a stage is half a SipRound,
+two 64-bit additions side by side, each followed by one LUT of XOR (the rotations are wiring).
+The message XORs between words (``v0 ^= m``, then ``v3 ^= m'``) and the ``v2 ^= 0xff`` of the
+finalisation are folded into that LUT, so no stage is longer than the others. The last stage
+computes the hash ``v0 ^ v1 ^ v2 ^ v3`` directly from the inputs of its additions (``v0``
+cancels out), so the final register holds 64 bits, not 256.
+
+Only what a later stage needs travels down the pipe: the state, the message words not yet
+consumed (a word is dropped after the stage that XORs it into ``v0``; the length byte and the
+zero padding are constants) and a valid bit. The key is used at the input stage only, and the tag
+never enters the pipe (see below).
+
+Backpressure. The pipeline has no enable: it moves every clock, so ``o.ready`` never fans out to
+its thousands of registers and costs no Fmax. Results are written into an output FIFO; tags are
+written into a tag FIFO when their request is accepted, and both are read together. A credit
+counter of requests accepted and not yet delivered keeps ``i.ready`` low when every FIFO entry is
+spoken for, so nothing can be lost. With ``latency + 1`` entries the core sustains one request per
+clock while ``o.ready`` stays high. ``i.ready`` depends on registers only, never on ``o.ready``
+or ``i.valid``.
+"""
+
+from amaranth import C, Cat, Module, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SipHash", "SIPHASH_INIT"]
+
+#: ``v0..v3`` before the key is mixed in ("somepseudorandomlygeneratedbytes" in ASCII).
+SIPHASH_INIT = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573)
+
+#: Clocks the output FIFO adds: a write is readable two clocks later (SyncFIFOBuffered).
+_FIFO_LATENCY = 2
+
+
+def _add64(a, b):
+    return (a + b)[:64]
+
+
+def _half_round_a(v0, v1, v2, v3):
+    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR."""
+    s0, s2 = _add64(v0, v1), _add64(v2, v3)
+    return s0.rotate_left(32), v1.rotate_left(13) ^ s0, s2, v3.rotate_left(16) ^ s2
+
+
+def _half_round_b(v0, v1, v2, v3):
+    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR."""
+    s2, s0 = _add64(v2, v1), _add64(v0, v3)
+    return s0, v1.rotate_left(17) ^ s2, s2.rotate_left(32), v3.rotate_left(21) ^ s0
+
+
+def _half_round_b_folded(v0, v1, v2, v3):
+    """The last half-round and the output XOR together. Of ``v0 ^ v1 ^ v2 ^ v3`` after
+    :func:`_half_round_b`, the sum ``v0 + v3`` enters twice and cancels: one 64-bit addition and
+    one LUT4 of XOR per bit are left."""
+    s2 = _add64(v2, v1)
+    return v1.rotate_left(17) ^ s2 ^ s2.rotate_left(32) ^ v3.rotate_left(21)
+
+
+class SipHash(wiring.Component):
+    """SipHash-c-d (64-bit output) of ``message_bytes``-byte messages, one request per clock.
+
+    Byte order is SipHash's own: message byte ``k`` is at bits ``[8k, 8k+8)`` of ``message``
+    (byte 0 of a 4-tuple first, as it comes off the wire; no byte swap), key byte ``k`` at bits
+    ``[8k, 8k+8)`` of ``key``, and ``hash`` is the 64-bit result word whose little-endian bytes
+    are the reference implementation's output.
+
+    Parameters
+    ----------
+    message_bytes : int
+        Length of every message this instance hashes (the length byte of the last word is a
+        constant): 12 for an IPv4 4-tuple, 36 for an IPv6 one. At least 0.
+    c_rounds : int
+        SipRounds per message word (2 for SipHash-2-4).
+    d_rounds : int
+        SipRounds of finalisation (4 for SipHash-2-4).
+    stages_per_round : int
+        Register stages per SipRound: 2 (half a SipRound per stage, for Fmax) or 1 (half the
+        registers, about 125 MHz on ECP5).
+    tag_shape : shape-castable or None
+        A payload that comes out with the hash of its request (a request id, the rest of a lookup
+        request). ``None`` for no tag.
+
+    Members
+    -------
+    key : In(128)
+        The key, ``k0`` in bits 63:0. Sampled with each request as it is accepted: a change
+        applies to the requests accepted from the next clock on, never to one already inside.
+    i : In(stream.Signature(request_layout))
+        Requests: ``message`` and ``tag``. Accepted when ``valid & ready``.
+    o : Out(stream.Signature(response_layout))
+        Results in request order: ``hash`` and the request's ``tag``. ``valid`` does not wait
+        for ``ready``; a result stays until taken.
+
+    Attributes
+    ----------
+    latency : int
+        Clocks from a request accepted to its result valid, with no stall.
+    fifo_depth : int
+        Requests the core holds (accepted, not yet delivered) before ``i.ready`` falls:
+        ``latency + 1``, so that it never falls while ``o.ready`` is held high.
+    """
+
+    def __init__(self, *, message_bytes, c_rounds=2, d_rounds=4, stages_per_round=2,
+                 tag_shape=None):
+        for name, value, low in (("message_bytes", message_bytes, 0), ("c_rounds", c_rounds, 1),
+                                 ("d_rounds", d_rounds, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
+        if stages_per_round not in (1, 2):
+            raise ValueError(f"stages_per_round must be 1 or 2, not {stages_per_round!r}")
+        if tag_shape is not None and Shape.cast(tag_shape).width == 0:
+            raise ValueError("tag_shape has no bits: pass tag_shape=None for no tag")
+        self._message_bytes = message_bytes
+        self._c_rounds = c_rounds
+        self._d_rounds = d_rounds
+        self._stages_per_round = stages_per_round
+        self._tag_shape = tag_shape
+        tag = {} if tag_shape is None else {"tag": tag_shape}
+        self._request_layout = data.StructLayout({"message": 8 * message_bytes, **tag})
+        self._response_layout = data.StructLayout({"hash": 64, **tag})
+        super().__init__({
+            "key": In(128),
+            "i": In(stream.Signature(self._request_layout)),
+            "o": Out(stream.Signature(self._response_layout)),
+        })
+
+    @property
+    def message_bytes(self):
+        return self._message_bytes
+
+    @property
+    def c_rounds(self):
+        return self._c_rounds
+
+    @property
+    def d_rounds(self):
+        return self._d_rounds
+
+    @property
+    def stages_per_round(self):
+        return self._stages_per_round
+
+    @property
+    def tag_shape(self):
+        return self._tag_shape
+
+    @property
+    def request_layout(self):
+        """Payload of ``i``: ``message`` and, with a tag, ``tag``."""
+        return self._request_layout
+
+    @property
+    def response_layout(self):
+        """Payload of ``o``: ``hash`` and, with a tag, ``tag``."""
+        return self._response_layout
+
+    @property
+    def message_words(self):
+        """64-bit words SipHash compresses: ``message_bytes // 8 + 1`` (the last one padded)."""
+        return self._message_bytes // 8 + 1
+
+    @property
+    def pipeline_stages(self):
+        """Register stages after the input stage, one per ``1 / stages_per_round`` SipRound."""
+        rounds = self.message_words * self._c_rounds + self._d_rounds
+        return rounds * self._stages_per_round
+
+    @property
+    def latency(self):
+        """The input stage, the pipeline stages, and the output FIFO."""
+        return 1 + self.pipeline_stages + _FIFO_LATENCY
+
+    @property
+    def fifo_depth(self):
+        return self.latency + 1
+
+    def _last_word(self, tail):
+        """The padded last word: ``tail`` (the ``message_bytes % 8`` last bytes, or None), zeros,
+        and the length mod 256 in the top byte."""
+        tail_bits = 8 * (self._message_bytes % 8)
+        parts = [] if tail is None else [tail]
+        return Cat(*parts, C(0, 56 - tail_bits), C(self._message_bytes & 0xFF, 8))
+
+    def elaborate(self, platform):
+        m = Module()
+        n_words = self.message_words
+        half_rounds = 2 * (n_words * self._c_rounds + self._d_rounds)
+        per_stage = 2 // self._stages_per_round      # half-rounds per register stage
+        n_stages = self.pipeline_stages
+        # Half-round that ends the compression of word j: v0 ^= m_j (and v3 ^= m_j+1) follow it.
+        word_end = {2 * self._c_rounds * (j + 1) - 1: j for j in range(n_words)}
+        # A word's bits travel through the registers that feed the stages up to its last use.
+        last_stage = [(2 * self._c_rounds * (j + 1) - 1) // per_stage for j in range(n_words)]
+
+        accept = Signal()
+        deliver = Signal()
+        m.d.comb += [
+            accept.eq(self.i.valid & self.i.ready),
+            deliver.eq(self.o.valid & self.o.ready),
+        ]
+
+        # Input stage -- the key into the initial state, the first word into v3. The data
+        # registers load every clock (no enable, no reset); only the valid bits matter.
+        message = self.i.payload.message
+        full_bytes = self._message_bytes // 8 * 8
+
+        def stored_words(r):
+            """Registers for the words still needed by the stages fed by register ``r``."""
+            words = {}
+            for j in range(n_words):
+                if last_stage[j] < r:
+                    continue
+                width = 64 if j < n_words - 1 else 8 * (self._message_bytes % 8)
+                if width:
+                    words[j] = Signal(width, name=f"m{j}_{r}", reset_less=True)
+            return words
+
+        def word(words, j):
+            return words[j] if j < n_words - 1 else self._last_word(words.get(j))
+
+        state = [Signal(64, name=f"v{k}_0", reset_less=True) for k in range(4)]
+        words = stored_words(0)
+        valid = Signal(name="valid_0")
+        for j, reg in words.items():
+            m.d.sync += reg.eq(message[64 * j:64 * j + len(reg)])
+        first_word = (message[:64] if n_words > 1
+                      else self._last_word(message[full_bytes:] if self._message_bytes else None))
+        k0, k1 = self.key[:64], self.key[64:]
+        m.d.sync += [
+            state[0].eq(k0 ^ SIPHASH_INIT[0]),
+            state[1].eq(k1 ^ SIPHASH_INIT[1]),
+            state[2].eq(k0 ^ SIPHASH_INIT[2]),
+            state[3].eq(k1 ^ SIPHASH_INIT[3] ^ first_word),
+            valid.eq(accept),
+        ]
+
+        # Stages 1..n_stages -- ``per_stage`` half-rounds each, in order.
+        result = Signal(64, name="result", reset_less=True)
+        for s in range(n_stages):
+            v = list(state)
+            folded = None
+            for h in range(s * per_stage, (s + 1) * per_stage):
+                if h == half_rounds - 1:      # the last stage ends in the hash itself
+                    folded = _half_round_b_folded(*v)
+                    break
+                v = list((_half_round_a if h % 2 == 0 else _half_round_b)(*v))
+                if h in word_end:
+                    j = word_end[h]
+                    v[0] = v[0] ^ word(words, j)
+                    if j + 1 < n_words:
+                        v[3] = v[3] ^ word(words, j + 1)
+                    else:
+                        v[2] = v[2] ^ 0xFF      # finalisation starts
+            next_valid = Signal(name=f"valid_{s + 1}")
+            m.d.sync += next_valid.eq(valid)
+            valid = next_valid
+            if folded is not None:
+                m.d.sync += result.eq(folded)
+                break
+            next_state = [Signal(64, name=f"v{k}_{s + 1}", reset_less=True) for k in range(4)]
+            next_words = stored_words(s + 1)
+            m.d.sync += [reg.eq(value) for reg, value in zip(next_state, v)]
+            m.d.sync += [reg.eq(words[j]) for j, reg in next_words.items()]
+            state, words = next_state, next_words
+
+        # Output -- results and tags queue in FIFOs with room for every request in flight.
+        m.submodules.hashes = hashes = SyncFIFOBuffered(width=64, depth=self.fifo_depth)
+        m.d.comb += [
+            hashes.w_data.eq(result),
+            hashes.w_en.eq(valid),
+            self.o.valid.eq(hashes.r_rdy),
+            self.o.payload.hash.eq(hashes.r_data),
+            hashes.r_en.eq(self.o.ready),
+        ]
+        if self._tag_shape is not None:
+            width = Shape.cast(self._tag_shape).width
+            m.submodules.tags = tags = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+            m.d.comb += [
+                tags.w_data.eq(self.i.payload.tag),
+                tags.w_en.eq(accept),
+                # A tag was queued ``latency`` clocks before its hash: it is there when it is.
+                self.o.payload.tag.eq(tags.r_data),
+                tags.r_en.eq(deliver),
+            ]
+
+        # Credits -- requests accepted and not yet delivered.
+        in_flight = Signal(range(self.fifo_depth + 1))
+        m.d.sync += in_flight.eq(in_flight + accept - deliver)
+        m.d.comb += self.i.ready.eq(in_flight != self.fifo_depth)
+        return m
