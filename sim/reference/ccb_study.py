@@ -144,9 +144,12 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, nargs="+", default=[4096, 65536])
     parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--only", type=int, nargs="+", metavar="N",
+                        help="only these organisations (0-based rows of the table)")
     args = parser.parse_args(argv)
+    organisations = ([ORGANISATIONS[i] for i in args.only] if args.only else ORGANISATIONS)
     for entries in args.entries:
-        rows = study(entries, args.seeds)
+        rows = study(entries, args.seeds, organisations)
         print(markdown(rows, args.seeds))
         print(f"\n({entries} entries: {sum(r['seconds'] for r in rows):.0f} s)\n", flush=True)
 
