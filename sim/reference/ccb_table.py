@@ -196,7 +196,7 @@ class CcbTable:
     """
 
     def __init__(self, entries: int = 4096, *, ways: int = 4, banks: int = 2,
-                 stash_size: int = 8, max_kicks: int = 16, ipv6_entries: int | None = None,
+                 stash_size: int = 8, max_kicks: int = 128, ipv6_entries: int | None = None,
                  fp_bits: int | None = None, key: bytes = DEFAULT_KEY):
         for name, value in (("entries", entries), ("ways", ways)):
             if value < 1 or value & (value - 1):
