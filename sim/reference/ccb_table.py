@@ -59,7 +59,7 @@ import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
-from siphash24 import siphash24
+from .siphash import siphash
 
 __all__ = ["FourTuple", "Status", "CcbTable", "table_hash", "DEFAULT_KEY"]
 
@@ -74,12 +74,10 @@ LFSR_RESET = 0xACE1
 
 
 def table_hash(key: bytes, message: bytes) -> int:
-    """SipHash-2-4 of ``message`` under the 16-byte ``key``, as a 64-bit integer.
-
-    The ``siphash24`` package (C reference code) stands in until ``sim/reference/siphash.py``
-    (issue 9's SipHash core) lands; this function is the one place to swap.
-    """
-    return int.from_bytes(siphash24(message, key=key).digest(), "little")
+    """SipHash-2-4 of ``message`` under the 16-byte ``key``, as a 64-bit integer (the project's
+    golden model, :func:`sim.reference.siphash.siphash`, itself checked against the reference
+    implementation's vectors and the C ``siphash24`` package)."""
+    return siphash(key, message, c=2, d=4)
 
 
 @dataclass(frozen=True)
