@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from hw.params import CLOCK_PERIOD_NS
 from sim.peer.netns import (
     NETNS_DIR,
     PEER,
@@ -112,6 +113,10 @@ def test_kernel_connects_sends_1mb_gets_256kb(tmp_path, family):
     assert result["bytes_in"] == down and result["bytes_out"] == up
     assert result["connections"] == 1
     assert result["slow_path_bytes"] == down and result["fast_path_bytes"] == 0
+    # The kernel found the host's MAC itself: the host stack answered its ARP request / neighbour
+    # solicitation (the namespace has no static entry).
+    stack = result["host_stack"]
+    assert stack["arp_replies_sent" if family == 4 else "neighbour_adverts_sent"] >= 1
     check_negotiation(served, kernel["tcp_info"], family)
     check_accounting(result)
     # Nothing was dropped on our side, so every segment the kernel sent again reached the host a
@@ -195,3 +200,25 @@ def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path):
     process.wait(300)
     assert process.returncode == 130, "".join(lines) + process.stdout.read()
     assert not (NETNS_DIR / name).exists()
+
+
+def test_pcap_and_waves(tmp_path):
+    """``--pcap`` holds every frame that crossed the TAP, both ways, in simulated time; ``--waves``
+    leaves an FST with the NIC's named signals and its GTKWave view."""
+    from scapy.utils import rdpcap
+
+    from sim.cosim.demo import NIC_SIGNALS
+    from sim.cosim.waves import missing_signals
+
+    command = client("connect", tmp_path / "kernel.json", send=20_000, echo=True)
+    pcap = tmp_path / "wire.pcap"
+    status, result, kernel = peer(tmp_path, "pw", command, pcap=pcap, waves=True)
+    assert status == 0 and kernel["ok"] and result["ok"]
+    frames = rdpcap(str(pcap))
+    assert len(frames) == result["frames_in"] + result["frames_out"]
+    times = [float(frame.time) for frame in frames]
+    assert times == sorted(times) and times[0] > 0
+    assert times[-1] <= result["cycles"] * CLOCK_PERIOD_NS * 1e-9    # stamped in simulated time
+    fst = tmp_path / "peer" / "peer.fst"
+    assert missing_signals(fst, NIC_SIGNALS, toplevel="inic_nic") == []
+    assert fst.with_suffix(".gtkw").is_file()
