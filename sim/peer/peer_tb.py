@@ -54,7 +54,7 @@ class PeerHost:
 
     def __init__(self, tb: NicTb, config: dict):
         self.tb = tb
-        self.bus = tb.bus
+        self.bus = tb.host_bus      # the driver's register writes reach the scoreboard's model too
         self.driver = NicDriver(self.bus)
         self.port = StackPort(self.driver)
         scale = config["tcp_seconds_per_cycle"]
@@ -98,9 +98,12 @@ class PeerHost:
 @cocotb.test()
 async def peer(dut):
     config = json.loads(Path(os.environ["INIC_PEER_CONFIG"]).read_text())
-    tb = NicTb(dut)
+    # The NIC model runs beside the RTL on the kernel's traffic, whatever the kernel sends
+    # (sim/scoreboard.py; "follow": which frames find an RX buffer is a matter of timing).
+    tb = NicTb(dut, scoreboard="follow")
     await tb.reset()
     host = PeerHost(tb, config)
+    tb.watch(host.driver)
     tap = Tap(open_tap(config["netns"], config["tap"]))
     bridge = WireBridge(tap, tb.mac, dut.clk, pcap=config.get("pcap"))
     tb.mac.wire_spacing = True
@@ -119,7 +122,17 @@ async def peer(dut):
     except Exception as exc:        # reported in the result, then re-raised for cocotb
         error = f"{type(exc).__name__}: {exc}"
         dut._log.error("%s", traceback.format_exc())
+    scoreboard = None
+    if error is None:
+        try:
+            tb.check()
+            scoreboard = {"compared": dict(tb.scoreboard.compared), "mismatches": []}
+        except AssertionError as exc:
+            scoreboard = {"compared": dict(tb.scoreboard.compared),
+                          "mismatches": tb.scoreboard.mismatches[:20]}
+            error = str(exc).splitlines()[0]
     result = _result(tb, host, bridge, tap, error, stopped_by)
+    result["scoreboard"] = scoreboard
     bridge.close()
     tap.close()
     Path(config["result_file"]).write_text(json.dumps(result))

@@ -87,6 +87,11 @@ def check_negotiation(served, kernel_info, family, options=None):
 
 
 def check_accounting(result):
+    # The NIC model ran beside the RTL on the kernel's traffic: every event, buffer and MAC TX frame
+    # agreed (sim/scoreboard.py).
+    scoreboard = result["scoreboard"]
+    assert scoreboard["mismatches"] == [] and scoreboard["compared"]["events"] > 0
+    assert scoreboard["compared"]["tx_frames"] == result["frames_out"]
     assert all(result["accounting"].values()), result["accounting"]
     counters = result["counters"]
     assert counters["rx_frames"] == counters["rx_to_host"] + sum(
