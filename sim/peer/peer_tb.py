@@ -139,27 +139,46 @@ async def peer(dut):
     assert error is None, error
 
 
+class Client:
+    """Client mode (``connect``): the host stack connects to the kernel's listener, again every
+    ``CONNECT_RETRY_CYCLES`` while the answer is "connection refused" (the listener, started by
+    the user's command, may not be up yet), at most ``attempts`` times."""
+
+    def __init__(self, host: PeerHost, address: str, port: int, attempts: int):
+        self.host, self.address, self.port, self.attempts = host, address, port, attempts
+        self.next_try: int | None = host.bus.now()
+        self.served = None
+
+    def poll(self) -> None:
+        host, now = self.host, self.host.bus.now()
+        if self.next_try is not None and now >= self.next_try:
+            self.next_try = None
+            host.connect_attempts += 1
+            self.served = host.service.serve(host.stack.connect(None, self.address, self.port))
+        elif (self.served is not None and self.served.conn.error == "connection refused"
+              and host.connect_attempts < self.attempts):
+            host.service.connections.remove(self.served)
+            self.served = None
+            self.next_try = now + CONNECT_RETRY_CYCLES
+
+
 async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
-    """Run the host until told to stop; then give open connections ``grace_cycles`` to close.
-    Returns what stopped it."""
+    """Run the host until told to stop; then give open connections ``grace_cycles`` to close and
+    the TX path time to send what the host posted. Returns what stopped it."""
     bus = host.bus
-    peer = config["peer"]
+    client = None
+    if connect is not None:
+        address = config["peer"]["ipv6" if connect["ipv6"] else "ipv4"]
+        client = Client(host, address, connect["port"], connect["attempts"])
     next_check = bus.now() + CHECK_CYCLES
-    next_connect = bus.now()
     stopped_by = None
     while stopped_by is None:
-        if connect is not None and next_connect is not None and bus.now() >= next_connect:
-            next_connect = _client_connect(host, peer, connect)
+        if client is not None:
+            client.poll()
         await host.step()
         if bus.now() >= next_check:
             next_check = bus.now() + CHECK_CYCLES
             stopped_by = _stop_reason(config, bus.now())
-        if connect is not None and next_connect is None:
-            served = host.service.connections[-1]
-            if served.conn.error == "connection refused" and \
-                    host.connect_attempts < connect["attempts"]:
-                next_connect = bus.now() + CONNECT_RETRY_CYCLES
-                host.service.connections.pop()
     grace_end = bus.now() + config["grace_cycles"]
     while not host.service.done and bus.now() < grace_end:
         await host.step()
@@ -168,14 +187,6 @@ async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
             and bus.now() < grace_end + DRAIN_CYCLES:
         await host.step()
     return stopped_by
-
-
-def _client_connect(host: PeerHost, peer: dict, connect: dict):
-    """Open the client-mode connection (the kernel listens); None: no further attempt planned."""
-    address = peer["ipv6"] if connect["ipv6"] else peer["ipv4"]
-    host.connect_attempts += 1
-    host.service.serve(host.stack.connect(None, address, connect["port"]))
-    return None
 
 
 def _stop_reason(config: dict, cycle: int) -> str | None:
