@@ -20,7 +20,7 @@ import subprocess
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["Endpoint", "HOST", "PEER", "TAP_NAME", "DEFAULT_NAMESPACE", "TcpOptions",
+__all__ = ["Interrupted", "Endpoint", "HOST", "PEER", "TAP_NAME", "DEFAULT_NAMESPACE", "TcpOptions",
            "PeerNamespace", "NamespaceError", "missing_requirement", "unique_namespace_name"]
 
 
@@ -99,16 +99,16 @@ def _run(*argv: str) -> str:
     return result.stdout
 
 
-class _Interrupted(BaseException):
+class Interrupted(BaseException):
     """SIGTERM or SIGHUP arrived while the namespace existed (raised to unwind to the cleanup)."""
 
 
 @contextmanager
 def _signals_raise():
-    """SIGTERM and SIGHUP raise :class:`_Interrupted` while the block runs (SIGINT already raises
+    """SIGTERM and SIGHUP raise :class:`Interrupted` while the block runs (SIGINT already raises
     KeyboardInterrupt), so ``finally`` clauses run; the old handlers come back afterwards."""
     def interrupt(signum, _frame):
-        raise _Interrupted(signal.Signals(signum).name)
+        raise Interrupted(signal.Signals(signum).name)
 
     old = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):

@@ -27,6 +27,7 @@ from ..cosim.waves import write_gtkw
 from .netns import (
     DEFAULT_NAMESPACE,
     TAP_NAME,
+    Interrupted,
     NamespaceError,
     PeerNamespace,
     TcpOptions,
@@ -193,7 +194,8 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
                     f"network namespace {ns.name})")
                 if not connect:
                     say(f"  reach it     ip netns exec {ns.name} python3 -m "
-                        f"sim.peer.kernel_client connect --port {port} --send 64K --echo",
+                        f"sim.peer.kernel_client connect --port {port} --send 64K --echo"
+                        "   (from the repository)",
                         f"               ip netns exec {ns.name} nc {ns.host.ipv4} {port}"
                         "   (if netcat is installed)")
                 if run is not None:
@@ -211,6 +213,8 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
         return 1
     except KeyboardInterrupt:
         status = 130
+    except Interrupted:
+        status = 143            # SIGTERM or SIGHUP: stopped in order all the same
     result = json.loads(files.result.read_text()) if files.result.is_file() else None
     if result is None:
         print(f"inic peer: the simulation left no result (see {files.log})", file=sys.stderr)

@@ -187,10 +187,11 @@ def test_kernel_without_timestamps_sack_window_scaling(tmp_path):
     assert served["stats"]["retransmissions"] == 0 == kernel["tcp_info"]["total_retrans"]
 
 
-def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path):
-    """``inic peer`` without --run serves until Ctrl-C, then stops the simulation in order,
-    deletes its namespace and exits 130."""
-    name = unique_namespace_name("int")
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path, signum, status):
+    """``inic peer`` without --run serves until Ctrl-C (or SIGTERM), then stops the simulation in
+    order, deletes its namespace and exits 130 (143)."""
+    name = unique_namespace_name(f"s{signum}")
     process = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "peer", "--netns", name, "--timeout", str(TIMEOUT)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -201,9 +202,11 @@ def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path):
             break
     assert (NETNS_DIR / name).exists(), "".join(lines)
     time.sleep(1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     process.wait(300)
-    assert process.returncode == 130, "".join(lines) + process.stdout.read()
+    output = "".join(lines) + process.stdout.read()
+    assert process.returncode == status, output
+    assert "Traceback" not in output
     assert not (NETNS_DIR / name).exists()
 
 
