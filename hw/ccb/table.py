@@ -634,8 +634,10 @@ class CcbTable(wiring.Component):
         # The current bucket's words, captured by WALK_CHECK for WALK_STEP.
         cw_words = [Signal(entry, name=f"walk_word{w}") for w in range(W)]
 
+        view = Signal()         # a lookup's view: its buckets and stash are read on this edge
+        m.d.comb += view.eq(take & ~h.tag.find)
         self.sim_handles.update(stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn,
-                                lfsr=lfsr)
+                                lfsr=lfsr, view=view)
 
         with m.FSM(name="command"):
             with m.State("IDLE"):

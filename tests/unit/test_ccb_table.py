@@ -7,7 +7,9 @@ both outputs. The model applies each command when its answer becomes valid (the 
 the clock before), and the RTL's answer must equal the model's. Each lookup's result must be the
 model's answer at one version of the table between the lookup's acceptance and its result, and
 those versions must not go backwards from one lookup to the next (results are in order): the
-"one order of the two" rule of docs/ccb_table.md, checked without looking inside. At the end the
+"one order of the two" rule of docs/ccb_table.md. Looking inside, the check is exact: the version
+is the one of the lookup's view (the edge its buckets and stash are read), or a set_state
+committed before its state read. At the end the
 placement (every bucket way, every stash slot), the kick LFSR and the counters are compared
 with the model's.
 
@@ -25,6 +27,9 @@ from sim.reference.ccb_table import CcbTable as Model
 from sim.reference.ccb_table import FourTuple, Status
 
 from .amaranth_sim import run_testbenches
+
+#: Clocks from a lookup's view (bucket and stash read) to its state read (P0 to P4).
+STATE_READ_AFTER_VIEW = 4
 
 
 def random_tuple(rng, ipv6_share=0.25):
@@ -116,26 +121,32 @@ class Bench:
             response_ready = self.rng.random() < self.p_response_ready
             ctx.set(dut.result.ready, result_ready)
             ctx.set(dut.response.ready, response_ready)
-            (_, _, l_ready, r_valid, r_payload, c_ready, s_valid,
-             s_payload) = await ctx.tick().sample(
+            (_, _, l_ready, r_valid, r_payload, c_ready, s_valid, s_payload,
+             view) = await ctx.tick().sample(
                 dut.lookup.ready, dut.result.valid, dut.result.payload, dut.command.ready,
-                dut.response.valid, dut.response.payload)
-            # 1. An answer seen for the first time: the command committed on an earlier edge.
+                dut.response.valid, dut.response.payload, dut.sim_handles["view"])
+            # 1. An answer seen for the first time: the command committed on the edge before.
             if s_valid and self.answered is None:
                 assert self.pending_command is not None, "answer without a command"
                 self.answered = self._apply(self.pending_command)
                 self.pending_command = None
-            # 2. A lookup accepted on this edge sees every commit answered so far.
+            # 2. The oldest lookup without a view reads the buckets and the stash on this
+            # edge: it sees every commit so far (exact check, looking inside).
+            if view:
+                entry = next(e for e in self.in_flight if e[3] is None)
+                entry[3] = self.cycle
+                entry[2] = [a for a in entry[2] if a[0] == self.version]
+            # 3. A lookup accepted on this edge sees every commit answered so far.
             if cur_lookup is not None and l_ready:
                 self.in_flight.append([cur_lookup, self.tag,
-                                       [(self.version, self.model.lookup(cur_lookup))]])
+                                       [(self.version, self.model.lookup(cur_lookup))], None])
                 self.accepted.append(self.cycle)
                 self.tag = (self.tag + 1) & 0xFFFF
                 cur_lookup = None
             if cur_command is not None and c_ready:
                 self.pending_command = cur_command
                 cur_command = None
-            # 3. A result: the model's answer at one version of its window, in order.
+            # 4. A result: the model's answer at one version of its window, in order.
             if r_valid and result_ready:
                 self._check_result(r_payload)
             if s_valid and response_ready:
@@ -163,12 +174,16 @@ class Bench:
         if status in (Status.INSERTED, Status.OK):
             self.version += 1
             for entry in self.in_flight:
-                entry[2].append((self.version, model.lookup(entry[0])))
+                # After its view, a lookup still sees a set_state until its state read (P4).
+                if entry[3] is None or (op == CcbOpcode.SET_STATE
+                                        and self.cycle <= entry[3] + STATE_READ_AFTER_VIEW):
+                    entry[2].append((self.version, model.lookup(entry[0])))
         return CcbStatus(int(status)), conn
 
     def _check_result(self, payload):
         assert self.in_flight, "a result without a lookup"
-        t, tag, answers = self.in_flight.pop(0)
+        t, tag, answers, view = self.in_flight.pop(0)
+        assert view is not None, "a result before its view"
         assert payload.tag == tag
         got = (bool(payload.hit), payload.conn_nbr, payload.state)
         fits = [v for v, answer in answers if answer == got and v >= self.last_version]
@@ -287,3 +302,42 @@ def test_random_interleaving_against_model(seed, entries, kwargs, p_lookup, p_re
     statuses = {entry[3] for entry in bench.log}
     assert {Status.INSERTED, Status.EXISTS, Status.OK, Status.ABSENT} <= statuses
     assert bench.hits and bench.misses
+
+
+def test_same_tuple_lookups_every_clock_during_its_commands():
+    """Lookups of one tuple every clock while it is inserted, its state changed, deleted and
+    inserted again (among other tuples' commands, walks and drains in a full table): every
+    lookup's view falls on some clock of those commands, including each commit's."""
+    rng = random.Random(7)
+    dut, model = make(64, stash=4)
+    others = [random_tuple(rng) for _ in range(80)]
+    targets = [random_tuple(rng, 0.5) for _ in range(3)]
+    script = [(CcbOpcode.INSERT, t, 1) for t in others[:58]]
+    for _ in range(12):
+        for t in targets:
+            script += [(CcbOpcode.INSERT, t, rng.randrange(4)),
+                       (CcbOpcode.SET_STATE, t, rng.randrange(4)),
+                       (CcbOpcode.INSERT, rng.choice(others), 2),
+                       (CcbOpcode.DELETE, t, 0),
+                       (CcbOpcode.DELETE, rng.choice(others), 0)]
+    n = {"lookups": 0}
+
+    def lookups(bench):
+        if not script and bench.pending_command is None and bench.answered is None:
+            raise StopIteration
+        n["lookups"] += 1
+        return rng.choice(targets) if rng.random() < 0.9 else rng.choice(others)
+
+    def commands(bench):
+        if not script:
+            raise StopIteration
+        return script.pop(0)
+
+    bench = Bench(dut, model, rng, p_result_ready=1.0, p_response_ready=1.0)
+
+    async def tb(ctx):
+        await bench.run(ctx, lookups, commands)
+        await bench.check_state(ctx)
+
+    run_testbenches(dut, tb)
+    assert bench.hits > 1000 and bench.misses > 1000
