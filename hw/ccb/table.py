@@ -160,8 +160,10 @@ class CcbTable(wiring.Component):
     view_delay : int
         Clocks from a lookup accepted to the clock edge of its view (no stall, no slot taken).
     sim_handles : dict
-        For testbenches, set by ``elaborate``: the bucket memories (``banks[bank][way]``), the
-        stash registers and the kick LFSR, to compare placement with the model.
+        For testbenches, set by ``elaborate``: the memories (``banks[bank][way]``, ``key_lo``,
+        ``key_hi``, ``state``, ``pools``), the stash registers, the kick LFSR, the entry count
+        and ``view`` (a lookup's view is this clock's edge), to compare placement with the
+        model and to load a state into the table (``CcbTableBench.load``).
     """
 
     def __init__(self, entries=4096, *, ways=4, stash=8, max_kicks=128, ipv6_entries=None,
@@ -504,7 +506,8 @@ class CcbTable(wiring.Component):
             with m.If(push):
                 m.d.sync += tail.eq(wrap(tail))
             m.d.sync += level.eq(level - pop + push)
-            pools.append({"rd": rd, "wr": wr, "level": level, "pop": pop, "push": push})
+            pools.append({"rd": rd, "wr": wr, "level": level, "pop": pop, "push": push,
+                          "memory": mem, "head": head, "tail": tail})
 
         # --- command unit ------------------------------------------------------------------
         # Find results.
@@ -636,8 +639,13 @@ class CcbTable(wiring.Component):
 
         view = Signal()         # a lookup's view: its buckets and stash are read on this edge
         m.d.comb += view.eq(take & ~h.tag.find)
-        self.sim_handles.update(stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn,
-                                lfsr=lfsr, view=view)
+        self.sim_handles.update(
+            stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn, stash_b0=st_b0,
+            stash_b1=st_b1, stash_fp=st_fp, lfsr=lfsr, view=view, used=used, key_lo=key_lo,
+            key_hi=key_hi, state=state_mem,
+            pools=[None if pool is None else {name: pool[name] for name in
+                                              ("memory", "head", "tail", "level")}
+                   for pool in pools])
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
