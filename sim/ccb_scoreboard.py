@@ -102,6 +102,12 @@ class CcbTableBench:
             if lookups_done and commands_done and not self.in_flight \
                     and self.pending_command is None and self.answered is None \
                     and cur_lookup is None and cur_command is None:
+                # A delete's drain runs after its answer: wait for the command unit to idle.
+                ctx.set(dut.lookup.valid, 0)
+                ctx.set(dut.command.valid, 0)
+                while not ctx.get(dut.command.ready):
+                    await ctx.tick()
+                    self.cycle += 1
                 return
             ctx.set(dut.lookup.valid, cur_lookup is not None)
             if cur_lookup is not None:

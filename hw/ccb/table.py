@@ -113,6 +113,14 @@ def _lowest(bits):
     return any_, index
 
 
+def _or_select(selects, values):
+    """OR of the ``values`` whose select bit is set (a one-hot multiplexer)."""
+    result = 0
+    for select, value in zip(selects, values):
+        result = result | Mux(select, value, 0)
+    return result
+
+
 def _popcount(bits):
     total = Const(0, len(bits).bit_length())
     for b in bits:
@@ -388,7 +396,9 @@ class CcbTable(wiring.Component):
         st_any, st_index = _lowest([s2_st_match[s] for s in range(S)])
         s3_st_hit = carry("s3_stash_hit", st_any)
         s3_st_slot = carry("s3_stash_slot", st_index, max(1, (S - 1).bit_length()))
-        s3_st_conn = carry("s3_stash_conn", Array(s2_st_conn)[st_index])
+        # At most one slot holds a key: the matching slot's conn_nbr by AND-OR, no priority.
+        s3_st_conn = carry("s3_stash_conn", _or_select(
+            [s2_st_match[s] for s in range(S)], s2_st_conn), cb)
         s3_lookup, s3_find = carry("s3_lookup", s2_lookup), carry("s3_find", s2_find)
         s3_tuple = Signal(CcbTuple, reset_less=True)
         m.d.sync += s3_tuple.eq(s2_tuple)
@@ -399,7 +409,10 @@ class CcbTable(wiring.Component):
         b_any, b_index = _lowest([s3_match[i] for i in range(2 * W)])
         s4_bucket_hit = carry("s4_bucket_hit", b_any)
         s4_match_index = carry("s4_match_index", b_index, wb + 1)
-        s4_conn = carry("s4_conn", Mux(s3_st_hit, s3_st_conn, Array(s3_conns)[b_index]), cb)
+        # Two tag matches in a pair only ever hold the same conn_nbr (an entry a walk is
+        # moving): AND-OR, no priority; the priority index is for a find's delete only.
+        s4_conn = carry("s4_conn", Mux(s3_st_hit, s3_st_conn, _or_select(
+            [s3_match[i] for i in range(2 * W)], s3_conns)), cb)
         chain = {"lookup": s3_lookup, "find": s3_find, "tag": s3_tag, "b0": s3_b0, "b1": s3_b1,
                  "fp": s3_fp, "st_hit": s3_st_hit, "st_slot": s3_st_slot,
                  "valids": s3_valids}
@@ -613,6 +626,9 @@ class CcbTable(wiring.Component):
         m.d.comb += vis_rd.addr.eq(Cat(cur_bucket, cur_bank))
         vis_reg = Signal(W)
         m.d.sync += vis_reg.eq(vis_rd.data)
+        # Registered choices of PREPARE.
+        dc_any_free, dc_bank, dc_have_conn = Signal(), Signal(), Signal()
+        dc_way = Signal(wb)
         # Registered decisions of WALK_CHECK.
         wc_free = Signal()
         wc_free_way = Signal(wb)
@@ -633,7 +649,8 @@ class CcbTable(wiring.Component):
         command_tuple = _normalised(m, self.command.payload.tuple, "command_tuple")
         insert_entry = new_entry(f_b0, f_b1, f_fp, new_conn)
         drain_b0, drain_b1 = st_b0_a[drain_slot], st_b1_a[drain_slot]
-        drain_entry = new_entry(drain_b0, drain_b1, st_fp_a[drain_slot], st_conn_a[drain_slot])
+        dr_b0, dr_b1, dr_fp, dr_conn = Signal(k), Signal(k), Signal(fb), Signal(cb)
+        drain_entry = new_entry(dr_b0, dr_b1, dr_fp, dr_conn)
         # The current bucket's words, captured by WALK_CHECK for WALK_STEP.
         cw_words = [Signal(entry, name=f"walk_word{w}") for w in range(W)]
 
@@ -682,11 +699,18 @@ class CcbTable(wiring.Component):
                         f_match_index.eq(s7["match_index"]), f_valids.eq(s7["valids"]),
                         f_b0.eq(s7["b0"]), f_b1.eq(s7["b1"]), f_fp.eq(s7["fp"]),
                     ]
-                    m.next = "DECIDE"
+                    m.next = "PREPARE"
+
+            with m.State("PREPARE"):
+                # PREPARE -- the free-way choice and the new conn_nbr, registered.
+                any_free, fw_bank, fw_way = free_way(f_valids)
+                m.d.sync += [dc_any_free.eq(any_free), dc_bank.eq(fw_bank), dc_way.eq(fw_way),
+                             dc_have_conn.eq(have_conn)]
+                m.next = "DECIDE"
 
             with m.State("DECIDE"):
                 # DECIDE -- the model's steps 1-5 for an insert; delete and set_state.
-                any_free, fw_bank, fw_way = free_way(f_valids)
+                any_free, fw_bank, fw_way, have_conn_ = dc_any_free, dc_bank, dc_way, dc_have_conn
                 with m.Switch(cmd.opcode):
                     with m.Case(CcbOpcode.INSERT):
                         m.d.sync += [new_conn.eq(head_conn), new_v6.eq(use_v6)]
@@ -694,7 +718,7 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.EXISTS, f_conn)
                             m.d.comb += count["exists"].eq(1)
                             m.next = "IDLE"
-                        with m.Elif(~have_conn):
+                        with m.Elif(~have_conn_):
                             respond(CcbStatus.FULL)
                             m.d.comb += count["insert_full"].eq(1)
                             m.next = "IDLE"
@@ -884,18 +908,24 @@ class CcbTable(wiring.Component):
                 with m.If(drain_slot == S):
                     m.next = "IDLE"
                 with m.Elif(st_valid.bit_select(drain_slot, 1)):
-                    m.d.comb += [cmd_read.eq(1), cmd_b0.eq(drain_b0), cmd_b1.eq(drain_b1)]
-                    m.next = "DRAIN_WAIT"
+                    m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
+                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot])]
+                    m.next = "DRAIN_READ"
                 with m.Else():
                     m.d.sync += drain_slot.eq(drain_slot + 1)
+
+            with m.State("DRAIN_READ"):
+                # DRAIN_READ -- read its bucket pair (one P0 slot).
+                m.d.comb += [cmd_read.eq(1), cmd_b0.eq(dr_b0), cmd_b1.eq(dr_b1)]
+                m.next = "DRAIN_WAIT"
 
             with m.State("DRAIN_WAIT"):
                 m.next = "DRAIN_CHECK"
 
             with m.State("DRAIN_CHECK"):
                 # DRAIN_CHECK -- no entry of the pair with its tag, and a free way (step 4).
-                d = drain_b0 ^ drain_b1
-                fp = st_fp_a[drain_slot]
+                d = dr_b0 ^ dr_b1
+                fp = dr_fp
                 has_tag = Const(0, 1)
                 for w in rd_words:
                     has_tag = has_tag | ((w.valid == 1) & (w.d == d) & (w.fp == fp))
@@ -908,7 +938,7 @@ class CcbTable(wiring.Component):
                 # DRAIN_MOVE -- the entry into its bucket and out of the stash on the same edge.
                 with m.If(dr_place):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(dr_bank),
-                                 wr_bucket.eq(Mux(dr_bank, drain_b1, drain_b0)),
+                                 wr_bucket.eq(Mux(dr_bank, dr_b1, dr_b0)),
                                  wr_way.eq(dr_way), wr_data.eq(drain_entry)]
                     for s in range(S):
                         with m.If(drain_slot == s):
