@@ -10,8 +10,9 @@ conn_nbr; ``key_hi``: bits 127:32 of both addresses, IPv6-capable conn_nbrs only
 store, and a stash of ``stash`` full keys in registers.
 
 Lookup pipeline. A lookup (or a command's find) is hashed by one SipHash-c-d core over the
-36-byte message (IPv4 addresses IPv4-mapped); the request rides along as the core's tag. After
-the core, a fixed pipeline with no stall (stage ``Pn`` is ``n`` clocks after the hash leaves the
+36-byte message (IPv4 addresses IPv4-mapped); the request waits in a ring (distributed RAM,
+read one clock ahead into a register with no enable) and meets its hash at P0. After the core,
+a fixed pipeline with no stall (stage ``Pn`` is ``n`` clocks after the hash leaves the
 core):
 
 - P0: bucket addresses ``b0``, ``b1`` to the banks' read ports; the 8 stash slots compared with
@@ -205,8 +206,9 @@ class CcbTable(wiring.Component):
         self._entries, self._ways, self._buckets = entries, ways, buckets
         self._stash, self._max_kicks, self._ipv6_entries = stash, max_kicks, ipv6_entries
         self._fp_bits = fp_bits
-        self._hash = SipHash(message_bytes=MESSAGE_BYTES, c_rounds=c_rounds, d_rounds=d_rounds,
-                             tag_shape=self.hash_tag_layout)
+        # No tag through the core: its output FIFO's register would load ~300 bits on one
+        # enable (routed at 66 MHz); the request waits in the table's own ring instead.
+        self._hash = SipHash(message_bytes=MESSAGE_BYTES, c_rounds=c_rounds, d_rounds=d_rounds)
         self._c_rounds, self._d_rounds = c_rounds, d_rounds
         super().__init__({
             "lookup": In(stream.Signature(CcbLookup)),
@@ -227,8 +229,8 @@ class CcbTable(wiring.Component):
     d_rounds = property(lambda self: self._d_rounds)
 
     @property
-    def hash_tag_layout(self):
-        """What rides through the hash core with a request."""
+    def ring_layout(self):
+        """What waits in the request ring while the hash core hashes its tuple."""
         return data.StructLayout({"find": 1, "tuple": CcbTuple, "tag": 16})
 
     @property
@@ -272,11 +274,26 @@ class CcbTable(wiring.Component):
             hash_tuple.eq(Mux(find_req, cmd.tuple.as_value(), lookup_tuple.as_value())),
             hasher.i.valid.eq(find_req | self.lookup.valid),
             hasher.i.payload.message.eq(_message(hash_tuple)),
-            hasher.i.payload.tag.find.eq(find_req),
-            hasher.i.payload.tag.tuple.eq(hash_tuple),
-            hasher.i.payload.tag.tag.eq(self.lookup.payload.tag),
             self.lookup.ready.eq(hasher.i.ready & ~find_req),
         ]
+        # The request ring: each request accepted by the core, in order (the core keeps order
+        # and holds at most ``fifo_depth``); read one clock ahead of its hash (a register with
+        # no enable, nothing wide on one control net).
+        ring_depth = 1 << (self._hash.fifo_depth).bit_length()
+        m.submodules.ring = ring = Memory(shape=self.ring_layout, depth=ring_depth, init=[])
+        ring_wr = ring.write_port()
+        ring_rd = ring.read_port(domain="comb")
+        ring_wp = Signal(range(ring_depth))
+        ring_rp = Signal(range(ring_depth))
+        m.d.comb += [
+            ring_wr.addr.eq(ring_wp),
+            ring_wr.en.eq(hasher.i.valid & hasher.i.ready),
+            ring_wr.data.find.eq(find_req),
+            ring_wr.data.tuple.eq(hash_tuple),
+            ring_wr.data.tag.eq(self.lookup.payload.tag),
+        ]
+        with m.If(ring_wr.en):
+            m.d.sync += ring_wp.eq(ring_wp + 1)
 
         # --- memories ----------------------------------------------------------------------
         banks_rd, banks_wr = [], []
@@ -316,16 +333,20 @@ class CcbTable(wiring.Component):
 
         # --- lookup pipeline ---------------------------------------------------------------
         cmd_read = Signal()         # the command unit reads buckets this clock (P0 slot)
-        cmd_b0 = Signal(k)
+        cmd_b0 = Signal(k)          # registers, set with cmd_read
         cmd_b1 = Signal(k)
         fifo_depth = self.result_fifo_depth
         m.submodules.results = results = SyncFIFOBuffered(
             width=data.Layout.cast(CcbResult).size, depth=fifo_depth)
         in_flight = Signal(range(fifo_depth + 1))
-        m.d.comb += hasher.o.ready.eq(~cmd_read & (in_flight != fifo_depth))
+        credit = Signal(init=1)     # in_flight != fifo_depth, registered
+        m.d.comb += hasher.o.ready.eq(~cmd_read & credit)
         h = hasher.o.payload
         take = Signal()
         m.d.comb += take.eq(hasher.o.valid & hasher.o.ready)
+        request = Signal(self.ring_layout)      # the ring entry of the hash at P0
+        m.d.comb += ring_rd.addr.eq(ring_rp + take)
+        m.d.sync += [request.eq(ring_rd.data), ring_rp.eq(ring_rp + take)]
 
         # P0
         p0_b0, p0_b1 = h.hash[0:k], h.hash[16:16 + k]
@@ -340,7 +361,7 @@ class CcbTable(wiring.Component):
         s1_b0 = Signal(k, reset_less=True)
         s1_b1 = Signal(k, reset_less=True)
         s1_fp = Signal(fb, reset_less=True)
-        h_tuple = h.tag.tuple
+        h_tuple = request.tuple
         s1_st_eq = []
         for s in range(S):
             eqs = _chunks_equal(Cat(st_key[s].as_value(), st_valid[s]),
@@ -351,11 +372,11 @@ class CcbTable(wiring.Component):
         s1_st_conn = [Signal(cb, name=f"s1_stash{s}_conn", reset_less=True) for s in range(S)]
         m.d.sync += [a.eq(b) for a, b in zip(s1_st_conn, st_conn)]
         m.d.sync += [
-            s1_lookup.eq(take & ~h.tag.find),
-            s1_find.eq(take & h.tag.find),
+            s1_lookup.eq(take & ~request.find),
+            s1_find.eq(take & request.find),
             s1_read.eq(cmd_read),
             s1_tuple.eq(h_tuple),
-            s1_tag.eq(h.tag.tag),
+            s1_tag.eq(request.tag),
             s1_b0.eq(p0_b0),
             s1_b1.eq(p0_b1),
             s1_fp.eq(h.hash[32:32 + fb]),
@@ -476,7 +497,9 @@ class CcbTable(wiring.Component):
             results.r_en.eq(self.result.ready),
         ]
         delivered = self.result.valid & self.result.ready
-        m.d.sync += in_flight.eq(in_flight + take - s7["find"] - delivered)
+        in_flight_next = Signal.like(in_flight)
+        m.d.comb += in_flight_next.eq(in_flight + take - s7["find"] - delivered)
+        m.d.sync += [in_flight.eq(in_flight_next), credit.eq(in_flight_next != fifo_depth)]
 
         # --- counters ----------------------------------------------------------------------
         counters = self.counters
@@ -645,7 +668,6 @@ class CcbTable(wiring.Component):
         st_conn_a, st_b0_a, st_b1_a, st_fp_a = (Array(st_conn), Array(st_b0), Array(st_b1),
                                                 Array(st_fp))
 
-        m.d.comb += [cmd_b0.eq(cur_bucket), cmd_b1.eq(cur_bucket)]
         command_tuple = _normalised(m, self.command.payload.tuple, "command_tuple")
         insert_entry = new_entry(f_b0, f_b1, f_fp, new_conn)
         drain_b0, drain_b1 = st_b0_a[drain_slot], st_b1_a[drain_slot]
@@ -655,7 +677,7 @@ class CcbTable(wiring.Component):
         cw_words = [Signal(entry, name=f"walk_word{w}") for w in range(W)]
 
         view = Signal()         # a lookup's view: its buckets and stash are read on this edge
-        m.d.comb += view.eq(take & ~h.tag.find)
+        m.d.comb += view.eq(take & ~request.find)
         self.sim_handles.update(
             stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn, stash_b0=st_b0,
             stash_b1=st_b1, stash_fp=st_fp, lfsr=lfsr, view=view, used=used, key_lo=key_lo,
@@ -663,6 +685,8 @@ class CcbTable(wiring.Component):
             pools=[None if pool is None else {name: pool[name] for name in
                                               ("memory", "head", "tail", "level")}
                    for pool in pools])
+
+        m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
@@ -737,7 +761,8 @@ class CcbTable(wiring.Component):
                             ]
                             m.next = "KEYS"
                         with m.Else():
-                            m.d.sync += [cur_bank.eq(0), cur_bucket.eq(f_b0), kicks.eq(0)]
+                            m.d.sync += [cur_bank.eq(0), cur_bucket.eq(f_b0), kicks.eq(0),
+                                         cmd_read.eq(1), cmd_b0.eq(f_b0), cmd_b1.eq(f_b0)]
                             m.next = "WALK_READ"
                     with m.Case(CcbOpcode.DELETE):
                         with m.If(~f_found):
@@ -758,7 +783,6 @@ class CcbTable(wiring.Component):
 
             with m.State("WALK_READ"):
                 # WALK_READ -- read bucket (cur_bank, cur_bucket): one P0 slot.
-                m.d.comb += cmd_read.eq(1)
                 m.next = "WALK_WAIT"
 
             with m.State("WALK_WAIT"):
@@ -813,9 +837,11 @@ class CcbTable(wiring.Component):
                             vis_wr.addr.eq(Cat(cur_bucket, cur_bank)),
                             vis_wr.data.eq(vis_reg | (1 << wc_way)), vis_wr.en.eq(1),
                         ]
+                        next_bucket = cur_bucket ^ kicked.d
                         m.d.sync += [
                             kicks.eq(kicks + 1), cur_bank.eq(~cur_bank),
-                            cur_bucket.eq(cur_bucket ^ kicked.d),
+                            cur_bucket.eq(next_bucket), cmd_read.eq(1),
+                            cmd_b0.eq(next_bucket), cmd_b1.eq(next_bucket),
                         ]
                         m.next = "WALK_READ"
 
@@ -909,14 +935,14 @@ class CcbTable(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(st_valid.bit_select(drain_slot, 1)):
                     m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
-                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot])]
+                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
+                                 cmd_read.eq(1), cmd_b0.eq(drain_b0), cmd_b1.eq(drain_b1)]
                     m.next = "DRAIN_READ"
                 with m.Else():
                     m.d.sync += drain_slot.eq(drain_slot + 1)
 
             with m.State("DRAIN_READ"):
                 # DRAIN_READ -- read its bucket pair (one P0 slot).
-                m.d.comb += [cmd_read.eq(1), cmd_b0.eq(dr_b0), cmd_b1.eq(dr_b1)]
                 m.next = "DRAIN_WAIT"
 
             with m.State("DRAIN_WAIT"):
