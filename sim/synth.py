@@ -104,6 +104,10 @@ def _block_arguments():
         # SipHash-2-4 of an IPv6 4-tuple (36 bytes), the CCB table's longest key; the IPv4 one
         # (message_bytes=12) is about half its size (docs/siphash.md).
         "SipHash": ((), {"message_bytes": 36, "c_rounds": 2, "d_rounds": 4}),
+        # The CCB table's default build (docs/ccb_table.md): 4096 entries, 2 x 4 ways, stash 8,
+        # walks of 128 kicks, 1024 IPv6-capable conn_nbrs, SipHash-1-3.
+        "CcbTable": ((), {"entries": 4096, "ways": 4, "stash": 8, "max_kicks": 128,
+                          "ipv6_entries": 1024, "c_rounds": 1, "d_rounds": 3}),
     }
 
 

@@ -23,8 +23,12 @@ Organisation (defaults: 4096 entries, 1024 of them able to hold IPv6 keys)
   part for them); IPv4 keys take ``conn_nbr`` >= ``ipv6_entries`` first, then the IPv6-capable
   ones. Each pool hands out in FIFO order: ascending at first, a freed ``conn_nbr`` to the tail.
 
-Hash (keyed, SipHash-2-4 under the 128-bit table key): ``H = siphash(key, tuple.to_bytes())`` as
-a 64-bit integer (the reference implementation's 8 output bytes, little-endian).
+Hash (keyed, SipHash-c-d under the 128-bit table key, SipHash-1-3 by default):
+``H = siphash(key, tuple.to_bytes())`` as a 64-bit integer (the reference implementation's 8 output
+bytes, little-endian). The message is 36 bytes for both families, an IPv4 address written as its
+IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, RFC 4291 §2.5.5.2), so one hash core serves both;
+the key comparison still includes the family, so a mapped IPv6 address on the wire shares an IPv4
+key's buckets but never matches it.
 ``b0 = H[0:k]``, ``b1 = H[16:16+k]`` (``k = log2(buckets)``), ``fp = H[32:32+fp_bits]``.
 The bit positions do not move with the table size.
 
@@ -61,7 +65,7 @@ from dataclasses import dataclass
 
 from .siphash import siphash
 
-__all__ = ["FourTuple", "Status", "CcbTable", "table_hash", "DEFAULT_KEY"]
+__all__ = ["FourTuple", "Status", "CcbTable", "table_hash", "DEFAULT_KEY", "C_ROUNDS", "D_ROUNDS"]
 
 #: The table's 128-bit key at reset (the driver writes a random one at start-up).
 DEFAULT_KEY = bytes(16)
@@ -73,11 +77,17 @@ LFSR_TAPS = 0xB400
 LFSR_RESET = 0xACE1
 
 
-def table_hash(key: bytes, message: bytes) -> int:
-    """SipHash-2-4 of ``message`` under the 16-byte ``key``, as a 64-bit integer (the project's
-    golden model, :func:`sim.reference.siphash.siphash`, itself checked against the reference
-    implementation's vectors and the C ``siphash24`` package)."""
-    return siphash(key, message, c=2, d=4)
+#: SipRounds of the table's hash: SipHash-1-3 (the variant Linux's hash tables use; 4.7k LUT
+#: instead of 7.7k for 2-4 at 36 bytes, docs/siphash.md). The SYN-cookie unit uses 2-4.
+C_ROUNDS, D_ROUNDS = 1, 3
+
+
+def table_hash(key: bytes, message: bytes, c_rounds: int = C_ROUNDS,
+               d_rounds: int = D_ROUNDS) -> int:
+    """SipHash-``c_rounds``-``d_rounds`` of ``message`` under the 16-byte ``key``, as a 64-bit
+    integer (the project's golden model, :func:`sim.reference.siphash.siphash`, itself checked
+    against the reference implementation's vectors and the C ``siphash24`` package)."""
+    return siphash(key, message, c=c_rounds, d=d_rounds)
 
 
 @dataclass(frozen=True)
@@ -119,17 +129,24 @@ class FourTuple:
             raise ValueError("source and destination addresses are of different IP versions")
         return cls(int(s), int(d), src_port, dst_port, s.version == 6)
 
-    @property
-    def key_bytes(self) -> int:
-        """Length of :meth:`to_bytes`: 12 (IPv4) or 36 (IPv6)."""
-        return 36 if self.ipv6 else 12
+    #: Length of :meth:`to_bytes`, for both families.
+    key_bytes = 36
 
     def to_bytes(self) -> bytes:
-        """The hash message: ``src_ip ‖ dst_ip ‖ src_port ‖ dst_port``, each in network byte
-        order (most significant byte first) — the RSS input order (``toeplitz.rss_input``)."""
-        address_bytes = 16 if self.ipv6 else 4
-        return (self.src_ip.to_bytes(address_bytes, "big")
-                + self.dst_ip.to_bytes(address_bytes, "big")
+        """The hash message, 36 bytes: ``src_ip ‖ dst_ip ‖ src_port ‖ dst_port``, each in network
+        byte order (most significant byte first), the RSS input order with an IPv4 address as
+        its IPv4-mapped IPv6 address ``::ffff:a.b.c.d`` (RFC 4291 §2.5.5.2)."""
+        mapped = 0 if self.ipv6 else 0xFFFF << 32
+        return ((mapped | self.src_ip).to_bytes(16, "big")
+                + (mapped | self.dst_ip).to_bytes(16, "big")
+                + self.src_port.to_bytes(2, "big") + self.dst_port.to_bytes(2, "big"))
+
+    def rss_bytes(self) -> bytes:
+        """The RSS (Toeplitz) input: as :meth:`to_bytes` with 4-byte IPv4 addresses (12 bytes
+        for IPv4, 36 for IPv6), ``toeplitz.rss_input``'s order."""
+        if self.ipv6:
+            return self.to_bytes()
+        return (self.src_ip.to_bytes(4, "big") + self.dst_ip.to_bytes(4, "big")
                 + self.src_port.to_bytes(2, "big") + self.dst_port.to_bytes(2, "big"))
 
 
@@ -182,6 +199,8 @@ class CcbTable:
         block RAM columns), at least 6.
     key : bytes
         The initial 16-byte hash key.
+    c_rounds, d_rounds : int
+        SipRounds of the hash (SipHash-1-3 by default).
 
     Members
     -------
@@ -195,7 +214,8 @@ class CcbTable:
 
     def __init__(self, entries: int = 4096, *, ways: int = 4, banks: int = 2,
                  stash_size: int = 8, max_kicks: int = 128, ipv6_entries: int | None = None,
-                 fp_bits: int | None = None, key: bytes = DEFAULT_KEY):
+                 fp_bits: int | None = None, key: bytes = DEFAULT_KEY,
+                 c_rounds: int = C_ROUNDS, d_rounds: int = D_ROUNDS):
         for name, value in (("entries", entries), ("ways", ways)):
             if value < 1 or value & (value - 1):
                 raise ValueError(f"{name} must be a power of two, got {value}")
@@ -223,6 +243,9 @@ class CcbTable:
         if not 1 <= fp_bits <= 32:
             raise ValueError(f"fp_bits must be in 1..32, got {fp_bits}")
         self._fp_bits = fp_bits
+        if c_rounds < 1 or d_rounds < 1:
+            raise ValueError("c_rounds and d_rounds must be at least 1")
+        self._c_rounds, self._d_rounds = c_rounds, d_rounds
         self._stash_size, self._max_kicks = stash_size, max_kicks
         self._ipv6_entries = ipv6_entries
         self._check_key(key)
@@ -250,6 +273,8 @@ class CcbTable:
     ipv6_entries = property(lambda self: self._ipv6_entries, doc="IPv6-capable conn_nbrs.")
     fp_bits = property(lambda self: self._fp_bits, doc="Fingerprint bits.")
     key = property(lambda self: self._key, doc="The hash key (16 bytes).")
+    c_rounds = property(lambda self: self._c_rounds, doc="SipRounds per message word.")
+    d_rounds = property(lambda self: self._d_rounds, doc="SipRounds of finalisation.")
 
     @property
     def entry_bits(self) -> int:
@@ -260,7 +285,7 @@ class CcbTable:
     # --- hash ----------------------------------------------------------------------------------
     def hash_of(self, key: FourTuple) -> int:
         """The 64-bit keyed hash of ``key``."""
-        return table_hash(self._key, key.to_bytes())
+        return table_hash(self._key, key.to_bytes(), self._c_rounds, self._d_rounds)
 
     def bucket_of(self, key: FourTuple) -> tuple[int, int]:
         """``(b0, b1)``: the bucket of ``key`` in bank 0 and in bank 1 (``b1`` is 0 with one

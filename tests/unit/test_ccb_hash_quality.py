@@ -45,7 +45,7 @@ def keyed_bucket(table: CcbTable):
 
 
 def toeplitz_bucket(t: FourTuple) -> int:
-    return toeplitz_hash(MS_RSS_KEY, t.to_bytes()) % BUCKETS
+    return toeplitz_hash(MS_RSS_KEY, t.rss_bytes()) % BUCKETS
 
 
 def client(src_ip: int, src_port: int) -> FourTuple:

@@ -37,21 +37,58 @@ def test_siphash_reference_vectors():
     """SipHash-2-4 vectors of the reference implementation (vectors.h): key 00..0f, message
     00..(n-1), output bytes little-endian."""
     key = bytes(range(16))
-    assert table_hash(key, b"") == int.from_bytes(bytes.fromhex("310e0edd47db6f72"), "little")
-    assert table_hash(key, bytes(range(15))) == int.from_bytes(
+    assert table_hash(key, b"", 2, 4) == int.from_bytes(bytes.fromhex("310e0edd47db6f72"),
+                                                        "little")
+    assert table_hash(key, bytes(range(15)), 2, 4) == int.from_bytes(
         bytes.fromhex("e545be4961ca29a1"), "little")
-    assert table_hash(key, bytes(range(63))) == int.from_bytes(
+    assert table_hash(key, bytes(range(63)), 2, 4) == int.from_bytes(
         bytes.fromhex("724506eb4c328a95"), "little")
 
 
-def test_tuple_bytes_are_network_order_rss_input():
+def test_table_hash_is_siphash_1_3_by_default():
+    """The table hashes with SipHash-1-3 (cross-checked with the C ``siphash24`` package) unless
+    the table is built with other rounds."""
+    siphash24 = pytest.importorskip("siphash24")
+    key = bytes(range(16))
+    t = FourTuple.from_text("10.0.0.1", "10.0.0.2", 1234, 80)
+    expected = int.from_bytes(siphash24.siphash13(t.to_bytes(), key=key).digest(), "little")
+    assert table_hash(key, t.to_bytes()) == expected
+    assert CcbTable(64, key=key).hash_of(t) == expected
+    assert CcbTable(64, key=key, c_rounds=2, d_rounds=4).hash_of(t) == table_hash(
+        key, t.to_bytes(), 2, 4)
+
+
+def test_tuple_bytes_are_network_order_ipv4_mapped():
+    """One 36-byte message for both families, an IPv4 address as ``::ffff:a.b.c.d``; the RSS
+    order (``rss_bytes`` is the Toeplitz input itself)."""
     from sim.reference.toeplitz import rss_input
     t4 = FourTuple.from_text("66.9.149.187", "161.142.100.80", 2794, 1766)
-    assert t4.to_bytes() == rss_input("66.9.149.187", "161.142.100.80", 2794, 1766)
-    assert t4.to_bytes() == bytes([66, 9, 149, 187, 161, 142, 100, 80, 0x0A, 0xEA, 0x06, 0xE6])
+    assert t4.rss_bytes() == rss_input("66.9.149.187", "161.142.100.80", 2794, 1766)
+    mapped = FourTuple.from_text("::ffff:66.9.149.187", "::ffff:161.142.100.80", 2794, 1766)
+    assert len(t4.to_bytes()) == t4.key_bytes == 36
+    assert t4.to_bytes() == mapped.to_bytes() == (
+        bytes(10) + b"\xff\xff" + bytes([66, 9, 149, 187]) + bytes(10) + b"\xff\xff"
+        + bytes([161, 142, 100, 80, 0x0A, 0xEA, 0x06, 0xE6]))
     t6 = FourTuple.from_text("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1", 2794, 1766)
     assert t6.ipv6 and len(t6.to_bytes()) == t6.key_bytes == 36
-    assert t6.to_bytes() == rss_input("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1", 2794, 1766)
+    assert t6.to_bytes() == t6.rss_bytes() == rss_input("3ffe:2501:200:1fff::7",
+                                                        "3ffe:2501:200:3::1", 2794, 1766)
+
+
+def test_mapped_ipv6_shares_buckets_never_the_entry():
+    """An IPv6 tuple with IPv4-mapped addresses hashes as the IPv4 tuple (same buckets, same
+    tag) but is another key: both can be present, each with its own conn_nbr."""
+    table = CcbTable(64, key=bytes(range(16)))
+    t4 = FourTuple.from_text("10.0.0.1", "10.0.0.2", 1234, 80)
+    t6 = FourTuple.from_text("::ffff:10.0.0.1", "::ffff:10.0.0.2", 1234, 80)
+    assert table.hash_of(t4) == table.hash_of(t6) and t4 != t6
+    status4, conn4 = table.insert(t4)
+    assert status4 == Status.INSERTED and table.lookup(t6) == (False, 0, 0)
+    status6, conn6 = table.insert(t6)
+    assert status6 == Status.INSERTED and conn6 != conn4
+    assert table.position_of(t6)[0] == "stash"       # same tag: the exactness rule
+    assert table.lookup(t4)[:2] == (True, conn4) and table.lookup(t6)[:2] == (True, conn6)
+    table.check_invariants()
 
 
 @pytest.mark.parametrize("kwargs", [dict(src_ip=1 << 32, dst_ip=0, src_port=0, dst_port=0),

@@ -1,0 +1,134 @@
+"""CcbTable (hw/ccb/table.py): the rules one by one, with the scoreboard of
+sim/ccb_scoreboard.py checking every answer, lookup, placement and counter against the model.
+
+Duplicates, absent keys and the key change; tag collisions (a tiny fingerprint); a full table
+(FULL for want of a conn_nbr and for want of a place, the stash overflowing) that still answers
+every lookup; the lookup rate and latency with commands mixed in; and the default 4096-entry
+table driven to its first failed insert (loaded near its limit through a backdoor, the last
+inserts and the failure through the RTL).
+"""
+
+import random
+
+from hw.ccb.layouts import CcbOpcode, CcbStatus
+from sim.ccb_scoreboard import CcbTableBench, measure_lookups, random_tuple, table_and_model
+from sim.reference.ccb_table import CcbTable as Model
+from sim.reference.ccb_table import Status
+
+from .amaranth_sim import run_testbenches
+
+
+def run_script(dut, model, script, *, lookups=(), rng=None, load=False, p_ready=1.0):
+    """Commands of ``script`` in order, lookups of ``lookups`` (a list of tuples, cycled) every
+    clock until the last command is answered; returns the bench."""
+    rng = rng or random.Random(0)
+    script = list(script)
+    lookups = list(lookups)
+
+    def lookup_source(bench):
+        if not script and bench.pending_command is None and bench.answered is None:
+            raise StopIteration
+        return rng.choice(lookups) if lookups else None
+
+    def command_source(bench):
+        if not script:
+            raise StopIteration
+        return script.pop(0)
+
+    bench = CcbTableBench(dut, model, rng, p_result_ready=p_ready)
+
+    async def tb(ctx):
+        if load:
+            await bench.load(ctx)
+        await bench.run(ctx, lookup_source, command_source)
+        await bench.check_state(ctx)
+
+    run_testbenches(dut, tb)
+    return bench
+
+
+def statuses(bench):
+    return [(entry[3], entry[4]) for entry in bench.log]
+
+
+def test_duplicates_absent_and_key_change():
+    rng = random.Random(1)
+    dut, model = table_and_model(64)
+    a, b, c = (random_tuple(rng, 0.0), random_tuple(rng, 1.0), random_tuple(rng, 0.0))
+    key = rng.randbytes(16)
+    I, D, S, K = CcbOpcode.INSERT, CcbOpcode.DELETE, CcbOpcode.SET_STATE, CcbOpcode.SET_KEY
+    bench = run_script(dut, model, [
+        (I, a, 1), (I, a, 2), (I, b, 1), (I, b, 3), (D, c, 0), (S, c, 2), (S, a, 2),
+        (K, None, key), (D, a, 0), (D, a, 0), (D, b, 0), (K, None, key), (I, a, 1), (I, c, 0),
+    ], lookups=[a, b, c])
+    assert statuses(bench) == [
+        (Status.INSERTED, 16), (Status.EXISTS, 16), (Status.INSERTED, 0), (Status.EXISTS, 0),
+        (Status.ABSENT, 0), (Status.ABSENT, 0), (Status.OK, 0), (Status.NOT_EMPTY, 0),
+        (Status.OK, 0), (Status.ABSENT, 0), (Status.OK, 0), (Status.OK, 0),
+        (Status.INSERTED, 17), (Status.INSERTED, 18),
+    ]
+    assert model.key == key
+
+
+def test_tag_collisions_go_to_the_stash_and_drain():
+    """With a 2-bit fingerprint, tags collide often: those keys go to the stash, are found
+    there, and drain back when deletes make room."""
+    rng = random.Random(2)
+    dut, model = table_and_model(32, ways=2, fp_bits=1, stash=8, max_kicks=8)
+    universe = [random_tuple(rng) for _ in range(40)]
+    script = [(CcbOpcode.INSERT, t, 1) for t in universe[:28]]
+    script += [(CcbOpcode.DELETE, t, 0) for t in universe[:14]]
+    script += [(CcbOpcode.INSERT, t, 1) for t in universe[28:]]
+    run_script(dut, model, script, lookups=universe, rng=rng, p_ready=0.8)
+    assert model.counters["tag_collisions"] >= 2 and model.counters["drained"] >= 1
+
+
+def test_full_table_answers_full_and_still_hits():
+    """A tiny table (2 ways, stash 2, walks of 4 kicks) overfilled with IPv4 and IPv6 tuples:
+    FULL for want of a place (walk failed, stash full) and for want of an IPv6 conn_nbr,
+    counted; every lookup of a present key still hits while the inserts fail."""
+    rng = random.Random(3)
+    dut, model = table_and_model(32, ways=2, stash=2, max_kicks=4, ipv6_entries=4)
+    universe = [random_tuple(rng, 0.3) for _ in range(60)]
+    script = [(CcbOpcode.INSERT, t, 1) for t in universe]
+    bench = run_script(dut, model, script, lookups=universe[:30], rng=rng)
+    assert model.counters["full_no_place"] >= 1 and model.counters["full_no_conn_nbr"] >= 1
+    assert model.stash_used == 2            # the stash overflowed: FULL for want of a place
+    full_at = next(i for i, entry in enumerate(bench.log) if entry[3] == Status.FULL)
+    assert full_at < len(bench.log) - 10    # lookups kept hitting through the later FULLs
+    assert bench.hits >= 200 and dut is not None
+
+
+def test_lookup_rate_and_latency():
+    """One lookup per clock with no commands; with a command every 32 clocks (a quarter of
+    them walking in a table at 3/4 load), each command takes one slot per find and per bucket
+    read; the latency with no stall is the declared one."""
+    alone = measure_lookups(64, lookups=600, command_every=10**9, fill=0.5)
+    mixed = measure_lookups(64, lookups=1200, command_every=32, fill=0.75)
+    assert alone["latency_cycles"] == alone["declared_latency"] == 28
+    assert alone["lookups_per_cycle"] >= 0.998
+    assert mixed["commands"] >= 30 and 0.9 <= mixed["lookups_per_cycle"] < 1.0
+
+
+def test_default_table_to_first_failed_insert():
+    """The default build (4096 entries, 2 x 4, stash 8, 128 kicks): the model fills it with
+    random tuples to its first FULL; the table is loaded with the model's state 120 inserts
+    before that (backdoor), then the last inserts (long walks, the stash) and the failure run
+    through the RTL, with lookups every clock."""
+    rng = random.Random(4)
+    probe = Model(4096)         # the model's defaults are the default build's
+    tuples = []
+    while True:
+        t = random_tuple(rng, 0.2)
+        tuples.append(t)
+        if probe.insert(t)[0] == Status.FULL:
+            break
+    dut, model = table_and_model(4096)
+    head = len(tuples) - 120
+    for t in tuples[:head]:
+        assert model.insert(t)[0] == Status.INSERTED
+    script = [(CcbOpcode.INSERT, t, 2) for t in tuples[head:]]
+    bench = run_script(dut, model, script, lookups=tuples, rng=rng, load=True)
+    assert bench.log[-1][3] == Status.FULL
+    assert len(model) / 4096 == probe.load >= 0.95
+    assert CcbStatus.FULL.value == Status.FULL
