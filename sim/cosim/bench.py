@@ -11,6 +11,13 @@ The slow path (``slow_path``) is the whole NIC with the driver and the PCI model
 (sim/cosim/bench_slow_tb.py): one row per direction (rx, tx), traffic class and spacing (10GbE
 wire rate, back to back): frames delivered and dropped, steady-state cycles per frame, the offered
 rate in Mpps, DMA bytes per frame and the busier DMA data channel's utilisation.
+
+The CCB table (``ccb``, hw/ccb/table.py): the load at the first failed insert of random IPv4
+tuples under random keys, min and median over many seeds, at the default 4,096 entries and at 64K
+(the reference model, which the RTL reproduces insert for insert: tests/unit/test_ccb_table*.py);
+and, from the RTL in Amaranth's simulator, lookups accepted per clock with one offered every clock
+while inserts and deletes are mixed in (one every 32 clocks), and the latency from acceptance to
+result (sim/ccb_scoreboard.py, every answer checked against the model).
 """
 
 import json
@@ -31,6 +38,11 @@ FRAMES = {"60": 600, "576": 300, "1514": 200, "imix": 240}
 
 #: Frames per slow-path traffic class (each runs rx and tx, at wire rate and back to back).
 SLOW_FRAMES = {"60": 300, "576": 150, "1514": 100, "imix": 240}
+
+#: CCB table: seeds of the load measurement at each size; the table the lookup rate is measured
+#: on, and how many lookups.
+CCB_SEEDS = {4096: 50, 65536: 20}
+CCB_RATE = {"entries": 4096, "lookups": 4000}
 
 _SLOW_COLUMNS = [("direction", "{}"), ("traffic", "{}"), ("spacing", "{}"), ("frames", "{}"),
                  ("delivered", "{}"), ("dropped", "{}"), ("cycles_per_frame", "{:.2f}"),
@@ -70,6 +82,43 @@ def measure_slow_path(frames=None) -> list[dict]:
         return [json.loads(line) for line in out.read_text().splitlines()]
 
 
+def measure_ccb(seeds=None, rate=None) -> dict:
+    """The CCB table's figures (see the module docstring); ``seeds`` ({entries: seeds}) and
+    ``rate`` ({"entries", "lookups"}) override :data:`CCB_SEEDS` and :data:`CCB_RATE`."""
+    import inspect
+    import statistics
+
+    from hw.ccb import CcbTable
+    from sim.ccb_scoreboard import measure_lookups
+    from sim.reference.ccb_study import Organisation, fill_until_full
+
+    default = {name: p.default for name, p in inspect.signature(CcbTable).parameters.items()}
+    organisation = Organisation("default", 2, default["ways"], default["stash"],
+                                default["max_kicks"])
+    loads = {}
+    for entries, count in (seeds or CCB_SEEDS).items():
+        fills = [fill_until_full(organisation, entries, seed).load for seed in range(count)]
+        loads[entries] = {"entries": entries, "seeds": count,
+                          "load_at_first_failure_min": round(min(fills), 4),
+                          "load_at_first_failure_median": round(statistics.median(fills), 4)}
+    rate_args = rate or CCB_RATE
+    rate = measure_lookups(**rate_args)
+    # The same with no command in the way: what the lookup pipeline itself sustains.
+    alone = measure_lookups(**rate_args, command_every=1 << 30)
+    first = loads[min(loads)]
+    return {
+        "entries": first["entries"],
+        "load_at_first_failure_min": first["load_at_first_failure_min"],
+        "load_at_first_failure_median": first["load_at_first_failure_median"],
+        "lookups_per_cycle": rate["lookups_per_cycle"],
+        "latency_cycles": rate["latency_cycles"],
+        "latency_max_cycles": rate["latency_max_cycles"],
+        "lookups_per_cycle_without_commands": alone["lookups_per_cycle"],
+        "loads": list(loads.values()),
+        "rate_run": {k: rate[k] for k in ("entries", "lookups", "commands", "cycles")},
+    }
+
+
 def _print_table(columns, rows):
     header = [name for name, _ in columns]
     table = [header] + [[fmt.format(row[name]) for name, fmt in columns] for row in rows]
@@ -78,17 +127,19 @@ def _print_table(columns, rows):
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
 
 
-def run_bench(json_mode=False, frames=None, slow_frames=None) -> int:
+def run_bench(json_mode=False, frames=None, slow_frames=None, ccb_seeds=None,
+              ccb_rate=None) -> int:
     """``inic bench``: prints tables, or with ``json_mode``
-    ``{"rx": [figures, ...], "slow_path": [figures, ...]}``."""
+    ``{"rx": [figures, ...], "slow_path": [figures, ...], "ccb": {figures}}``."""
     try:
         rows = measure(frames)
         slow = measure_slow_path(slow_frames)
     except runner.CosimError as e:
         print(f"inic bench: simulation failed: {e}", file=sys.stderr)
         return 1
+    ccb = measure_ccb(ccb_seeds, ccb_rate)
     if json_mode:
-        print(json.dumps({"rx": rows, "slow_path": slow}))
+        print(json.dumps({"rx": rows, "slow_path": slow, "ccb": ccb}))
         return 0
     print("receive sequencer, back-to-back frames, outputs always ready (clock cycles)")
     _print_table(_COLUMNS, rows)
@@ -98,4 +149,15 @@ def run_bench(json_mode=False, frames=None, slow_frames=None) -> int:
           f"{bench_slow_tb.MODERATION['intr_mod_cycles']} cycles; cycles per frame in steady "
           "state, Mpps at 156.25 MHz (10GbE wire rate: 14.88 Mpps at 60 bytes)")
     _print_table(_SLOW_COLUMNS, slow)
+    print()
+    run = ccb["rate_run"]
+    print("CCB table (2 banks x 4 ways, stash 8, 128 kicks): load at the first failed insert of "
+          "random tuples, over seeds; lookups offered every clock with an insert or delete every "
+          f"32 clocks ({run['entries']} entries, {run['lookups']} lookups, {run['commands']} "
+          "commands)")
+    _print_table([("entries", "{}"), ("seeds", "{}"), ("load_at_first_failure_min", "{:.4f}"),
+                  ("load_at_first_failure_median", "{:.4f}")], ccb["loads"])
+    print(f"lookups per cycle {ccb['lookups_per_cycle']:.4f} with commands mixed in "
+          f"({ccb['lookups_per_cycle_without_commands']:.4f} without); latency "
+          f"{ccb['latency_cycles']} cycles (at most {ccb['latency_max_cycles']} with commands)")
     return 0

@@ -13,9 +13,17 @@ MIN_BEATS = {"60": 8, "576": 72, "1514": 190, "imix": 8}
 
 @pytest.mark.cosim
 def test_bench_json(capsys):
-    assert run_bench(json_mode=True, frames=16, slow_frames=12) == 0
+    assert run_bench(json_mode=True, frames=16, slow_frames=12, ccb_seeds={256: 3},
+                     ccb_rate={"entries": 64, "lookups": 200}) == 0
     report = json.loads(capsys.readouterr().out)
-    assert list(report) == ["rx", "slow_path"]
+    assert list(report) == ["rx", "slow_path", "ccb"]
+    ccb = report["ccb"]
+    for key in ("entries", "load_at_first_failure_min", "load_at_first_failure_median",
+                "lookups_per_cycle", "latency_cycles"):
+        assert key in ccb
+    assert ccb["entries"] == 256
+    assert 0.5 < ccb["load_at_first_failure_min"] <= ccb["load_at_first_failure_median"] <= 1
+    assert 0.9 < ccb["lookups_per_cycle"] <= 1 and ccb["latency_cycles"] > 10
     assert [row["traffic"] for row in report["rx"]] == list(FRAMES)
     for row in report["rx"]:
         assert list(row) == KEYS
