@@ -617,9 +617,14 @@ class CcbTable(wiring.Component):
             have_conn.eq(Mux(use_v6, v6_level != 0, v4_level != 0)),
         ]
         if v6 and v4:
-            m.d.comb += head_conn.eq(Mux(use_v6, v6["rd"].data, v4["rd"].data))
+            # The heads, registered after their block RAM (they change once per insert).
+            v6_head, v4_head = Signal(cb), Signal(cb)
+            m.d.sync += [v6_head.eq(v6["rd"].data), v4_head.eq(v4["rd"].data)]
+            m.d.comb += head_conn.eq(Mux(use_v6, v6_head, v4_head))
         else:
-            m.d.comb += head_conn.eq((v6 or v4)["rd"].data)
+            only_head = Signal(cb)
+            m.d.sync += only_head.eq((v6 or v4)["rd"].data)
+            m.d.comb += head_conn.eq(only_head)
         new_conn = Signal(cb)
         new_v6 = Signal()           # taken from the IPv6-capable pool
 
@@ -643,6 +648,7 @@ class CcbTable(wiring.Component):
                                               init=[])
         path_rd, path_wr = path_mem.read_port(), path_mem.write_port()
         path_index = Signal(range(self._max_kicks + 1))
+        path_reg = Signal(path_layout)
         m.d.comb += path_rd.addr.eq(path_index)
         m.submodules.visited = visited_mem = Memory(shape=W, depth=2 * self._buckets, init=[])
         vis_rd, vis_wr = visited_mem.read_port(), visited_mem.write_port()
@@ -847,12 +853,17 @@ class CcbTable(wiring.Component):
 
             with m.State("UNWIND_ADDR"):
                 # UNWIND_ADDR -- read path[path_index] (the walk backwards from its end).
+                m.next = "UNWIND_DATA"
+
+            with m.State("UNWIND_DATA"):
+                # UNWIND_DATA -- the path entry, registered after its RAM.
+                m.d.sync += path_reg.eq(path_rd.data)
                 m.next = "UNWIND"
 
             with m.State("UNWIND"):
                 # UNWIND -- a successful walk moves the entry of path[i] into path[i + 1]'s slot
                 # (the last first); every walk clears the visited masks it set.
-                slot = path_rd.data
+                slot = path_reg
                 m.d.comb += [vis_wr.addr.eq(Cat(slot.bucket, slot.bank)), vis_wr.data.eq(0),
                              vis_wr.en.eq(1)]
                 with m.If(walk_ok & (path_index != kicks)):
