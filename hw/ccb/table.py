@@ -693,6 +693,8 @@ class CcbTable(wiring.Component):
                    for pool in pools])
 
         m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
+        st_we = Signal(S)               # the stash slot COMMIT_INSERT writes: a pulse, one-hot
+        m.d.sync += st_we.eq(0)
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
@@ -897,6 +899,8 @@ class CcbTable(wiring.Component):
                     key_hi_wr.en.eq(new_conn < self._ipv6_entries),
                     state_wr.addr.eq(new_conn), state_wr.data.eq(cmd.state), state_wr.en.eq(1),
                 ]
+                with m.If(place_kind == 1):
+                    m.d.sync += st_we.eq(Cat(*(stash_free_slot == s for s in range(S))))
                 m.next = "COMMIT_INSERT"
 
             with m.State("COMMIT_INSERT"):
@@ -904,12 +908,7 @@ class CcbTable(wiring.Component):
                 with m.If(place_kind == 0):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(pl_bank), wr_bucket.eq(pl_bucket),
                                  wr_way.eq(pl_way), wr_data.eq(insert_entry)]
-                with m.Else():
-                    for s in range(S):
-                        with m.If(stash_free_slot == s):
-                            m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple),
-                                         st_conn[s].eq(new_conn), st_b0[s].eq(f_b0),
-                                         st_b1[s].eq(f_b1), st_fp[s].eq(f_fp)]
+                # (a stash slot is written by st_we, set by KEYS, below the FSM)
                 if v6:
                     m.d.comb += v6["pop"].eq(new_v6)
                 if v4:
@@ -983,4 +982,10 @@ class CcbTable(wiring.Component):
                 m.d.sync += drain_slot.eq(drain_slot + 1)
                 m.next = "DRAIN"
 
+        # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
+        # register of their own, not on the FSM's decode.
+        for s in range(S):
+            with m.If(st_we[s]):
+                m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple), st_conn[s].eq(new_conn),
+                             st_b0[s].eq(f_b0), st_b1[s].eq(f_b1), st_fp[s].eq(f_fp)]
         return m
