@@ -157,7 +157,8 @@ class CcbTable(wiring.Component):
     result : Out(stream.Signature(CcbResult))
         Results in request order, :attr:`latency` clocks after acceptance with no stall.
     command : In(stream.Signature(CcbCommand))
-        One command at a time: ``ready`` when idle and the previous response was taken.
+        One command at a time: ``ready`` while no command is held (the previous one done,
+        its delete drain included); it starts once the previous answer was taken.
     response : Out(stream.Signature(CcbResponse))
         One answer per command, valid from the clock after the command's commit.
     counters : Out(CcbCounters)
@@ -693,16 +694,21 @@ class CcbTable(wiring.Component):
                    for pool in pools])
 
         m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
+        # The command register: loaded when empty (its ~420 flip-flops on one enable from a
+        # register and the input's valid), emptied when the command is done.
+        cmd_full = Signal()
+        m.d.comb += self.command.ready.eq(~cmd_full)
+        with m.If(self.command.valid & ~cmd_full):
+            m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple),
+                         cmd_full.eq(1)]
         st_we = Signal(S)               # the stash slot COMMIT_INSERT writes: a pulse, one-hot
         m.d.sync += st_we.eq(0)
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
-                m.d.comb += self.command.ready.eq(~resp_valid)
-                with m.If(self.command.valid & ~resp_valid):
-                    m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple)]
-                    with m.If(self.command.payload.opcode == CcbOpcode.SET_KEY):
+                with m.If(cmd_full & ~resp_valid):
+                    with m.If(cmd.opcode == CcbOpcode.SET_KEY):
                         m.next = "SET_KEY"
                     with m.Else():
                         m.next = "FIND"
@@ -715,6 +721,7 @@ class CcbTable(wiring.Component):
                 with m.Else():
                     respond(CcbStatus.NOT_EMPTY)
                 m.next = "IDLE"
+                m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("FIND"):
                 # FIND -- the tuple enters the hash core (one lookup slot).
@@ -750,10 +757,12 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.EXISTS, f_conn)
                             m.d.comb += count["exists"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(~have_conn_):
                             respond(CcbStatus.FULL)
                             m.d.comb += count["insert_full"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(f_collision):
                             with m.If(stash_free_any):
                                 m.d.sync += place_kind.eq(1)
@@ -762,6 +771,7 @@ class CcbTable(wiring.Component):
                                 respond(CcbStatus.FULL)
                                 m.d.comb += count["insert_full"].eq(1)
                                 m.next = "IDLE"
+                                m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(any_free):
                             m.d.sync += [
                                 place_kind.eq(0), pl_bank.eq(fw_bank),
@@ -777,6 +787,7 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.ABSENT)
                             m.d.comb += count["absent"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Else():
                             m.next = "DELETE"
                     with m.Default():     # SET_STATE
@@ -788,6 +799,7 @@ class CcbTable(wiring.Component):
                                          state_wr.en.eq(1)]
                             respond(CcbStatus.OK)
                         m.next = "IDLE"
+                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("WALK_READ"):
                 # WALK_READ -- read bucket (cur_bank, cur_bucket): one P0 slot.
@@ -886,6 +898,7 @@ class CcbTable(wiring.Component):
                         respond(CcbStatus.FULL)
                         m.d.comb += count["insert_full"].eq(1)
                         m.next = "IDLE"
+                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
                 with m.Else():
                     m.d.sync += path_index.eq(path_index - 1)
                     m.next = "UNWIND_ADDR"
@@ -917,6 +930,7 @@ class CcbTable(wiring.Component):
                 m.d.comb += count["inserts"].eq(1)
                 respond(CcbStatus.INSERTED, new_conn)
                 m.next = "IDLE"
+                m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("DELETE"):
                 # DELETE -- clear the entry (the commit), free its conn_nbr, then drain.
@@ -943,6 +957,7 @@ class CcbTable(wiring.Component):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
                 with m.If(drain_slot == S):
                     m.next = "IDLE"
+                    m.d.sync += cmd_full.eq(0)     # done: the next command may come
                 with m.Elif(st_valid.bit_select(drain_slot, 1)):
                     m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
                                  dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
