@@ -76,6 +76,9 @@ class CcbTableBench:
         self.accepted = []          # cycles a lookup was accepted
         self.latencies = []         # clocks from acceptance to result taken, per lookup
         self.counter_base = {}      # model counters at load()
+        self.command_clocks = []    # (opcode, status, kicks, clocks to the answer)
+        self.command_accepted = 0
+        self._kicks_seen = model.counters["kicks"]
         self.results = 0
         self.first_result_cycle = None
         self.commands_done = 0
@@ -152,6 +155,7 @@ class CcbTableBench:
                 cur_lookup = None
             if cur_command is not None and c_ready:
                 self.pending_command = cur_command
+                self.command_accepted = self.cycle
                 cur_command = None
             # 4. A result: the model's answer at one version of its window, in order.
             if r_valid and result_ready:
@@ -178,6 +182,10 @@ class CcbTableBench:
         else:
             status, conn = model.set_key(arg), 0
         self.log.append((self.cycle, op, t, status, conn))
+        kicks = model.counters["kicks"] - self._kicks_seen
+        self._kicks_seen = model.counters["kicks"]
+        # Clocks from the command accepted to its answer valid, and the kicks it applied.
+        self.command_clocks.append((op, status, kicks, self.cycle - self.command_accepted))
         if status in (Status.INSERTED, Status.OK):
             self.version += 1
             for entry in self.in_flight:

@@ -157,7 +157,8 @@ class CcbTable(wiring.Component):
     result : Out(stream.Signature(CcbResult))
         Results in request order, :attr:`latency` clocks after acceptance with no stall.
     command : In(stream.Signature(CcbCommand))
-        One command at a time: ``ready`` when idle and the previous response was taken.
+        One command at a time: ``ready`` while no command is held (the previous one done,
+        its delete drain included); it starts once the previous answer was taken.
     response : Out(stream.Signature(CcbResponse))
         One answer per command, valid from the clock after the command's commit.
     counters : Out(CcbCounters)
@@ -617,9 +618,14 @@ class CcbTable(wiring.Component):
             have_conn.eq(Mux(use_v6, v6_level != 0, v4_level != 0)),
         ]
         if v6 and v4:
-            m.d.comb += head_conn.eq(Mux(use_v6, v6["rd"].data, v4["rd"].data))
+            # The heads, registered after their block RAM (they change once per insert).
+            v6_head, v4_head = Signal(cb), Signal(cb)
+            m.d.sync += [v6_head.eq(v6["rd"].data), v4_head.eq(v4["rd"].data)]
+            m.d.comb += head_conn.eq(Mux(use_v6, v6_head, v4_head))
         else:
-            m.d.comb += head_conn.eq((v6 or v4)["rd"].data)
+            only_head = Signal(cb)
+            m.d.sync += only_head.eq((v6 or v4)["rd"].data)
+            m.d.comb += head_conn.eq(only_head)
         new_conn = Signal(cb)
         new_v6 = Signal()           # taken from the IPv6-capable pool
 
@@ -643,6 +649,7 @@ class CcbTable(wiring.Component):
                                               init=[])
         path_rd, path_wr = path_mem.read_port(), path_mem.write_port()
         path_index = Signal(range(self._max_kicks + 1))
+        path_reg = Signal(path_layout)
         m.d.comb += path_rd.addr.eq(path_index)
         m.submodules.visited = visited_mem = Memory(shape=W, depth=2 * self._buckets, init=[])
         vis_rd, vis_wr = visited_mem.read_port(), visited_mem.write_port()
@@ -687,14 +694,21 @@ class CcbTable(wiring.Component):
                    for pool in pools])
 
         m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
+        # The command register: loaded when empty (its ~420 flip-flops on one enable from a
+        # register and the input's valid), emptied when the command is done.
+        cmd_full = Signal()
+        m.d.comb += self.command.ready.eq(~cmd_full)
+        with m.If(self.command.valid & ~cmd_full):
+            m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple),
+                         cmd_full.eq(1)]
+        st_we = Signal(S)               # the stash slot COMMIT_INSERT writes: a pulse, one-hot
+        m.d.sync += st_we.eq(0)
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
-                m.d.comb += self.command.ready.eq(~resp_valid)
-                with m.If(self.command.valid & ~resp_valid):
-                    m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple)]
-                    with m.If(self.command.payload.opcode == CcbOpcode.SET_KEY):
+                with m.If(cmd_full & ~resp_valid):
+                    with m.If(cmd.opcode == CcbOpcode.SET_KEY):
                         m.next = "SET_KEY"
                     with m.Else():
                         m.next = "FIND"
@@ -707,6 +721,7 @@ class CcbTable(wiring.Component):
                 with m.Else():
                     respond(CcbStatus.NOT_EMPTY)
                 m.next = "IDLE"
+                m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("FIND"):
                 # FIND -- the tuple enters the hash core (one lookup slot).
@@ -742,10 +757,12 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.EXISTS, f_conn)
                             m.d.comb += count["exists"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(~have_conn_):
                             respond(CcbStatus.FULL)
                             m.d.comb += count["insert_full"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(f_collision):
                             with m.If(stash_free_any):
                                 m.d.sync += place_kind.eq(1)
@@ -754,6 +771,7 @@ class CcbTable(wiring.Component):
                                 respond(CcbStatus.FULL)
                                 m.d.comb += count["insert_full"].eq(1)
                                 m.next = "IDLE"
+                                m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Elif(any_free):
                             m.d.sync += [
                                 place_kind.eq(0), pl_bank.eq(fw_bank),
@@ -769,6 +787,7 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.ABSENT)
                             m.d.comb += count["absent"].eq(1)
                             m.next = "IDLE"
+                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
                         with m.Else():
                             m.next = "DELETE"
                     with m.Default():     # SET_STATE
@@ -780,6 +799,7 @@ class CcbTable(wiring.Component):
                                          state_wr.en.eq(1)]
                             respond(CcbStatus.OK)
                         m.next = "IDLE"
+                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("WALK_READ"):
                 # WALK_READ -- read bucket (cur_bank, cur_bucket): one P0 slot.
@@ -847,12 +867,17 @@ class CcbTable(wiring.Component):
 
             with m.State("UNWIND_ADDR"):
                 # UNWIND_ADDR -- read path[path_index] (the walk backwards from its end).
+                m.next = "UNWIND_DATA"
+
+            with m.State("UNWIND_DATA"):
+                # UNWIND_DATA -- the path entry, registered after its RAM.
+                m.d.sync += path_reg.eq(path_rd.data)
                 m.next = "UNWIND"
 
             with m.State("UNWIND"):
                 # UNWIND -- a successful walk moves the entry of path[i] into path[i + 1]'s slot
                 # (the last first); every walk clears the visited masks it set.
-                slot = path_rd.data
+                slot = path_reg
                 m.d.comb += [vis_wr.addr.eq(Cat(slot.bucket, slot.bank)), vis_wr.data.eq(0),
                              vis_wr.en.eq(1)]
                 with m.If(walk_ok & (path_index != kicks)):
@@ -873,6 +898,7 @@ class CcbTable(wiring.Component):
                         respond(CcbStatus.FULL)
                         m.d.comb += count["insert_full"].eq(1)
                         m.next = "IDLE"
+                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
                 with m.Else():
                     m.d.sync += path_index.eq(path_index - 1)
                     m.next = "UNWIND_ADDR"
@@ -886,6 +912,8 @@ class CcbTable(wiring.Component):
                     key_hi_wr.en.eq(new_conn < self._ipv6_entries),
                     state_wr.addr.eq(new_conn), state_wr.data.eq(cmd.state), state_wr.en.eq(1),
                 ]
+                with m.If(place_kind == 1):
+                    m.d.sync += st_we.eq(Cat(*(stash_free_slot == s for s in range(S))))
                 m.next = "COMMIT_INSERT"
 
             with m.State("COMMIT_INSERT"):
@@ -893,12 +921,7 @@ class CcbTable(wiring.Component):
                 with m.If(place_kind == 0):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(pl_bank), wr_bucket.eq(pl_bucket),
                                  wr_way.eq(pl_way), wr_data.eq(insert_entry)]
-                with m.Else():
-                    for s in range(S):
-                        with m.If(stash_free_slot == s):
-                            m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple),
-                                         st_conn[s].eq(new_conn), st_b0[s].eq(f_b0),
-                                         st_b1[s].eq(f_b1), st_fp[s].eq(f_fp)]
+                # (a stash slot is written by st_we, set by KEYS, below the FSM)
                 if v6:
                     m.d.comb += v6["pop"].eq(new_v6)
                 if v4:
@@ -907,6 +930,7 @@ class CcbTable(wiring.Component):
                 m.d.comb += count["inserts"].eq(1)
                 respond(CcbStatus.INSERTED, new_conn)
                 m.next = "IDLE"
+                m.d.sync += cmd_full.eq(0)     # done: the next command may come
 
             with m.State("DELETE"):
                 # DELETE -- clear the entry (the commit), free its conn_nbr, then drain.
@@ -933,6 +957,7 @@ class CcbTable(wiring.Component):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
                 with m.If(drain_slot == S):
                     m.next = "IDLE"
+                    m.d.sync += cmd_full.eq(0)     # done: the next command may come
                 with m.Elif(st_valid.bit_select(drain_slot, 1)):
                     m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
                                  dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
@@ -972,4 +997,10 @@ class CcbTable(wiring.Component):
                 m.d.sync += drain_slot.eq(drain_slot + 1)
                 m.next = "DRAIN"
 
+        # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
+        # register of their own, not on the FSM's decode.
+        for s in range(S):
+            with m.If(st_we[s]):
+                m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple), st_conn[s].eq(new_conn),
+                             st_b0[s].eq(f_b0), st_b1[s].eq(f_b1), st_fp[s].eq(f_fp)]
         return m
