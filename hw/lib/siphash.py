@@ -29,7 +29,7 @@ clock while ``o.ready`` stays high. ``i.ready`` depends on registers only, never
 or ``i.valid``.
 """
 
-from amaranth import C, Cat, Module, Shape, Signal
+from amaranth import C, Cat, Const, Instance, Module, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -43,28 +43,86 @@ SIPHASH_INIT = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x74
 _FIFO_LATENCY = 2
 
 
-def _add64(a, b):
-    return (a + b)[:64]
+#: ``INIT`` of both halves of an ECP5 ``CCU2C`` that adds ``A ^ B`` to ``C ^ D``: the LUT4 gives the
+#: propagate ``A ^ B ^ C ^ D``, and its low nibble, the LUT2 of ``A`` and ``B`` that the carry takes
+#: when the propagate is 0 (both operands equal), gives ``A ^ B``.
+_CCU2C_XOR_ADD_INIT = 0x6996
 
 
-def _half_round_a(v0, v1, v2, v3):
-    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR."""
-    s0, s2 = _add64(v0, v1), _add64(v2, v3)
-    return s0.rotate_left(32), v1.rotate_left(13) ^ s0, s2, v3.rotate_left(16) ^ s2
+def _xor(terms):
+    value = terms[0]
+    for term in terms[1:]:
+        value = value ^ term
+    return value
 
 
-def _half_round_b(v0, v1, v2, v3):
-    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR."""
-    s2, s0 = _add64(v2, v1), _add64(v0, v3)
-    return s0, v1.rotate_left(17) ^ s2, s2.rotate_left(32), v3.rotate_left(21) ^ s0
+class _MessageWord:
+    """A :class:`_Word` term: message word ``index``, from the registers of the stage using it."""
+
+    def __init__(self, index):
+        self.index = index
 
 
-def _half_round_b_folded(v0, v1, v2, v3):
-    """The last half-round and the output XOR together. Of ``v0 ^ v1 ^ v2 ^ v3`` after
-    :func:`_half_round_b`, the sum ``v0 + v3`` enters twice and cancels: one 64-bit addition and
-    one LUT4 of XOR per bit are left."""
-    s2 = _add64(v2, v1)
-    return v1.rotate_left(17) ^ s2 ^ s2.rotate_left(32) ^ v3.rotate_left(21)
+class _Word:
+    """A 64-bit state word kept as the XOR of up to two terms, computed only where it is used.
+
+    A term is ``(base, rotation)``: ``base`` a state signal (a sum, or a register the next stage
+    gets), the index of a message word (whose register depends on the stage), or a constant.
+    The XOR of the terms is folded into the LUTs that consume the word (the carry chain of an
+    addition, the LUT that collapses a word into one signal), so that no XOR follows a carry chain.
+    """
+
+    def __init__(self, *terms):
+        assert 1 <= len(terms) <= 2, terms
+        self.terms = [term if isinstance(term, tuple) else (term, 0) for term in terms]
+
+    def rotate_left(self, amount):
+        return _Word(*((base, (rotation + amount) % 64) for base, rotation in self.terms))
+
+    def __xor__(self, base):
+        return _Word(*self.terms, (base, 0))
+
+
+def _add(m, x, y, ecp5):
+    """``x + y`` (mod 2**64), ``x`` and ``y`` lists of up to two 64-bit terms XORed together.
+    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take all the terms (``x`` on ``A``/``B``, ``y``
+    on ``C``/``D``): the XORs cost no LUT and no routing hop before or after the carry chain."""
+    assert 1 <= len(x) <= 2 and 1 <= len(y) <= 2
+    if not ecp5:
+        return (_xor(x) + _xor(y))[:64]
+    zero = C(0, 64)
+    a, b = (list(x) + [zero])[:2]
+    c, d = (list(y) + [zero])[:2]
+    total = Signal(64)
+    carry = C(0, 1)
+    for i in range(0, 64, 2):
+        cout = Signal()
+        ports = {}
+        for half in (0, 1):
+            bit = i + half
+            ports.update({f"i_A{half}": a[bit], f"i_B{half}": b[bit], f"i_C{half}": c[bit],
+                          f"i_D{half}": d[bit], f"o_S{half}": total[bit]})
+        m.submodules += Instance("CCU2C", p_INIT0=C(_CCU2C_XOR_ADD_INIT, 16),
+                                 p_INIT1=C(_CCU2C_XOR_ADD_INIT, 16),
+                                 p_INJECT1_0="NO", p_INJECT1_1="NO",
+                                 i_CIN=carry, o_COUT=cout, **ports)
+        carry = cout
+    return total
+
+
+def _half_round_a(v0, v1, v2, v3, add, value):
+    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR. The XORs with the sums are
+    left to the consumers: ``v1`` and ``v3`` come out as two terms, a collapsed word and a sum."""
+    s0, s2 = add(v0, v1), add(v2, v3)
+    return (_Word((s0, 32)), _Word(value(v1.rotate_left(13)), s0), _Word(s2),
+            _Word(value(v3.rotate_left(16)), s2))
+
+
+def _half_round_b(v0, v1, v2, v3, add, value):
+    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR (left to the consumers)."""
+    s2, s0 = add(v2, v1), add(v0, v3)
+    return (_Word(s0), _Word(value(v1.rotate_left(17)), s2), _Word((s2, 32)),
+            _Word(value(v3.rotate_left(21)), s0))
 
 
 class SipHash(wiring.Component):
@@ -185,6 +243,14 @@ class SipHash(wiring.Component):
     def fifo_depth(self):
         return self.latency + 1
 
+    def _term(self, term, words):
+        """The 64-bit value of a :class:`_Word` term, message words from the registers ``words``."""
+        base, rotation = term
+        if isinstance(base, _MessageWord):
+            j = base.index
+            base = words[j] if j < self.message_words - 1 else self._last_word(words.get(j))
+        return base.rotate_left(rotation) if rotation else base
+
     def _last_word(self, tail):
         """The padded last word: ``tail`` (the ``message_bytes % 8`` last bytes, or None), zeros,
         and the length mod 256 in the top byte."""
@@ -200,8 +266,10 @@ class SipHash(wiring.Component):
         n_stages = self.pipeline_stages
         # Half-round that ends the compression of word j: v0 ^= m_j (and v3 ^= m_j+1) follow it.
         word_end = {2 * self._c_rounds * (j + 1) - 1: j for j in range(n_words)}
-        # A word's bits travel through the registers that feed the stages up to its last use.
-        last_stage = [(2 * self._c_rounds * (j + 1) - 1) // per_stage for j in range(n_words)]
+        # A word's bits travel through the registers that feed the stages up to its last use:
+        # the stage after the one that ends its compression, whose addition takes ``v0 ^ m_j``.
+        last_stage = [(2 * self._c_rounds * (j + 1) - 1) // per_stage + 1 for j in range(n_words)]
+        ecp5 = getattr(platform, "family", None) == "ecp5"
 
         accept = Signal()
         deliver = Signal()
@@ -245,39 +313,66 @@ class SipHash(wiring.Component):
             valid.eq(accept),
         ]
 
-        # Stages 1..n_stages -- ``per_stage`` half-rounds each, in order.
-        result = Signal(64, name="result", reset_less=True)
+        # Stages 1..n_stages -- ``per_stage`` half-rounds each, in order. A state word is up to
+        # two terms (see _Word); a stage registers each distinct term once.
+        v = [_Word(reg) for reg in state]
+        result_sum = Signal(64, name="result_sum", reset_less=True)
+        result_mix = Signal(64, name="result_mix", reset_less=True)
         for s in range(n_stages):
-            v = list(state)
+            def value(w, words=words):
+                return [self._term(term, words) for term in w.terms]
+
+            def add(x, y, value=value):
+                return _add(m, value(x), value(y), ecp5)
+
+            def collapse(w, value=value):
+                return _xor(value(w))
+
             folded = None
             for h in range(s * per_stage, (s + 1) * per_stage):
                 if h == half_rounds - 1:      # the last stage ends in the hash itself
-                    folded = _half_round_b_folded(*v)
+                    # Of v0 ^ v1 ^ v2 ^ v3 after the half-round, v0 + v3 enters twice and
+                    # cancels: s ^ (s <<< 32) ^ t is left, s = v2 + v1 and
+                    # t = (v1 <<< 17) ^ (v3 <<< 21), registered apart.
+                    folded = (add(v[2], v[1]),
+                              _xor(value(v[1].rotate_left(17)) + value(v[3].rotate_left(21))))
                     break
-                v = list((_half_round_a if h % 2 == 0 else _half_round_b)(*v))
+                v = list((_half_round_a if h % 2 == 0 else _half_round_b)(*v, add, collapse))
                 if h in word_end:
                     j = word_end[h]
-                    v[0] = v[0] ^ word(words, j)
+                    v[0] = v[0] ^ _MessageWord(j)
                     if j + 1 < n_words:
-                        v[3] = v[3] ^ word(words, j + 1)
+                        (mixed, _), rest = v[3].terms
+                        v[3] = _Word(mixed ^ word(words, j + 1), rest)
                     else:
-                        v[2] = v[2] ^ 0xFF      # finalisation starts
+                        v[2] = v[2] ^ C(0xFF, 64)      # finalisation starts
             next_valid = Signal(name=f"valid_{s + 1}")
             m.d.sync += next_valid.eq(valid)
             valid = next_valid
             if folded is not None:
-                m.d.sync += result.eq(folded)
+                m.d.sync += [result_sum.eq(folded[0]), result_mix.eq(folded[1])]
                 break
-            next_state = [Signal(64, name=f"v{k}_{s + 1}", reset_less=True) for k in range(4)]
+            registers = {}
+            for k, w in enumerate(v):
+                terms = []
+                for base, rotation in w.terms:
+                    if not isinstance(base, (_MessageWord, Const)):
+                        if id(base) not in registers:
+                            reg = Signal(64, name=f"v{k}{'ab'[len(terms)]}_{s + 1}",
+                                         reset_less=True)
+                            m.d.sync += reg.eq(base)
+                            registers[id(base)] = reg
+                        base = registers[id(base)]
+                    terms.append((base, rotation))
+                v[k] = _Word(*terms)
             next_words = stored_words(s + 1)
-            m.d.sync += [reg.eq(value) for reg, value in zip(next_state, v)]
             m.d.sync += [reg.eq(words[j]) for j, reg in next_words.items()]
-            state, words = next_state, next_words
+            words = next_words
 
         # Output -- results and tags queue in FIFOs with room for every request in flight.
         m.submodules.hashes = hashes = SyncFIFOBuffered(width=64, depth=self.fifo_depth)
         m.d.comb += [
-            hashes.w_data.eq(result),
+            hashes.w_data.eq(result_sum ^ result_sum.rotate_left(32) ^ result_mix),
             hashes.w_en.eq(valid),
             self.o.valid.eq(hashes.r_rdy),
             self.o.payload.hash.eq(hashes.r_data),
