@@ -47,6 +47,9 @@ _FIFO_LATENCY = 2
 #: propagate ``A ^ B ^ C ^ D``, and its low nibble, the LUT2 of ``A`` and ``B`` that the carry takes
 #: when the propagate is 0 (both operands equal), gives ``A ^ B``.
 _CCU2C_XOR_ADD_INIT = 0x6996
+#: The same for ``A ^ B`` plus ``C``, with ``D`` tied high as Yosys ties it (a tie-high costs no
+#: routing; a LUT input of a carry cell has a fixed pin, so each one used is a net to route).
+_CCU2C_XOR_ADD_INIT_3 = 0x9696
 
 
 def _xor(terms):
@@ -85,14 +88,17 @@ class _Word:
 
 def _add(m, x, y, ecp5):
     """``x + y`` (mod 2**64), ``x`` and ``y`` lists of up to two 64-bit terms XORed together.
-    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take all the terms (``x`` on ``A``/``B``, ``y``
-    on ``C``/``D``): the XORs cost no LUT and no routing hop before or after the carry chain."""
+    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take all the terms (the operand with more terms on
+    ``A``/``B``, the other on ``C``/``D``, ``D`` tied high when unused): the XORs cost no LUT and no
+    routing hop before or after the carry chain."""
     assert 1 <= len(x) <= 2 and 1 <= len(y) <= 2
     if not ecp5:
         return (_xor(x) + _xor(y))[:64]
-    zero = C(0, 64)
-    a, b = (list(x) + [zero])[:2]
-    c, d = (list(y) + [zero])[:2]
+    if len(y) > len(x):
+        x, y = y, x      # the operand with two terms on A and B: D stays free when it can
+    init = _CCU2C_XOR_ADD_INIT if len(y) == 2 else _CCU2C_XOR_ADD_INIT_3
+    a, b = (list(x) + [C(0, 64)])[:2]
+    c, d = (list(y) + [C(2**64 - 1, 64)])[:2]
     total = Signal(64)
     carry = C(0, 1)
     for i in range(0, 64, 2):
@@ -102,8 +108,7 @@ def _add(m, x, y, ecp5):
             bit = i + half
             ports.update({f"i_A{half}": a[bit], f"i_B{half}": b[bit], f"i_C{half}": c[bit],
                           f"i_D{half}": d[bit], f"o_S{half}": total[bit]})
-        m.submodules += Instance("CCU2C", p_INIT0=C(_CCU2C_XOR_ADD_INIT, 16),
-                                 p_INIT1=C(_CCU2C_XOR_ADD_INIT, 16),
+        m.submodules += Instance("CCU2C", p_INIT0=C(init, 16), p_INIT1=C(init, 16),
                                  p_INJECT1_0="NO", p_INJECT1_1="NO",
                                  i_CIN=carry, o_COUT=cout, **ports)
         carry = cout

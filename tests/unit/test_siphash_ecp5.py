@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 
-from hw.lib.siphash import _CCU2C_XOR_ADD_INIT, SipHash
+from hw.lib.siphash import _CCU2C_XOR_ADD_INIT, _CCU2C_XOR_ADD_INIT_3, SipHash
 from sim.reference.siphash import siphash
 
 
@@ -27,15 +27,15 @@ def _lut(init, *inputs):
     return (init >> sum(bit << k for k, bit in enumerate(inputs))) & 1
 
 
-def _ccu2c_chain_add(a, b, c, d, width=64):
+def _ccu2c_chain_add(a, b, c, d, init=_CCU2C_XOR_ADD_INIT, width=64):
     """A chain of ``CCU2C`` with ``INJECT1 = "NO"`` and both halves' ``INIT`` the core's, as
     Yosys's ``ccu2c_sim.vh`` describes a half: ``S = LUT4 ^ CIN``,
     ``COUT = LUT4 ? CIN : LUT2(A, B)``, the LUT2 being the low nibble of ``INIT``."""
     carry, total = 0, 0
     for bit in range(width):
         ins = [(value >> bit) & 1 for value in (a, b, c, d)]
-        propagate = _lut(_CCU2C_XOR_ADD_INIT, *ins)
-        generate = _lut(_CCU2C_XOR_ADD_INIT & 0xF, *ins[:2])
+        propagate = _lut(init, *ins)
+        generate = _lut(init & 0xF, *ins[:2])
         total |= (propagate ^ carry) << bit
         carry = carry if propagate else generate
     return total
@@ -52,6 +52,8 @@ def test_ccu2c_init_adds_two_xors():
               for _ in range(100)]
     for a, b, c, d in cases:
         assert _ccu2c_chain_add(a, b, c, d) == ((a ^ b) + (c ^ d)) & mask
+        # Three terms: D tied high.
+        assert _ccu2c_chain_add(a, b, c, mask, _CCU2C_XOR_ADD_INIT_3) == ((a ^ b) + c) & mask
 
 
 def _yosys_ecp5_cells():
