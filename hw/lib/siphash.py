@@ -50,6 +50,10 @@ _CCU2C_XOR_ADD_INIT = 0x6996
 #: The same for ``A ^ B`` plus ``C``, with ``D`` tied high as Yosys ties it (a tie-high costs no
 #: routing; a LUT input of a carry cell has a fixed pin, so each one used is a net to route).
 _CCU2C_XOR_ADD_INIT_3 = 0x9696
+#: Bits of a sum XORed into the next word in the stage that computes it (by a LUT after the carry
+#: chain: these bits are early); the higher bits are XORed by the consumers (in their carry chains).
+#: Fewer bits left to the chains means fewer LUT inputs of carry cells to route.
+_EARLY_BITS = 32
 
 
 def _xor(terms):
@@ -66,17 +70,31 @@ class _MessageWord:
         self.index = index
 
 
+class _High:
+    """A :class:`_Word` term: the bits from ``_EARLY_BITS`` up of a sum, zero below."""
+
+    def __init__(self, signal):
+        self.signal = signal
+
+    def value(self):
+        return Cat(C(0, _EARLY_BITS), self.signal[_EARLY_BITS:])
+
+
+def _low(signal):
+    """The bits of a sum below ``_EARLY_BITS``, zero above."""
+    return Cat(signal[:_EARLY_BITS], C(0, 64 - _EARLY_BITS))
+
+
 class _Word:
-    """A 64-bit state word kept as the XOR of up to two terms, computed only where it is used.
+    """A 64-bit state word kept as the XOR of terms, computed only where it is used.
 
     A term is ``(base, rotation)``: ``base`` a state signal (a sum, or a register the next stage
-    gets), the index of a message word (whose register depends on the stage), or a constant.
-    The XOR of the terms is folded into the LUTs that consume the word (the carry chain of an
-    addition, the LUT that collapses a word into one signal), so that no XOR follows a carry chain.
+    gets), a :class:`_High` part of a sum, the index of a message word (whose register depends on
+    the stage), or a constant. The XOR of the terms is folded into the LUTs that consume the word
+    (the carry chain of an addition, the LUT that collapses a word into one signal).
     """
 
     def __init__(self, *terms):
-        assert 1 <= len(terms) <= 2, terms
         self.terms = [term if isinstance(term, tuple) else (term, 0) for term in terms]
 
     def rotate_left(self, amount):
@@ -88,17 +106,22 @@ class _Word:
 
 def _add(m, x, y, ecp5):
     """``x + y`` (mod 2**64), ``x`` and ``y`` lists of up to two 64-bit terms XORed together.
-    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take all the terms (the operand with more terms on
-    ``A``/``B``, the other on ``C``/``D``, ``D`` tied high when unused): the XORs cost no LUT and no
-    routing hop before or after the carry chain."""
+
+    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take the terms: ``y`` (the second operand, the
+    one with the :class:`_High` term when there is one) on ``A``/``B``, ``x`` on ``C``/``D``.
+    Zero bits on ``A``/``B`` and a tied-high ``D`` cost nextpnr no routing (it folds them into the
+    ``INIT``); a constant term of a one-term ``x`` is folded into the ``INIT`` here."""
     assert 1 <= len(x) <= 2 and 1 <= len(y) <= 2
     if not ecp5:
         return (_xor(x) + _xor(y))[:64]
-    if len(y) > len(x):
-        x, y = y, x      # the operand with two terms on A and B: D stays free when it can
-    init = _CCU2C_XOR_ADD_INIT if len(y) == 2 else _CCU2C_XOR_ADD_INIT_3
-    a, b = (list(x) + [C(0, 64)])[:2]
-    c, d = (list(y) + [C(2**64 - 1, 64)])[:2]
+    if len(y) < len(x):
+        x, y = y, x
+    a, b = (list(y) + [C(0, 64)])[:2]
+    constant = 0
+    if len(x) == 2 and isinstance(x[1], Const):
+        x, constant = x[:1], x[1].value
+    four = len(x) == 2
+    c, d = (list(x) + [C(2**64 - 1, 64)])[:2]
     total = Signal(64)
     carry = C(0, 1)
     for i in range(0, 64, 2):
@@ -106,28 +129,47 @@ def _add(m, x, y, ecp5):
         ports = {}
         for half in (0, 1):
             bit = i + half
+            if four:
+                init = _CCU2C_XOR_ADD_INIT
+            else:     # D tied high: A ^ B ^ C, or A ^ B ^ ~C for a one in the constant
+                init = _CCU2C_XOR_ADD_INIT if (constant >> bit) & 1 else _CCU2C_XOR_ADD_INIT_3
             ports.update({f"i_A{half}": a[bit], f"i_B{half}": b[bit], f"i_C{half}": c[bit],
-                          f"i_D{half}": d[bit], f"o_S{half}": total[bit]})
-        m.submodules += Instance("CCU2C", p_INIT0=C(init, 16), p_INIT1=C(init, 16),
-                                 p_INJECT1_0="NO", p_INJECT1_1="NO",
+                          f"i_D{half}": d[bit], f"o_S{half}": total[bit],
+                          f"p_INIT{half}": C(init, 16)})
+        m.submodules += Instance("CCU2C", p_INJECT1_0="NO", p_INJECT1_1="NO",
                                  i_CIN=carry, o_COUT=cout, **ports)
         carry = cout
     return total
 
 
-def _half_round_a(v0, v1, v2, v3, add, value):
-    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR. The XORs with the sums are
-    left to the consumers: ``v1`` and ``v3`` come out as two terms, a collapsed word and a sum."""
+def _mix(collapse, word, amount, total):
+    """``(word <<< amount) ^ total`` as two terms: the low bits of ``total`` (a sum, early from its
+    carry chain) collapsed with the word into one signal, its high bits left to the consumers."""
+    return _Word(collapse(word.rotate_left(amount) ^ _LowOf(total)), _High(total))
+
+
+class _LowOf:
+    """A :class:`_Word` term: the low bits of a sum, used in the stage that computes it."""
+
+    def __init__(self, signal):
+        self.signal = signal
+
+    def value(self):
+        return _low(self.signal)
+
+
+def _half_round_a(v0, v1, v2, v3, add, collapse):
+    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR. The XORs with the high
+    bits of the sums are left to the consumers."""
     s0, s2 = add(v0, v1), add(v2, v3)
-    return (_Word((s0, 32)), _Word(value(v1.rotate_left(13)), s0), _Word(s2),
-            _Word(value(v3.rotate_left(16)), s2))
+    return (_Word((s0, 32)), _mix(collapse, v1, 13, s0), _Word(s2), _mix(collapse, v3, 16, s2))
 
 
-def _half_round_b(v0, v1, v2, v3, add, value):
-    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR (left to the consumers)."""
+def _half_round_b(v0, v1, v2, v3, add, collapse):
+    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR (partly left to the
+    consumers)."""
     s2, s0 = add(v2, v1), add(v0, v3)
-    return (_Word(s0), _Word(value(v1.rotate_left(17)), s2), _Word((s2, 32)),
-            _Word(value(v3.rotate_left(21)), s0))
+    return (_Word(s0), _mix(collapse, v1, 17, s2), _Word((s2, 32)), _mix(collapse, v3, 21, s0))
 
 
 class SipHash(wiring.Component):
@@ -254,6 +296,8 @@ class SipHash(wiring.Component):
         if isinstance(base, _MessageWord):
             j = base.index
             base = words[j] if j < self.message_words - 1 else self._last_word(words.get(j))
+        elif isinstance(base, (_High, _LowOf)):
+            base = base.value()
         return base.rotate_left(rotation) if rotation else base
 
     def _last_word(self, tail):
@@ -362,12 +406,14 @@ class SipHash(wiring.Component):
                 terms = []
                 for base, rotation in w.terms:
                     if not isinstance(base, (_MessageWord, Const)):
-                        if id(base) not in registers:
+                        high = isinstance(base, _High)
+                        signal = base.signal if high else base
+                        if id(signal) not in registers:
                             reg = Signal(64, name=f"v{k}{'ab'[len(terms)]}_{s + 1}",
                                          reset_less=True)
-                            m.d.sync += reg.eq(base)
-                            registers[id(base)] = reg
-                        base = registers[id(base)]
+                            m.d.sync += reg.eq(signal)
+                            registers[id(signal)] = reg
+                        base = _High(registers[id(signal)]) if high else registers[id(signal)]
                     terms.append((base, rotation))
                 v[k] = _Word(*terms)
             next_words = stored_words(s + 1)
