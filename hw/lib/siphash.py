@@ -9,14 +9,18 @@ with it (SPEC §9); each instantiates its own core for its message length.
 Pipeline. A request is registered at the input stage, where the key is mixed into the initial
 state and the first message word into ``v3``. Then every SipRound of the ``n_words * c + d``
 rounds is cut into ``stages_per_round`` register stages: with 2, a stage is half a SipRound,
-two 64-bit additions side by side, each followed by one LUT of XOR (the rotations are wiring).
-The message XORs between words (``v0 ^= m``, then ``v3 ^= m'``) and the ``v2 ^= 0xff`` of the
-finalisation are folded into that LUT, so no stage is longer than the others. The last stage
-computes the hash ``v0 ^ v1 ^ v2 ^ v3`` directly from the inputs of its additions (``v0``
-cancels out), so the final register holds 64 bits, not 256.
+two 64-bit additions side by side (the rotations are wiring). No LUT follows a carry chain on the
+critical path: a state word is kept as the XOR of up to two registers (:class:`_Word`), and the
+XOR of a sum's high bits (the last out of its chain) into the next word is left to the next
+stage's carry chain, whose cells take it as one more LUT input (on ECP5 the core instantiates the
+``CCU2C`` chains itself: Yosys would put the XOR in a LUT before the chain). The low bits, early
+out of the chain, are XORed by a LUT after it. The message XORs between words (``v0 ^= m``, then
+``v3 ^= m'``) and the ``v2 ^= 0xff`` of the finalisation fold in the same way, so no stage is
+longer than the others. The last stage computes the hash ``v0 ^ v1 ^ v2 ^ v3`` from the inputs of
+its additions (``v0`` cancels out): 128 bits are registered and XORed into the 64-bit result.
 
 Only what a later stage needs travels down the pipe: the state, the message words not yet
-consumed (a word is dropped after the stage that XORs it into ``v0``; the length byte and the
+consumed (a word is dropped after the stage whose chain takes ``v0 ^ m``; the length byte and the
 zero padding are constants) and a valid bit. The key is used at the input stage only, and the tag
 never enters the pipe (see below).
 
@@ -53,7 +57,7 @@ _CCU2C_XOR_ADD_INIT_3 = 0x9696
 #: Bits of a sum XORed into the next word in the stage that computes it (by a LUT after the carry
 #: chain: these bits are early); the higher bits are XORed by the consumers (in their carry chains).
 #: Fewer bits left to the chains means fewer LUT inputs of carry cells to route.
-_EARLY_BITS = 32
+_EARLY_BITS = 48
 
 
 def _xor(terms):
@@ -214,6 +218,10 @@ class SipHash(wiring.Component):
     fifo_depth : int
         Requests the core holds (accepted, not yet delivered) before ``i.ready`` falls:
         ``latency + 1``, so that it never falls while ``o.ready`` is held high.
+
+    Elaborated for a platform whose ``family`` is ``"ecp5"`` (Amaranth's ``LatticePlatform`` for
+    an ECP5, or ``inic synth``), the additions are ``CCU2C`` chains that take the XORs in their
+    LUTs; for any other platform, or none (the simulator), plain ``+`` and ``^``.
     """
 
     def __init__(self, *, message_bytes, c_rounds=2, d_rounds=4, stages_per_round=2,
