@@ -73,6 +73,18 @@ SEED = 1
 #: nextpnr's routers (``--router``); router2 is the one that finishes on this project's blocks.
 ROUTERS = ("router1", "router2")
 DEFAULT_ROUTER = "router2"
+class TargetPlatform:
+    """What the blocks' ``elaborate(platform)`` is given: the device family, as Amaranth's
+    ``LatticePlatform`` names it (``platform.family == "ecp5"``), so that a block may use an ECP5
+    primitive where Yosys would not find it (``SipHash`` writes its adders as ``CCU2C`` chains).
+    Nothing else: Amaranth's own components build their generic logic, as with no platform."""
+    family = "ecp5"
+    device = DEVICE
+
+
+#: The platform the blocks are elaborated for.
+TARGET_PLATFORM = TargetPlatform()
+
 #: The block ``inic synth`` places by default (a name from :func:`blocks`).
 DEFAULT_TOP = "inic_rx_sequencer"
 #: Module name of the harness; the block is its submodule ``core``.
@@ -108,6 +120,16 @@ def _block_arguments():
         # walks of 128 kicks, 1024 IPv6-capable conn_nbrs, SipHash-1-3.
         "CcbTable": ((), {"entries": 4096, "ways": 4, "stash": 8, "max_kicks": 128,
                           "ipv6_entries": 1024, "c_rounds": 1, "d_rounds": 3}),
+    }
+
+
+def _block_variants():
+    """Further instances of a block with other arguments, placed under their own names:
+    ``{name: (class name, args, kwargs)}``."""
+    return {
+        # The CCB table's SipHash-1-3 of an IPv6 4-tuple, and SipHash-2-4 of an IPv4 one.
+        "inic_sip_hash_13": ("SipHash", (), {"message_bytes": 36, "c_rounds": 1, "d_rounds": 3}),
+        "inic_sip_hash_12b": ("SipHash", (), {"message_bytes": 12, "c_rounds": 2, "d_rounds": 4}),
     }
 
 
@@ -155,6 +177,11 @@ def blocks():
                 raise ValueError(f"two blocks named {name}: {found[name].cls} and {cls}")
             args, kwargs = arguments.get(cls.__name__, ((), {}))
             found[name] = Block(name, cls, args, kwargs)
+    by_class = {block.cls.__name__: block.cls for block in found.values()}
+    for name, (class_name, args, kwargs) in _block_variants().items():
+        if name in found:
+            raise ValueError(f"two blocks named {name}")
+        found[name] = Block(name, by_class[class_name], args, kwargs)
     return dict(sorted(found.items()))
 
 
@@ -525,7 +552,8 @@ def run_synth(top=DEFAULT_TOP, out_dir="build/synth", seed=SEED, router=DEFAULT_
     n_in, n_out = harness.port_widths()
     say(f"harness: {n_in} input and {n_out} output bits of {block.name} behind registers, "
         "2 data pins")
-    (out_dir / "top.il").write_text(rtlil.convert(harness, name=HARNESS_NAME))
+    (out_dir / "top.il").write_text(rtlil.convert(harness, name=HARNESS_NAME,
+                                                  platform=TARGET_PLATFORM))
     generate_s = time.monotonic() - t
     say(f"amaranth: RTLIL in {generate_s:.1f} s")
 

@@ -9,14 +9,18 @@ with it (SPEC §9); each instantiates its own core for its message length.
 Pipeline. A request is registered at the input stage, where the key is mixed into the initial
 state and the first message word into ``v3``. Then every SipRound of the ``n_words * c + d``
 rounds is cut into ``stages_per_round`` register stages: with 2, a stage is half a SipRound,
-two 64-bit additions side by side, each followed by one LUT of XOR (the rotations are wiring).
-The message XORs between words (``v0 ^= m``, then ``v3 ^= m'``) and the ``v2 ^= 0xff`` of the
-finalisation are folded into that LUT, so no stage is longer than the others. The last stage
-computes the hash ``v0 ^ v1 ^ v2 ^ v3`` directly from the inputs of its additions (``v0``
-cancels out), so the final register holds 64 bits, not 256.
+two 64-bit additions side by side (the rotations are wiring). No LUT follows a carry chain on the
+critical path: a state word is kept as the XOR of up to two registers (:class:`_Word`), and the
+XOR of a sum's high bits (the last out of its chain) into the next word is left to the next
+stage's carry chain, whose cells take it as one more LUT input (on ECP5 the core instantiates the
+``CCU2C`` chains itself: Yosys would put the XOR in a LUT before the chain). The low bits, early
+out of the chain, are XORed by a LUT after it. The message XORs between words (``v0 ^= m``, then
+``v3 ^= m'``) and the ``v2 ^= 0xff`` of the finalisation fold in the same way, so no stage is
+longer than the others. The last stage computes the hash ``v0 ^ v1 ^ v2 ^ v3`` from the inputs of
+its additions (``v0`` cancels out): 128 bits are registered and XORed into the 64-bit result.
 
 Only what a later stage needs travels down the pipe: the state, the message words not yet
-consumed (a word is dropped after the stage that XORs it into ``v0``; the length byte and the
+consumed (a word is dropped after the stage whose chain takes ``v0 ^ m``; the length byte and the
 zero padding are constants) and a valid bit. The key is used at the input stage only, and the tag
 never enters the pipe (see below).
 
@@ -29,7 +33,7 @@ clock while ``o.ready`` stays high. ``i.ready`` depends on registers only, never
 or ``i.valid``.
 """
 
-from amaranth import C, Cat, Module, Shape, Signal
+from amaranth import C, Cat, Const, Instance, Module, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -43,28 +47,133 @@ SIPHASH_INIT = (0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x74
 _FIFO_LATENCY = 2
 
 
-def _add64(a, b):
-    return (a + b)[:64]
+#: ``INIT`` of both halves of an ECP5 ``CCU2C`` that adds ``A ^ B`` to ``C ^ D``: the LUT4 gives the
+#: propagate ``A ^ B ^ C ^ D``, and its low nibble, the LUT2 of ``A`` and ``B`` that the carry takes
+#: when the propagate is 0 (both operands equal), gives ``A ^ B``.
+_CCU2C_XOR_ADD_INIT = 0x6996
+#: The same for ``A ^ B`` plus ``C``, with ``D`` tied high as Yosys ties it (a tie-high costs no
+#: routing; a LUT input of a carry cell has a fixed pin, so each one used is a net to route).
+_CCU2C_XOR_ADD_INIT_3 = 0x9696
+#: Bits of a sum XORed into the next word in the stage that computes it (by a LUT after the carry
+#: chain: these bits are early); the higher bits are XORed by the consumers (in their carry chains).
+#: Fewer bits left to the chains means fewer LUT inputs of carry cells to route.
+_EARLY_BITS = 48
 
 
-def _half_round_a(v0, v1, v2, v3):
-    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR."""
-    s0, s2 = _add64(v0, v1), _add64(v2, v3)
-    return s0.rotate_left(32), v1.rotate_left(13) ^ s0, s2, v3.rotate_left(16) ^ s2
+def _xor(terms):
+    value = terms[0]
+    for term in terms[1:]:
+        value = value ^ term
+    return value
 
 
-def _half_round_b(v0, v1, v2, v3):
-    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR."""
-    s2, s0 = _add64(v2, v1), _add64(v0, v3)
-    return s0, v1.rotate_left(17) ^ s2, s2.rotate_left(32), v3.rotate_left(21) ^ s0
+class _MessageWord:
+    """A :class:`_Word` term: message word ``index``, from the registers of the stage using it."""
+
+    def __init__(self, index):
+        self.index = index
 
 
-def _half_round_b_folded(v0, v1, v2, v3):
-    """The last half-round and the output XOR together. Of ``v0 ^ v1 ^ v2 ^ v3`` after
-    :func:`_half_round_b`, the sum ``v0 + v3`` enters twice and cancels: one 64-bit addition and
-    one LUT4 of XOR per bit are left."""
-    s2 = _add64(v2, v1)
-    return v1.rotate_left(17) ^ s2 ^ s2.rotate_left(32) ^ v3.rotate_left(21)
+class _High:
+    """A :class:`_Word` term: the bits from ``_EARLY_BITS`` up of a sum, zero below."""
+
+    def __init__(self, signal):
+        self.signal = signal
+
+    def value(self):
+        return Cat(C(0, _EARLY_BITS), self.signal[_EARLY_BITS:])
+
+
+def _low(signal):
+    """The bits of a sum below ``_EARLY_BITS``, zero above."""
+    return Cat(signal[:_EARLY_BITS], C(0, 64 - _EARLY_BITS))
+
+
+class _Word:
+    """A 64-bit state word kept as the XOR of terms, computed only where it is used.
+
+    A term is ``(base, rotation)``: ``base`` a state signal (a sum, or a register the next stage
+    gets), a :class:`_High` part of a sum, the index of a message word (whose register depends on
+    the stage), or a constant. The XOR of the terms is folded into the LUTs that consume the word
+    (the carry chain of an addition, the LUT that collapses a word into one signal).
+    """
+
+    def __init__(self, *terms):
+        self.terms = [term if isinstance(term, tuple) else (term, 0) for term in terms]
+
+    def rotate_left(self, amount):
+        return _Word(*((base, (rotation + amount) % 64) for base, rotation in self.terms))
+
+    def __xor__(self, base):
+        return _Word(*self.terms, (base, 0))
+
+
+def _add(m, x, y, ecp5):
+    """``x + y`` (mod 2**64), ``x`` and ``y`` lists of up to two 64-bit terms XORed together.
+
+    On ECP5 a chain of 32 ``CCU2C`` whose LUTs take the terms: ``y`` (the second operand, the
+    one with the :class:`_High` term when there is one) on ``A``/``B``, ``x`` on ``C``/``D``.
+    Zero bits on ``A``/``B`` and a tied-high ``D`` cost nextpnr no routing (it folds them into the
+    ``INIT``); a constant term of a one-term ``x`` is folded into the ``INIT`` here."""
+    assert 1 <= len(x) <= 2 and 1 <= len(y) <= 2
+    if not ecp5:
+        return (_xor(x) + _xor(y))[:64]
+    if len(y) < len(x):
+        x, y = y, x
+    a, b = (list(y) + [C(0, 64)])[:2]
+    constant = 0
+    if len(x) == 2 and isinstance(x[1], Const):
+        x, constant = x[:1], x[1].value
+    four = len(x) == 2
+    c, d = (list(x) + [C(2**64 - 1, 64)])[:2]
+    total = Signal(64)
+    carry = C(0, 1)
+    for i in range(0, 64, 2):
+        cout = Signal()
+        ports = {}
+        for half in (0, 1):
+            bit = i + half
+            if four:
+                init = _CCU2C_XOR_ADD_INIT
+            else:     # D tied high: A ^ B ^ C, or A ^ B ^ ~C for a one in the constant
+                init = _CCU2C_XOR_ADD_INIT if (constant >> bit) & 1 else _CCU2C_XOR_ADD_INIT_3
+            ports.update({f"i_A{half}": a[bit], f"i_B{half}": b[bit], f"i_C{half}": c[bit],
+                          f"i_D{half}": d[bit], f"o_S{half}": total[bit],
+                          f"p_INIT{half}": C(init, 16)})
+        m.submodules += Instance("CCU2C", p_INJECT1_0="NO", p_INJECT1_1="NO",
+                                 i_CIN=carry, o_COUT=cout, **ports)
+        carry = cout
+    return total
+
+
+def _mix(collapse, word, amount, total):
+    """``(word <<< amount) ^ total`` as two terms: the low bits of ``total`` (a sum, early from its
+    carry chain) collapsed with the word into one signal, its high bits left to the consumers."""
+    return _Word(collapse(word.rotate_left(amount) ^ _LowOf(total)), _High(total))
+
+
+class _LowOf:
+    """A :class:`_Word` term: the low bits of a sum, used in the stage that computes it."""
+
+    def __init__(self, signal):
+        self.signal = signal
+
+    def value(self):
+        return _low(self.signal)
+
+
+def _half_round_a(v0, v1, v2, v3, add, collapse):
+    """First half of a SipRound: ``v0 += v1; v2 += v3``, rotate, XOR. The XORs with the high
+    bits of the sums are left to the consumers."""
+    s0, s2 = add(v0, v1), add(v2, v3)
+    return (_Word((s0, 32)), _mix(collapse, v1, 13, s0), _Word(s2), _mix(collapse, v3, 16, s2))
+
+
+def _half_round_b(v0, v1, v2, v3, add, collapse):
+    """Second half of a SipRound: ``v2 += v1; v0 += v3``, rotate, XOR (partly left to the
+    consumers)."""
+    s2, s0 = add(v2, v1), add(v0, v3)
+    return (_Word(s0), _mix(collapse, v1, 17, s2), _Word((s2, 32)), _mix(collapse, v3, 21, s0))
 
 
 class SipHash(wiring.Component):
@@ -109,6 +218,10 @@ class SipHash(wiring.Component):
     fifo_depth : int
         Requests the core holds (accepted, not yet delivered) before ``i.ready`` falls:
         ``latency + 1``, so that it never falls while ``o.ready`` is held high.
+
+    Elaborated for a platform whose ``family`` is ``"ecp5"`` (Amaranth's ``LatticePlatform`` for
+    an ECP5, or ``inic synth``), the additions are ``CCU2C`` chains that take the XORs in their
+    LUTs; for any other platform, or none (the simulator), plain ``+`` and ``^``.
     """
 
     def __init__(self, *, message_bytes, c_rounds=2, d_rounds=4, stages_per_round=2,
@@ -185,6 +298,16 @@ class SipHash(wiring.Component):
     def fifo_depth(self):
         return self.latency + 1
 
+    def _term(self, term, words):
+        """The 64-bit value of a :class:`_Word` term, message words from the registers ``words``."""
+        base, rotation = term
+        if isinstance(base, _MessageWord):
+            j = base.index
+            base = words[j] if j < self.message_words - 1 else self._last_word(words.get(j))
+        elif isinstance(base, (_High, _LowOf)):
+            base = base.value()
+        return base.rotate_left(rotation) if rotation else base
+
     def _last_word(self, tail):
         """The padded last word: ``tail`` (the ``message_bytes % 8`` last bytes, or None), zeros,
         and the length mod 256 in the top byte."""
@@ -200,8 +323,10 @@ class SipHash(wiring.Component):
         n_stages = self.pipeline_stages
         # Half-round that ends the compression of word j: v0 ^= m_j (and v3 ^= m_j+1) follow it.
         word_end = {2 * self._c_rounds * (j + 1) - 1: j for j in range(n_words)}
-        # A word's bits travel through the registers that feed the stages up to its last use.
-        last_stage = [(2 * self._c_rounds * (j + 1) - 1) // per_stage for j in range(n_words)]
+        # A word's bits travel through the registers that feed the stages up to its last use:
+        # the stage after the one that ends its compression, whose addition takes ``v0 ^ m_j``.
+        last_stage = [(2 * self._c_rounds * (j + 1) - 1) // per_stage + 1 for j in range(n_words)]
+        ecp5 = getattr(platform, "family", None) == "ecp5"
 
         accept = Signal()
         deliver = Signal()
@@ -245,39 +370,68 @@ class SipHash(wiring.Component):
             valid.eq(accept),
         ]
 
-        # Stages 1..n_stages -- ``per_stage`` half-rounds each, in order.
-        result = Signal(64, name="result", reset_less=True)
+        # Stages 1..n_stages -- ``per_stage`` half-rounds each, in order. A state word is up to
+        # two terms (see _Word); a stage registers each distinct term once.
+        v = [_Word(reg) for reg in state]
+        result_sum = Signal(64, name="result_sum", reset_less=True)
+        result_mix = Signal(64, name="result_mix", reset_less=True)
         for s in range(n_stages):
-            v = list(state)
+            def value(w, words=words):
+                return [self._term(term, words) for term in w.terms]
+
+            def add(x, y, value=value):
+                return _add(m, value(x), value(y), ecp5)
+
+            def collapse(w, value=value):
+                return _xor(value(w))
+
             folded = None
             for h in range(s * per_stage, (s + 1) * per_stage):
                 if h == half_rounds - 1:      # the last stage ends in the hash itself
-                    folded = _half_round_b_folded(*v)
+                    # Of v0 ^ v1 ^ v2 ^ v3 after the half-round, v0 + v3 enters twice and
+                    # cancels: s ^ (s <<< 32) ^ t is left, s = v2 + v1 and
+                    # t = (v1 <<< 17) ^ (v3 <<< 21), registered apart.
+                    folded = (add(v[2], v[1]),
+                              _xor(value(v[1].rotate_left(17)) + value(v[3].rotate_left(21))))
                     break
-                v = list((_half_round_a if h % 2 == 0 else _half_round_b)(*v))
+                v = list((_half_round_a if h % 2 == 0 else _half_round_b)(*v, add, collapse))
                 if h in word_end:
                     j = word_end[h]
-                    v[0] = v[0] ^ word(words, j)
+                    v[0] = v[0] ^ _MessageWord(j)
                     if j + 1 < n_words:
-                        v[3] = v[3] ^ word(words, j + 1)
+                        (mixed, _), rest = v[3].terms
+                        v[3] = _Word(mixed ^ word(words, j + 1), rest)
                     else:
-                        v[2] = v[2] ^ 0xFF      # finalisation starts
+                        v[2] = v[2] ^ C(0xFF, 64)      # finalisation starts
             next_valid = Signal(name=f"valid_{s + 1}")
             m.d.sync += next_valid.eq(valid)
             valid = next_valid
             if folded is not None:
-                m.d.sync += result.eq(folded)
+                m.d.sync += [result_sum.eq(folded[0]), result_mix.eq(folded[1])]
                 break
-            next_state = [Signal(64, name=f"v{k}_{s + 1}", reset_less=True) for k in range(4)]
+            registers = {}
+            for k, w in enumerate(v):
+                terms = []
+                for base, rotation in w.terms:
+                    if not isinstance(base, (_MessageWord, Const)):
+                        high = isinstance(base, _High)
+                        signal = base.signal if high else base
+                        if id(signal) not in registers:
+                            reg = Signal(64, name=f"v{k}{'ab'[len(terms)]}_{s + 1}",
+                                         reset_less=True)
+                            m.d.sync += reg.eq(signal)
+                            registers[id(signal)] = reg
+                        base = _High(registers[id(signal)]) if high else registers[id(signal)]
+                    terms.append((base, rotation))
+                v[k] = _Word(*terms)
             next_words = stored_words(s + 1)
-            m.d.sync += [reg.eq(value) for reg, value in zip(next_state, v)]
             m.d.sync += [reg.eq(words[j]) for j, reg in next_words.items()]
-            state, words = next_state, next_words
+            words = next_words
 
         # Output -- results and tags queue in FIFOs with room for every request in flight.
         m.submodules.hashes = hashes = SyncFIFOBuffered(width=64, depth=self.fifo_depth)
         m.d.comb += [
-            hashes.w_data.eq(result),
+            hashes.w_data.eq(result_sum ^ result_sum.rotate_left(32) ^ result_mix),
             hashes.w_en.eq(valid),
             self.o.valid.eq(hashes.r_rdy),
             self.o.payload.hash.eq(hashes.r_data),
