@@ -162,7 +162,8 @@ def blocks():
 
     A block is a public subclass of ``wiring.Component`` defined in a module of the ``hw``
     package. One whose constructor needs arguments is built with those of
-    :func:`_block_arguments`; a new block that needs some must be added there.
+    :func:`_block_arguments`; a new block that needs some must be added there. A block built a
+    second way is listed under its own name by :func:`_block_variants`.
     """
     arguments = _block_arguments()
     found = {}
