@@ -571,6 +571,17 @@ class CcbTable(wiring.Component):
         def respond(status, conn=0):
             m.d.sync += [resp_valid.eq(1), resp_status.eq(status), resp_conn.eq(conn)]
 
+        def finish():
+            # Done: back to IDLE, and the next command may come.
+            m.next = "IDLE"
+            m.d.sync += cmd_full.eq(0)
+
+        def answer(status, conn=0, *, counter):
+            # A command that ends with its answer and one counter.
+            respond(status, conn)
+            m.d.comb += count[counter].eq(1)
+            finish()
+
         # Bucket writes: one entry per clock.
         wr_en = Signal()
         wr_bank = Signal()
@@ -720,8 +731,7 @@ class CcbTable(wiring.Component):
                     respond(CcbStatus.OK)
                 with m.Else():
                     respond(CcbStatus.NOT_EMPTY)
-                m.next = "IDLE"
-                m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                finish()
 
             with m.State("FIND"):
                 # FIND -- the tuple enters the hash core (one lookup slot).
@@ -754,24 +764,15 @@ class CcbTable(wiring.Component):
                     with m.Case(CcbOpcode.INSERT):
                         m.d.sync += [new_conn.eq(head_conn), new_v6.eq(use_v6)]
                         with m.If(f_found):
-                            respond(CcbStatus.EXISTS, f_conn)
-                            m.d.comb += count["exists"].eq(1)
-                            m.next = "IDLE"
-                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                            answer(CcbStatus.EXISTS, f_conn, counter="exists")
                         with m.Elif(~have_conn_):
-                            respond(CcbStatus.FULL)
-                            m.d.comb += count["insert_full"].eq(1)
-                            m.next = "IDLE"
-                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                            answer(CcbStatus.FULL, counter="insert_full")
                         with m.Elif(f_collision):
                             with m.If(stash_free_any):
                                 m.d.sync += place_kind.eq(1)
                                 m.next = "KEYS"
                             with m.Else():
-                                respond(CcbStatus.FULL)
-                                m.d.comb += count["insert_full"].eq(1)
-                                m.next = "IDLE"
-                                m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                                answer(CcbStatus.FULL, counter="insert_full")
                         with m.Elif(any_free):
                             m.d.sync += [
                                 place_kind.eq(0), pl_bank.eq(fw_bank),
@@ -784,10 +785,7 @@ class CcbTable(wiring.Component):
                             m.next = "WALK_READ"
                     with m.Case(CcbOpcode.DELETE):
                         with m.If(~f_found):
-                            respond(CcbStatus.ABSENT)
-                            m.d.comb += count["absent"].eq(1)
-                            m.next = "IDLE"
-                            m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                            answer(CcbStatus.ABSENT, counter="absent")
                         with m.Else():
                             m.next = "DELETE"
                     with m.Default():     # SET_STATE
@@ -798,8 +796,7 @@ class CcbTable(wiring.Component):
                             m.d.comb += [state_wr.addr.eq(f_conn), state_wr.data.eq(cmd.state),
                                          state_wr.en.eq(1)]
                             respond(CcbStatus.OK)
-                        m.next = "IDLE"
-                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                        finish()
 
             with m.State("WALK_READ"):
                 # WALK_READ -- read bucket (cur_bank, cur_bucket): one P0 slot.
@@ -895,10 +892,7 @@ class CcbTable(wiring.Component):
                         m.d.sync += place_kind.eq(1)
                         m.next = "KEYS"
                     with m.Else():
-                        respond(CcbStatus.FULL)
-                        m.d.comb += count["insert_full"].eq(1)
-                        m.next = "IDLE"
-                        m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                        answer(CcbStatus.FULL, counter="insert_full")
                 with m.Else():
                     m.d.sync += path_index.eq(path_index - 1)
                     m.next = "UNWIND_ADDR"
@@ -929,8 +923,7 @@ class CcbTable(wiring.Component):
                 m.d.sync += used.eq(used + 1)
                 m.d.comb += count["inserts"].eq(1)
                 respond(CcbStatus.INSERTED, new_conn)
-                m.next = "IDLE"
-                m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                finish()
 
             with m.State("DELETE"):
                 # DELETE -- clear the entry (the commit), free its conn_nbr, then drain.
@@ -956,8 +949,7 @@ class CcbTable(wiring.Component):
             with m.State("DRAIN"):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
                 with m.If(drain_slot == S):
-                    m.next = "IDLE"
-                    m.d.sync += cmd_full.eq(0)     # done: the next command may come
+                    finish()
                 with m.Elif(st_valid.bit_select(drain_slot, 1)):
                     m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
                                  dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
