@@ -66,11 +66,15 @@ MESSAGE_BYTES = 36
 #: Bits compared per chunk in the first stage of a wide compare.
 _CHUNK = 16
 
-#: Clocks from the hash leaving the core to the result written into the output FIFO (P0..P7).
-_PIPE_STAGES = 8
+#: Clocks from the hash leaving the core to the result written into the output FIFO (Q, P0..P8).
+_PIPE_STAGES = 10
 
 #: Clocks a write into SyncFIFOBuffered takes to be readable.
 _FIFO_LATENCY = 2
+
+
+class _WriteRequest:
+    """``addr``, ``data``, ``en`` of a write port, registered before the port."""
 
 
 def _chunks_equal(a, b):
@@ -244,7 +248,7 @@ class CcbTable(wiring.Component):
 
     @property
     def view_delay(self):
-        return self._hash.latency + 1
+        return self._hash.latency + 2
 
     @property
     def latency(self):
@@ -267,7 +271,7 @@ class CcbTable(wiring.Component):
         table_key = Signal(128)
         m.d.comb += hasher.key.eq(table_key)
 
-        find_req = Signal()         # the command unit's find takes the hash input this clock
+        find_req = Signal()         # the command unit's find offers the hash input (register)
         cmd = Signal(CcbCommand)    # the command being executed (tuple normalised)
         lookup_tuple = _normalised(m, self.lookup.payload.tuple, "lookup_tuple")
         hash_tuple = Signal(CcbTuple)
@@ -288,12 +292,14 @@ class CcbTable(wiring.Component):
         ring_rp = Signal(range(ring_depth))
         m.d.comb += [
             ring_wr.addr.eq(ring_wp),
-            ring_wr.en.eq(hasher.i.valid & hasher.i.ready),
+            # Written every clock (no enable net across the ring); the pointer moves on an
+            # accepted request, and the ring never holds more than the core (fifo_depth < depth).
+            ring_wr.en.eq(1),
             ring_wr.data.find.eq(find_req),
             ring_wr.data.tuple.eq(hash_tuple),
             ring_wr.data.tag.eq(self.lookup.payload.tag),
         ]
-        with m.If(ring_wr.en):
+        with m.If(hasher.i.valid & hasher.i.ready):
             m.d.sync += ring_wp.eq(ring_wp + 1)
 
         # --- memories ----------------------------------------------------------------------
@@ -314,9 +320,22 @@ class CcbTable(wiring.Component):
         m.submodules.key_hi = key_hi = Memory(shape=key_hi_bits, depth=self._ipv6_entries,
                                               init=[])
         m.submodules.state = state_mem = Memory(shape=2, depth=self._entries, init=[])
-        key_lo_rd, key_lo_wr = key_lo.read_port(), key_lo.write_port()
-        key_hi_rd, key_hi_wr = key_hi.read_port(), key_hi.write_port()
-        state_rd, state_wr = state_mem.read_port(), state_mem.write_port()
+        def registered(port, name):
+            # A write port driven from registers: the FSM's request (addr, data, en) this
+            # clock is written on the next edge.
+            request = _WriteRequest()
+            for field in ("addr", "data", "en"):
+                signal = Signal.like(getattr(port, field), name=f"{name}_{field}")
+                setattr(request, field, signal)
+                m.d.sync += getattr(port, field).eq(signal)
+            return request
+
+        key_lo_rd = key_lo.read_port()
+        key_hi_rd = key_hi.read_port()
+        state_rd = state_mem.read_port()
+        key_lo_wr = registered(key_lo.write_port(), "key_lo_wr")
+        key_hi_wr = registered(key_hi.write_port(), "key_hi_wr")
+        state_wr = registered(state_mem.write_port(), "state_wr")
 
         def key_lo_of(t):
             return Cat(t.src[:32], t.dst[:32], t.sport, t.dport, t.ipv6)
@@ -345,13 +364,19 @@ class CcbTable(wiring.Component):
         h = hasher.o.payload
         take = Signal()
         m.d.comb += take.eq(hasher.o.valid & hasher.o.ready)
-        request = Signal(self.ring_layout)      # the ring entry of the hash at P0
-        m.d.comb += ring_rd.addr.eq(ring_rp + take)
-        m.d.sync += [request.eq(ring_rd.data), ring_rp.eq(ring_rp + take)]
+        # Q: the hash and its request (the ring read at a plain register), registered with no
+        # enable; the command unit's read slot rides along.
+        m.d.comb += ring_rd.addr.eq(ring_rp)
+        m.d.sync += ring_rp.eq(ring_rp + take)
+        q_take, q_read = Signal(), Signal()
+        q_hash = Signal(32 + fb, reset_less=True)
+        request = Signal(self.ring_layout, reset_less=True)
+        m.d.sync += [q_take.eq(take), q_read.eq(cmd_read), q_hash.eq(h.hash[:32 + fb]),
+                     request.eq(ring_rd.data)]
 
         # P0
-        p0_b0, p0_b1 = h.hash[0:k], h.hash[16:16 + k]
-        for bank, addr in ((0, Mux(cmd_read, cmd_b0, p0_b0)), (1, Mux(cmd_read, cmd_b1, p0_b1))):
+        p0_b0, p0_b1 = q_hash[0:k], q_hash[16:16 + k]
+        for bank, addr in ((0, Mux(q_read, cmd_b0, p0_b0)), (1, Mux(q_read, cmd_b1, p0_b1))):
             for way in range(W):
                 m.d.comb += banks_rd[bank][way].addr.eq(addr)
         s1_lookup = Signal()
@@ -373,14 +398,14 @@ class CcbTable(wiring.Component):
         s1_st_conn = [Signal(cb, name=f"s1_stash{s}_conn", reset_less=True) for s in range(S)]
         m.d.sync += [a.eq(b) for a, b in zip(s1_st_conn, st_conn)]
         m.d.sync += [
-            s1_lookup.eq(take & ~request.find),
-            s1_find.eq(take & request.find),
-            s1_read.eq(cmd_read),
+            s1_lookup.eq(q_take & ~request.find),
+            s1_find.eq(q_take & request.find),
+            s1_read.eq(q_read),
             s1_tuple.eq(h_tuple),
             s1_tag.eq(request.tag),
             s1_b0.eq(p0_b0),
             s1_b1.eq(p0_b1),
-            s1_fp.eq(h.hash[32:32 + fb]),
+            s1_fp.eq(q_hash[32:32 + fb]),
         ]
 
         # P1: bucket words registered; stash chunk results ANDed.
@@ -481,25 +506,28 @@ class CcbTable(wiring.Component):
         s7_hi_eq = carry("s7_hi_eq", Cat(*hi_eq))
         s7_ipv6 = carry("s7_ipv6", s6_tuple.ipv6)
 
-        # P7: the answer.
-        key_eq = s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all())
-        hit = s7["st_hit"] | (s7["bucket_hit"] & key_eq)
-        collision = ~s7["st_hit"] & s7["bucket_hit"] & ~key_eq
+        # P7: the chunks reduced to one bit, registered.
+        s8 = advance(8, s7)
+        s8_key_eq = carry("s8_key_eq", s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all()))
+
+        # P8: the answer.
+        hit = s8["st_hit"] | (s8["bucket_hit"] & s8_key_eq)
+        collision = ~s8["st_hit"] & s8["bucket_hit"] & ~s8_key_eq
         answer = Signal(CcbResult)
         m.d.comb += [
             answer.hit.eq(hit),
-            answer.state.eq(Mux(hit, s7["state"], 0)),
-            answer.conn_nbr.eq(Mux(hit, s7["conn"], 0)),
-            answer.tag.eq(s7["tag"]),
+            answer.state.eq(Mux(hit, s8["state"], 0)),
+            answer.conn_nbr.eq(Mux(hit, s8["conn"], 0)),
+            answer.tag.eq(s8["tag"]),
             results.w_data.eq(answer),
-            results.w_en.eq(s7["lookup"]),
+            results.w_en.eq(s8["lookup"]),
             self.result.valid.eq(results.r_rdy),
             self.result.payload.eq(results.r_data),
             results.r_en.eq(self.result.ready),
         ]
         delivered = self.result.valid & self.result.ready
         in_flight_next = Signal.like(in_flight)
-        m.d.comb += in_flight_next.eq(in_flight + take - s7["find"] - delivered)
+        m.d.comb += in_flight_next.eq(in_flight + take - s8["find"] - delivered)
         m.d.sync += [in_flight.eq(in_flight_next), credit.eq(in_flight_next != fifo_depth)]
 
         # --- counters ----------------------------------------------------------------------
@@ -508,12 +536,14 @@ class CcbTable(wiring.Component):
                  ("inserts", "exists", "insert_full", "deletes", "absent")}
         kicks_add = Signal(range(self._max_kicks + 1))
         used = Signal(range(self._entries + 1))
+        table_empty = Signal(init=1)    # used == 0, registered (SET_KEY comes clocks after)
+        m.d.sync += table_empty.eq(used == 0)
         for name, pulse in count.items():
             m.d.sync += counters[name].eq(counters[name] + pulse)
         m.d.sync += [
-            counters.lookups.eq(counters.lookups + s7["lookup"]),
-            counters.hits.eq(counters.hits + (s7["lookup"] & hit)),
-            counters.misses.eq(counters.misses + (s7["lookup"] & ~hit)),
+            counters.lookups.eq(counters.lookups + s8["lookup"]),
+            counters.hits.eq(counters.hits + (s8["lookup"] & hit)),
+            counters.misses.eq(counters.misses + (s8["lookup"] & ~hit)),
             counters.kicks.eq(counters.kicks + kicks_add),
             counters.stash_used.eq(_popcount([st_valid[s] for s in range(S)])),
             counters.used.eq(used),
@@ -565,11 +595,20 @@ class CcbTable(wiring.Component):
             self.response.payload.status.eq(resp_status),
             self.response.payload.conn_nbr.eq(resp_conn),
         ]
-        with m.If(self.response.valid & self.response.ready):
+        # Every table write is requested by the FSM and done one clock later (the memories'
+        # write ports and the stash's enables are registers), so an answer waits one clock in
+        # rq_* too: it is valid from the clock after its commit.
+        rq_valid = Signal()
+        rq_status = Signal(CcbStatus)
+        rq_conn = Signal(cb)
+        m.d.sync += rq_valid.eq(0)
+        with m.If(rq_valid):
+            m.d.sync += [resp_valid.eq(1), resp_status.eq(rq_status), resp_conn.eq(rq_conn)]
+        with m.Elif(self.response.valid & self.response.ready):
             m.d.sync += resp_valid.eq(0)
 
         def respond(status, conn=0):
-            m.d.sync += [resp_valid.eq(1), resp_status.eq(status), resp_conn.eq(conn)]
+            m.d.sync += [rq_valid.eq(1), rq_status.eq(status), rq_conn.eq(conn)]
 
         def finish():
             # Done: back to IDLE, and the next command may come.
@@ -591,7 +630,7 @@ class CcbTable(wiring.Component):
         for bank in range(2):
             for way in range(W):
                 port = banks_wr[bank][way]
-                m.d.comb += [
+                m.d.sync += [
                     port.addr.eq(wr_bucket),
                     port.data.eq(wr_data),
                     port.en.eq(wr_en & (wr_bank == bank) & (wr_way == way)),
@@ -695,7 +734,7 @@ class CcbTable(wiring.Component):
         cw_words = [Signal(entry, name=f"walk_word{w}") for w in range(W)]
 
         view = Signal()         # a lookup's view: its buckets and stash are read on this edge
-        m.d.comb += view.eq(take & ~request.find)
+        m.d.comb += view.eq(q_take & ~request.find)
         self.sim_handles.update(
             stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn, stash_b0=st_b0,
             stash_b1=st_b1, stash_fp=st_fp, lfsr=lfsr, view=view, used=used, key_lo=key_lo,
@@ -712,21 +751,27 @@ class CcbTable(wiring.Component):
         with m.If(self.command.valid & ~cmd_full):
             m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple),
                          cmd_full.eq(1)]
-        st_we = Signal(S)               # the stash slot COMMIT_INSERT writes: a pulse, one-hot
-        m.d.sync += st_we.eq(0)
+        # Stash writes, one-hot pulses: st_we set by KEYS, st_we_q (the write) one clock after
+        # COMMIT_INSERT, with its bucket writes; st_clear (the clear) one clock after the state
+        # that requests it.
+        st_we = Signal(S)
+        st_we_q = Signal(S)
+        st_clear = Signal(S)
+        m.d.sync += [st_we.eq(0), st_we_q.eq(st_we), st_clear.eq(0)]
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
-                with m.If(cmd_full & ~resp_valid):
+                with m.If(cmd_full & ~resp_valid & ~rq_valid):
                     with m.If(cmd.opcode == CcbOpcode.SET_KEY):
                         m.next = "SET_KEY"
                     with m.Else():
+                        m.d.sync += find_req.eq(1)
                         m.next = "FIND"
 
             with m.State("SET_KEY"):
                 # SET_KEY -- only while the table is empty.
-                with m.If(used == 0):
+                with m.If(table_empty):
                     m.d.sync += table_key.eq(cmd.key)
                     respond(CcbStatus.OK)
                 with m.Else():
@@ -735,18 +780,18 @@ class CcbTable(wiring.Component):
 
             with m.State("FIND"):
                 # FIND -- the tuple enters the hash core (one lookup slot).
-                m.d.comb += find_req.eq(1)
                 with m.If(hasher.i.ready):
+                    m.d.sync += find_req.eq(0)
                     m.next = "FIND_WAIT"
 
             with m.State("FIND_WAIT"):
                 # FIND_WAIT -- its answer leaves the pipeline at P7.
-                with m.If(s7["find"]):
+                with m.If(s8["find"]):
                     m.d.sync += [
-                        f_found.eq(hit), f_collision.eq(collision), f_conn.eq(s7["conn"]),
-                        f_st_hit.eq(s7["st_hit"]), f_st_slot.eq(s7["st_slot"]),
-                        f_match_index.eq(s7["match_index"]), f_valids.eq(s7["valids"]),
-                        f_b0.eq(s7["b0"]), f_b1.eq(s7["b1"]), f_fp.eq(s7["fp"]),
+                        f_found.eq(hit), f_collision.eq(collision), f_conn.eq(s8["conn"]),
+                        f_st_hit.eq(s8["st_hit"]), f_st_slot.eq(s8["st_slot"]),
+                        f_match_index.eq(s8["match_index"]), f_valids.eq(s8["valids"]),
+                        f_b0.eq(s8["b0"]), f_b1.eq(s8["b1"]), f_fp.eq(s8["fp"]),
                     ]
                     m.next = "PREPARE"
 
@@ -803,7 +848,11 @@ class CcbTable(wiring.Component):
                 m.next = "WALK_WAIT"
 
             with m.State("WALK_WAIT"):
-                # WALK_WAIT -- the words reach the P2 registers, the visited mask vis_reg.
+                # WALK_WAIT, WALK_WAIT2 -- the read passes Q and P0; the words reach the P2
+                # registers, the visited mask vis_reg.
+                m.next = "WALK_WAIT2"
+
+            with m.State("WALK_WAIT2"):
                 m.next = "WALK_CHECK"
 
             with m.State("WALK_CHECK"):
@@ -928,9 +977,7 @@ class CcbTable(wiring.Component):
             with m.State("DELETE"):
                 # DELETE -- clear the entry (the commit), free its conn_nbr, then drain.
                 with m.If(f_st_hit):
-                    for s in range(S):
-                        with m.If(f_st_slot == s):
-                            m.d.sync += st_valid[s].eq(0)
+                    m.d.sync += st_clear.eq(Cat(*(f_st_slot == s for s in range(S))))
                 with m.Else():
                     bank = f_match_index[wb]
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(bank),
@@ -950,7 +997,7 @@ class CcbTable(wiring.Component):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
                 with m.If(drain_slot == S):
                     finish()
-                with m.Elif(st_valid.bit_select(drain_slot, 1)):
+                with m.Elif((st_valid & ~st_clear).bit_select(drain_slot, 1)):
                     m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
                                  dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
                                  cmd_read.eq(1), cmd_b0.eq(drain_b0), cmd_b1.eq(drain_b1)]
@@ -963,6 +1010,9 @@ class CcbTable(wiring.Component):
                 m.next = "DRAIN_WAIT"
 
             with m.State("DRAIN_WAIT"):
+                m.next = "DRAIN_WAIT2"
+
+            with m.State("DRAIN_WAIT2"):
                 m.next = "DRAIN_CHECK"
 
             with m.State("DRAIN_CHECK"):
@@ -983,16 +1033,16 @@ class CcbTable(wiring.Component):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(dr_bank),
                                  wr_bucket.eq(Mux(dr_bank, dr_b1, dr_b0)),
                                  wr_way.eq(dr_way), wr_data.eq(drain_entry)]
-                    for s in range(S):
-                        with m.If(drain_slot == s):
-                            m.d.sync += st_valid[s].eq(0)
+                    m.d.sync += st_clear.eq(Cat(*(drain_slot == s for s in range(S))))
                 m.d.sync += drain_slot.eq(drain_slot + 1)
                 m.next = "DRAIN"
 
         # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
         # register of their own, not on the FSM's decode.
         for s in range(S):
-            with m.If(st_we[s]):
+            with m.If(st_clear[s]):
+                m.d.sync += st_valid[s].eq(0)
+            with m.If(st_we_q[s]):
                 m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple), st_conn[s].eq(new_conn),
                              st_b0[s].eq(f_b0), st_b1[s].eq(f_b1), st_fp[s].eq(f_fp)]
         return m
