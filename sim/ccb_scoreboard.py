@@ -229,11 +229,11 @@ class CcbTableBench:
                         word = conn | tag << cb | 1 << (cb + fb + k)
                         ctx.set(h["banks"][bank][way].data[bucket], word)
         for conn, (t, state) in ((c, (t, s)) for t, (c, s) in model.items().items()):
-            ctx.set(h["key_lo"].data[conn], (t.src_ip & 0xFFFFFFFF) | (t.dst_ip & 0xFFFFFFFF) << 32
+            h["key_lo"].sim_set(ctx, conn, (t.src_ip & 0xFFFFFFFF) | (t.dst_ip & 0xFFFFFFFF) << 32
                     | t.src_port << 64 | t.dst_port << 80 | int(t.ipv6) << 96)
             if conn < dut.ipv6_entries:
-                ctx.set(h["key_hi"].data[conn], t.src_ip >> 32 | (t.dst_ip >> 32) << 96)
-            ctx.set(h["state"].data[conn], state)
+                h["key_hi"].sim_set(ctx, conn, t.src_ip >> 32 | (t.dst_ip >> 32) << 96)
+            h["state"].sim_set(ctx, conn, state)
         valid = 0
         for slot, entry in enumerate(model.stash_entries()):
             if entry is not None:
@@ -251,7 +251,7 @@ class CcbTableBench:
                 continue
             size = pool["memory"].depth
             for i, conn in enumerate(free):
-                ctx.set(pool["memory"].data[i], conn)
+                pool["memory"].sim_set(ctx, i, conn)
             ctx.set(pool["head"], 0)
             ctx.set(pool["tail"], len(free) % size)
             ctx.set(pool["level"], len(free))

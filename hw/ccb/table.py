@@ -35,7 +35,7 @@ Writes have ports of their own. A command takes effect at its last table write (
 its answer is valid from the next clock.
 """
 
-from amaranth import Array, C, Cat, Const, Module, Mux, Signal
+from amaranth import Array, C, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -73,8 +73,79 @@ _PIPE_STAGES = 10
 _FIFO_LATENCY = 2
 
 
+#: Clocks from a write requested by the command unit to the clock edge that writes it: one
+#: register by the command unit, one by the memory it goes to (they may be far apart).
+_WRITE_DELAY = 2
+
+
 class _WriteRequest:
-    """``addr``, ``data``, ``en`` of a write port, registered before the port."""
+    """``addr``, ``data``, ``en`` of a write port, registered twice before the port."""
+
+
+def _bram_slice_bits(depth):
+    """The widest ECP5 DP16KD configuration holding ``depth`` words (one block RAM, no
+    output multiplexer), e.g. 4096 x 4, 1024 x 18."""
+    for words, bits in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
+        if depth <= words:
+            return bits
+    return 1
+
+
+class _SlicedMemory:
+    """One logical memory as slices of the width that makes each slice one block RAM
+    configuration with nothing between its output and the register that takes it (a deeper,
+    wider mapping puts a multiplexer and a second route after the block RAM's slow output).
+
+    ``read_port()`` and ``write_port()`` return objects with ``addr``, ``data`` (and ``en``)
+    like a Memory's ports; ``memories`` lists ``(low bit, width, Memory)`` for testbenches.
+    """
+
+    def __init__(self, m, name, width, depth, init=None):
+        self.width, self.depth = width, depth
+        bits = _bram_slice_bits(depth)
+        self.memories = []
+        for index, low in enumerate(range(0, width, bits)):
+            w = min(bits, width - low)
+            values = [] if init is None else [(v >> low) & ((1 << w) - 1) for v in init]
+            memory = Memory(shape=w, depth=depth, init=values)
+            m.submodules[f"{name}_{index}"] = memory
+            self.memories.append((low, w, memory))
+        self._m, self._name = m, name
+
+    def read_port(self):
+        port = _WriteRequest()
+        port.addr = Signal(range(self.depth), name=f"{self._name}_rd_addr")
+        ports = [memory.read_port() for _, _, memory in self.memories]
+        self._m.d.comb += [p.addr.eq(port.addr) for p in ports]
+        port.data = Cat(*(p.data for p in ports))
+        return port
+
+    def write_port(self):
+        port = _WriteRequest()
+        port.addr = Signal(range(self.depth), name=f"{self._name}_wr_addr")
+        port.data = Signal(self.width, name=f"{self._name}_wr_data")
+        port.en = Signal(name=f"{self._name}_wr_en")
+        for low, w, memory in self.memories:
+            p = memory.write_port()
+            self._m.d.comb += [p.addr.eq(port.addr), p.data.eq(port.data[low:low + w]),
+                               p.en.eq(port.en)]
+        return port
+
+    def sim_set(self, ctx, index, value):
+        for low, w, memory in self.memories:
+            ctx.set(memory.data[index], (value >> low) & ((1 << w) - 1))
+
+    def sim_get(self, ctx, index):
+        return sum(ctx.get(memory.data[index]) << low for low, _, memory in self.memories)
+
+
+def _delayed(m, value, clocks, name):
+    """``value`` through ``clocks`` registers (reset to 0)."""
+    for i in range(clocks):
+        reg = Signal(len(Value.cast(value)), name=f"{name}_d{i + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 
 def _chunks_equal(a, b):
@@ -316,18 +387,18 @@ class CcbTable(wiring.Component):
         self.sim_handles = {"banks": [[m.submodules[f"bank{bank}_way{way}"] for way in range(W)]
                                       for bank in range(2)]}
         key_lo_bits, key_hi_bits = 97, 192
-        m.submodules.key_lo = key_lo = Memory(shape=key_lo_bits, depth=self._entries, init=[])
-        m.submodules.key_hi = key_hi = Memory(shape=key_hi_bits, depth=self._ipv6_entries,
-                                              init=[])
-        m.submodules.state = state_mem = Memory(shape=2, depth=self._entries, init=[])
+        key_lo = _SlicedMemory(m, "key_lo", key_lo_bits, self._entries)
+        key_hi = _SlicedMemory(m, "key_hi", key_hi_bits, self._ipv6_entries)
+        state_mem = _SlicedMemory(m, "state", 2, self._entries)
         def registered(port, name):
-            # A write port driven from registers: the FSM's request (addr, data, en) this
-            # clock is written on the next edge.
+            # A write port driven through _WRITE_DELAY registers: the FSM's request (addr,
+            # data, en) this clock is written on the edge _WRITE_DELAY clocks later.
             request = _WriteRequest()
             for field in ("addr", "data", "en"):
                 signal = Signal.like(getattr(port, field), name=f"{name}_{field}")
                 setattr(request, field, signal)
-                m.d.sync += getattr(port, field).eq(signal)
+                m.d.sync += getattr(port, field).eq(_delayed(m, signal, _WRITE_DELAY - 1,
+                                                             f"{name}_{field}"))
             return request
 
         key_lo_rd = key_lo.read_port()
@@ -508,11 +579,11 @@ class CcbTable(wiring.Component):
 
         # P7: the chunks reduced to one bit, registered.
         s8 = advance(8, s7)
-        s8_key_eq = carry("s8_key_eq", s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all()))
+        key_eq = s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all())
+        hit = carry("s8_hit", s7["st_hit"] | (s7["bucket_hit"] & key_eq))
+        collision = carry("s8_collision", ~s7["st_hit"] & s7["bucket_hit"] & ~key_eq)
 
         # P8: the answer.
-        hit = s8["st_hit"] | (s8["bucket_hit"] & s8_key_eq)
-        collision = ~s8["st_hit"] & s8["bucket_hit"] & ~s8_key_eq
         answer = Signal(CcbResult)
         m.d.comb += [
             answer.hit.eq(hit),
@@ -538,12 +609,15 @@ class CcbTable(wiring.Component):
         used = Signal(range(self._entries + 1))
         table_empty = Signal(init=1)    # used == 0, registered (SET_KEY comes clocks after)
         m.d.sync += table_empty.eq(used == 0)
+        c_lookup, c_hit, c_miss = Signal(), Signal(), Signal()     # the P8 result, registered
+        m.d.sync += [c_lookup.eq(s8["lookup"]), c_hit.eq(s8["lookup"] & hit),
+                     c_miss.eq(s8["lookup"] & ~hit)]
         for name, pulse in count.items():
             m.d.sync += counters[name].eq(counters[name] + pulse)
         m.d.sync += [
-            counters.lookups.eq(counters.lookups + s8["lookup"]),
-            counters.hits.eq(counters.hits + (s8["lookup"] & hit)),
-            counters.misses.eq(counters.misses + (s8["lookup"] & ~hit)),
+            counters.lookups.eq(counters.lookups + c_lookup),
+            counters.hits.eq(counters.hits + c_hit),
+            counters.misses.eq(counters.misses + c_miss),
             counters.kicks.eq(counters.kicks + kicks_add),
             counters.stash_used.eq(_popcount([st_valid[s] for s in range(S)])),
             counters.used.eq(used),
@@ -557,8 +631,7 @@ class CcbTable(wiring.Component):
             if size == 0:
                 pools.append(None)
                 continue
-            mem = Memory(shape=cb, depth=size, init=range(first, first + size))
-            m.submodules[name] = mem
+            mem = _SlicedMemory(m, name, cb, size, init=range(first, first + size))
             rd, wr = mem.read_port(), mem.write_port()
             head = Signal(range(size), name=f"{name}_head")
             tail = Signal(range(size), name=f"{name}_tail")
@@ -602,8 +675,15 @@ class CcbTable(wiring.Component):
         rq_status = Signal(CcbStatus)
         rq_conn = Signal(cb)
         m.d.sync += rq_valid.eq(0)
-        with m.If(rq_valid):
-            m.d.sync += [resp_valid.eq(1), resp_status.eq(rq_status), resp_conn.eq(rq_conn)]
+        rq_valid_d = _delayed(m, rq_valid, _WRITE_DELAY - 1, "rq_valid")
+        rq_status_d = _delayed(m, rq_status, _WRITE_DELAY - 1, "rq_status")
+        rq_conn_d = _delayed(m, rq_conn, _WRITE_DELAY - 1, "rq_conn")
+        rq_busy = rq_valid
+        for i in range(1, _WRITE_DELAY):
+            rq_busy = rq_busy | _delayed(m, rq_valid, i, f"rq_busy{i}")
+        with m.If(rq_valid_d):
+            m.d.sync += [resp_valid.eq(1), resp_status.eq(rq_status_d),
+                         resp_conn.eq(rq_conn_d)]
         with m.Elif(self.response.valid & self.response.ready):
             m.d.sync += resp_valid.eq(0)
 
@@ -611,9 +691,9 @@ class CcbTable(wiring.Component):
             m.d.sync += [rq_valid.eq(1), rq_status.eq(status), rq_conn.eq(conn)]
 
         def finish():
-            # Done: back to IDLE, and the next command may come.
-            m.next = "IDLE"
-            m.d.sync += cmd_full.eq(0)
+            # Done: RETIRE until the last requested write is done (the stash takes cmd.tuple
+            # then), then IDLE, and the next command may come.
+            m.next = "RETIRE"
 
         def answer(status, conn=0, *, counter):
             # A command that ends with its answer and one counter.
@@ -627,13 +707,18 @@ class CcbTable(wiring.Component):
         wr_bucket = Signal(k)
         wr_way = Signal(wb)
         wr_data = Signal(entry)
+        wr_en_a = _delayed(m, wr_en, _WRITE_DELAY - 1, "wr_en")
+        wr_bank_a = _delayed(m, wr_bank, _WRITE_DELAY - 1, "wr_bank")
+        wr_way_a = _delayed(m, wr_way, _WRITE_DELAY - 1, "wr_way")
+        wr_bucket_a = _delayed(m, wr_bucket, _WRITE_DELAY - 1, "wr_bucket")
+        wr_data_a = _delayed(m, wr_data, _WRITE_DELAY - 1, "wr_data")
         for bank in range(2):
             for way in range(W):
                 port = banks_wr[bank][way]
                 m.d.sync += [
-                    port.addr.eq(wr_bucket),
-                    port.data.eq(wr_data),
-                    port.en.eq(wr_en & (wr_bank == bank) & (wr_way == way)),
+                    port.addr.eq(wr_bucket_a),
+                    port.data.eq(wr_data_a),
+                    port.en.eq(wr_en_a & (wr_bank_a == bank) & (wr_way_a == way)),
                 ]
 
         def new_entry(b0, b1, fp, conn):
@@ -669,11 +754,11 @@ class CcbTable(wiring.Component):
         ]
         if v6 and v4:
             # The heads, registered after their block RAM (they change once per insert).
-            v6_head, v4_head = Signal(cb), Signal(cb)
+            v6_head, v4_head = Signal(cb, reset_less=True), Signal(cb, reset_less=True)
             m.d.sync += [v6_head.eq(v6["rd"].data), v4_head.eq(v4["rd"].data)]
             m.d.comb += head_conn.eq(Mux(use_v6, v6_head, v4_head))
         else:
-            only_head = Signal(cb)
+            only_head = Signal(cb, reset_less=True)
             m.d.sync += only_head.eq((v6 or v4)["rd"].data)
             m.d.comb += head_conn.eq(only_head)
         new_conn = Signal(cb)
@@ -684,7 +769,12 @@ class CcbTable(wiring.Component):
         pl_bucket = Signal(k)
         pl_way = Signal(wb)
         place_kind = Signal(2)      # 0: bucket slot, 1: stash
-        stash_free_any, stash_free_slot = _lowest([~st_valid[s] for s in range(S)])
+        # The stash's lowest free slot, registered (the stash changes tens of clocks before a
+        # command looks).
+        stash_free_any = Signal()
+        stash_free_slot = Signal(max(1, (S - 1).bit_length()))
+        free_any_, free_slot_ = _lowest([~st_valid[s] for s in range(S)])
+        m.d.sync += [stash_free_any.eq(free_any_), stash_free_slot.eq(free_slot_)]
 
         # Walk.
         lfsr = Signal(16, init=LFSR_RESET)
@@ -700,6 +790,7 @@ class CcbTable(wiring.Component):
         path_rd, path_wr = path_mem.read_port(), path_mem.write_port()
         path_index = Signal(range(self._max_kicks + 1))
         path_reg = Signal(path_layout)
+        uw_last, uw_move = Signal(), Signal()      # UNWIND's conditions, registered
         m.d.comb += path_rd.addr.eq(path_index)
         m.submodules.visited = visited_mem = Memory(shape=W, depth=2 * self._buckets, init=[])
         vis_rd, vis_wr = visited_mem.read_port(), visited_mem.write_port()
@@ -720,6 +811,7 @@ class CcbTable(wiring.Component):
         # Drain.
         drain_slot = Signal(range(S + 1))
         dr_place = Signal()
+        dr_valid = Signal()
         dr_bank = Signal()
         dr_way = Signal(wb)
         st_conn_a, st_b0_a, st_b1_a, st_fp_a = (Array(st_conn), Array(st_b0), Array(st_b1),
@@ -746,28 +838,44 @@ class CcbTable(wiring.Component):
         m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
         # The command register: loaded when empty (its ~420 flip-flops on one enable from a
         # register and the input's valid), emptied when the command is done.
-        cmd_full = Signal()
-        m.d.comb += self.command.ready.eq(~cmd_full)
-        with m.If(self.command.valid & ~cmd_full):
-            m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple),
-                         cmd_full.eq(1)]
+        # The command register loads the input every clock while empty: its ~420 flip-flops
+        # take one register as their enable, no logic in front.
+        cmd_empty = Signal(init=1)
+        m.d.comb += self.command.ready.eq(cmd_empty)
+        with m.If(cmd_empty):
+            m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple)]
+        with m.If(self.command.valid & cmd_empty):
+            m.d.sync += cmd_empty.eq(0)
         # Stash writes, one-hot pulses: st_we set by KEYS, st_we_q (the write) one clock after
         # COMMIT_INSERT, with its bucket writes; st_clear (the clear) one clock after the state
         # that requests it.
+        retire = Signal(range(_WRITE_DELAY))
         st_we = Signal(S)
-        st_we_q = Signal(S)
         st_clear = Signal(S)
-        m.d.sync += [st_we.eq(0), st_we_q.eq(st_we), st_clear.eq(0)]
+        m.d.sync += [st_we.eq(0), st_clear.eq(0)]
+        st_we_q = _delayed(m, st_we, _WRITE_DELAY, "st_we")
+        st_clear_q = _delayed(m, st_clear, _WRITE_DELAY - 1, "st_clear")
+        st_clearing = st_clear
+        for i in range(1, _WRITE_DELAY):
+            st_clearing = st_clearing | _delayed(m, st_clear, i, f"st_clearing{i}")
 
         with m.FSM(name="command"):
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
-                with m.If(cmd_full & ~resp_valid & ~rq_valid):
+                with m.If(~cmd_empty & ~resp_valid & ~rq_busy):
                     with m.If(cmd.opcode == CcbOpcode.SET_KEY):
                         m.next = "SET_KEY"
                     with m.Else():
                         m.d.sync += find_req.eq(1)
                         m.next = "FIND"
+
+            with m.State("RETIRE"):
+                # RETIRE -- _WRITE_DELAY - 1 clocks, then the command register is free.
+                with m.If(retire == _WRITE_DELAY - 2):
+                    m.d.sync += [retire.eq(0), cmd_empty.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += retire.eq(retire + 1)
 
             with m.State("SET_KEY"):
                 # SET_KEY -- only while the table is empty.
@@ -917,7 +1025,8 @@ class CcbTable(wiring.Component):
 
             with m.State("UNWIND_DATA"):
                 # UNWIND_DATA -- the path entry, registered after its RAM.
-                m.d.sync += path_reg.eq(path_rd.data)
+                m.d.sync += [path_reg.eq(path_rd.data), uw_last.eq(path_index == 0),
+                             uw_move.eq(walk_ok & (path_index != kicks))]
                 m.next = "UNWIND"
 
             with m.State("UNWIND"):
@@ -926,12 +1035,12 @@ class CcbTable(wiring.Component):
                 slot = path_reg
                 m.d.comb += [vis_wr.addr.eq(Cat(slot.bucket, slot.bank)), vis_wr.data.eq(0),
                              vis_wr.en.eq(1)]
-                with m.If(walk_ok & (path_index != kicks)):
+                with m.If(uw_move):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(prev_bank), wr_bucket.eq(prev_bucket),
                                  wr_way.eq(prev_way), wr_data.eq(slot.entry)]
                 m.d.sync += [prev_bank.eq(slot.bank), prev_bucket.eq(slot.bucket),
                              prev_way.eq(slot.way)]
-                with m.If(path_index == 0):
+                with m.If(uw_last):
                     with m.If(walk_ok):
                         m.d.sync += [place_kind.eq(0), pl_bank.eq(slot.bank),
                                      pl_bucket.eq(slot.bucket), pl_way.eq(slot.way)]
@@ -997,13 +1106,21 @@ class CcbTable(wiring.Component):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
                 with m.If(drain_slot == S):
                     finish()
-                with m.Elif((st_valid & ~st_clear).bit_select(drain_slot, 1)):
-                    m.d.sync += [dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
-                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot]),
-                                 cmd_read.eq(1), cmd_b0.eq(drain_b0), cmd_b1.eq(drain_b1)]
+                with m.Else():
+                    live = st_valid & ~st_clearing
+                    m.d.sync += [dr_valid.eq(live.bit_select(drain_slot, 1)),
+                                 dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
+                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot])]
+                    m.next = "DRAIN_SELECT"
+
+            with m.State("DRAIN_SELECT"):
+                # DRAIN_SELECT -- an occupied slot: read its bucket pair; else the next slot.
+                with m.If(dr_valid):
+                    m.d.sync += [cmd_read.eq(1), cmd_b0.eq(dr_b0), cmd_b1.eq(dr_b1)]
                     m.next = "DRAIN_READ"
                 with m.Else():
                     m.d.sync += drain_slot.eq(drain_slot + 1)
+                    m.next = "DRAIN"
 
             with m.State("DRAIN_READ"):
                 # DRAIN_READ -- read its bucket pair (one P0 slot).
@@ -1040,7 +1157,7 @@ class CcbTable(wiring.Component):
         # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
         # register of their own, not on the FSM's decode.
         for s in range(S):
-            with m.If(st_clear[s]):
+            with m.If(st_clear_q[s]):
                 m.d.sync += st_valid[s].eq(0)
             with m.If(st_we_q[s]):
                 m.d.sync += [st_valid[s].eq(1), st_key[s].eq(cmd.tuple), st_conn[s].eq(new_conn),

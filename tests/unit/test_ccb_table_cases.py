@@ -107,7 +107,7 @@ def test_lookup_rate_and_latency():
     mixed = measure_lookups(64, lookups=1200, command_every=32, fill=0.75)
     assert alone["latency_cycles"] == alone["declared_latency"] == 30
     assert alone["lookups_per_cycle"] >= 0.998
-    assert mixed["commands"] >= 30 and 0.9 <= mixed["lookups_per_cycle"] < 1.0
+    assert mixed["commands"] >= 24 and 0.9 <= mixed["lookups_per_cycle"] < 1.0
 
 
 def test_default_table_to_first_failed_insert():
