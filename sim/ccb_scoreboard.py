@@ -27,7 +27,7 @@ __all__ = ["random_tuple", "tuple_fields", "table_and_model", "CcbTableBench",
            "measure_lookups", "STATE_READ_AFTER_VIEW"]
 
 #: Clocks from a lookup's view (bucket and stash read) to its state read (P0 to P4).
-STATE_READ_AFTER_VIEW = 4
+STATE_READ_AFTER_VIEW = 5
 
 
 def random_tuple(rng, ipv6_share=0.25):

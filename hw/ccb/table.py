@@ -67,7 +67,7 @@ MESSAGE_BYTES = 36
 _CHUNK = 16
 
 #: Clocks from the hash leaving the core to the result written into the output FIFO (Q, P0..P8).
-_PIPE_STAGES = 10
+_PIPE_STAGES = 12
 
 #: Clocks a write into SyncFIFOBuffered takes to be readable.
 _FIFO_LATENCY = 2
@@ -139,10 +139,10 @@ class _SlicedMemory:
         return sum(ctx.get(memory.data[index]) << low for low, _, memory in self.memories)
 
 
-def _delayed(m, value, clocks, name):
-    """``value`` through ``clocks`` registers (reset to 0)."""
+def _delayed(m, value, clocks, name, *, data=False):
+    """``value`` through ``clocks`` registers (reset to 0; ``data``: no reset)."""
     for i in range(clocks):
-        reg = Signal(len(Value.cast(value)), name=f"{name}_d{i + 1}")
+        reg = Signal(len(Value.cast(value)), name=f"{name}_d{i + 1}", reset_less=data)
         m.d.sync += reg.eq(value)
         value = reg
     return value
@@ -343,7 +343,7 @@ class CcbTable(wiring.Component):
         m.d.comb += hasher.key.eq(table_key)
 
         find_req = Signal()         # the command unit's find offers the hash input (register)
-        cmd = Signal(CcbCommand)    # the command being executed (tuple normalised)
+        cmd = Signal(CcbCommand, reset_less=True)   # the command being executed (normalised)
         lookup_tuple = _normalised(m, self.lookup.payload.tuple, "lookup_tuple")
         hash_tuple = Signal(CcbTuple)
         m.d.comb += [
@@ -397,8 +397,8 @@ class CcbTable(wiring.Component):
             for field in ("addr", "data", "en"):
                 signal = Signal.like(getattr(port, field), name=f"{name}_{field}")
                 setattr(request, field, signal)
-                m.d.sync += getattr(port, field).eq(_delayed(m, signal, _WRITE_DELAY - 1,
-                                                             f"{name}_{field}"))
+                m.d.sync += getattr(port, field).eq(_delayed(
+                    m, signal, _WRITE_DELAY - 1, f"{name}_{field}", data=field != "en"))
             return request
 
         key_lo_rd = key_lo.read_port()
@@ -416,11 +416,11 @@ class CcbTable(wiring.Component):
 
         # Stash, in registers.
         st_valid = Signal(S)
-        st_key = [Signal(CcbTuple, name=f"stash{s}_key") for s in range(S)]
-        st_conn = [Signal(cb, name=f"stash{s}_conn") for s in range(S)]
-        st_b0 = [Signal(k, name=f"stash{s}_b0") for s in range(S)]
-        st_b1 = [Signal(k, name=f"stash{s}_b1") for s in range(S)]
-        st_fp = [Signal(fb, name=f"stash{s}_fp") for s in range(S)]
+        st_key = [Signal(CcbTuple, name=f"stash{s}_key", reset_less=True) for s in range(S)]
+        st_conn = [Signal(cb, name=f"stash{s}_conn", reset_less=True) for s in range(S)]
+        st_b0 = [Signal(k, name=f"stash{s}_b0", reset_less=True) for s in range(S)]
+        st_b1 = [Signal(k, name=f"stash{s}_b1", reset_less=True) for s in range(S)]
+        st_fp = [Signal(fb, name=f"stash{s}_fp", reset_less=True) for s in range(S)]
 
         # --- lookup pipeline ---------------------------------------------------------------
         cmd_read = Signal()         # the command unit reads buckets this clock (P0 slot)
@@ -486,20 +486,38 @@ class CcbTable(wiring.Component):
             m.d.sync += reg.eq(src)
             return reg
 
+        # The block RAM's output (4.3 ns after the clock on ECP5 without its output register)
+        # lands in a register of its own that feeds nothing else (L1), so that the register
+        # can sit beside the block RAM; everything else waits one clock with it.
+        def late(name, src):
+            return carry(name, carry(f"{name}_l", src))
+
         s2_lookup, s2_find, s2_read = Signal(), Signal(), Signal()
-        m.d.sync += [s2_lookup.eq(s1_lookup), s2_find.eq(s1_find), s2_read.eq(s1_read)]
+        l1_lookup, l1_find, l1_read = Signal(), Signal(), Signal()
+        m.d.sync += [l1_lookup.eq(s1_lookup), l1_find.eq(s1_find), l1_read.eq(s1_read),
+                     s2_lookup.eq(l1_lookup), s2_find.eq(l1_find), s2_read.eq(l1_read)]
         s2_tuple = Signal(CcbTuple, reset_less=True)
-        m.d.sync += s2_tuple.eq(s1_tuple)
-        s2_tag = carry("s2_tag", s1_tag)
-        s2_b0, s2_b1, s2_fp = carry("s2_b0", s1_b0), carry("s2_b1", s1_b1), carry("s2_fp", s1_fp)
+        l1_tuple = Signal(CcbTuple, reset_less=True)
+        m.d.sync += [l1_tuple.eq(s1_tuple), s2_tuple.eq(l1_tuple)]
+        s2_tag = late("s2_tag", s1_tag)
+        s2_b0, s2_b1, s2_fp = late("s2_b0", s1_b0), late("s2_b1", s1_b1), late("s2_fp", s1_fp)
+        l1_words = [[Signal(entry, name=f"l1_bank{bank}_way{way}", reset_less=True)
+                     for way in range(W)] for bank in range(2)]
         s2_words = [[Signal(entry, name=f"s2_bank{bank}_way{way}", reset_less=True)
                      for way in range(W)] for bank in range(2)]
         for bank in range(2):
             for way in range(W):
-                m.d.sync += s2_words[bank][way].eq(banks_rd[bank][way].data)
+                m.d.sync += [l1_words[bank][way].eq(banks_rd[bank][way].data),
+                             s2_words[bank][way].eq(l1_words[bank][way])]
+        # The stash's chunk results ANDed in two steps (groups of 4, then the rest).
+        l1_st_part = []
+        for s_ in range(S):
+            eqs = s1_st_eq[s_]
+            groups = [eqs[i:i + 4].all() for i in range(0, len(eqs), 4)]
+            l1_st_part.append(carry(f"l1_stash{s_}_part", Cat(*groups)))
         s2_st_match = Signal(S, reset_less=True)
-        m.d.sync += s2_st_match.eq(Cat(*(reg.all() for reg in s1_st_eq)))
-        s2_st_conn = [carry(f"s2_stash{s}_conn", s1_st_conn[s]) for s in range(S)]
+        m.d.sync += s2_st_match.eq(Cat(*(part.all() for part in l1_st_part)))
+        s2_st_conn = [late(f"s2_stash{s}_conn", s1_st_conn[s]) for s in range(S)]
 
         # P2: tag compares; stash hit.
         flat = [s2_words[bank][way] for bank in range(2) for way in range(W)]
@@ -562,12 +580,14 @@ class CcbTable(wiring.Component):
         m.d.sync += s5_tuple.eq(s4_tuple)
 
         # P5: key-store words registered.
-        s6 = advance(6, s5)
+        # (their landing registers L5 first, as L1's)
+        s6 = advance(6, advance("5l", s5))
         s6_tuple = Signal(CcbTuple, reset_less=True)
-        m.d.sync += s6_tuple.eq(s5_tuple)
-        s6_key_lo = carry("s6_key_lo", key_lo_rd.data)
-        s6_key_hi = carry("s6_key_hi", key_hi_rd.data)
-        s6_state = carry("s6_state", state_rd.data)
+        l5_tuple = Signal(CcbTuple, reset_less=True)
+        m.d.sync += [l5_tuple.eq(s5_tuple), s6_tuple.eq(l5_tuple)]
+        s6_key_lo = late("s6_key_lo", key_lo_rd.data)
+        s6_key_hi = late("s6_key_hi", key_hi_rd.data)
+        s6_state = late("s6_state", state_rd.data)
 
         # P6: key compare, first stage.
         lo_eq = _chunks_equal(s6_key_lo, key_lo_of(s6_tuple))
@@ -676,8 +696,8 @@ class CcbTable(wiring.Component):
         rq_conn = Signal(cb)
         m.d.sync += rq_valid.eq(0)
         rq_valid_d = _delayed(m, rq_valid, _WRITE_DELAY - 1, "rq_valid")
-        rq_status_d = _delayed(m, rq_status, _WRITE_DELAY - 1, "rq_status")
-        rq_conn_d = _delayed(m, rq_conn, _WRITE_DELAY - 1, "rq_conn")
+        rq_status_d = _delayed(m, rq_status, _WRITE_DELAY - 1, "rq_status", data=True)
+        rq_conn_d = _delayed(m, rq_conn, _WRITE_DELAY - 1, "rq_conn", data=True)
         rq_busy = rq_valid
         for i in range(1, _WRITE_DELAY):
             rq_busy = rq_busy | _delayed(m, rq_valid, i, f"rq_busy{i}")
@@ -708,10 +728,10 @@ class CcbTable(wiring.Component):
         wr_way = Signal(wb)
         wr_data = Signal(entry)
         wr_en_a = _delayed(m, wr_en, _WRITE_DELAY - 1, "wr_en")
-        wr_bank_a = _delayed(m, wr_bank, _WRITE_DELAY - 1, "wr_bank")
-        wr_way_a = _delayed(m, wr_way, _WRITE_DELAY - 1, "wr_way")
-        wr_bucket_a = _delayed(m, wr_bucket, _WRITE_DELAY - 1, "wr_bucket")
-        wr_data_a = _delayed(m, wr_data, _WRITE_DELAY - 1, "wr_data")
+        wr_bank_a = _delayed(m, wr_bank, _WRITE_DELAY - 1, "wr_bank", data=True)
+        wr_way_a = _delayed(m, wr_way, _WRITE_DELAY - 1, "wr_way", data=True)
+        wr_bucket_a = _delayed(m, wr_bucket, _WRITE_DELAY - 1, "wr_bucket", data=True)
+        wr_data_a = _delayed(m, wr_data, _WRITE_DELAY - 1, "wr_data", data=True)
         for bank in range(2):
             for way in range(W):
                 port = banks_wr[bank][way]
@@ -755,11 +775,12 @@ class CcbTable(wiring.Component):
         if v6 and v4:
             # The heads, registered after their block RAM (they change once per insert).
             v6_head, v4_head = Signal(cb, reset_less=True), Signal(cb, reset_less=True)
-            m.d.sync += [v6_head.eq(v6["rd"].data), v4_head.eq(v4["rd"].data)]
+            m.d.sync += [v6_head.eq(_delayed(m, v6["rd"].data, 1, "v6_head_l", data=True)),
+                         v4_head.eq(_delayed(m, v4["rd"].data, 1, "v4_head_l", data=True))]
             m.d.comb += head_conn.eq(Mux(use_v6, v6_head, v4_head))
         else:
             only_head = Signal(cb, reset_less=True)
-            m.d.sync += only_head.eq((v6 or v4)["rd"].data)
+            m.d.sync += only_head.eq(_delayed(m, (v6 or v4)["rd"].data, 1, "head_l", data=True))
             m.d.comb += head_conn.eq(only_head)
         new_conn = Signal(cb)
         new_v6 = Signal()           # taken from the IPv6-capable pool
@@ -961,6 +982,9 @@ class CcbTable(wiring.Component):
                 m.next = "WALK_WAIT2"
 
             with m.State("WALK_WAIT2"):
+                m.next = "WALK_WAIT3"
+
+            with m.State("WALK_WAIT3"):
                 m.next = "WALK_CHECK"
 
             with m.State("WALK_CHECK"):
@@ -1130,6 +1154,9 @@ class CcbTable(wiring.Component):
                 m.next = "DRAIN_WAIT2"
 
             with m.State("DRAIN_WAIT2"):
+                m.next = "DRAIN_WAIT3"
+
+            with m.State("DRAIN_WAIT3"):
                 m.next = "DRAIN_CHECK"
 
             with m.State("DRAIN_CHECK"):
