@@ -284,7 +284,10 @@ class CcbTable(wiring.Component):
         self._fp_bits = fp_bits
         # No tag through the core: its output FIFO's register would load ~300 bits on one
         # enable (routed at 66 MHz); the request waits in the table's own ring instead.
-        self._hash = SipHash(message_bytes=MESSAGE_BYTES, c_rounds=c_rounds, d_rounds=d_rounds)
+        # Its output FIFO unbuffered: the Q stage registers the hash, so o.ready moves a pointer
+        # only, not a 64-bit load enable.
+        self._hash = SipHash(message_bytes=MESSAGE_BYTES, c_rounds=c_rounds, d_rounds=d_rounds,
+                             buffered_output=False)
         self._c_rounds, self._d_rounds = c_rounds, d_rounds
         super().__init__({
             "lookup": In(stream.Signature(CcbLookup)),
@@ -390,7 +393,7 @@ class CcbTable(wiring.Component):
         key_lo = _SlicedMemory(m, "key_lo", key_lo_bits, self._entries)
         key_hi = _SlicedMemory(m, "key_hi", key_hi_bits, self._ipv6_entries)
         state_mem = _SlicedMemory(m, "state", 2, self._entries)
-        def registered(port, name):
+        def registered(port, name, clocks=_WRITE_DELAY):
             # A write port driven through _WRITE_DELAY registers: the FSM's request (addr,
             # data, en) this clock is written on the edge _WRITE_DELAY clocks later.
             request = _WriteRequest()
@@ -398,7 +401,7 @@ class CcbTable(wiring.Component):
                 signal = Signal.like(getattr(port, field), name=f"{name}_{field}")
                 setattr(request, field, signal)
                 m.d.sync += getattr(port, field).eq(_delayed(
-                    m, signal, _WRITE_DELAY - 1, f"{name}_{field}", data=field != "en"))
+                    m, signal, clocks - 1, f"{name}_{field}", data=field != "en"))
             return request
 
         key_lo_rd = key_lo.read_port()
@@ -814,7 +817,8 @@ class CcbTable(wiring.Component):
         uw_last, uw_move = Signal(), Signal()      # UNWIND's conditions, registered
         m.d.comb += path_rd.addr.eq(path_index)
         m.submodules.visited = visited_mem = Memory(shape=W, depth=2 * self._buckets, init=[])
-        vis_rd, vis_wr = visited_mem.read_port(), visited_mem.write_port()
+        vis_rd = visited_mem.read_port()
+        vis_wr = registered(visited_mem.write_port(), "vis_wr", clocks=1)
         m.d.comb += vis_rd.addr.eq(Cat(cur_bucket, cur_bank))
         vis_reg = Signal(W)
         m.d.sync += vis_reg.eq(vis_rd.data)
@@ -833,6 +837,8 @@ class CcbTable(wiring.Component):
         drain_slot = Signal(range(S + 1))
         dr_place = Signal()
         dr_valid = Signal()
+        dr_tags = Signal(2 * W)         # DRAIN_CHECK: the pair's entries with the slot's tag
+        dr_valids = Signal(2 * W)
         dr_bank = Signal()
         dr_way = Signal(wb)
         st_conn_a, st_b0_a, st_b1_a, st_fp_a = (Array(st_conn), Array(st_b0), Array(st_b1),
@@ -845,6 +851,7 @@ class CcbTable(wiring.Component):
         drain_entry = new_entry(dr_b0, dr_b1, dr_fp, dr_conn)
         # The current bucket's words, captured by WALK_CHECK for WALK_STEP.
         cw_words = [Signal(entry, name=f"walk_word{w}") for w in range(W)]
+        kicked = Signal(entry)      # the one WALK_STEP kicks, registered by WALK_KICK
 
         view = Signal()         # a lookup's view: its buckets and stash are read on this edge
         m.d.comb += view.eq(q_take & ~request.find)
@@ -1004,13 +1011,16 @@ class CcbTable(wiring.Component):
                     blocked = blocked & ~free
                 m.d.sync += [wc_free.eq(any_free & (kicks != 0)), wc_free_way.eq(first_free),
                              wc_way.eq(way), wc_blocked.eq(blocked)]
+                m.next = "WALK_KICK"
+
+            with m.State("WALK_KICK"):
+                # WALK_KICK -- the entry the kick would move, registered.
+                m.d.sync += kicked.eq(Array(w.as_value() for w in cw_words)[wc_way])
                 m.next = "WALK_STEP"
 
             with m.State("WALK_STEP"):
                 # WALK_STEP -- end on a free way, fail, or kick: record the slot, mark it
                 # visited, go to the kicked entry's other bucket.
-                kicked = Signal(entry)
-                m.d.comb += kicked.eq(Array(w.as_value() for w in cw_words)[wc_way])
                 with m.If(wc_free):
                     m.d.comb += [
                         path_wr.addr.eq(kicks), path_wr.en.eq(1),
@@ -1162,12 +1172,17 @@ class CcbTable(wiring.Component):
             with m.State("DRAIN_CHECK"):
                 # DRAIN_CHECK -- no entry of the pair with its tag, and a free way (step 4).
                 d = dr_b0 ^ dr_b1
-                fp = dr_fp
-                has_tag = Const(0, 1)
-                for w in rd_words:
-                    has_tag = has_tag | ((w.valid == 1) & (w.d == d) & (w.fp == fp))
-                any_free, fw_bank, fw_way = free_way(Cat(*(w.valid for w in rd_words)))
-                m.d.sync += [dr_place.eq(~has_tag & any_free), dr_bank.eq(fw_bank),
+                m.d.sync += [
+                    dr_tags.eq(Cat(*((w.valid == 1) & (w.d == d) & (w.fp == dr_fp)
+                                     for w in rd_words))),
+                    dr_valids.eq(Cat(*(w.valid for w in rd_words))),
+                ]
+                m.next = "DRAIN_PLACE"
+
+            with m.State("DRAIN_PLACE"):
+                # DRAIN_PLACE -- where it goes, if anywhere.
+                any_free, fw_bank, fw_way = free_way(dr_valids)
+                m.d.sync += [dr_place.eq(~dr_tags.any() & any_free), dr_bank.eq(fw_bank),
                              dr_way.eq(fw_way)]
                 m.next = "DRAIN_MOVE"
 

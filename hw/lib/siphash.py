@@ -35,7 +35,7 @@ or ``i.valid``.
 
 from amaranth import C, Cat, Const, Instance, Module, Shape, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["SipHash", "SIPHASH_INIT"]
@@ -199,6 +199,11 @@ class SipHash(wiring.Component):
     tag_shape : shape-castable or None
         A payload that comes out with the hash of its request (a request id, the rest of a lookup
         request). ``None`` for no tag.
+    buffered_output : bool
+        True (default): the output FIFO is ``SyncFIFOBuffered``, ``o.payload`` a register (whose
+        load enable follows ``o.ready``). False: ``SyncFIFO``, ``o.payload`` read from its
+        distributed RAM at a pointer register, one clock less latency, and ``o.ready`` drives
+        only the pointer: for a consumer that registers ``o.payload`` itself.
 
     Members
     -------
@@ -225,7 +230,7 @@ class SipHash(wiring.Component):
     """
 
     def __init__(self, *, message_bytes, c_rounds=2, d_rounds=4, stages_per_round=2,
-                 tag_shape=None):
+                 tag_shape=None, buffered_output=True):
         for name, value, low in (("message_bytes", message_bytes, 0), ("c_rounds", c_rounds, 1),
                                  ("d_rounds", d_rounds, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -239,6 +244,7 @@ class SipHash(wiring.Component):
         self._d_rounds = d_rounds
         self._stages_per_round = stages_per_round
         self._tag_shape = tag_shape
+        self._buffered_output = bool(buffered_output)
         tag = {} if tag_shape is None else {"tag": tag_shape}
         self._request_layout = data.StructLayout({"message": 8 * message_bytes, **tag})
         self._response_layout = data.StructLayout({"hash": 64, **tag})
@@ -292,7 +298,7 @@ class SipHash(wiring.Component):
     @property
     def latency(self):
         """The input stage, the pipeline stages, and the output FIFO."""
-        return 1 + self.pipeline_stages + _FIFO_LATENCY
+        return 1 + self.pipeline_stages + (_FIFO_LATENCY if self._buffered_output else 1)
 
     @property
     def fifo_depth(self):
@@ -429,7 +435,8 @@ class SipHash(wiring.Component):
             words = next_words
 
         # Output -- results and tags queue in FIFOs with room for every request in flight.
-        m.submodules.hashes = hashes = SyncFIFOBuffered(width=64, depth=self.fifo_depth)
+        fifo = SyncFIFOBuffered if self._buffered_output else SyncFIFO
+        m.submodules.hashes = hashes = fifo(width=64, depth=self.fifo_depth)
         m.d.comb += [
             hashes.w_data.eq(result_sum ^ result_sum.rotate_left(32) ^ result_mix),
             hashes.w_en.eq(valid),
@@ -439,7 +446,7 @@ class SipHash(wiring.Component):
         ]
         if self._tag_shape is not None:
             width = Shape.cast(self._tag_shape).width
-            m.submodules.tags = tags = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+            m.submodules.tags = tags = fifo(width=width, depth=self.fifo_depth)
             m.d.comb += [
                 tags.w_data.eq(self.i.payload.tag),
                 tags.w_en.eq(accept),
