@@ -63,11 +63,14 @@ LFSR_TAPS, LFSR_RESET = 0xB400, 0xACE1
 #: Hash message bytes: src and dst as 16-byte addresses, two ports.
 MESSAGE_BYTES = 36
 
+#: Copies of the command register's load enable (one per chunk of its bits).
+_CMD_COPIES = 8
+
 #: Bits compared per chunk in the first stage of a wide compare.
 _CHUNK = 16
 
 #: Clocks from the hash leaving the core to the result written into the output FIFO (Q, P0..P8).
-_PIPE_STAGES = 12
+_PIPE_STAGES = 13
 
 #: Clocks a write into SyncFIFOBuffered takes to be readable.
 _FIFO_LATENCY = 2
@@ -347,12 +350,21 @@ class CcbTable(wiring.Component):
 
         find_req = Signal()         # the command unit's find offers the hash input (register)
         cmd = Signal(CcbCommand, reset_less=True)   # the command being executed (normalised)
+        set_state_cmd = Signal()    # cmd is a SET_STATE, registered
+        m.d.sync += set_state_cmd.eq(cmd.opcode == CcbOpcode.SET_STATE)
+        key_we = Signal()           # SET_KEY accepted: the key loads on the next edge
+        m.d.sync += key_we.eq(0)
+        with m.If(key_we):
+            m.d.sync += table_key.eq(cmd.key)
         lookup_tuple = _normalised(m, self.lookup.payload.tuple, "lookup_tuple")
+        # The find's message, registered (cmd is stable from the clock before FIND).
+        cmd_message = Signal(8 * MESSAGE_BYTES, reset_less=True)
+        m.d.sync += cmd_message.eq(_message(cmd.tuple))
         hash_tuple = Signal(CcbTuple)
         m.d.comb += [
             hash_tuple.eq(Mux(find_req, cmd.tuple.as_value(), lookup_tuple.as_value())),
             hasher.i.valid.eq(find_req | self.lookup.valid),
-            hasher.i.payload.message.eq(_message(hash_tuple)),
+            hasher.i.payload.message.eq(Mux(find_req, cmd_message, _message(lookup_tuple))),
             self.lookup.ready.eq(hasher.i.ready & ~find_req),
         ]
         # The request ring: each request accepted by the core, in order (the core keeps order
@@ -524,7 +536,7 @@ class CcbTable(wiring.Component):
 
         # P2: tag compares; stash hit.
         flat = [s2_words[bank][way] for bank in range(2) for way in range(W)]
-        s2_d = s2_b0 ^ s2_b1
+        s2_d = late("s2_d", s1_b0 ^ s1_b1)
         s3_match = Signal(2 * W, reset_less=True)
         s3_valids = Signal(2 * W, reset_less=True)
         m.d.sync += [
@@ -602,26 +614,29 @@ class CcbTable(wiring.Component):
 
         # P7: the chunks reduced to one bit, registered.
         s8 = advance(8, s7)
-        key_eq = s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all())
-        hit = carry("s8_hit", s7["st_hit"] | (s7["bucket_hit"] & key_eq))
-        collision = carry("s8_collision", ~s7["st_hit"] & s7["bucket_hit"] & ~key_eq)
+        s8_key_eq = carry("s8_key_eq", s7_lo_eq.all() & (~s7_ipv6 | s7_hi_eq.all()))
 
-        # P8: the answer.
+        # P8: hit or not.
+        s9 = advance(9, s8)
+        hit = carry("s9_hit", s8["st_hit"] | (s8["bucket_hit"] & s8_key_eq))
+        collision = carry("s9_collision", ~s8["st_hit"] & s8["bucket_hit"] & ~s8_key_eq)
+
+        # P9: the answer.
         answer = Signal(CcbResult)
         m.d.comb += [
             answer.hit.eq(hit),
-            answer.state.eq(Mux(hit, s8["state"], 0)),
-            answer.conn_nbr.eq(Mux(hit, s8["conn"], 0)),
-            answer.tag.eq(s8["tag"]),
+            answer.state.eq(Mux(hit, s9["state"], 0)),
+            answer.conn_nbr.eq(Mux(hit, s9["conn"], 0)),
+            answer.tag.eq(s9["tag"]),
             results.w_data.eq(answer),
-            results.w_en.eq(s8["lookup"]),
+            results.w_en.eq(s9["lookup"]),
             self.result.valid.eq(results.r_rdy),
             self.result.payload.eq(results.r_data),
             results.r_en.eq(self.result.ready),
         ]
         delivered = self.result.valid & self.result.ready
         in_flight_next = Signal.like(in_flight)
-        m.d.comb += in_flight_next.eq(in_flight + take - s8["find"] - delivered)
+        m.d.comb += in_flight_next.eq(in_flight + take - s9["find"] - delivered)
         m.d.sync += [in_flight.eq(in_flight_next), credit.eq(in_flight_next != fifo_depth)]
 
         # --- counters ----------------------------------------------------------------------
@@ -633,15 +648,15 @@ class CcbTable(wiring.Component):
         table_empty = Signal(init=1)    # used == 0, registered (SET_KEY comes clocks after)
         m.d.sync += table_empty.eq(used == 0)
         c_lookup, c_hit, c_miss = Signal(), Signal(), Signal()     # the P8 result, registered
-        m.d.sync += [c_lookup.eq(s8["lookup"]), c_hit.eq(s8["lookup"] & hit),
-                     c_miss.eq(s8["lookup"] & ~hit)]
+        m.d.sync += [c_lookup.eq(s9["lookup"]), c_hit.eq(s9["lookup"] & hit),
+                     c_miss.eq(s9["lookup"] & ~hit)]
         for name, pulse in count.items():
-            m.d.sync += counters[name].eq(counters[name] + pulse)
+            m.d.sync += counters[name].eq(counters[name] + _delayed(m, pulse, 1, f"count_{name}"))
         m.d.sync += [
             counters.lookups.eq(counters.lookups + c_lookup),
             counters.hits.eq(counters.hits + c_hit),
             counters.misses.eq(counters.misses + c_miss),
-            counters.kicks.eq(counters.kicks + kicks_add),
+            counters.kicks.eq(counters.kicks + _delayed(m, kicks_add, 1, "kicks_add")),
             counters.stash_used.eq(_popcount([st_valid[s] for s in range(S)])),
             counters.used.eq(used),
         ]
@@ -787,6 +802,12 @@ class CcbTable(wiring.Component):
             m.d.comb += head_conn.eq(only_head)
         new_conn = Signal(cb)
         new_v6 = Signal()           # taken from the IPv6-capable pool
+        # Key-store and state writes: address and data always these; the FSM sets the enables.
+        m.d.comb += [
+            key_lo_wr.addr.eq(new_conn), key_lo_wr.data.eq(key_lo_of(cmd.tuple)),
+            key_hi_wr.addr.eq(new_conn), key_hi_wr.data.eq(key_hi_of(cmd.tuple)),
+            state_wr.addr.eq(Mux(set_state_cmd, f_conn, new_conn)), state_wr.data.eq(cmd.state),
+        ]
 
         # Placement of the new entry (free way, or the walk's first slot).
         pl_bank = Signal()
@@ -798,7 +819,9 @@ class CcbTable(wiring.Component):
         stash_free_any = Signal()
         stash_free_slot = Signal(max(1, (S - 1).bit_length()))
         free_any_, free_slot_ = _lowest([~st_valid[s] for s in range(S)])
-        m.d.sync += [stash_free_any.eq(free_any_), stash_free_slot.eq(free_slot_)]
+        stash_free_onehot = Signal(S)
+        m.d.sync += [stash_free_any.eq(free_any_), stash_free_slot.eq(free_slot_),
+                     stash_free_onehot.eq(Cat(*(free_slot_ == s for s in range(S))))]
 
         # Walk.
         lfsr = Signal(16, init=LFSR_RESET)
@@ -864,23 +887,34 @@ class CcbTable(wiring.Component):
                    for pool in pools])
 
         m.d.sync += cmd_read.eq(0)      # a one-clock pulse, set by the states that read
-        # The command register: loaded when empty (its ~420 flip-flops on one enable from a
-        # register and the input's valid), emptied when the command is done.
-        # The command register loads the input every clock while empty: its ~420 flip-flops
-        # take one register as their enable, no logic in front.
-        cmd_empty = Signal(init=1)
+        # The command register loads the input every clock while empty. Its ~420 flip-flops
+        # take their enable from _CMD_COPIES copies of the "empty" flag (a chunk each, no logic
+        # in front); each copy updates from itself, so synthesis keeps them apart.
+        loaded = Signal(CcbCommand)
+        m.d.comb += [loaded.eq(self.command.payload), loaded.tuple.eq(command_tuple)]
+        cmd_bits, loaded_bits = cmd.as_value(), loaded.as_value()
+        chunk = -(-len(cmd_bits) // _CMD_COPIES)
+        cmd_empties = [Signal(init=1, name=f"cmd_empty{i}") for i in range(_CMD_COPIES)]
+        cmd_empty = cmd_empties[0]
+        cmd_release = Signal()      # RETIRE: the command register is free from the next clock
         m.d.comb += self.command.ready.eq(cmd_empty)
-        with m.If(cmd_empty):
-            m.d.sync += [cmd.eq(self.command.payload), cmd.tuple.eq(command_tuple)]
-        with m.If(self.command.valid & cmd_empty):
-            m.d.sync += cmd_empty.eq(0)
+        for i, empty in enumerate(cmd_empties):
+            with m.If(empty):
+                m.d.sync += cmd_bits[i * chunk:(i + 1) * chunk].eq(
+                    loaded_bits[i * chunk:(i + 1) * chunk])
+            with m.If(cmd_release):
+                m.d.sync += empty.eq(1)
+            with m.Elif(self.command.valid & empty):
+                m.d.sync += empty.eq(0)
         # Stash writes, one-hot pulses: st_we set by KEYS, st_we_q (the write) one clock after
         # COMMIT_INSERT, with its bucket writes; st_clear (the clear) one clock after the state
         # that requests it.
         retire = Signal(range(_WRITE_DELAY))
-        st_we = Signal(S)
+        st_we_go = Signal()             # KEYS: the new entry goes to the stash
         st_clear = Signal(S)
-        m.d.sync += [st_we.eq(0), st_clear.eq(0)]
+        m.d.sync += [st_we_go.eq(0), st_clear.eq(0)]
+        st_we = Signal(S)
+        m.d.comb += st_we.eq(Mux(st_we_go, stash_free_onehot, 0))
         st_we_q = _delayed(m, st_we, _WRITE_DELAY, "st_we")
         st_clear_q = _delayed(m, st_clear, _WRITE_DELAY - 1, "st_clear")
         st_clearing = st_clear
@@ -900,7 +934,8 @@ class CcbTable(wiring.Component):
             with m.State("RETIRE"):
                 # RETIRE -- _WRITE_DELAY - 1 clocks, then the command register is free.
                 with m.If(retire == _WRITE_DELAY - 2):
-                    m.d.sync += [retire.eq(0), cmd_empty.eq(1)]
+                    m.d.sync += retire.eq(0)
+                    m.d.comb += cmd_release.eq(1)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += retire.eq(retire + 1)
@@ -908,7 +943,7 @@ class CcbTable(wiring.Component):
             with m.State("SET_KEY"):
                 # SET_KEY -- only while the table is empty.
                 with m.If(table_empty):
-                    m.d.sync += table_key.eq(cmd.key)
+                    m.d.sync += key_we.eq(1)
                     respond(CcbStatus.OK)
                 with m.Else():
                     respond(CcbStatus.NOT_EMPTY)
@@ -922,12 +957,12 @@ class CcbTable(wiring.Component):
 
             with m.State("FIND_WAIT"):
                 # FIND_WAIT -- its answer leaves the pipeline at P7.
-                with m.If(s8["find"]):
+                with m.If(s9["find"]):
                     m.d.sync += [
-                        f_found.eq(hit), f_collision.eq(collision), f_conn.eq(s8["conn"]),
-                        f_st_hit.eq(s8["st_hit"]), f_st_slot.eq(s8["st_slot"]),
-                        f_match_index.eq(s8["match_index"]), f_valids.eq(s8["valids"]),
-                        f_b0.eq(s8["b0"]), f_b1.eq(s8["b1"]), f_fp.eq(s8["fp"]),
+                        f_found.eq(hit), f_collision.eq(collision), f_conn.eq(s9["conn"]),
+                        f_st_hit.eq(s9["st_hit"]), f_st_slot.eq(s9["st_slot"]),
+                        f_match_index.eq(s9["match_index"]), f_valids.eq(s9["valids"]),
+                        f_b0.eq(s9["b0"]), f_b1.eq(s9["b1"]), f_fp.eq(s9["fp"]),
                     ]
                     m.next = "PREPARE"
 
@@ -974,8 +1009,7 @@ class CcbTable(wiring.Component):
                             respond(CcbStatus.ABSENT)
                             m.d.comb += count["absent"].eq(1)
                         with m.Else():
-                            m.d.comb += [state_wr.addr.eq(f_conn), state_wr.data.eq(cmd.state),
-                                         state_wr.en.eq(1)]
+                            m.d.comb += state_wr.en.eq(1)
                             respond(CcbStatus.OK)
                         finish()
 
@@ -1091,15 +1125,9 @@ class CcbTable(wiring.Component):
 
             with m.State("KEYS"):
                 # KEYS -- key store and state of the new conn_nbr, before its entry is visible.
-                m.d.comb += [
-                    key_lo_wr.addr.eq(new_conn), key_lo_wr.data.eq(key_lo_of(cmd.tuple)),
-                    key_lo_wr.en.eq(1),
-                    key_hi_wr.addr.eq(new_conn), key_hi_wr.data.eq(key_hi_of(cmd.tuple)),
-                    key_hi_wr.en.eq(new_conn < self._ipv6_entries),
-                    state_wr.addr.eq(new_conn), state_wr.data.eq(cmd.state), state_wr.en.eq(1),
-                ]
-                with m.If(place_kind == 1):
-                    m.d.sync += st_we.eq(Cat(*(stash_free_slot == s for s in range(S))))
+                m.d.comb += [key_lo_wr.en.eq(1), key_hi_wr.en.eq(new_v6),
+                             state_wr.en.eq(1)]
+                m.d.sync += st_we_go.eq(place_kind == 1)
                 m.next = "COMMIT_INSERT"
 
             with m.State("COMMIT_INSERT"):
