@@ -857,19 +857,17 @@ class CcbTable(wiring.Component):
         prev_bucket = Signal(k)
         prev_way = Signal(wb)
         # Drain.
-        drain_slot = Signal(range(S + 1))
+        drain_slot = Signal(S + 1)      # one-hot: the slot the drain looks at; bit S: done
         dr_place = Signal()
         dr_valid = Signal()
         dr_tags = Signal(2 * W)         # DRAIN_CHECK: the pair's entries with the slot's tag
         dr_valids = Signal(2 * W)
         dr_bank = Signal()
         dr_way = Signal(wb)
-        st_conn_a, st_b0_a, st_b1_a, st_fp_a = (Array(st_conn), Array(st_b0), Array(st_b1),
-                                                Array(st_fp))
+
 
         command_tuple = _normalised(m, self.command.payload.tuple, "command_tuple")
         insert_entry = new_entry(f_b0, f_b1, f_fp, new_conn)
-        drain_b0, drain_b1 = st_b0_a[drain_slot], st_b1_a[drain_slot]
         dr_b0, dr_b1, dr_fp, dr_conn = Signal(k), Signal(k), Signal(fb), Signal(cb)
         drain_entry = new_entry(dr_b0, dr_b1, dr_fp, dr_conn)
         # The current bucket's words, captured by WALK_CHECK for WALK_STEP.
@@ -1159,20 +1157,22 @@ class CcbTable(wiring.Component):
                     m.d.comb += [v6["push"].eq(freed_v6), v6["wr"].data.eq(f_conn)]
                 if v4:
                     m.d.comb += [v4["push"].eq(~freed_v6), v4["wr"].data.eq(f_conn)]
-                m.d.sync += [used.eq(used - 1), drain_slot.eq(0)]
+                m.d.sync += [used.eq(used - 1), drain_slot.eq(1)]
                 m.d.comb += count["deletes"].eq(1)
                 respond(CcbStatus.OK)
                 m.next = "DRAIN"
 
             with m.State("DRAIN"):
                 # DRAIN -- stash slot drain_slot, lowest first: read its bucket pair.
-                with m.If(drain_slot == S):
+                with m.If(drain_slot[S]):
                     finish()
                 with m.Else():
                     live = st_valid & ~st_clearing
-                    m.d.sync += [dr_valid.eq(live.bit_select(drain_slot, 1)),
-                                 dr_b0.eq(drain_b0), dr_b1.eq(drain_b1),
-                                 dr_fp.eq(st_fp_a[drain_slot]), dr_conn.eq(st_conn_a[drain_slot])]
+                    sel = [drain_slot[s] for s in range(S)]
+                    m.d.sync += [dr_valid.eq((live & drain_slot[:S]).any()),
+                                 dr_b0.eq(_or_select(sel, st_b0)), dr_b1.eq(_or_select(sel, st_b1)),
+                                 dr_fp.eq(_or_select(sel, st_fp)),
+                                 dr_conn.eq(_or_select(sel, st_conn))]
                     m.next = "DRAIN_SELECT"
 
             with m.State("DRAIN_SELECT"):
@@ -1181,7 +1181,7 @@ class CcbTable(wiring.Component):
                     m.d.sync += [cmd_read.eq(1), cmd_b0.eq(dr_b0), cmd_b1.eq(dr_b1)]
                     m.next = "DRAIN_READ"
                 with m.Else():
-                    m.d.sync += drain_slot.eq(drain_slot + 1)
+                    m.d.sync += drain_slot.eq(drain_slot << 1)
                     m.next = "DRAIN"
 
             with m.State("DRAIN_READ"):
@@ -1220,8 +1220,8 @@ class CcbTable(wiring.Component):
                     m.d.comb += [wr_en.eq(1), wr_bank.eq(dr_bank),
                                  wr_bucket.eq(Mux(dr_bank, dr_b1, dr_b0)),
                                  wr_way.eq(dr_way), wr_data.eq(drain_entry)]
-                    m.d.sync += st_clear.eq(Cat(*(drain_slot == s for s in range(S))))
-                m.d.sync += drain_slot.eq(drain_slot + 1)
+                    m.d.sync += st_clear.eq(drain_slot[:S])
+                m.d.sync += drain_slot.eq(drain_slot << 1)
                 m.next = "DRAIN"
 
         # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
