@@ -356,3 +356,57 @@ def measure_lookups(entries=256, *, lookups=2000, command_every=32, fill=0.75, s
         "latency_max_cycles": max(bench.latencies),
         "declared_latency": dut.latency,
     }
+
+
+def measure_commands(entries=256, *, commands=400, fill=0.9, seed=1):
+    """Commands alone (no lookups): a table filled with random inserts to ``fill``, then
+    ``commands`` random inserts, deletes (present and absent), set_states and duplicate inserts,
+    each checked against the model. Returns ``{(opcode name, status name, kicks): (least, most
+    clocks from command accepted to answer valid)}``: the figures of docs/ccb_table.md's
+    command table."""
+    rng = random.Random(seed)
+    dut, model = table_and_model(entries)
+    present = []
+    prefill = [random_tuple(rng) for _ in range(int(entries * fill))]
+    left = {"n": commands}
+
+    def command_source(bench):
+        if prefill:
+            t = prefill.pop(0)
+            present.append(t)
+            return CcbOpcode.INSERT, t, 1
+        if left["n"] == 0:
+            raise StopIteration
+        left["n"] -= 1
+        r = rng.random()
+        if r < 0.3 and present:
+            return CcbOpcode.DELETE, present.pop(rng.randrange(len(present))), 0
+        if r < 0.4:
+            return CcbOpcode.DELETE, random_tuple(rng), 0
+        if r < 0.5 and present:
+            return CcbOpcode.SET_STATE, rng.choice(present), 2
+        if r < 0.55 and present:
+            return CcbOpcode.INSERT, rng.choice(present), 1
+        t = random_tuple(rng)
+        present.append(t)
+        return CcbOpcode.INSERT, t, 1
+
+    def no_lookups(bench):
+        raise StopIteration
+
+    bench = CcbTableBench(dut, model, rng)
+
+    async def testbench(ctx):
+        await bench.run(ctx, no_lookups, command_source)
+        await bench.check_state(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    out = {}
+    for op, status, kicks, clocks in bench.command_clocks:
+        key = (CcbOpcode(op).name, CcbStatus(status).name, kicks)
+        low, high = out.get(key, (clocks, clocks))
+        out[key] = (min(low, clocks), max(high, clocks))
+    return out
