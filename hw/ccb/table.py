@@ -41,6 +41,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..lib.bram import BlockRam
 from ..lib.siphash import SipHash
 from .layouts import (
     CONN_NBR_BITS,
@@ -103,24 +104,40 @@ class _SlicedMemory:
     like a Memory's ports; ``memories`` lists ``(low bit, width, Memory)`` for testbenches.
     """
 
-    def __init__(self, m, name, width, depth, init=None):
+    def __init__(self, m, name, width, depth, init=None, platform=None):
         self.width, self.depth = width, depth
         bits = _bram_slice_bits(depth)
         self.memories = []
+        self._rams = []
         for index, low in enumerate(range(0, width, bits)):
             w = min(bits, width - low)
-            values = [] if init is None else [(v >> low) & ((1 << w) - 1) for v in init]
-            memory = Memory(shape=w, depth=depth, init=values)
-            m.submodules[f"{name}_{index}"] = memory
+            if init is None:
+                # No initial contents: a BlockRam (DP16KD with its output register on ECP5).
+                ram = BlockRam(m, f"{name}_{index}", w, depth, platform)
+                self._rams.append((low, w, ram))
+                memory = ram.memory
+            else:
+                values = [(v >> low) & ((1 << w) - 1) for v in init]
+                memory = Memory(shape=w, depth=depth, init=values)
+                m.submodules[f"{name}_{index}"] = memory
             self.memories.append((low, w, memory))
         self._m, self._name = m, name
+
+    @property
+    def read_latency(self):
+        """Clock edges from a read address to its data: 2 (BlockRam) or 1 (with ``init``)."""
+        return 2 if self._rams else 1
 
     def read_port(self):
         port = _WriteRequest()
         port.addr = Signal(range(self.depth), name=f"{self._name}_rd_addr")
-        ports = [memory.read_port() for _, _, memory in self.memories]
-        self._m.d.comb += [p.addr.eq(port.addr) for p in ports]
-        port.data = Cat(*(p.data for p in ports))
+        if self._rams:
+            self._m.d.comb += [ram.r_addr.eq(port.addr) for _, _, ram in self._rams]
+            port.data = Cat(*(ram.r_data for _, _, ram in self._rams))
+        else:
+            ports = [memory.read_port() for _, _, memory in self.memories]
+            self._m.d.comb += [p.addr.eq(port.addr) for p in ports]
+            port.data = Cat(*(p.data for p in ports))
         return port
 
     def write_port(self):
@@ -128,10 +145,15 @@ class _SlicedMemory:
         port.addr = Signal(range(self.depth), name=f"{self._name}_wr_addr")
         port.data = Signal(self.width, name=f"{self._name}_wr_data")
         port.en = Signal(name=f"{self._name}_wr_en")
-        for low, w, memory in self.memories:
-            p = memory.write_port()
-            self._m.d.comb += [p.addr.eq(port.addr), p.data.eq(port.data[low:low + w]),
-                               p.en.eq(port.en)]
+        if self._rams:
+            for low, w, ram in self._rams:
+                self._m.d.comb += [ram.w_addr.eq(port.addr), ram.w_data.eq(port.data[low:low + w]),
+                                   ram.w_en.eq(port.en)]
+        else:
+            for low, w, memory in self.memories:
+                p = memory.write_port()
+                self._m.d.comb += [p.addr.eq(port.addr), p.data.eq(port.data[low:low + w]),
+                                   p.en.eq(port.en)]
         return port
 
     def sim_set(self, ctx, index, value):
@@ -389,22 +411,27 @@ class CcbTable(wiring.Component):
             m.d.sync += ring_wp.eq(ring_wp + 1)
 
         # --- memories ----------------------------------------------------------------------
-        banks_rd, banks_wr = [], []
+        # Bucket ways and key store: block RAMs with their output register (read data two
+        # edges after the address; hw/lib/bram.py).
+        banks_rd, banks_wr, bank_rams = [], [], []
         for bank in range(2):
-            rd, wr = [], []
+            rd, wr, rams = [], [], []
             for way in range(W):
-                mem = Memory(shape=ebits, depth=self._buckets, init=[])
-                m.submodules[f"bank{bank}_way{way}"] = mem
-                rd.append(mem.read_port())
-                wr.append(mem.write_port())
+                ram = BlockRam(m, f"bank{bank}_way{way}", ebits, self._buckets, platform)
+                rd_port, wr_port = _WriteRequest(), _WriteRequest()
+                rd_port.addr, rd_port.data = ram.r_addr, ram.r_data
+                wr_port.addr, wr_port.data, wr_port.en = ram.w_addr, ram.w_data, ram.w_en
+                rd.append(rd_port)
+                wr.append(wr_port)
+                rams.append(ram.memory)
             banks_rd.append(rd)
             banks_wr.append(wr)
-        self.sim_handles = {"banks": [[m.submodules[f"bank{bank}_way{way}"] for way in range(W)]
-                                      for bank in range(2)]}
+            bank_rams.append(rams)
+        self.sim_handles = {"banks": bank_rams}
         key_lo_bits, key_hi_bits = 97, 192
-        key_lo = _SlicedMemory(m, "key_lo", key_lo_bits, self._entries)
-        key_hi = _SlicedMemory(m, "key_hi", key_hi_bits, self._ipv6_entries)
-        state_mem = _SlicedMemory(m, "state", 2, self._entries)
+        key_lo = _SlicedMemory(m, "key_lo", key_lo_bits, self._entries, platform=platform)
+        key_hi = _SlicedMemory(m, "key_hi", key_hi_bits, self._ipv6_entries, platform=platform)
+        state_mem = _SlicedMemory(m, "state", 2, self._entries, platform=platform)
         def registered(port, name, clocks=_WRITE_DELAY):
             # A write port driven through _WRITE_DELAY registers: the FSM's request (addr,
             # data, en) this clock is written on the edge _WRITE_DELAY clocks later.
@@ -516,14 +543,12 @@ class CcbTable(wiring.Component):
         m.d.sync += [l1_tuple.eq(s1_tuple), s2_tuple.eq(l1_tuple)]
         s2_tag = late("s2_tag", s1_tag)
         s2_b0, s2_b1, s2_fp = late("s2_b0", s1_b0), late("s2_b1", s1_b1), late("s2_fp", s1_fp)
-        l1_words = [[Signal(entry, name=f"l1_bank{bank}_way{way}", reset_less=True)
-                     for way in range(W)] for bank in range(2)]
         s2_words = [[Signal(entry, name=f"s2_bank{bank}_way{way}", reset_less=True)
                      for way in range(W)] for bank in range(2)]
         for bank in range(2):
             for way in range(W):
-                m.d.sync += [l1_words[bank][way].eq(banks_rd[bank][way].data),
-                             s2_words[bank][way].eq(l1_words[bank][way])]
+                # (the block RAM's output register is the landing register L1)
+                m.d.sync += s2_words[bank][way].eq(banks_rd[bank][way].data)
         # The stash's chunk results ANDed in two steps (groups of 4, then the rest).
         l1_st_part = []
         for s_ in range(S):
@@ -600,9 +625,10 @@ class CcbTable(wiring.Component):
         s6_tuple = Signal(CcbTuple, reset_less=True)
         l5_tuple = Signal(CcbTuple, reset_less=True)
         m.d.sync += [l5_tuple.eq(s5_tuple), s6_tuple.eq(l5_tuple)]
-        s6_key_lo = late("s6_key_lo", key_lo_rd.data)
-        s6_key_hi = late("s6_key_hi", key_hi_rd.data)
-        s6_state = late("s6_state", state_rd.data)
+        # (read latency 2: the block RAMs' output registers are the landing registers L5)
+        s6_key_lo = carry("s6_key_lo", key_lo_rd.data)
+        s6_key_hi = carry("s6_key_hi", key_hi_rd.data)
+        s6_state = carry("s6_state", state_rd.data)
 
         # P6: key compare, first stage.
         lo_eq = _chunks_equal(s6_key_lo, key_lo_of(s6_tuple))
