@@ -255,6 +255,7 @@ class CcbTableBench:
             ctx.set(pool["head"], 0)
             ctx.set(pool["tail"], len(free) % size)
             ctx.set(pool["level"], len(free))
+        ctx.set(h["clearing"], 0)      # loaded: nothing to clear
         ctx.set(h["lfsr"], model.lfsr)
         ctx.set(h["used"], len(model))
         self.counter_base = dict(model.counters)

@@ -88,11 +88,12 @@ class _WriteRequest:
 
 def _bram_slice_bits(depth):
     """The widest ECP5 DP16KD configuration holding ``depth`` words (one block RAM, no
-    output multiplexer), e.g. 4096 x 4, 1024 x 18."""
-    for words, bits in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
+    output multiplexer), e.g. 4096 x 4, 1024 x 18; None when no single block RAM holds them
+    (a 64K table: no slicing then)."""
+    for words, bits in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)):
         if depth <= words:
             return bits
-    return 1
+    return None
 
 
 class _SlicedMemory:
@@ -106,7 +107,7 @@ class _SlicedMemory:
 
     def __init__(self, m, name, width, depth, init=None, platform=None):
         self.width, self.depth = width, depth
-        bits = _bram_slice_bits(depth)
+        bits = _bram_slice_bits(depth) or width
         self.memories = []
         self._rams = []
         for index, low in enumerate(range(0, width, bits)):
@@ -368,6 +369,12 @@ class CcbTable(wiring.Component):
         # --- hash core and its arbiter -------------------------------------------------------
         m.submodules.hash = hasher = self._hash
         table_key = Signal(128)
+        # After a reset the block RAMs still hold the old table: until ``clearing`` falls the
+        # table writes it empty (below) and takes no lookup and starts no command.
+        clearing = Signal(init=1)
+        clear_clocks = max(2 * self._buckets, self._ipv6_entries,
+                           self._entries - self._ipv6_entries)
+        clear_addr = Signal(range(clear_clocks))
         m.d.comb += hasher.key.eq(table_key)
 
         find_req = Signal()         # the command unit's find offers the hash input (register)
@@ -385,9 +392,9 @@ class CcbTable(wiring.Component):
         hash_tuple = Signal(CcbTuple)
         m.d.comb += [
             hash_tuple.eq(Mux(find_req, cmd.tuple.as_value(), lookup_tuple.as_value())),
-            hasher.i.valid.eq(find_req | self.lookup.valid),
+            hasher.i.valid.eq(find_req | (self.lookup.valid & ~clearing)),
             hasher.i.payload.message.eq(Mux(find_req, cmd_message, _message(lookup_tuple))),
-            self.lookup.ready.eq(hasher.i.ready & ~find_req),
+            self.lookup.ready.eq(hasher.i.ready & ~find_req & ~clearing),
         ]
         # The request ring: each request accepted by the core, in order (the core keeps order
         # and holds at most ``fifo_depth``); read one clock ahead of its hash (a register with
@@ -779,11 +786,15 @@ class CcbTable(wiring.Component):
         for bank in range(2):
             for way in range(W):
                 port = banks_wr[bank][way]
-                m.d.sync += [
-                    port.addr.eq(wr_bucket_a),
-                    port.data.eq(wr_data_a),
-                    port.en.eq(wr_en_a & (wr_bank_a == bank) & (wr_way_a == way)),
-                ]
+                with m.If(clearing):
+                    m.d.sync += [port.addr.eq(clear_addr), port.data.eq(0),
+                                 port.en.eq(clear_addr < self._buckets)]
+                with m.Else():
+                    m.d.sync += [
+                        port.addr.eq(wr_bucket_a),
+                        port.data.eq(wr_data_a),
+                        port.en.eq(wr_en_a & (wr_bank_a == bank) & (wr_way_a == way)),
+                    ]
 
         def new_entry(b0, b1, fp, conn):
             value = Signal(entry)
@@ -905,6 +916,7 @@ class CcbTable(wiring.Component):
         self.sim_handles.update(
             stash_valid=st_valid, stash_key=st_key, stash_conn=st_conn, stash_b0=st_b0,
             stash_b1=st_b1, stash_fp=st_fp, lfsr=lfsr, view=view, used=used, key_lo=key_lo,
+            clearing=clearing,
             key_hi=key_hi, state=state_mem,
             pools=[None if pool is None else {name: pool[name] for name in
                                               ("memory", "head", "tail", "level")}
@@ -948,7 +960,7 @@ class CcbTable(wiring.Component):
         with m.FSM(name="command"):
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
-                with m.If(~cmd_empty & ~resp_valid & ~rq_busy):
+                with m.If(~cmd_empty & ~resp_valid & ~rq_busy & ~clearing):
                     with m.If(cmd.opcode == CcbOpcode.SET_KEY):
                         m.next = "SET_KEY"
                     with m.Else():
@@ -1249,6 +1261,21 @@ class CcbTable(wiring.Component):
                     m.d.sync += st_clear.eq(drain_slot[:S])
                 m.d.sync += drain_slot.eq(drain_slot << 1)
                 m.next = "DRAIN"
+
+        # Clear: one address a clock, every bucket way and visited mask to zero and both pools
+        # back to ascending conn_nbrs (the rest of the table's state is registers with a reset;
+        # the key store is only read behind a bucket entry).
+        with m.If(clearing):
+            m.d.comb += [vis_wr.addr.eq(clear_addr), vis_wr.data.eq(0),
+                         vis_wr.en.eq(clear_addr < 2 * self._buckets)]
+            for pool, first in ((v6, 0), (v4, self._ipv6_entries)):
+                if pool:
+                    size = pool["memory"].depth
+                    m.d.comb += [pool["wr"].addr.eq(clear_addr), pool["wr"].data.eq(first + clear_addr),
+                                 pool["wr"].en.eq(clear_addr < size)]
+            m.d.sync += clear_addr.eq(clear_addr + 1)
+            with m.If(clear_addr == clear_clocks - 1):
+                m.d.sync += clearing.eq(0)
 
         # The new entry into the stash (COMMIT_INSERT): each slot's ~330 flip-flops load on a
         # register of their own, not on the FSM's decode.

@@ -76,10 +76,11 @@ class BlockRam:
         # above the low log2(bits) positions (as Yosys's brams_map_16kd.v); for 18 and 36 bits
         # the low two or four are byte enables on the writing port.
         shift = {1: 0, 2: 1, 4: 2, 9: 3, 18: 4, 36: 5}[bits]
-        w_low = {18: Cat(self.w_en, self.w_en, Const(0, 2)),
-                 36: Cat(self.w_en, self.w_en, self.w_en, self.w_en, Const(0, 1))}
-        w_address = Cat(w_low.get(bits, Const(0, shift)), self.w_addr)
-        r_address = Cat(Const(0, shift), self.r_addr)
+        low = {18: [self.w_en, self.w_en, 0, 0], 36: [self.w_en] * 4 + [0]}.get(bits, [0] * shift)
+        w_pins = low + [self.w_addr[i] for i in range(len(self.w_addr))]
+        r_pins = [0] * shift + [self.r_addr[i] for i in range(len(self.r_addr))]
+        w_pins += [0] * (14 - len(w_pins))
+        r_pins += [0] * (14 - len(r_pins))
         w_data = Signal(36, name=f"{name}_di")
         do_a, do_b = Signal(18, name=f"{name}_doa"), Signal(18, name=f"{name}_dob")
         m.d.comb += w_data.eq(self.w_data)
@@ -92,8 +93,8 @@ class BlockRam:
             ports[f"i_CSA{i}"] = 0
             ports[f"i_CSB{i}"] = 0
         for i in range(14):
-            ports[f"i_ADA{i}"] = w_address[i] if i < len(w_address) else 0
-            ports[f"i_ADB{i}"] = r_address[i] if i < len(r_address) else 0
+            ports[f"i_ADA{i}"] = w_pins[i]
+            ports[f"i_ADB{i}"] = r_pins[i]
         for i in range(18):
             ports[f"i_DIA{i}"] = w_data[i]
             ports[f"i_DIB{i}"] = w_data[18 + i] if bits == 36 else 0

@@ -132,3 +132,68 @@ def test_default_table_to_first_failed_insert():
     assert bench.log[-1][3] == Status.FULL
     assert len(model) / 4096 == probe.load >= 0.95
     assert CcbStatus.FULL.value == Status.FULL
+
+
+def test_reset_clears_a_full_table():
+    """A reset leaves the block RAMs as they were: the table clears them itself (bucket ways,
+    visited masks, both conn_nbr pools back to ascending) before it takes a lookup or starts a
+    command. Filled to its limit (walks, stash, FULL), then reset: every old tuple misses, and
+    a fresh model's inserts, deletes and lookups agree with it as after power-up."""
+    from amaranth import ClockDomain, Module
+    from amaranth.sim import Simulator
+
+    rng = random.Random(11)
+    dut, model = table_and_model(64)
+    top = Module()
+    top.domains.sync = domain = ClockDomain()
+    top.submodules.dut = dut
+    old = [random_tuple(rng) for _ in range(80)]
+    new = [random_tuple(rng) for _ in range(40)]
+    script = [(CcbOpcode.INSERT, t, 1) for t in old]
+    after = [(CcbOpcode.INSERT, t, 2) for t in new] + \
+        [(CcbOpcode.DELETE, t, 0) for t in new[:10]] + [(CcbOpcode.INSERT, old[0], 3)]
+
+    def source(items):
+        def next_item(bench):
+            if not items:
+                raise StopIteration
+            return items.pop(0)
+        return next_item
+
+    def lookups(items, tuples):
+        def next_lookup(bench):
+            if not items and bench.pending_command is None and bench.answered is None:
+                raise StopIteration
+            return rng.choice(tuples)
+        return next_lookup
+
+    first = CcbTableBench(dut, model, rng)
+    fresh_model = Model(64, ways=dut.ways, stash_size=dut.stash, max_kicks=dut.max_kicks,
+                        ipv6_entries=dut.ipv6_entries, fp_bits=dut.fp_bits,
+                        c_rounds=dut.c_rounds, d_rounds=dut.d_rounds)     # as after power-up
+    second = CcbTableBench(dut, fresh_model, rng)
+    clear_clocks = {}
+
+    async def tb(ctx):
+        await first.run(ctx, lookups(script, old), source(script))
+        assert model.counters["full"] > 0 and ctx.get(dut.counters.used) == len(model)
+        ctx.set(domain.rst, 1)
+        await ctx.tick()
+        ctx.set(domain.rst, 0)
+        clocks = 0
+        while ctx.get(dut.sim_handles["clearing"]):
+            await ctx.tick()
+            clocks += 1
+        clear_clocks["n"] = clocks
+        await second.run(ctx, lookups(after, old + new), source(after))
+        await second.check_state(ctx)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6, domain="sync")
+    sim.add_testbench(tb)
+    sim.run()
+    # 64 entries: 4 buckets a bank, visited masks for 8, pools of 16 and 48 conn_nbrs.
+    assert clear_clocks["n"] in (47, 48)
+    assert [status for _, op, _, status, conn in second.log if op == CcbOpcode.INSERT][:3] == \
+        [Status.INSERTED] * 3
+    assert second.hits > 0 and second.misses > 0
