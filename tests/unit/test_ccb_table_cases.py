@@ -197,3 +197,31 @@ def test_reset_clears_a_full_table():
     assert [status for _, op, _, status, conn in second.log if op == CcbOpcode.INSERT][:3] == \
         [Status.INSERTED] * 3
     assert second.hits > 0 and second.misses > 0
+
+
+def test_64k_table_near_its_limit():
+    """The 64K-entry build simulates too (the issue's capacity goal): loaded through the
+    backdoor with the model's table at 94 % load, then inserts (walks, the stash), deletes and
+    state changes through the RTL with lookups every clock, every answer and the final
+    placement against the model."""
+    rng = random.Random(64)
+    dut, model = table_and_model(65536)
+    present = []
+    while len(model) < 0.94 * 65536:
+        t = random_tuple(rng, 0.2)
+        if model.insert(t, 1)[0] == Status.INSERTED:
+            present.append(t)
+    script = []
+    for _ in range(60):
+        r = rng.random()
+        if r < 0.5:
+            t = random_tuple(rng, 0.2)
+            present.append(t)
+            script.append((CcbOpcode.INSERT, t, 2))
+        elif r < 0.8:
+            script.append((CcbOpcode.DELETE, present.pop(rng.randrange(len(present))), 0))
+        else:
+            script.append((CcbOpcode.SET_STATE, rng.choice(present), 3))
+    bench = run_script(dut, model, script, lookups=present[-2000:] + [random_tuple(rng)],
+                       rng=rng, load=True)
+    assert bench.commands_done == 60 and bench.hits > 1000
