@@ -96,7 +96,7 @@ def _cmd_synth(args):
     from sim import synth
 
     return synth.main(json_mode=args.json, top=args.top, out_dir=args.out, seed=args.seed,
-                      router=args.router, list_blocks=args.list)
+                      router=args.router, list_blocks=args.list, paths=args.paths)
 
 
 def _cmd_bench(args):
@@ -179,6 +179,9 @@ def _parser():
                    help="nextpnr placement seed (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="build/synth",
                    help="build directory (default: %(default)s)")
+    p.add_argument("--paths", type=int, metavar="N",
+                   help="also list every failing path from nextpnr's SDF, grouped by start and "
+                        "end register, the N worst hop by hop (on stderr)")
     p.set_defaults(handler=_cmd_synth)
 
     p = commands.add_parser("bench", help="throughput and latency in clock cycles")

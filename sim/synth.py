@@ -535,7 +535,7 @@ def nextpnr_args(seed=SEED, router=DEFAULT_ROUTER):
 
 
 def run_synth(top=DEFAULT_TOP, out_dir="build/synth", seed=SEED, router=DEFAULT_ROUTER,
-              progress=None):
+              progress=None, sdf=False):
     """Synthesize and place-and-route the block ``top`` (a name :func:`find_block` takes);
     return a :class:`SynthResult`.
 
@@ -543,7 +543,7 @@ def run_synth(top=DEFAULT_TOP, out_dir="build/synth", seed=SEED, router=DEFAULT_
     """
     say = progress or (lambda line: None)
     block = find_block(top)
-    nextpnr_argv = nextpnr_args(seed, router)
+    nextpnr_argv = nextpnr_args(seed, router) + (["--sdf", "top.sdf"] if sdf else [])
     _require_tools()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -639,9 +639,11 @@ def format_result(result):
 
 
 def main(json_mode=False, top=DEFAULT_TOP, out_dir="build/synth", seed=SEED,
-         router=DEFAULT_ROUTER, list_blocks=False):
+         router=DEFAULT_ROUTER, list_blocks=False, paths=None):
     """``inic synth``: 0 when timing is met, 1 when not or when a tool failed, 2 on bad input.
-    With ``list_blocks``, print the blocks ``top`` may name instead (and return 0)."""
+    With ``list_blocks``, print the blocks ``top`` may name instead (and return 0). With
+    ``paths``, also write nextpnr's SDF and print every failing path group (:mod:`sim.sta`),
+    the ``paths`` worst hop by hop, on stderr."""
     if list_blocks:
         print(format_blocks())
         return 0
@@ -650,7 +652,7 @@ def main(json_mode=False, top=DEFAULT_TOP, out_dir="build/synth", seed=SEED,
         print(f"synth: {line}", file=sys.stderr, flush=True)
     try:
         result = run_synth(top=top, out_dir=out_dir, seed=seed, router=router,
-                           progress=progress)
+                           progress=progress, sdf=paths is not None)
     except ValueError as e:
         print(f"inic synth: {e}", file=sys.stderr)
         return 2
@@ -658,6 +660,11 @@ def main(json_mode=False, top=DEFAULT_TOP, out_dir="build/synth", seed=SEED,
         print(f"inic synth: {e}", file=sys.stderr)
         return 1
     (Path(out_dir) / "result.json").write_text(json.dumps(result_json(result), indent=2) + "\n")
+    if paths is not None:
+        from .sta import failing_paths, format_paths
+        period_ps = 1e6 / params.TARGET_CLOCK_MHZ
+        checked, groups = failing_paths((Path(out_dir) / "top.sdf").read_text(), period_ps)
+        print(format_paths(checked, groups, detail=paths), file=sys.stderr)
     if json_mode:
         print(json.dumps(result_json(result)))
         if not result.timing_met:
