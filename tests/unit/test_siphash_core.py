@@ -135,6 +135,24 @@ def test_one_result_per_clock(message_bytes, c, d, spr):
     assert refused == 0
 
 
+@pytest.mark.parametrize("stall", [0.0, 0.6])
+def test_unbuffered_output(stall):
+    """buffered_output=False (the CCB table's core): one clock less latency, the same results in
+    order under stalls, one per clock without them."""
+    dut = SipHash(message_bytes=36, c_rounds=1, d_rounds=3, tag_shape=unsigned(TAG_BITS),
+                  buffered_output=False)
+    buffered = SipHash(message_bytes=36, c_rounds=1, d_rounds=3)
+    buffered._MustUse__silence = True       # only its latency is wanted
+    assert dut.latency == buffered.latency - 1
+    rng = random.Random(23)
+    requests = _random_requests(rng, dut, 3 * dut.fifo_depth, key_every=5)
+    results, cycles, refused = _run(dut, requests, p_stall=stall, seed=4)
+    assert results == _expected(dut, requests)
+    if not stall:
+        assert cycles == list(range(dut.latency, dut.latency + len(requests)))
+        assert refused == 0
+
+
 @pytest.mark.parametrize("spr", [1, 2])
 def test_latency_is_as_declared(spr):
     dut = SipHash(message_bytes=12, stages_per_round=spr)
