@@ -957,7 +957,7 @@ class CcbTable(wiring.Component):
         for i in range(1, _WRITE_DELAY):
             st_clearing = st_clearing | _delayed(m, st_clear, i, f"st_clearing{i}")
 
-        with m.FSM(name="command"):
+        with m.FSM(name="command") as command_fsm:
             with m.State("IDLE"):
                 # IDLE -- waiting for a command (and for the previous answer to be taken).
                 with m.If(~cmd_empty & ~resp_valid & ~rq_busy & ~clearing):
@@ -1261,6 +1261,10 @@ class CcbTable(wiring.Component):
                     m.d.sync += st_clear.eq(drain_slot[:S])
                 m.d.sync += drain_slot.eq(drain_slot << 1)
                 m.next = "DRAIN"
+
+        # About 30 states: one-hot (Yosys recodes the state register), so that each state's
+        # decode is one flip-flop and the next-state logic stays shallow.
+        command_fsm.state.attrs["fsm_encoding"] = "one-hot"
 
         # Clear: one address a clock, every bucket way and visited mask to zero and both pools
         # back to ascending conn_nbrs (the rest of the table's state is registers with a reset;
