@@ -192,9 +192,12 @@ def test_ctrl_c_stops_the_run_and_deletes_the_namespace(tmp_path, signum, status
     """``inic peer`` without --run serves until Ctrl-C (or SIGTERM), then stops the simulation in
     order, deletes its namespace and exits 130 (143)."""
     name = unique_namespace_name(f"s{signum}")
+    # SIGINT as at a terminal even when the test run itself was started in the background of a
+    # non-interactive shell (which starts its children with SIGINT ignored).
     process = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "peer", "--netns", name, "--timeout", str(TIMEOUT)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in process.stdout:
         lines.append(line)
