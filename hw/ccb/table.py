@@ -83,7 +83,9 @@ _WRITE_DELAY = 2
 
 
 class _WriteRequest:
-    """``addr``, ``data``, ``en`` of a write port, registered twice before the port."""
+    """A memory port's signals as plain attributes: ``addr``, ``data`` and, for a write port,
+    ``en`` (a write port's request, registered ``_WRITE_DELAY`` times before the memory, or the
+    read and write ports of a ``BlockRam`` or ``_SlicedMemory``)."""
 
 
 def _bram_slice_bits(depth):
