@@ -1277,7 +1277,8 @@ class CcbTable(wiring.Component):
             for pool, first in ((v6, 0), (v4, self._ipv6_entries)):
                 if pool:
                     size = pool["memory"].depth
-                    m.d.comb += [pool["wr"].addr.eq(clear_addr), pool["wr"].data.eq(first + clear_addr),
+                    m.d.comb += [pool["wr"].addr.eq(clear_addr),
+                                 pool["wr"].data.eq(first + clear_addr),
                                  pool["wr"].en.eq(clear_addr < size)]
             m.d.sync += clear_addr.eq(clear_addr + 1)
             with m.If(clear_addr == clear_clocks - 1):

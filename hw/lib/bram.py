@@ -13,7 +13,7 @@ synchronous read port and a register after it. Used by the CCB table (hw/ccb/tab
 bucket ways and key store; docs/ccb_table.md.
 """
 
-from amaranth import Cat, ClockSignal, Const, Instance, Signal
+from amaranth import Cat, ClockSignal, Instance, Signal
 from amaranth.lib.memory import Memory
 
 __all__ = ["BlockRam", "DP16KD_MODES", "dp16kd_mode"]

@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from hw.lib.bram import BlockRam, DP16KD_MODES, dp16kd_mode
+from hw.lib.bram import DP16KD_MODES, BlockRam, dp16kd_mode
 
 
 class _Ecp5:

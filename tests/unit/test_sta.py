@@ -40,5 +40,6 @@ def test_failing_paths_of_a_small_design():
         "core.a_TRELLIS_FF_Q/Q", "core.lut/A", "core.lut/F", "core.b_TRELLIS_FF_Q_3/DI"]
     assert failing_paths(SDF, 7000)[1] == []
     report = format_paths(checked, groups)
-    assert report.splitlines()[0] == "2 failing endpoints of 3, in 2 groups (start -> end register):"
+    assert report.splitlines()[0] == \
+        "2 failing endpoints of 3, in 2 groups (start -> end register):"
     assert "core.lut/F" in report
