@@ -86,6 +86,17 @@ class CcbTableBench:
         self.tag = 0
         self.log = []
 
+    def simulate(self, lookups, commands):
+        """A whole run in Amaranth's simulator: :meth:`run`, then :meth:`check_state`."""
+        async def testbench(ctx):
+            await self.run(ctx, lookups, commands)
+            await self.check_state(ctx)
+
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-6)
+        sim.add_testbench(testbench)
+        sim.run()
+
     async def run(self, ctx, lookups, commands, max_cycles=200_000):
         dut = self.dut
         cur_lookup = cur_command = None
@@ -337,15 +348,7 @@ def measure_lookups(entries=256, *, lookups=2000, command_every=32, fill=0.75, s
         return CcbOpcode.INSERT, t, 2
 
     bench = CcbTableBench(dut, model, rng)
-
-    async def testbench(ctx):
-        await bench.run(ctx, lookup_source, command_source)
-        await bench.check_state(ctx)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    bench.simulate(lookup_source, command_source)
     first, last = bench.accepted[0], bench.accepted[-1]
     return {
         "entries": entries,
@@ -396,15 +399,7 @@ def measure_commands(entries=256, *, commands=400, fill=0.9, seed=1):
         raise StopIteration
 
     bench = CcbTableBench(dut, model, rng)
-
-    async def testbench(ctx):
-        await bench.run(ctx, no_lookups, command_source)
-        await bench.check_state(ctx)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    bench.simulate(no_lookups, command_source)
     out = {}
     for op, status, kicks, clocks in bench.command_clocks:
         key = (CcbOpcode(op).name, CcbStatus(status).name, kicks)

@@ -11,28 +11,29 @@ store, and a stash of ``stash`` full keys in registers.
 
 Lookup pipeline. A lookup (or a command's find) is hashed by one SipHash-c-d core over the
 36-byte message (IPv4 addresses IPv4-mapped); the request waits in a ring (distributed RAM,
-read one clock ahead into a register with no enable) and meets its hash at P0. After the core,
-a fixed pipeline with no stall (stage ``Pn`` is ``n`` clocks after the hash leaves the
-core):
+written every clock, read at a plain pointer). After the core, a fixed pipeline with no stall:
 
+- Q: the hash and its ring entry registered (no enable); the command unit's read flag.
 - P0: bucket addresses ``b0``, ``b1`` to the banks' read ports; the 8 stash slots compared with
   the tuple in 16-bit chunks (registered). The clock edge that ends P0 is the lookup's *view*:
   it sees the buckets and the stash as every command left them before that edge.
-- P1: bucket words out of the block RAM (registered, nothing else); stash chunk results ANDed.
+- P1, L1: bucket words into the block RAMs' output registers (hw/lib/bram.py), then the
+  compare registers; stash chunk results ANDed in two steps.
 - P2: tag compares (8 ways); stash hit, slot, conn_nbr.
 - P3: first match (bank 0 first, lowest way), its conn_nbr (or the stash's).
 - P4: key store and state store read at that conn_nbr.
-- P5: their words registered.
-- P6: key compare in chunks (registered).
-- P7: hit = stash hit | (tag match & key equal): the result goes to the output FIFO, or a
+- P5, L5: their words through the output registers, then the compare registers.
+- P6: key compare in chunks (registered). P7: the chunks ANDed (key equal).
+- P8: hit = stash hit | (tag match & key equal). P9: the result goes to the output FIFO, or a
   find's to the command unit.
 
 Commands. One at a time: the find goes through the hash core (it takes one lookup slot: the
 lookup stream's ``ready`` is low on that clock); every bucket read the command unit needs
 (the start of a cuckoo walk and each kick, each stash entry a delete's drain examines) takes
 the banks' read port at P0 for one clock, holding the hash core's output for that clock.
-Writes have ports of their own. A command takes effect at its last table write (``commit``);
-its answer is valid from the next clock.
+Every write goes through two registers (``_WRITE_DELAY``); a command takes effect at its last
+table write (``commit``) and its answer is valid from the next clock. After a reset the table
+clears its block RAMs before it takes anything (docs/ccb_table.md, Reset).
 """
 
 from amaranth import Array, C, Cat, Const, Module, Mux, Signal, Value
@@ -41,7 +42,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..lib.bram import BlockRam
+from ..lib.bram import DP16KD_MODES, BlockRam
 from ..lib.siphash import SipHash
 from .layouts import (
     CONN_NBR_BITS,
@@ -92,10 +93,8 @@ def _bram_slice_bits(depth):
     """The widest ECP5 DP16KD configuration holding ``depth`` words (one block RAM, no
     output multiplexer), e.g. 4096 x 4, 1024 x 18; None when no single block RAM holds them
     (a 64K table: no slicing then)."""
-    for words, bits in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)):
-        if depth <= words:
-            return bits
-    return None
+    fitting = [bits for bits, words in DP16KD_MODES if depth <= words]
+    return max(fitting) if fitting else None
 
 
 class _SlicedMemory:
@@ -125,11 +124,6 @@ class _SlicedMemory:
                 m.submodules[f"{name}_{index}"] = memory
             self.memories.append((low, w, memory))
         self._m, self._name = m, name
-
-    @property
-    def read_latency(self):
-        """Clock edges from a read address to its data: 2 (BlockRam) or 1 (with ``init``)."""
-        return 2 if self._rams else 1
 
     def read_port(self):
         port = _WriteRequest()
@@ -167,13 +161,27 @@ class _SlicedMemory:
         return sum(ctx.get(memory.data[index]) << low for low, _, memory in self.memories)
 
 
-def _delayed(m, value, clocks, name, *, data=False):
-    """``value`` through ``clocks`` registers (reset to 0; ``data``: no reset)."""
+def _stages(m, value, clocks, name, *, data=False):
+    """``[value, value a clock later, ...]``: ``clocks`` registers in a row (reset to 0;
+    ``data``: no reset)."""
+    stages = [value]
     for i in range(clocks):
         reg = Signal(len(Value.cast(value)), name=f"{name}_d{i + 1}", reset_less=data)
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
+        m.d.sync += reg.eq(stages[-1])
+        stages.append(reg)
+    return stages
+
+
+def _delayed(m, value, clocks, name, *, data=False):
+    """``value`` through ``clocks`` registers."""
+    return _stages(m, value, clocks, name, data=data)[-1]
+
+
+def _any(values):
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
 
 
 def _chunks_equal(a, b):
@@ -503,7 +511,6 @@ class CcbTable(wiring.Component):
                 m.d.comb += banks_rd[bank][way].addr.eq(addr)
         s1_lookup = Signal()
         s1_find = Signal()
-        s1_read = Signal()
         s1_tuple = Signal(CcbTuple, reset_less=True)
         s1_tag = Signal(16, reset_less=True)
         s1_b0 = Signal(k, reset_less=True)
@@ -522,7 +529,6 @@ class CcbTable(wiring.Component):
         m.d.sync += [
             s1_lookup.eq(q_take & ~request.find),
             s1_find.eq(q_take & request.find),
-            s1_read.eq(q_read),
             s1_tuple.eq(h_tuple),
             s1_tag.eq(request.tag),
             s1_b0.eq(p0_b0),
@@ -543,10 +549,10 @@ class CcbTable(wiring.Component):
         def late(name, src):
             return carry(name, carry(f"{name}_l", src))
 
-        s2_lookup, s2_find, s2_read = Signal(), Signal(), Signal()
-        l1_lookup, l1_find, l1_read = Signal(), Signal(), Signal()
-        m.d.sync += [l1_lookup.eq(s1_lookup), l1_find.eq(s1_find), l1_read.eq(s1_read),
-                     s2_lookup.eq(l1_lookup), s2_find.eq(l1_find), s2_read.eq(l1_read)]
+        s2_lookup, s2_find = Signal(), Signal()
+        l1_lookup, l1_find = Signal(), Signal()
+        m.d.sync += [l1_lookup.eq(s1_lookup), l1_find.eq(s1_find),
+                     s2_lookup.eq(l1_lookup), s2_find.eq(l1_find)]
         s2_tuple = Signal(CcbTuple, reset_less=True)
         l1_tuple = Signal(CcbTuple, reset_less=True)
         m.d.sync += [l1_tuple.eq(s1_tuple), s2_tuple.eq(l1_tuple)]
@@ -748,12 +754,11 @@ class CcbTable(wiring.Component):
         rq_status = Signal(CcbStatus)
         rq_conn = Signal(cb)
         m.d.sync += rq_valid.eq(0)
-        rq_valid_d = _delayed(m, rq_valid, _WRITE_DELAY - 1, "rq_valid")
+        rq_valid_stages = _stages(m, rq_valid, _WRITE_DELAY - 1, "rq_valid")
+        rq_valid_d = rq_valid_stages[-1]
+        rq_busy = _any(rq_valid_stages)     # an answer on its way
         rq_status_d = _delayed(m, rq_status, _WRITE_DELAY - 1, "rq_status", data=True)
         rq_conn_d = _delayed(m, rq_conn, _WRITE_DELAY - 1, "rq_conn", data=True)
-        rq_busy = rq_valid
-        for i in range(1, _WRITE_DELAY):
-            rq_busy = rq_busy | _delayed(m, rq_valid, i, f"rq_busy{i}")
         with m.If(rq_valid_d):
             m.d.sync += [resp_valid.eq(1), resp_status.eq(rq_status_d),
                          resp_conn.eq(rq_conn_d)]
@@ -944,9 +949,9 @@ class CcbTable(wiring.Component):
                 m.d.sync += empty.eq(1)
             with m.Elif(self.command.valid & empty):
                 m.d.sync += empty.eq(0)
-        # Stash writes, one-hot pulses: st_we set by KEYS, st_we_q (the write) one clock after
-        # COMMIT_INSERT, with its bucket writes; st_clear (the clear) one clock after the state
-        # that requests it.
+        # Stash writes, one-hot pulses, on the edge of the bucket writes requested with them:
+        # st_we (from KEYS, valid in COMMIT_INSERT) loads the slot _WRITE_DELAY clocks later
+        # (st_we_q); st_clear (set by the state that requests it) clears it as st_clear_q.
         retire = Signal(range(_WRITE_DELAY))
         st_we_go = Signal()             # KEYS: the new entry goes to the stash
         st_clear = Signal(S)
@@ -954,10 +959,9 @@ class CcbTable(wiring.Component):
         st_we = Signal(S)
         m.d.comb += st_we.eq(Mux(st_we_go, stash_free_onehot, 0))
         st_we_q = _delayed(m, st_we, _WRITE_DELAY, "st_we")
-        st_clear_q = _delayed(m, st_clear, _WRITE_DELAY - 1, "st_clear")
-        st_clearing = st_clear
-        for i in range(1, _WRITE_DELAY):
-            st_clearing = st_clearing | _delayed(m, st_clear, i, f"st_clearing{i}")
+        st_clear_stages = _stages(m, st_clear, _WRITE_DELAY - 1, "st_clear")
+        st_clear_q = st_clear_stages[-1]
+        st_clearing = _any(st_clear_stages)     # slots whose clear is on its way
 
         with m.FSM(name="command") as command_fsm:
             with m.State("IDLE"):
