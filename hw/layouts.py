@@ -20,6 +20,9 @@ __all__ = [
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
     "RegisterError", "TxPatch", "TxBufferedFrame",
     "RingEntry", "RxSummary", "RX_SUMMARY_BYTES",
+    "FlushReason", "ConnArg", "RcvMdlEntry", "ConnState", "CcbTupleHost", "CcbRoute", "CcbTcp",
+    "CcbTransfer", "CcbStats", "Ccb", "CCB_VERSION", "CCB_BYTES", "CCB_TUPLE_BYTES",
+    "AckRequest", "FastPathCounters",
     "pack", "unpack",
     "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
     "IPV4_MIN_HEADER_BYTES", "IPV4_TOTAL_LENGTH_OFFSET", "IPV4_FLAGS_FRAGMENT_OFFSET",
@@ -265,6 +268,14 @@ class CommandOpcode(enum.Enum, shape=8):
     NOP = 0             # completes at once (a ping, or a fence behind earlier commands)
     RING_STOP = 1       # stop the RX or TX ring named by ``Command.ring``
     RING_START = 2      # restart it
+    # The fast path (SPEC §8, docs/fast_path.md "Commands"): ``arg`` is a :class:`ConnArg`
+    # for every one but HANDOUT1.
+    HANDOUT1 = 3        # addr: the host's Ccb (the NIC reads its tuple); arg: host context
+    HANDOUT2 = 4        # addr: the host's Ccb (the NIC reads it whole)
+    RCVMDL = 5          # addr: the RcvMdlEntry list; tag: the handle; ConnArg.entries, .push
+    WINUPDATE = 6       # addr bits 31:0: bytes the application consumed of what FRAME_DATA showed
+    FLUSH = 7           # return the connection to the host
+    CLOSE = 8           # return it for good: the host closes it in software
 
 
 class EventKind(enum.Enum, shape=4):
@@ -273,6 +284,12 @@ class EventKind(enum.Enum, shape=4):
     TX_DONE = 2         # a TX descriptor's frame was read; the buffer is the host's again
     COMMAND_DONE = 3    # a command completed (``code`` says how)
     ERROR = 4           # a bad doorbell, ring configuration or descriptor fetch
+    # The fast path (docs/fast_path.md "Events"); ``detail`` holds the conn_nbr.
+    INTERLOCK = 5       # HANDOUT1 done: the tuple is pending; tag: host context
+    RCVMDL_DONE = 6     # an RCVMDL completed: index: its handle; tag: bytes placed
+    FRAME_DATA = 7      # a fast-path segment in an RX buffer (as RX); tag: its sequence number
+    FLUSH = 8           # the connection is the host's again: code: a FlushReason; index: the
+                        # RCVMDL handle; tag: bytes placed in it; length: frames passed before
 
 
 class EventCode(enum.Enum, shape=8):
@@ -287,6 +304,15 @@ class EventCode(enum.Enum, shape=8):
     BAD_RING_SIZE = 6       # ring log2 size outside 1..12
     BAD_DESCRIPTOR = 7      # TX length 0 or longer than MAX_FRAME_BYTES; odd checksum offsets
                             # or a checksum field outside the frame
+    # Fast-path commands refused (nothing changed):
+    UNKNOWN_CONNECTION = 8  # conn_nbr not handed out (or out of range)
+    WRONG_STATE = 9         # the connection cannot take this command now (HANDOUT2 twice, a
+                            # second RCVMDL, WINUPDATE past what FRAME_DATA showed, ...)
+    TUPLE_EXISTS = 10       # HANDOUT1 of a tuple already in the table
+    TABLE_FULL = 11         # HANDOUT1 with no conn_nbr or table place left
+    BAD_CCB = 12            # HANDOUT2's Ccb failed a check: the connection is flushed back
+    BAD_MDL = 13            # RCVMDL with no entry, more than RCVMDL_MAX_ENTRIES, or an entry
+                            # of length 0
 
 
 class RxDescriptor(data.Struct):
@@ -449,6 +475,197 @@ class RxSummary(data.Struct):
 
 #: Bytes of the :class:`RxSummary` at the head of a filled RX buffer; the frame follows.
 RX_SUMMARY_BYTES = data.Layout.cast(RxSummary).size // 8
+
+
+# --- The fast path (SPEC §3, §8; docs/fast_path.md) -----------------------------------------------
+
+
+class FlushReason(enum.Enum, shape=8):
+    """``Event.code`` of a ``FLUSH`` event: why the connection went back to the host. Counted one
+    by one in :class:`FastPathCounters`."""
+    HOST = 0            # the host's FLUSH command
+    CLOSE = 1           # the host's CLOSE command
+    OUT_OF_ORDER = 2    # sequence number other than RCV_NXT: a drop, reordering or duplicate
+    OUT_OF_WINDOW = 3   # data beyond the advertised window, or a window probe
+    FIN = 4
+    RST = 5
+    SYN = 6
+    URG = 7
+    FRAGMENT = 8        # an IP fragment of the connection (no L4 header to check)
+    BAD_CHECKSUM = 9    # IPv4 header or TCP checksum wrong, or the frame malformed
+    IP_OPTIONS = 10     # IPv4 options or IPv6 extension headers
+    QUEUE_FULL = 11     # the connection's queue reached QUEUE_MAX_FRAMES, or it held the
+                        # packet buffer's oldest frame while the buffer ran short
+    BAD_ACK = 12        # an ACK of data the host has not sent (ack beyond SND_NXT)
+    BAD_CCB = 13        # HANDOUT2's Ccb failed a check
+    DMA_ERROR = 14      # a placement, list or Ccb transfer got an error response
+
+
+class ConnArg(data.Struct):
+    """``Command.arg`` of HANDOUT2, RCVMDL, WINUPDATE, FLUSH and CLOSE."""
+    conn_nbr: 16
+    entries: 8          # RCVMDL: RcvMdlEntry count, 1..RCVMDL_MAX_ENTRIES
+    push: 1             # RCVMDL: complete it at the end of a segment with PSH
+    reserved: 7
+
+
+class RcvMdlEntry(data.Struct):
+    """One scatter-gather entry of an RCVMDL list in host memory (16 bytes, little-endian): a
+    host buffer the NIC fills with the connection's in-order payload. Any byte alignment."""
+    addr: 64
+    length: 32          # 1 .. 2**32 - 1 bytes
+    reserved: 32
+
+
+class ConnState(enum.Enum, shape=4):
+    """The receive state of a connection on the NIC (``Ccb.state``, written back on a flush)."""
+    FREE = 0            # no connection
+    PENDING = 1         # HANDOUT1 done: frames queue until HANDOUT2
+    FAST = 2            # fast path: segments placed into the RCVMDL
+    INDICATED = 3       # no RCVMDL: one segment shown with FRAME_DATA, the next ones queue
+    FLUSHING = 4        # going back to the host
+
+
+class CcbTupleHost(data.Struct):
+    """Bytes 0-47 of a :class:`Ccb`: what HANDOUT1 reads. The tuple as a received frame names it,
+    ``remote`` being the peer, numbers as in :class:`RxStatus` (IPv4 in the low 32 bits)."""
+    remote_ip: 128
+    local_ip: 128
+    remote_port: 16
+    local_port: 16
+    ipv6: 1
+    reserved: 95
+
+
+class CcbRoute(data.Struct):
+    """Connection-invariant fields the host owns (seed 002): how the NIC addresses its ACKs."""
+    local_mac: 48       # numbers, first byte on the wire in bits 47:40
+    remote_mac: 48      # the next hop's
+    vlan_tci: 16        # with ``vlan``: one 802.1Q tag (PCP, DEI, VID) in the NIC's ACKs
+    vlan: 1
+    timestamps: 1       # RFC 7323 timestamps were agreed: every ACK carries TSopt
+    reserved0: 6
+    ttl: 8              # IPv4 TTL / IPv6 hop limit of the NIC's ACKs
+    tos: 8              # IPv4 TOS / IPv6 traffic class
+    rcv_mss: 16         # the MSS the host advertised: a segment this long is "full-sized"
+    snd_wscale: 4       # the peer's window shift (RFC 7323), 0..14
+    rcv_wscale: 4       # the shift of the windows the NIC advertises, 0..14
+    iss: 32             # initial send / receive sequence numbers (connection-invariant)
+    irs: 32
+    host_context: 32    # HANDOUT1's arg, returned in INTERLOCK (written by the NIC)
+
+
+class CcbTcp(data.Struct):
+    """Segment-variant fields (seed 002): the host's at HANDOUT2, the NIC's until the flush,
+    written back then. Sequence numbers are absolute, as on the wire."""
+    rcv_nxt: 32
+    rcv_buf: 32         # receive buffer the host grants: the window while an RCVMDL is posted
+    rcv_unconsumed: 32  # bytes FRAME_DATA showed that no WINUPDATE has given back yet
+    rcv_adv: 32         # right edge advertised so far (RCV_NXT + window): never moves left
+    snd_una: 32
+    snd_nxt: 32
+    snd_wnd: 32         # the peer's window, in bytes (its field << snd_wscale)
+    snd_wl1: 32         # seq and ack of the segment that last set snd_wnd (RFC 9293)
+    snd_wl2: 32
+    ts_recent: 32       # the peer's last TSval, echoed as TSecr
+    ts_val: 32          # the TSval of the NIC's next ACK (the host's clock at HANDOUT2)
+    ip_id: 16           # IPv4 identification of the NIC's next ACK
+    unacked: 8          # in-order segments taken since the last ACK sent
+    ack_now: 1          # an ACK is owed at once (PSH, RCVMDL done, second full segment)
+    reserved: 7
+
+
+class CcbTransfer(data.Struct):
+    """The per-transfer part: the posted RCVMDL. Zero at HANDOUT2; written back on a flush
+    (the FLUSH event carries ``handle`` and ``placed`` too)."""
+    addr: 64            # host address of the RcvMdlEntry list
+    handle: 16          # the RCVMDL command's tag
+    entries: 8
+    entry: 8            # the entry being filled
+    offset: 32          # bytes of that entry filled
+    placed: 32          # bytes of the whole list filled
+    posted: 1           # an RCVMDL is posted
+    push: 1             # complete it on PSH
+    reserved: 6
+    queued: 8           # frames in the connection's queue (always 0 in the host's copy)
+    reserved1: 80
+
+
+class CcbStats(data.Struct):
+    """Per-connection statistics (GET_TCP_STATISTICS), counted by the NIC since HANDOUT2 and
+    written back on a flush (the host adds them up)."""
+    fast_bytes: 32      # payload bytes placed into RCVMDLs
+    fast_segments: 32   # segments placed
+    frame_data: 32      # segments shown with FRAME_DATA
+    acks: 32            # ACKs the NIC sent
+
+
+class Ccb(data.Struct):
+    """The communication control block of an offloaded connection (SPEC §3; seed 003's CCB,
+    seed 002's classes), as it sits in host memory at the address HANDOUT1/HANDOUT2 give, 16-byte
+    aligned. The host builds it; HANDOUT1 reads ``tuple``, HANDOUT2 reads it whole and checks it,
+    a flush writes it back whole. One record per conn_nbr on the NIC (the CCB store) holds the
+    same fields.
+    """
+    tuple: CcbTupleHost
+    route: CcbRoute
+    tcp: CcbTcp
+    transfer: CcbTransfer
+    stats: CcbStats
+    version: 8          # CCB_VERSION: any other value is a bad CCB
+    state: ConnState    # written by the NIC; the host leaves it 0
+    conn_nbr: 16        # written by the NIC
+    reserved: 100
+
+
+#: ``Ccb.version`` of this layout.
+CCB_VERSION = 1
+#: Bytes of a Ccb in host memory; of the part HANDOUT1 reads.
+CCB_BYTES = data.Layout.cast(Ccb).size // 8
+CCB_TUPLE_BYTES = data.Layout.cast(CcbTupleHost).size // 8
+
+
+class AckRequest(data.Struct):
+    """What the ACK builder needs for one TCP segment without payload (hw/fast_path/ack_builder.py):
+    every header field, from the CCB store and the engine. Numbers as in :class:`Ccb`."""
+    local_mac: 48
+    remote_mac: 48
+    vlan: 1             # one 802.1Q tag with ``vlan_tci`` after the source MAC
+    vlan_tci: 16
+    ipv6: 1
+    local_ip: 128       # IPv4 in bits 31:0
+    remote_ip: 128
+    ttl: 8              # or hop limit
+    tos: 8              # or traffic class
+    ip_id: 16           # IPv4 identification (DF is always set)
+    local_port: 16
+    remote_port: 16
+    seq: 32
+    ack: 32
+    flags: 8            # TcpFlags: ACK for the fast path's ACKs
+    window: 16          # the field as sent (already shifted)
+    timestamps: 1       # append NOP, NOP, TSopt (kind 8, length 10): TSval, TSecr
+    ts_val: 32
+    ts_ecr: 32
+
+
+class FastPathCounters(data.Struct):
+    """Fast-path statistics, global, 32-bit wrapping (GET_TCP_STATISTICS; docs/fast_path.md).
+    With :class:`HostCounters` they close the accounting identity of SPEC §8."""
+    fast_frames: 32         # segments placed into an RCVMDL
+    fast_bytes: 32          # their payload bytes
+    frame_data: 32          # segments shown with FRAME_DATA
+    frame_data_bytes: 32
+    pure_acks: 32           # segments without payload taken on the fast path (SND_UNA, window)
+    queued: 32              # level: frames waiting in connection queues
+    to_slow: 32             # frames of offloaded connections passed to the slow path by a flush
+    handouts: 32            # HANDOUT2 that started the fast path
+    flushes: 32             # FLUSH events, every reason
+    connections: 32         # level: connections handed out (PENDING to FLUSHING)
+    acks_sent: 32           # ACK frames the NIC built
+    rcvmdl_done: 32
+    bad_commands: 32        # fast-path commands refused (UNKNOWN_CONNECTION ... BAD_MDL)
+    flush_reason: data.ArrayLayout(32, 16)   # FLUSH events by FlushReason value
 
 
 def pack(layout, fields):

@@ -108,3 +108,22 @@ DMA_MAX_READS = 16
 
 #: Write bursts waiting for their response at once.
 DMA_MAX_WRITES = 16
+
+# --- The fast path (docs/fast_path.md) ------------------------------------------------------------
+
+#: Connections the NIC can hold (conn_nbr 0 .. n-1): the CCB table's entries and the CCB store's
+#: records. Seed 003's number.
+FAST_PATH_CONNECTIONS = 256
+
+#: Frames one connection's queue holds at most (PENDING, INDICATED); one more flushes it.
+QUEUE_MAX_FRAMES = 16
+
+#: RcvMdlEntry entries one RCVMDL may have (the NIC keeps the list on chip).
+RCVMDL_MAX_ENTRIES = 8
+
+#: Delayed-ACK timer: clocks from the first segment not yet acknowledged to its ACK (100 us at
+#: 156.25 MHz; RFC 9293 asks for less than 0.5 s).
+DELAYED_ACK_CYCLES = 15625
+
+#: Shortest frame on MAC TX (bytes, no FCS): the NIC pads the frames it builds to this.
+MIN_TX_FRAME_BYTES = 60

@@ -192,7 +192,7 @@ async def test_bad_commands(dut):
     bad = [
         (0x77, 0, EventCode.UNKNOWN_OPCODE),
         (0xFF, RingId.RX.value, EventCode.UNKNOWN_OPCODE),
-        (3, RingId.TX.value, EventCode.UNKNOWN_OPCODE),
+        (0x3F, RingId.TX.value, EventCode.UNKNOWN_OPCODE),
         (stop, RingId.COMMAND.value, EventCode.BAD_RING),
         (stop, RingId.EVENT.value, EventCode.BAD_RING),
         (start, RingId.COMMAND.value, EventCode.BAD_RING),
