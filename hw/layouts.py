@@ -19,7 +19,8 @@ __all__ = [
     "RingId", "CommandOpcode", "EventKind", "EventCode",
     "RxDescriptor", "TxDescriptor", "Command", "Event", "HostCounters", "HostCounterPulses",
     "RegisterError", "TxPatch", "TxBufferedFrame",
-    "RingEntry", "RxSummary", "RX_SUMMARY_BYTES",
+    "RingEntry", "RxSummary", "RX_SUMMARY_BYTES", "RxTcpFields", "RxStagedFrame",
+    "DispatchedFrame",
     "FlushReason", "ConnArg", "RcvMdlEntry", "ConnState", "CcbTupleHost", "CcbRoute", "CcbTcp",
     "CcbTransfer", "CcbStats", "Ccb", "CCB_VERSION", "CCB_BYTES", "CCB_TUPLE_BYTES",
     "AckRequest", "FastPathCounters",
@@ -475,6 +476,38 @@ class RxSummary(data.Struct):
 
 #: Bytes of the :class:`RxSummary` at the head of a filled RX buffer; the frame follows.
 RX_SUMMARY_BYTES = data.Layout.cast(RxSummary).size // 8
+
+
+class RxTcpFields(data.Struct):
+    """The fields of a frame's :class:`RxStatus` beyond its :class:`RxSummary` that the dispatcher
+    and the receive engine need: the tuple (with ``sport``/``dport`` of the summary) and the TCP
+    sequence fields. They mean what they mean in :class:`RxStatus`."""
+    src: 128
+    dst: 128
+    seq: 32
+    ack: 32
+    window: 16
+
+
+class RxStagedFrame(data.Struct):
+    """A frame waiting in the receive packet buffer (hw/host/rx_buffer.py): the summary that goes
+    in front of it in a host RX buffer, its TCP fields, and how many DMA words of the packet
+    buffer it takes (at least 1, even for an empty frame)."""
+    summary: RxSummary
+    tcp: RxTcpFields
+    words: 12
+
+
+class DispatchedFrame(data.Struct):
+    """A frame of the packet buffer after the dispatcher (hw/dispatch/dispatcher.py): the frame
+    and what the CCB table answered for its tuple. ``looked_up``: the frame names a TCP tuple
+    (TCP, ``addr_valid``, ``l4_valid``) and was looked up; ``hit``, ``state`` (the table's
+    ``CcbState``) and ``conn_nbr`` are the answer (0 without a lookup or on a miss)."""
+    frame: RxStagedFrame
+    looked_up: 1
+    hit: 1
+    state: 2
+    conn_nbr: 16
 
 
 # --- The fast path (SPEC §3, §8; docs/fast_path.md) -----------------------------------------------

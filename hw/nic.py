@@ -21,6 +21,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import params
+from .ccb.table import CcbTable
+from .dispatch.dispatcher import Dispatcher
 from .host.axi import AxiLiteSignature, AxiSignature
 from .host.commands import CommandUnit
 from .host.dma import DmaManager
@@ -71,6 +73,8 @@ class Nic(wiring.Component):
         # --- Blocks -------------------------------------------------------------------------------
         m.submodules.sequencer = seq = RxSequencer()
         m.submodules.rx_buffer = rx_buffer = RxPacketBuffer()
+        m.submodules.dispatcher = dispatcher = Dispatcher()
+        m.submodules.ccb_table = ccb_table = CcbTable(params.FAST_PATH_CONNECTIONS)
         m.submodules.rx_writer = rx_writer = RxWriter()
         m.submodules.tx_reader = tx_reader = TxReader()
         m.submodules.tx_buffer = tx_buffer = TxFrameBuffer()
@@ -88,18 +92,26 @@ class Nic(wiring.Component):
                  "rx_writer": rx_writer, "event_writer": event_writer,
                  "command_unit": command_unit}
 
-        # --- Receive: MAC -> sequencer -> packet buffer -> RX writer ------------------------------
+        # --- Receive: MAC -> sequencer -> packet buffer -> dispatcher -> RX writer ---------------
         wiring.connect(m, wiring.flipped(self.mac_rx), seq.i)
         wiring.connect(m, seq.o, rx_buffer.i)
         wiring.connect(m, seq.status, rx_buffer.status)
-        wiring.connect(m, rx_buffer.frame, rx_writer.frame)
+        wiring.connect(m, rx_buffer.frame, dispatcher.frames)
+        wiring.connect(m, dispatcher.lookup, ccb_table.lookup)
+        wiring.connect(m, ccb_table.result, dispatcher.result)
+        # Until the receive engine lands (docs/fast_path.md), every frame takes the slow path.
+        m.d.comb += [
+            rx_writer.frame.payload.eq(dispatcher.o.payload.frame),
+            rx_writer.frame.valid.eq(dispatcher.o.valid),
+            dispatcher.o.ready.eq(rx_writer.frame.ready),
+        ]
         wiring.connect(m, rx_buffer.beats, rx_writer.beats)
         wiring.connect(m, fetchers[RingId.RX].entries, rx_writer.descriptors)
         m.d.comb += [
             rx_buffer.enable.eq(regs.enable),
             rx_buffer.running.eq(fetchers[RingId.RX].running),
             rx_buffer.posted.eq(fetchers[RingId.RX].posted),
-            rx_buffer.consume.eq(rx_writer.consume),
+            rx_buffer.release.eq(rx_writer.consume),
         ]
 
         # --- Transmit: TX ring -> TX reader -> staging buffer -> MAC ------------------------------

@@ -5,10 +5,11 @@ Ref: docs/host_interface.md (slow-path receive, the accounting identity).
 A frame is admitted at its first beat only if the NIC is enabled, the RX ring runs, and a posted RX
 buffer is left that no earlier admitted frame has claimed (``reserved < posted``); it is dropped
 later if the packet buffer fills under it or it grows past ``MAX_FRAME_BYTES``. Its status word
-comes from the sequencer after its last beat; the frame is offered to the RX writer (``frame``)
-only then, as its :class:`~hw.layouts.RxSummary` (:func:`summarize`) and its length in DMA words,
-its data already committed in the packet FIFO (``beats``). Exactly one drop pulse or, later, one
-``consume`` from the writer ends every frame's life here.
+comes from the sequencer after its last beat; the frame is offered (``frame``, to the dispatcher)
+only then, as a :class:`~hw.layouts.RxStagedFrame`: its :class:`~hw.layouts.RxSummary`
+(:func:`summarize`), its TCP fields (:func:`tcp_fields`) and its length in DMA words, its data
+already committed in the packet FIFO (``beats``). Exactly one drop pulse or, later, one
+``release`` (the RX writer took a buffer for it) ends every frame's claim here.
 
 The data is stored at the DMA width: the 64-bit MAC beats of a frame are packed, beat 0 in bits
 63:0, into ``data_bits`` words. Each frame starts a new word and its last word is zero-padded, so
@@ -24,23 +25,15 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from .. import params
-from ..layouts import RxBeat, RxStatus, RxSummary
+from ..layouts import RxBeat, RxStagedFrame, RxStatus, RxSummary, RxTcpFields
 from ..lib.packet_fifo import PacketFifo
 from .dma import check_data_bits
 
-__all__ = ["RxStagedFrame", "RxPacketBuffer", "summarize"]
+__all__ = ["RxPacketBuffer", "summarize", "tcp_fields"]
 
 _MAX_FRAME_BEATS = -(-params.MAX_FRAME_BYTES // params.BEAT_BYTES)
 # Frames whose last beat has passed but whose status word has not come out of the sequencer yet.
 _PENDING_DEPTH = 16
-
-
-class RxStagedFrame(data.Struct):
-    """A frame waiting in the receive packet buffer for its DMA: the summary that goes in front of
-    it in the host buffer, and how many DMA words of the packet buffer it takes (at least 1, even
-    for an empty frame)."""
-    summary: RxSummary
-    words: 12
 
 
 def summarize(status):
@@ -62,6 +55,14 @@ def summarize(status):
     return data.View(RxSummary, Cat(*parts))
 
 
+def tcp_fields(status):
+    """The :class:`~hw.layouts.RxTcpFields` of an :class:`~hw.layouts.RxStatus` view: the fields
+    of the same names. Pure wiring."""
+    fields = data.Layout.cast(RxTcpFields)
+    return data.View(RxTcpFields, Cat(*(Value.cast(getattr(status, name))
+                                        for name, _ in sorted(fields, key=lambda f: f[1].offset))))
+
+
 class RxPacketBuffer(wiring.Component):
     """Parameters
     ----------
@@ -80,13 +81,13 @@ class RxPacketBuffer(wiring.Component):
         RX buffers posted by the host and not yet taken by the RX writer. Compared a clock ahead:
         a frame is admitted if ``posted``, in the clock before its first beat, exceeded the frames
         admitted before it and not taken by the writer then.
-    consume : In(1)
-        The RX writer has taken the frame at the head of ``frame`` (and one buffer for it). The
-        frame's words may still be on ``beats``, after those of the frames taken before it.
+    release : In(1)
+        A frame's claim on a posted buffer ends: the RX writer took a buffer for it (or, later,
+        the fast path placed it). One pulse per frame taken from ``frame``, at or after its take.
     frame : Out(stream.Signature(RxStagedFrame))
-        Summary and word count of the next admitted frame, from a register (``ready`` is unused:
-        ``consume`` takes it). Its words follow on ``beats`` those of the frames consumed before
-        it. After a ``consume`` the next frame shows two clocks later.
+        Summary, TCP fields and word count of the next admitted frame, from a register. Its words
+        follow on ``beats`` those of the frames taken before it. After a take the next frame
+        shows two clocks later.
     beats : Out(stream.Signature(data_bits))
         Data of admitted frames, ``words`` words per frame, in order.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
@@ -102,7 +103,7 @@ class RxPacketBuffer(wiring.Component):
             "enable": In(1),
             "running": In(1),
             "posted": In(13),
-            "consume": In(1),
+            "release": In(1),
             "frame": Out(stream.Signature(RxStagedFrame)),
             "beats": Out(stream.Signature(data_bits)),
             "drop_disabled": Out(1),
@@ -141,7 +142,7 @@ class RxPacketBuffer(wiring.Component):
         # Frames admitted and not yet consumed: each holds a claim on one posted buffer.
         reserved = Signal(range(params.RX_PACKET_BUFFER_FRAMES + 1))
         reserve = Signal()
-        release = Signal()      # a claim ends: consumed by the writer or dropped mid-frame
+        release = Signal()      # a claim ends: released by the writer or dropped mid-frame
         m.d.sync += reserved.eq(reserved + reserve - release)
 
         beat = self.i.payload
@@ -162,7 +163,7 @@ class RxPacketBuffer(wiring.Component):
         # Room for one more claim: reserved < min(posted, RX_PACKET_BUFFER_FRAMES), decided a clock
         # ahead (a register: the compare's carry chain is then off the admission path). It is
         # computed from ``posted`` and the claims as they stand after this clock's frame beat, but
-        # before this clock's ``consume``: a buffer the writer takes in this clock leaves
+        # before this clock's ``release``: a buffer the writer takes in this clock leaves
         # ``posted`` in the next, so it counts on neither side. (A buffer posted in this clock is
         # seen a clock later: never a claim without a buffer.)
         frames_bits = exact_log2(params.RX_PACKET_BUFFER_FRAMES)
@@ -286,6 +287,7 @@ class RxPacketBuffer(wiring.Component):
         ]
         m.d.sync += [
             frame_in.summary.eq(summarize(self.status.payload)),
+            frame_in.tcp.eq(tcp_fields(self.status.payload)),
             frame_in.words.eq(record_out.words),
             write_en.eq(queue_write),
             write_addr.eq(queue_wr[:-1]),
@@ -299,14 +301,16 @@ class RxPacketBuffer(wiring.Component):
         ]
         with m.If(queue_write):
             m.d.sync += queue_wr.eq(queue_wr + 1)
-        with m.If(self.consume):
+        take = Signal()
+        m.d.comb += take.eq(self.frame.valid & self.frame.ready)
+        with m.If(take):
             m.d.sync += queue_rd.eq(queue_rd + 1)
         # ``frame`` is the head record two clocks after it is addressed: the block RAM's read
         # register (the queue's read port is asynchronous with a register after it, which yosys
         # merges into the block RAM; ``no_rw_check``: a record is read only after its write), then
         # a register that copies it every clock (no enable, no reset, no logic after the block
-        # RAM's 4.3 ns clock-to-out): the writer computes on ``frame`` (the buffer-size check) in
-        # the clock it takes it. After a ``consume`` the next record shows two clocks later.
+        # RAM's 4.3 ns clock-to-out): the taker computes on ``frame`` in the clock it takes it.
+        # After a take the next record shows two clocks later.
         ram_out = Signal(frame_bits, reset_less=True)
         frame_out = Signal(RxStagedFrame, reset_less=True)
         ram_valid = Signal()
@@ -314,13 +318,13 @@ class RxPacketBuffer(wiring.Component):
         m.d.sync += [
             ram_out.eq(queue_r.data),
             frame_out.eq(ram_out),
-            ram_valid.eq((queue_rd != queue_filled) & ~self.consume),
-            frame_valid.eq(ram_valid & ~self.consume),
+            ram_valid.eq((queue_rd != queue_filled) & ~take),
+            frame_valid.eq(ram_valid & ~take),
         ]
         m.d.comb += [
             self.frame.payload.eq(frame_out),
             self.frame.valid.eq(frame_valid),
             gave_back.eq(accept & gave_up),
-            release.eq(self.consume | gave_back),
+            release.eq(self.release | gave_back),
         ]
         return m

@@ -68,10 +68,10 @@ from ..layouts import (
     RingEntry,
     RingId,
     RxDescriptor,
+    RxStagedFrame,
     RxSummary,
 )
 from .dma import DmaWriteBeat, DmaWriteSignature, check_data_bits
-from .rx_buffer import RxStagedFrame
 
 __all__ = ["RxWriter", "RX_SUMMARY_BYTES"]
 

@@ -222,6 +222,8 @@ def _run(phases, seed, data_bits):
             assert summary == _expected_summary(status), f"frame {k}: summary {summary:#x}"
             assert frame.summary.length == length
             assert frame.words == len(words), f"frame {k}: {frame.words} words"
+            for name in ("src", "dst", "seq", "ack", "window"):
+                assert getattr(frame.tcp, name) == _field(_STATUS, status, name), (k, name)
             got = []
             while len(got) < len(words):
                 ready = int(len(words) > 40 // lanes or crng.random() < 0.7)
@@ -233,9 +235,15 @@ def _run(phases, seed, data_bits):
             assert got == words, f"frame {k}: data differs"
             for _ in range(crng.randrange(0, 3)):
                 await ctx.tick()
-            ctx.set(dut.consume, 1)
+            # The take, then (as the RX writer may, a clock or more later) the claim's release.
+            ctx.set(dut.frame.ready, 1)
             await ctx.tick()
-            ctx.set(dut.consume, 0)
+            ctx.set(dut.frame.ready, 0)
+            for _ in range(crng.randrange(0, 3)):
+                await ctx.tick()
+            ctx.set(dut.release, 1)
+            await ctx.tick()
+            ctx.set(dut.release, 0)
             st["consumed"] += 1
 
     run_testbenches(dut, producer, status_source, monitor, consumer)

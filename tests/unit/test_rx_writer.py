@@ -65,7 +65,7 @@ class _Harness(Elaboratable):
         m.submodules.writer = self.writer
         wiring.connect(m, buffer=self.buffer.frame, writer=self.writer.frame)
         wiring.connect(m, buffer=self.buffer.beats, writer=self.writer.beats)
-        m.d.comb += self.buffer.consume.eq(self.writer.consume)
+        m.d.comb += self.buffer.release.eq(self.writer.consume)
         return m
 
 
