@@ -491,11 +491,13 @@ class RxTcpFields(data.Struct):
 
 class RxStagedFrame(data.Struct):
     """A frame waiting in the receive packet buffer (hw/host/rx_buffer.py): the summary that goes
-    in front of it in a host RX buffer, its TCP fields, and how many DMA words of the packet
-    buffer it takes (at least 1, even for an empty frame)."""
+    in front of it in a host RX buffer, its TCP fields, how many DMA words of the packet buffer it
+    takes (at least 1, even for an empty frame), where they start, and its frame slot."""
     summary: RxSummary
     tcp: RxTcpFields
     words: 12
+    start: 13           # the packet buffer word of its first byte (13 bits: 8192 words at 64)
+    slot: 6             # its frame slot (RX_PACKET_BUFFER_FRAMES = 64): freed by this number
 
 
 class DispatchedFrame(data.Struct):

@@ -105,7 +105,9 @@ class Nic(wiring.Component):
             rx_writer.frame.valid.eq(dispatcher.o.valid),
             dispatcher.o.ready.eq(rx_writer.frame.ready),
         ]
+        wiring.connect(m, rx_writer.read, rx_buffer.read)
         wiring.connect(m, rx_buffer.beats, rx_writer.beats)
+        wiring.connect(m, rx_writer.free, rx_buffer.free)
         wiring.connect(m, fetchers[RingId.RX].entries, rx_writer.descriptors)
         m.d.comb += [
             rx_buffer.enable.eq(regs.enable),

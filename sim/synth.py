@@ -110,7 +110,7 @@ def _block_arguments():
                             "depth": params.RX_STATUS_FIFO_DEPTH,
                             "slice_bits": params.RX_STATUS_FIFO_SLICE_BITS}),
         # The RX packet buffer's: frames in DMA words.
-        "PacketFifo": ((), {"width": params.DMA_DATA_BITS,
+        "PacketStore": ((), {"width": params.DMA_DATA_BITS,
                             "depth": 8 * params.RX_PACKET_BUFFER_BYTES // params.DMA_DATA_BITS}),
         "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),
         # SipHash-2-4 of an IPv6 4-tuple (36 bytes), the CCB table's longest key; the IPv4 one

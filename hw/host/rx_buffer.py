@@ -26,7 +26,7 @@ from amaranth.utils import exact_log2
 
 from .. import params
 from ..layouts import RxBeat, RxStagedFrame, RxStatus, RxSummary, RxTcpFields
-from ..lib.packet_fifo import PacketFifo
+from ..lib.packet_store import PacketStore, StoreRead, StoreWord
 from .dma import check_data_bits
 
 __all__ = ["RxPacketBuffer", "summarize", "tcp_fields"]
@@ -88,8 +88,14 @@ class RxPacketBuffer(wiring.Component):
         Summary, TCP fields and word count of the next admitted frame, from a register. Its words
         follow on ``beats`` those of the frames taken before it. After a take the next frame
         shows two clocks later.
-    beats : Out(stream.Signature(data_bits))
-        Data of admitted frames, ``words`` words per frame, in order.
+    read : In(stream.Signature(StoreRead(depth_words)))
+        Read a frame's words (``start``, ``words`` of its record, or a part of them), in any
+        order, as long as its slot is not freed.
+    beats : Out(stream.Signature(StoreWord(data_bits)))
+        The words asked for, in request order (``last`` on each request's final word).
+    free : In(stream.Signature(6))
+        The frame in this slot is done with: its words and its slot are given back once every
+        frame admitted before it is freed too. Always ready.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
         One pulse per dropped frame, by reason.
     """
@@ -105,7 +111,9 @@ class RxPacketBuffer(wiring.Component):
             "posted": In(13),
             "release": In(1),
             "frame": Out(stream.Signature(RxStagedFrame)),
-            "beats": Out(stream.Signature(data_bits)),
+            "read": In(stream.Signature(StoreRead(self.depth_words_for(data_bits)))),
+            "beats": Out(stream.Signature(StoreWord(data_bits))),
+            "free": In(stream.Signature(exact_log2(params.RX_PACKET_BUFFER_FRAMES))),
             "drop_disabled": Out(1),
             "drop_no_buffer": Out(1),
             "drop_overflow": Out(1),
@@ -119,15 +127,20 @@ class RxPacketBuffer(wiring.Component):
     @property
     def depth_words(self):
         """Packet buffer size in DMA words."""
-        return params.RX_PACKET_BUFFER_BYTES * 8 // self._data_bits
+        return self.depth_words_for(self._data_bits)
+
+    @staticmethod
+    def depth_words_for(data_bits):
+        """Packet buffer size in DMA words at ``data_bits``."""
+        return params.RX_PACKET_BUFFER_BYTES * 8 // data_bits
 
     def elaborate(self, platform):
         m = Module()
         lanes = self._data_bits // 64          # MAC beats per DMA word
         lane_bits = max(1, exact_log2(lanes))
 
-        m.submodules.fifo = fifo = PacketFifo(width=self._data_bits, depth=self.depth_words)
-        pending_record = data.StructLayout({"kept": 1, "words": 12})
+        m.submodules.fifo = fifo = PacketStore(width=self._data_bits, depth=self.depth_words)
+        pending_record = data.StructLayout({"kept": 1, "words": 12, "start": 13})
         m.submodules.pending = pending = SyncFIFO(
             width=pending_record.size, depth=_PENDING_DEPTH)
         # The admitted frames' records, in block RAM (a queue of RX_PACKET_BUFFER_FRAMES).
@@ -137,6 +150,7 @@ class RxPacketBuffer(wiring.Component):
                                             attrs={"no_rw_check": 1})
         queue_w = queue.write_port()
         queue_r = queue.read_port(domain="comb")
+        wiring.connect(m, wiring.flipped(self.read), fifo.r_req)
         wiring.connect(m, wiring.flipped(self.beats), fifo.r)
 
         # Frames admitted and not yet consumed: each holds a claim on one posted buffer.
@@ -157,8 +171,11 @@ class RxPacketBuffer(wiring.Component):
         beats_in = Signal(range(_MAX_FRAME_BEATS + 2))
         words_in = Signal(12)           # words of the frame in progress begun so far
         lane = Signal(lane_bits)        # lane of the next stored beat in its word
+        frame_start = Signal(13)        # the store word of the frame in progress
         with m.If(accept):
             m.d.sync += first.eq(beat.last)
+            with m.If(first):
+                m.d.sync += frame_start.eq(fifo.w_addr)
 
         # Room for one more claim: reserved < min(posted, RX_PACKET_BUFFER_FRAMES), decided a clock
         # ahead (a register: the compare's carry chain is then off the admission path). It is
@@ -185,8 +202,20 @@ class RxPacketBuffer(wiring.Component):
         room = Signal()
         m.d.sync += room.eq(Mux(reserve & ~gave_back, room_plus,
                                 Mux(gave_back & ~reserve, room_minus, room_same)))
+        # Frame slots: a frame holds one from its admission until it is freed (or dropped
+        # mid-way). ``slot_room`` (slots_held < RX_PACKET_BUFFER_FRAMES) is decided a clock
+        # ahead, from the count this clock's admission, drop and free leave.
+        slots_held = Signal(range(params.RX_PACKET_BUFFER_FRAMES + 1))
+        slots_next = Signal(range(params.RX_PACKET_BUFFER_FRAMES + 2))
+        slot_freed = Signal()
+        slot_room = Signal(init=1)
+        m.d.comb += slots_next.eq(slots_held + reserve - gave_back - slot_freed)
+        m.d.sync += [
+            slots_held.eq(slots_next),
+            slot_room.eq(slots_next < params.RX_PACKET_BUFFER_FRAMES),
+        ]
         admit = Signal()
-        m.d.comb += admit.eq(self.enable & self.running & room)
+        m.d.comb += admit.eq(self.enable & self.running & room & slot_room)
         # The beat goes into the FIFO if the frame is kept (or admitted by this very beat).
         storing = Signal()
         m.d.comb += storing.eq(accept & (keeping | (first & admit)))
@@ -266,13 +295,15 @@ class RxPacketBuffer(wiring.Component):
         m.d.comb += [
             record_in.kept.eq(stored),
             record_in.words.eq(word_count),
+            record_in.start.eq(Mux(first, fifo.w_addr, frame_start)),
             pending.w_en.eq(accept & beat.last),
         ]
-        # The queue never fills: every record in it holds a claim, and there are at most
-        # RX_PACKET_BUFFER_FRAMES claims. So a status word is taken as soon as its pending record
-        # is there. The record is written a clock late, from registers (the write enable comes
-        # from the status handshake and would otherwise drive the block RAM's enables), and read
-        # only once written (``queue_filled``, the write pointer a clock late).
+        # The queue never fills: every record in it holds a frame slot until the frame is freed,
+        # and there are RX_PACKET_BUFFER_FRAMES slots. So a status word is taken as soon as its
+        # pending record is there; the record's place in the queue is the frame's slot. The
+        # record is written a clock late, from registers (the write enable comes from the status
+        # handshake and would otherwise drive the block RAM's enables), and read only once
+        # written (``queue_filled``, the write pointer a clock late).
         queue_wr = Signal(range(2 * queue_depth))    # one more bit than the address: a full
         queue_rd = Signal(range(2 * queue_depth))    # queue is not an empty one
         queue_filled = Signal(range(2 * queue_depth))
@@ -289,6 +320,8 @@ class RxPacketBuffer(wiring.Component):
             frame_in.summary.eq(summarize(self.status.payload)),
             frame_in.tcp.eq(tcp_fields(self.status.payload)),
             frame_in.words.eq(record_out.words),
+            frame_in.start.eq(record_out.start),
+            frame_in.slot.eq(queue_wr[:-1]),
             write_en.eq(queue_write),
             write_addr.eq(queue_wr[:-1]),
             queue_filled.eq(queue_wr),
@@ -327,4 +360,35 @@ class RxPacketBuffer(wiring.Component):
             gave_back.eq(accept & gave_up),
             release.eq(self.release | gave_back),
         ]
+
+        # --- Freeing: frames are freed in any order, their space in arrival order --------------
+        # ``released`` marks the slots freed; the oldest slot (``queue_free``) gives its words
+        # back to the store once it is marked, one slot a clock. The word counts are kept apart
+        # from the records (a small memory read at ``queue_free``).
+        queue_free = Signal(range(2 * queue_depth))
+        released = Signal(queue_depth)
+        slot_words = Memory(shape=12, depth=queue_depth, init=[])
+        m.submodules.slot_words = slot_words
+        words_w = slot_words.write_port()
+        words_r = slot_words.read_port(domain="comb")
+        m.d.comb += [
+            words_w.addr.eq(write_addr),
+            words_w.data.eq(frame_in.words),
+            words_w.en.eq(write_en),
+            words_r.addr.eq(queue_free[:-1]),
+            self.free.ready.eq(1),
+        ]
+        oldest_done = Signal()
+        m.d.comb += oldest_done.eq((queue_free != queue_filled)
+                                   & released.bit_select(queue_free[:-1], 1))
+        free_words = Signal(13)
+        m.d.sync += [free_words.eq(Mux(oldest_done, words_r.data, 0)), slot_freed.eq(oldest_done)]
+        m.d.comb += fifo.free_words.eq(free_words)
+        for k in range(queue_depth):
+            with m.If(self.free.valid & (self.free.payload == k)):
+                m.d.sync += released[k].eq(1)
+            with m.Elif(oldest_done & (queue_free[:-1] == k)):
+                m.d.sync += released[k].eq(0)
+        with m.If(oldest_done):
+            m.d.sync += queue_free.eq(queue_free + 1)
         return m

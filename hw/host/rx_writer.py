@@ -71,7 +71,9 @@ from ..layouts import (
     RxStagedFrame,
     RxSummary,
 )
+from ..lib.packet_store import StoreRead, StoreWord
 from .dma import DmaWriteBeat, DmaWriteSignature, check_data_bits
+from .rx_buffer import RxPacketBuffer
 
 __all__ = ["RxWriter", "RX_SUMMARY_BYTES"]
 
@@ -107,8 +109,12 @@ class RxWriter(wiring.Component):
     -------
     frame : In(stream.Signature(RxStagedFrame))
         From the packet buffer: the next admitted frame. ``ready`` is ``consume``.
-    beats : In(stream.Signature(data_bits))
-        From the packet buffer: the frames' words, in order.
+    read : Out(stream.Signature(StoreRead(words)))
+        To the packet buffer (of ``words`` DMA words): read each frame's words, in take order.
+    beats : In(stream.Signature(StoreWord(data_bits)))
+        From the packet buffer: the words asked for, in order.
+    free : Out(stream.Signature(6))
+        To the packet buffer: the slot of a frame whose words have all been read.
     consume : Out(1)
         To the packet buffer: one pulse per frame, as it is taken with its descriptor.
     descriptors : In(stream.Signature(RingEntry))
@@ -131,7 +137,9 @@ class RxWriter(wiring.Component):
         self._max_in_flight = max_in_flight
         super().__init__({
             "frame": In(stream.Signature(RxStagedFrame)),
-            "beats": In(stream.Signature(data_bits)),
+            "read": Out(stream.Signature(StoreRead(RxPacketBuffer.depth_words_for(data_bits)))),
+            "beats": In(stream.Signature(StoreWord(data_bits))),
+            "free": Out(stream.Signature(6)),
             "consume": Out(1),
             "descriptors": In(stream.Signature(RingEntry)),
             "dma": Out(DmaWriteSignature(data_bits)),
@@ -184,16 +192,43 @@ class RxWriter(wiring.Component):
         cur = Signal()                      # the slot the data stage sends
         take = Signal()
         take_free = Signal()
+        head_asked = Signal()               # the head frame's words are asked for (below)
         m.d.comb += [
             take_free.eq(~Mux(take_ptr, slots[1].valid, slots[0].valid)),
             take.eq(self.descriptors.valid & flight.w_rdy
-                    & (entry.error | (self.frame.valid & take_free))),
+                    & (entry.error | (self.frame.valid & take_free & head_asked))),
             self.descriptors.ready.eq(take),
             self.consume.eq(take & ~entry.error),
             self.frame.ready.eq(self.consume),
         ]
         with m.If(take & ~entry.error):
             m.d.sync += take_ptr.eq(~take_ptr)
+        # Each frame asks the packet buffer for its words as soon as it is the head of ``frame``,
+        # before it is taken (frames are taken in order, so the words come back in take order):
+        # they are on their way while the frame waits for a descriptor or a slot, and its
+        # summary beats never wait for them. At most two frames (the slots) and the head are
+        # between their request and their last word, so the request FIFO never fills.
+        read_layout = StoreRead(RxPacketBuffer.depth_words_for(data_bits))
+        m.submodules.reads = reads = SyncFIFO(width=read_layout.size, depth=4)
+        read_in = data.View(read_layout, reads.w_data)
+        head_requested = Signal()
+        ask = Signal()
+        m.d.comb += [
+            ask.eq(self.frame.valid & ~head_requested),
+            head_asked.eq(head_requested | ask),
+        ]
+        with m.If(take & ~entry.error):
+            m.d.sync += head_requested.eq(0)
+        with m.Elif(ask):
+            m.d.sync += head_requested.eq(1)
+        m.d.comb += [
+            read_in.addr.eq(frame.start),
+            read_in.words.eq(frame.words),
+            reads.w_en.eq(ask),
+            self.read.payload.eq(reads.r_data),
+            self.read.valid.eq(reads.r_rdy),
+            reads.r_en.eq(self.read.ready),
+        ]
         for i, slot in enumerate(slots):
             # A free slot samples the head frame every clock and keeps it once taken.
             with m.If(~slot.valid):
@@ -208,6 +243,7 @@ class RxWriter(wiring.Component):
                     slot.in_summary.eq(~too_small),
                     slot.summary_index.eq(0),
                     slot.words_left.eq(frame.words),
+                    slot.frame_slot.eq(frame.slot),
                     slot.last_word.eq(frame.words == 1),
                     slot.strb.eq(last_strb),
                 ]
@@ -247,6 +283,7 @@ class RxWriter(wiring.Component):
                     m.d.sync += slot.decided.eq(1)
 
         # --- Data ------------------------------------------------------------------------------
+        m.d.sync += self.free.valid.eq(0)           # one pulse per frame (below)
         # The output skid buffer: ``dma.data`` is a register, and the data stage sees only
         # ``room`` (a register), not the manager's ready.
         wdata = self.dma.data
@@ -264,15 +301,20 @@ class RxWriter(wiring.Component):
             header = Signal(name=f"slot{i}_header_beat")    # a summary beat goes out
             words = Signal(name=f"slot{i}_on_words")        # its words are next on ``beats``
             move = Signal(name=f"slot{i}_word_move")        # a word leaves ``beats``
+            # A frame's first summary beat waits for its first word on ``beats``: then its
+            # beats leave back to back (a frame that arrives alone would otherwise wait for its
+            # words between its summary and its data; frames behind others find theirs there).
+            started = Signal(name=f"slot{i}_started")
             m.d.comb += [
                 sel.eq((cur == i) & slot.decided),
-                header.eq(sel & slot.in_summary & room),
+                started.eq((slot.summary_index != 0) | self.beats.valid),
+                header.eq(sel & slot.in_summary & room & started),
                 words.eq(sel & ~slot.in_summary),
                 move.eq(words & self.beats.valid & (slot.drain | room)),
             ]
             with m.If(sel):
                 with m.If(slot.in_summary):
-                    m.d.comb += push.eq(room)
+                    m.d.comb += push.eq(room & started)
                     with m.Switch(slot.summary_index):
                         for k in range(summary_beats):
                             with m.Case(k):
@@ -283,7 +325,7 @@ class RxWriter(wiring.Component):
                     m.d.comb += [
                         self.beats.ready.eq(slot.drain | room),
                         push.eq(self.beats.valid & room & ~slot.drain),
-                        push_beat.data.eq(self.beats.payload),
+                        push_beat.data.eq(self.beats.payload.data),
                         push_beat.strb.eq(Mux(slot.last_word, slot.strb, all_bytes)),
                     ]
             with m.If(header):
@@ -298,6 +340,7 @@ class RxWriter(wiring.Component):
                 ]
                 with m.If(slot.last_word):
                     m.d.sync += [slot.valid.eq(0), slot.decided.eq(0), cur.eq(~cur)]
+                    m.d.sync += [self.free.valid.eq(1), self.free.payload.eq(slot.frame_slot)]
 
         wtake = Signal()
         m.d.comb += wtake.eq(wdata.valid & wdata.ready)
@@ -380,5 +423,6 @@ class _Slot:
         self.in_summary = Signal(name=f"{name}_in_summary")     # summary beats still to send
         self.summary_index = Signal(range(summary_beats + 1), name=f"{name}_summary_index")
         self.words_left = Signal(12, name=f"{name}_words_left")
+        self.frame_slot = Signal(6, name=f"{name}_frame_slot")  # freed after its last word
         self.last_word = Signal(name=f"{name}_last_word")       # words_left == 1
         self.strb = Signal(beat_bytes, name=f"{name}_strb")     # of the last word

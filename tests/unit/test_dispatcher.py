@@ -60,8 +60,8 @@ def test_dispatcher_order_and_answers(seed, p_valid, p_ready):
     d, table = harness.dispatcher, harness.table
     known = [_tuple(rng, ipv6=rng.random() < 0.3) for _ in range(12)]
     conn = {}               # tuple -> conn_nbr, from the table's answers
-    frames = []             # (bits, expected looked_up, hit, conn_nbr)
-    for n in range(300):
+    frames = []             # (tuple, l4, complete header)
+    for _ in range(300):
         r = rng.random()
         if r < 0.5:
             tup = rng.choice(known)

@@ -70,7 +70,7 @@ def test_packet_store(seed, depth, p_ready):
     async def requester(ctx):
         while not (st["done"] and all(f["read"] for f in frames)):
             # A random committed frame, unread ones first (in any order); sometimes one again.
-            unread = [f for f in frames if not f["read"]]
+            unread = [f for f in frames if not f["read"] and not f.get("pending")]
             if not unread:
                 await ctx.tick()
                 continue

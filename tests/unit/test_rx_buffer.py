@@ -224,26 +224,38 @@ def _run(phases, seed, data_bits):
             assert frame.words == len(words), f"frame {k}: {frame.words} words"
             for name in ("src", "dst", "seq", "ack", "window"):
                 assert getattr(frame.tcp, name) == _field(_STATUS, status, name), (k, name)
+            assert frame.slot == k % params.RX_PACKET_BUFFER_FRAMES, (k, frame.slot)
+            start, slot = frame.start, frame.slot
+            for _ in range(crng.randrange(0, 3)):
+                await ctx.tick()
+            # The take, then (as the RX writer does) the read of its words, the claim's
+            # release, and the slot's free once the words are read.
+            ctx.set(dut.frame.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.frame.ready, 0)
+            ctx.set(dut.read.payload.addr, start)
+            ctx.set(dut.read.payload.words, len(words))
+            ctx.set(dut.read.valid, 1)
+            await ctx.tick().until(dut.read.ready)
+            ctx.set(dut.read.valid, 0)
             got = []
             while len(got) < len(words):
                 ready = int(len(words) > 40 // lanes or crng.random() < 0.7)
                 ctx.set(dut.beats.ready, ready)
                 if ready and ctx.get(dut.beats.valid):
-                    got.append(ctx.get(dut.beats.payload))
+                    word = ctx.get(dut.beats.payload)
+                    got.append(word.data)
+                    assert word.last == (len(got) == len(words))
                 await ctx.tick()
             ctx.set(dut.beats.ready, 0)
             assert got == words, f"frame {k}: data differs"
-            for _ in range(crng.randrange(0, 3)):
-                await ctx.tick()
-            # The take, then (as the RX writer may, a clock or more later) the claim's release.
-            ctx.set(dut.frame.ready, 1)
-            await ctx.tick()
-            ctx.set(dut.frame.ready, 0)
-            for _ in range(crng.randrange(0, 3)):
-                await ctx.tick()
             ctx.set(dut.release, 1)
             await ctx.tick()
             ctx.set(dut.release, 0)
+            ctx.set(dut.free.payload, slot)
+            ctx.set(dut.free.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.free.valid, 0)
             st["consumed"] += 1
 
     run_testbenches(dut, producer, status_source, monitor, consumer)
