@@ -18,15 +18,15 @@ RFC 7323 §3 (timestamps option), IEEE 802.1Q §9 (VLAN tag), RFC 1071 (the chec
 
 Why so: the shortest ACK is 8 beats, so a new frame is needed only every 8 clocks, never every
 clock. The request register therefore holds one request while the frame before it leaves, and the
-checksum stages run free from it, without valid bits of their own: a counter of clocks since the
-request arrived says when the sums are complete (:data:`CHECKSUM_STAGES`). Each stage adds at most
-four 16-bit words, so no carry chain is longer than about 20 bits. The frame is built as a fixed
-byte pattern per variant (IPv4/IPv6 × VLAN × timestamps: 8 patterns of request fields, checksums
-and constants) selected by three bits of the request register, and loaded into a 96-byte shift
-register as the previous frame's last beat leaves; the output takes the shift register's low word
-each clock, so the per-beat path is a shift, never a wide beat-select mux. The output leaves from
-registers with a skid register (:class:`~hw.lib.skid.SkidOutput`), so ``o.ready`` only reaches
-those registers, not the 768-bit shift register.
+checksum stages run free from it, without valid bits of their own: a chain of flip-flops counting
+clocks since the request arrived says when the sums are complete (:data:`CHECKSUM_STAGES`). Each
+stage adds at most four 16-bit words, so no carry chain is longer than about 20 bits. The frame is
+built as a fixed byte pattern per variant (IPv4/IPv6 × VLAN × timestamps: 8 patterns of request
+fields, checksums and constants) selected by three bits of the request register, and loaded into a
+96-byte shift register as the previous frame's last beat leaves; the output takes the shift
+register's low word each clock, so the per-beat path is a shift, never a wide beat-select mux. The
+output leaves from registers with a skid register (:class:`~hw.lib.skid.SkidOutput`), so ``o.ready``
+only reaches those registers, not the 768-bit shift register.
 
 Timing of one request: taken on clock edge 0, checksums complete after edge 5, frame loaded on
 edge 6, first beat on ``o`` after edge 7. The next request is taken on the edge after a load, so
@@ -167,17 +167,16 @@ class AckBuilder(wiring.Component):
         # --- Request register: holds the next frame's request until the frame is loaded --------
         req = Signal(AckRequest)
         req_valid = Signal()
-        age = Signal(range(CHECKSUM_STAGES + 1))   # clocks since the request arrived, saturating
         load = Signal()
         m.d.comb += self.requests.ready.eq(~req_valid)
         with m.If(self.requests.valid & ~req_valid):
-            m.d.sync += [req.eq(self.requests.payload), req_valid.eq(1), age.eq(0)]
+            m.d.sync += [req.eq(self.requests.payload), req_valid.eq(1)]
         with m.Elif(load):
             m.d.sync += req_valid.eq(0)
-        with m.Elif(age != CHECKSUM_STAGES):
-            m.d.sync += age.eq(age + 1)
-        sums_done = Signal()
-        m.d.comb += sums_done.eq(req_valid & (age == CHECKSUM_STAGES))
+        # aged[k]: the request has been here k + 1 clocks (cleared by the load). The last one says
+        # the checksums are complete.
+        aged = Signal(CHECKSUM_STAGES)
+        m.d.sync += aged.eq(Cat(req_valid, aged[:-1]) & (~load).replicate(CHECKSUM_STAGES))
 
         # --- Checksums: five registered stages, running free from the request register ----------
         # IPv4 keeps only the low 32 bits of each address: the others count as zero.
@@ -246,6 +245,10 @@ class AckBuilder(wiring.Component):
                     ]
 
         # --- Sender: the frame shift register, one beat a clock --------------------------------
+        # ``push`` (a beat to the output) and ``load`` (the next frame into the shift register)
+        # enable all 768 bits of it, so both are flip-flops, computed a clock ahead from the next
+        # state of what they depend on: always equal to
+        #     push = busy & out.ready,  load = aged[-1] & (~busy | (push & is_last)).
         out = SkidOutput(m, "out", self.o)
         shift = Signal(frame_bits)
         busy = Signal()                         # shift holds a frame with beats still to send
@@ -253,28 +256,35 @@ class AckBuilder(wiring.Component):
         is_last = Signal()                      # left == 0
         keep_last = Signal(_BEAT)
         push = Signal()
+        busy_next = Signal()
+        is_last_next = Signal()
+        push_next = Signal()
         m.d.comb += [
-            push.eq(busy & out.ready),
-            load.eq(sums_done & (~busy | (push & is_last))),
+            busy_next.eq(Mux(load, 1, busy & ~(push & is_last))),
+            is_last_next.eq(Mux(load, built_beats_m1 == 0, Mux(push, left == 1, is_last))),
+            push_next.eq(busy_next & out.ready_next),
+        ]
+        m.d.sync += [
+            busy.eq(busy_next),
+            is_last.eq(is_last_next),
+            push.eq(push_next),
+            load.eq(aged[-2] & ~load & (~busy_next | (push_next & is_last_next))),
+        ]
+        m.d.comb += [
             out.valid.eq(push),
             out.payload.data.eq(shift[:8 * _BEAT]),
             out.payload.keep.eq(Mux(is_last, keep_last, (1 << _BEAT) - 1)),
             out.payload.last.eq(is_last),
         ]
-        with m.If(push):
-            m.d.sync += [
-                shift.eq(shift[8 * _BEAT:]),
-                left.eq(left - 1),
-                is_last.eq(left == 1),
-            ]
-            with m.If(is_last):
-                m.d.sync += busy.eq(0)
         with m.If(load):
             m.d.sync += [
                 shift.eq(built),
-                busy.eq(1),
                 left.eq(built_beats_m1),
-                is_last.eq(built_beats_m1 == 0),
                 keep_last.eq(built_keep_last),
+            ]
+        with m.Elif(push):
+            m.d.sync += [
+                shift.eq(shift[8 * _BEAT:]),
+                left.eq(left - 1),
             ]
         return m

@@ -25,6 +25,9 @@ class SkidOutput:
         Set by the source: push ``payload`` this clock; only while ``ready``.
     payload : Signal
         Set by the source, of ``o.payload``'s shape.
+    ready_next : Signal
+        What ``ready`` will be after this clock's edge (for a source that registers its own
+        decisions a clock ahead).
     """
 
     def __init__(self, m, name, o):
@@ -32,6 +35,7 @@ class SkidOutput:
         self.ready = Signal(name=f"{name}_ready")
         self.valid = Signal(name=f"{name}_valid")
         self.payload = Signal(shape, name=f"{name}_payload")
+        self.ready_next = Signal(name=f"{name}_ready_next")
 
         out_valid = Signal(name=f"{name}_out_valid")
         out = Signal(shape, name=f"{name}_out")
@@ -41,6 +45,7 @@ class SkidOutput:
             o.valid.eq(out_valid),
             o.payload.eq(out),
             self.ready.eq(~skid_valid),
+            self.ready_next.eq((~out_valid | o.ready) | ~(self.valid | skid_valid)),
         ]
         with m.If(~out_valid | o.ready):
             # The output register is free this clock: the skid's beat first (while it holds one
