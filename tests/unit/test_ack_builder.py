@@ -170,14 +170,16 @@ async def _put_requests(ctx, dut, rng, requests, p_gap):
     ctx.set(dut.requests.valid, 0)
 
 
-def _collector(dut, rng, count, out, p_ready, starts):
+def _collector(dut, rng, count, out, p_ready, starts, stalls):
     """Takes ``count`` frames off ``o``, with ``o.ready`` high with probability ``p_ready``;
-    checks ``keep``; records the clock of each frame's first beat; then checks nothing more
+    checks ``keep``; records the clock of each frame's first beat, and each clock between the
+    first beat and the last with ``o.ready`` but no beat in ``stalls``; then checks nothing more
     leaves and the builder is ready for requests."""
 
     async def tb(ctx):
         current = bytearray()
         clock = 0
+        idle_ready = []
         while len(out) < count:
             assert clock < 100 * count / p_ready, "frames missing"
             ctx.set(dut.o.ready, int(rng.random() < p_ready))
@@ -185,7 +187,11 @@ def _collector(dut, rng, count, out, p_ready, starts):
                 dut.o.valid, dut.o.ready, dut.o.payload)
             clock += 1
             if not (valid and ready):
+                if ready and starts:
+                    idle_ready.append(clock)
                 continue
+            stalls.extend(idle_ready)
+            idle_ready.clear()
             if not current:
                 starts.append(clock)
             word = int(beat.data).to_bytes(8, "little")
@@ -208,19 +214,21 @@ def _collector(dut, rng, count, out, p_ready, starts):
 
 
 def _run(requests, seed, p_gap, p_ready):
+    """Runs the requests through; returns the clocks of each frame's first beat and the clocks
+    with ``o.ready`` but no beat (from the first beat to the last)."""
     rng = random.Random(seed)
     dut = AckBuilder()
-    out, starts = [], []
+    out, starts, stalls = [], [], []
 
     async def producer(ctx):
         await _put_requests(ctx, dut, rng, requests, p_gap)
 
-    run_testbenches(dut, producer,
-                    _collector(dut, random.Random(seed + 1), len(requests), out, p_ready, starts))
+    run_testbenches(dut, producer, _collector(dut, random.Random(seed + 1), len(requests), out,
+                                              p_ready, starts, stalls))
     assert len(out) == len(requests)
     for frame, req in zip(out, requests, strict=True):
         _check_frame(frame, req)
-    return starts
+    return starts, stalls
 
 
 def _mixed_requests(rng, count):
@@ -234,7 +242,9 @@ def _mixed_requests(rng, count):
                                                         (3, 0.5, 1.0)])
 def test_random_requests_give_their_frames(seed, p_gap, p_ready):
     rng = random.Random(seed)
-    _run(_mixed_requests(rng, 300), seed, p_gap, p_ready)
+    _, stalls = _run(_mixed_requests(rng, 300), seed, p_gap, p_ready)
+    if p_gap == 0:
+        assert stalls == [], "with requests waiting, a beat leaves on every clock o.ready is high"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -243,7 +253,8 @@ def test_frames_back_to_back(variant):
     frame's last beat: the shortest ACKs (60 bytes) leave one every 8 clocks."""
     rng = random.Random(10)
     requests = [_request(rng, *variant) for _ in range(12)]
-    starts = _run(requests, 11, 0.0, 1.0)
+    starts, stalls = _run(requests, 11, 0.0, 1.0)
+    assert stalls == []
     beats = frame_beats(*variant)
     assert [b - a for a, b in itertools.pairwise(starts)] == [beats] * (len(requests) - 1)
     assert starts[0] <= 9        # request taken on the first edge, first beat 7 edges later
@@ -252,7 +263,8 @@ def test_frames_back_to_back(variant):
 def test_mixed_frames_back_to_back():
     rng = random.Random(12)
     requests = _mixed_requests(rng, 40)
-    starts = _run(requests, 13, 0.0, 1.0)
+    starts, stalls = _run(requests, 13, 0.0, 1.0)
+    assert stalls == []
     beats = [frame_beats(r["ipv6"], r["vlan"], r["timestamps"]) for r in requests]
     assert [b - a for a, b in itertools.pairwise(starts)] == beats[:-1]
     assert min(beats) == 8 and params.MIN_TX_FRAME_BYTES == 60

@@ -58,12 +58,14 @@ def _producer(stream, frames, rng, p_gap_beat, p_gap_frame):
     return tb
 
 
-def _collector(dut, rng, count, out, p_ready, clocks):
+def _collector(dut, rng, count, out, p_ready, clocks, stalls):
     """Takes ``count`` frames off ``o`` (``o.ready`` high with probability ``p_ready``); records
-    each beat's clock in ``clocks``; then checks nothing more leaves."""
+    each beat's clock in ``clocks``, and in ``stalls`` each clock between the first beat and the
+    last with ``o.ready`` but no beat; then checks nothing more leaves."""
     async def tb(ctx):
         current = bytearray()
         clock = 0
+        idle_ready = []
         while len(out) < count:
             assert clock < 50_000, "frames missing"
             ctx.set(dut.o.ready, int(rng.random() < p_ready))
@@ -71,7 +73,11 @@ def _collector(dut, rng, count, out, p_ready, clocks):
                 dut.o.valid, dut.o.ready, dut.o.payload)
             clock += 1
             if not (valid and ready):
+                if ready and clocks:
+                    idle_ready.append(clock)
                 continue
+            stalls.extend(idle_ready)
+            idle_ready.clear()
             clocks.append(clock)
             word = int(beat.data).to_bytes(8, "little")
             keep = int(beat.keep)
@@ -111,11 +117,13 @@ def _run(inputs, counts, seed, *, p_gap_beat, p_gap_frame, p_ready, lengths=(1, 
     seen = set()
     per_input = [_frames(rng, n, seen, lengths) for n in counts]
     dut = TxArbiter(inputs)
-    out, clocks = [], []
+    out, clocks, stalls = [], [], []
     producers = [_producer(dut.i[k], frames, random.Random(seed * 10 + k), p_gap_beat,
                            p_gap_frame) for k, frames in enumerate(per_input)]
     run_testbenches(dut, *producers, _collector(dut, random.Random(seed + 1), sum(counts), out,
-                                                p_ready, clocks))
+                                                p_ready, clocks, stalls))
+    if p_gap_beat == p_gap_frame == 0:
+        assert stalls == [], "with beats waiting, one leaves on every clock o.ready is high"
     return _sources(out, per_input), per_input, clocks
 
 
