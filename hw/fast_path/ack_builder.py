@@ -165,7 +165,8 @@ class AckBuilder(wiring.Component):
         m = Module()
 
         # --- Request register: holds the next frame's request until the frame is loaded --------
-        req = Signal(AckRequest)
+        # Data registers have no reset (their valid flags do): fewer control sets to pack.
+        req = Signal(AckRequest, reset_less=True)
         req_valid = Signal()
         load = Signal()
         m.d.comb += self.requests.ready.eq(~req_valid)
@@ -191,9 +192,9 @@ class AckBuilder(wiring.Component):
                      + [req.flags, req.window] + ts_terms)
 
         # Stage 1: sums of four words.
-        s1_addr = [Signal(18, name=f"s1_addr{g}") for g in range(4)]
-        s1_tcp = [Signal(18, name=f"s1_tcp{g}") for g in range(3)]
-        s1_ip = Signal(18)
+        s1_addr = [Signal(18, name=f"s1_addr{g}", reset_less=True) for g in range(4)]
+        s1_tcp = [Signal(18, name=f"s1_tcp{g}", reset_less=True) for g in range(3)]
+        s1_ip = Signal(18, reset_less=True)
         for g, s in enumerate(s1_addr):
             m.d.sync += s.eq(_tree_sum(addr_terms[4 * g:4 * g + 4]))
         for g, s in enumerate(s1_tcp):
@@ -202,9 +203,9 @@ class AckBuilder(wiring.Component):
             req.tos, req.ip_id, Cat(Const(0, 8), req.ttl),
             Mux(req.timestamps, _ipv4_constant(1), _ipv4_constant(0))]))
         # Stage 2: the addresses; the rest of the TCP segment and its constant; IPv4's header.
-        s2_addr = Signal(20)
-        s2_tcp = Signal(20)
-        s2_ip = Signal(18)
+        s2_addr = Signal(20, reset_less=True)
+        s2_tcp = Signal(20, reset_less=True)
+        s2_ip = Signal(18, reset_less=True)
         m.d.sync += [
             s2_addr.eq(_tree_sum(s1_addr)),
             s2_tcp.eq(_tree_sum(
@@ -212,63 +213,92 @@ class AckBuilder(wiring.Component):
             s2_ip.eq(s1_ip),
         ]
         # Stage 3: both sums whole (the addresses count in both).
-        s3_tcp = Signal(21)
-        s3_ip = Signal(21)
+        s3_tcp = Signal(21, reset_less=True)
+        s3_ip = Signal(21, reset_less=True)
         m.d.sync += [s3_tcp.eq(s2_addr + s2_tcp), s3_ip.eq(s2_addr + s2_ip)]
         # Stages 4, 5: fold to 17 bits, then to 16 (no carry out of 21 bits after two), complement.
-        s4_tcp = Signal(17)
-        s4_ip = Signal(17)
+        s4_tcp = Signal(17, reset_less=True)
+        s4_ip = Signal(17, reset_less=True)
         m.d.sync += [s4_tcp.eq(s3_tcp[:16] + s3_tcp[16:]), s4_ip.eq(s3_ip[:16] + s3_ip[16:])]
-        tcp_csum = Signal(16)
-        ip_csum = Signal(16)
+        tcp_csum = Signal(16, reset_less=True)
+        ip_csum = Signal(16, reset_less=True)
         m.d.sync += [
             tcp_csum.eq(~(s4_tcp[:16] + s4_tcp[16])),
             ip_csum.eq(~(s4_ip[:16] + s4_ip[16])),
         ]
 
         # --- The frame of the request's variant ----------------------------------------------
+        # Word by word: a word has a few distinct patterns across the 8 variants (word 0 one: the
+        # MACs), and its own registered select among them, decoded from the variant bits a clock
+        # after the request arrives (so no variant bit fans out to the whole frame).
         frame_bits = 8 * _BEAT * FRAME_BEATS_MAX
+        variant = Cat(req.timestamps, req.vlan, req.ipv6)
+        frames = {v: _frame_bytes(req, ip_csum, tcp_csum, *v) for v in _VARIANTS}
         built = Signal(frame_bits)
+        for k in range(FRAME_BEATS_MAX):
+            patterns = {}       # byte sources (by their repr) -> the bytes
+            index = {}          # variant -> pattern number
+            for v, frame in frames.items():
+                word = frame[_BEAT * k:_BEAT * (k + 1)]
+                key = tuple(repr(b) for b in word)
+                patterns.setdefault(key, Cat(*(Const(b, 8) if isinstance(b, int) else b
+                                               for b in word)))
+                index[v] = list(patterns).index(key)
+            lane = built[8 * _BEAT * k:8 * _BEAT * (k + 1)]
+            if len(patterns) == 1:
+                m.d.comb += lane.eq(next(iter(patterns.values())))
+                continue
+            word_sel = Signal(range(len(patterns)), name=f"word{k}_sel", reset_less=True)
+            with m.Switch(variant):
+                for (ipv6, vlan, ts), number in index.items():
+                    with m.Case(ts | vlan << 1 | ipv6 << 2):
+                        m.d.sync += word_sel.eq(number)
+            with m.Switch(word_sel):
+                for number, value in enumerate(patterns.values()):
+                    with m.Case(number) if number < len(patterns) - 1 else m.Default():
+                        m.d.comb += lane.eq(value)
         built_beats_m1 = Signal(range(FRAME_BEATS_MAX))
         built_keep_last = Signal(_BEAT)
-        with m.Switch(Cat(req.timestamps, req.vlan, req.ipv6)):
+        with m.Switch(variant):
             for ipv6, vlan, ts in _VARIANTS:
                 with m.Case(ts | vlan << 1 | ipv6 << 2):
                     length = ack_frame_length(ipv6, vlan, ts)
                     beats = frame_beats(ipv6, vlan, ts)
-                    frame = _frame_bytes(req, ip_csum, tcp_csum, ipv6, vlan, ts)
                     m.d.comb += [
-                        built.eq(Cat(*(Const(b, 8) if isinstance(b, int) else b
-                                       for b in frame))),
                         built_beats_m1.eq(beats - 1),
                         built_keep_last.eq((1 << (length - _BEAT * (beats - 1))) - 1),
                     ]
 
         # --- Sender: the frame shift register, one beat a clock --------------------------------
         # ``push`` (a beat to the output) and ``load`` (the next frame into the shift register)
-        # enable all 768 bits of it, so both are flip-flops, computed a clock ahead from the next
-        # state of what they depend on: always equal to
+        # drive all 768 bits of it, so both are flip-flops, computed a clock ahead from the next
+        # state of what they depend on, and so is the enable ``shift_en``: always equal to
         #     push = busy & out.ready,  load = aged[-1] & (~busy | (push & is_last)).
         out = SkidOutput(m, "out", self.o)
-        shift = Signal(frame_bits)
+        shift = Signal(frame_bits, reset_less=True)
         busy = Signal()                         # shift holds a frame with beats still to send
-        left = Signal(range(FRAME_BEATS_MAX))   # beats after the one in shift's low word
+        # beats after the one in shift's low word
+        left = Signal(range(FRAME_BEATS_MAX), reset_less=True)
         is_last = Signal()                      # left == 0
-        keep_last = Signal(_BEAT)
+        keep_last = Signal(_BEAT, reset_less=True)
         push = Signal()
+        shift_en = Signal()                     # load | push: the shift register's enable
         busy_next = Signal()
         is_last_next = Signal()
         push_next = Signal()
+        load_next = Signal()
         m.d.comb += [
             busy_next.eq(Mux(load, 1, busy & ~(push & is_last))),
             is_last_next.eq(Mux(load, built_beats_m1 == 0, Mux(push, left == 1, is_last))),
             push_next.eq(busy_next & out.ready_next),
+            load_next.eq(aged[-2] & ~load & (~busy_next | (push_next & is_last_next))),
         ]
         m.d.sync += [
             busy.eq(busy_next),
             is_last.eq(is_last_next),
             push.eq(push_next),
-            load.eq(aged[-2] & ~load & (~busy_next | (push_next & is_last_next))),
+            load.eq(load_next),
+            shift_en.eq(push_next | load_next),
         ]
         m.d.comb += [
             out.valid.eq(push),
@@ -276,15 +306,10 @@ class AckBuilder(wiring.Component):
             out.payload.keep.eq(Mux(is_last, keep_last, (1 << _BEAT) - 1)),
             out.payload.last.eq(is_last),
         ]
+        with m.If(shift_en):
+            m.d.sync += shift.eq(Mux(load, built, shift[8 * _BEAT:]))
         with m.If(load):
-            m.d.sync += [
-                shift.eq(built),
-                left.eq(built_beats_m1),
-                keep_last.eq(built_keep_last),
-            ]
+            m.d.sync += [left.eq(built_beats_m1), keep_last.eq(built_keep_last)]
         with m.Elif(push):
-            m.d.sync += [
-                shift.eq(shift[8 * _BEAT:]),
-                left.eq(left - 1),
-            ]
+            m.d.sync += left.eq(left - 1)
         return m

@@ -38,9 +38,9 @@ class SkidOutput:
         self.ready_next = Signal(name=f"{name}_ready_next")
 
         out_valid = Signal(name=f"{name}_out_valid")
-        out = Signal(shape, name=f"{name}_out")
+        out = Signal(shape, name=f"{name}_out", reset_less=True)
         skid_valid = Signal(name=f"{name}_skid_valid")
-        skid = Signal(shape, name=f"{name}_skid")
+        skid = Signal(shape, name=f"{name}_skid", reset_less=True)
         m.d.comb += [
             o.valid.eq(out_valid),
             o.payload.eq(out),
