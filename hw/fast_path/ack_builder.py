@@ -10,8 +10,10 @@ RFC 7323 §3 (timestamps option), IEEE 802.1Q §9 (VLAN tag), RFC 1071 (the chec
     requests ─► request register ─┬─► checksum tree: 5 registered stages ──┐
                                   │   (16-bit words summed 4 at a time,      │
                                   │    then the two folds, then complement)  │
-                                  └─► frame of the request's variant ◄───────┘
-                                      (12 words, a constant pattern per variant)
+                                  ├─► word selects (registered, per word)    │
+                                  │        │                                 │
+                                  └─► frame: 12 words, each one of its few ◄─┘
+                                      patterns (fields, checksums, constants)
                                           │ load
                                           ▼
                                       frame shift register (96 bytes) ─► skid output ─► o
@@ -20,13 +22,19 @@ Why so: the shortest ACK is 8 beats, so a new frame is needed only every 8 clock
 clock. The request register therefore holds one request while the frame before it leaves, and the
 checksum stages run free from it, without valid bits of their own: a chain of flip-flops counting
 clocks since the request arrived says when the sums are complete (:data:`CHECKSUM_STAGES`). Each
-stage adds at most four 16-bit words, so no carry chain is longer than about 20 bits. The frame is
-built as a fixed byte pattern per variant (IPv4/IPv6 × VLAN × timestamps: 8 patterns of request
-fields, checksums and constants) selected by three bits of the request register, and loaded into a
-96-byte shift register as the previous frame's last beat leaves; the output takes the shift
-register's low word each clock, so the per-beat path is a shift, never a wide beat-select mux. The
-output leaves from registers with a skid register (:class:`~hw.lib.skid.SkidOutput`), so ``o.ready``
-only reaches those registers, not the 768-bit shift register.
+stage adds at most four 16-bit words, so no carry chain is longer than about 20 bits.
+
+The frame has 8 variants (IPv4/IPv6 × VLAN × timestamps), each a fixed byte pattern of request
+fields, checksums and constants. Word by word (8 bytes) the variants give 1 to 8 distinct
+patterns, so each word has its own select register, decoded from the variant bits a clock after
+the request arrives: no variant bit fans out to the whole frame, and the word is a small mux of
+registers. The frame is loaded into a 96-byte shift register as the previous frame's last beat
+leaves; the output takes the shift register's low word each clock, so the per-beat path is a
+shift, never a wide beat-select mux. The shift register's controls (load, push, enable) reach 768
+flip-flops each, so they are flip-flops themselves, computed a clock ahead from the next state of
+what they depend on. The output leaves from registers with a skid register
+(:class:`~hw.lib.skid.SkidOutput`), so ``o.ready`` reaches only those registers and the flip-flops
+that compute the controls.
 
 Timing of one request: taken on clock edge 0, checksums complete after edge 5, frame loaded on
 edge 6, first beat on ``o`` after edge 7. The next request is taken on the edge after a load, so
@@ -228,7 +236,7 @@ class AckBuilder(wiring.Component):
         ]
 
         # --- The frame of the request's variant ----------------------------------------------
-        # Word by word: a word has a few distinct patterns across the 8 variants (word 0 one: the
+        # Word by word: a word has 1 to 8 distinct patterns across the 8 variants (word 0 one: the
         # MACs), and its own registered select among them, decoded from the variant bits a clock
         # after the request arrives (so no variant bit fans out to the whole frame).
         frame_bits = 8 * _BEAT * FRAME_BEATS_MAX
