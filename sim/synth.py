@@ -113,6 +113,8 @@ def _block_arguments():
         "PacketStore": ((), {"width": params.DMA_DATA_BITS,
                             "depth": 8 * params.RX_PACKET_BUFFER_BYTES // params.DMA_DATA_BITS}),
         "ToeplitzHash": ((), {"passes": params.RSS_HASH_PASSES}),
+        # Host TX ring and ACK builder (SYN-ACKs later: docs/tx_path.md).
+        "TxArbiter": ((), {"inputs": 2}),
         # SipHash-2-4 of an IPv6 4-tuple (36 bytes), the CCB table's longest key; the IPv4 one
         # (message_bytes=12) is about half its size (docs/siphash.md).
         "SipHash": ((), {"message_bytes": 36, "c_rounds": 2, "d_rounds": 4}),
