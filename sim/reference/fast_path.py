@@ -456,10 +456,10 @@ class FastPath:
         conn.ccb["stats"]["fast_segments"] += 1
         self._count("fast_frames")
         self.nic.release(frame)
-        pushed = bool(transfer["push"] and frame.flags & TcpFlags.PSH.value)
-        if full or pushed:
+        psh = bool(frame.flags & TcpFlags.PSH.value)
+        if full or (psh and transfer["push"]):
             self._complete_mdl(conn, EventCode.OK.value if full else RCVMDL_ENDED_BY_PSH)
-        self._segment_taken(conn, frame, ack_now=full or pushed)
+        self._segment_taken(conn, frame, ack_now=full or psh)
 
     def _write_mdl(self, conn: Connection, payload: bytes) -> bool:
         """DMA ``payload`` at the RCVMDL's current position, across entries; False on an error
