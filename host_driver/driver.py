@@ -237,7 +237,8 @@ class NicDriver:
         self._rx_posted: dict[int, int] = {}      # RX ring index -> buffer address
         self._tx_posted: dict[int, int] = {}      # TX ring index -> buffer address
         self._commands_posted: dict[int, int] = {}   # command ring index -> tag
-        self._handout1_tags: dict[int, int] = {}     # command ring index -> tag, until answered
+        # Command ring index -> tag of the last command posted there (INTERLOCK names the index).
+        self._command_tags: dict[int, int] = {}
         self._mdl_lists: list[tuple[int, int, int]] = []   # (conn_nbr, command index, address)
         self._rx_buffer_size = 0
         self._next_tag = 0
@@ -408,6 +409,7 @@ class NicDriver:
                                "arg": arg, "addr": addr})
         self.memory.write(cmd_ring.entry(cmd_ring.index), entry.to_bytes(_ENTRY, "little"))
         self._commands_posted[cmd_ring.index] = tag
+        self._command_tags[cmd_ring.index] = tag
         cmd_ring.index = cmd_ring.next(cmd_ring.index)
         await self.bus.write32(_ring_reg(RingId.COMMAND, "PRODUCER"), cmd_ring.index)
         return tag
@@ -428,10 +430,7 @@ class NicDriver:
         """Hand out the connection of the Ccb at ``ccb_addr`` (its tuple is read); returns the
         command's tag: :meth:`wait_command` gives the INTERLOCK's fields (``detail``: the
         conn_nbr) or a refusing COMMAND_DONE's."""
-        tag = await self.command(CommandOpcode.HANDOUT1, arg=host_context, addr=ccb_addr)
-        self._handout1_tags[(self._rings[RingId.COMMAND].index - 1)
-                            % self._rings[RingId.COMMAND].size] = tag
-        return tag
+        return await self.command(CommandOpcode.HANDOUT1, arg=host_context, addr=ccb_addr)
 
     async def handout2(self, conn_nbr: int, ccb_addr: int) -> int:
         """Start the fast path of ``conn_nbr`` from the whole Ccb at ``ccb_addr``; the tag of its
@@ -448,11 +447,10 @@ class NicDriver:
         self.memory.write(addr, b"".join(
             pack(RcvMdlEntry, {"addr": a, "length": n}).to_bytes(_ENTRY, "little")
             for a, n in entries))
-        tag = await self.command(CommandOpcode.RCVMDL, tag=handle, addr=addr,
-                                 arg=_conn_arg(conn_nbr, entries=len(entries), push=push))
-        index = (self._rings[RingId.COMMAND].index - 1) % self._rings[RingId.COMMAND].size
-        self._mdl_lists.append((conn_nbr, index, addr))
-        return tag
+        # Known before the doorbell: its answer may be handled before command() returns.
+        self._mdl_lists.append((conn_nbr, self._rings[RingId.COMMAND].index, addr))
+        return await self.command(CommandOpcode.RCVMDL, tag=handle, addr=addr,
+                                  arg=_conn_arg(conn_nbr, entries=len(entries), push=push))
 
     async def winupdate(self, conn_nbr: int, consumed: int) -> int:
         """Give back ``consumed`` bytes of what FRAME_DATA showed; the command's tag."""
@@ -542,13 +540,13 @@ class NicDriver:
                 self.stats.tx_errors[code.name] += 1
         elif kind is EventKind.COMMAND_DONE:
             self._commands_posted.pop(event.index, None)
-            self._handout1_tags.pop(event.index, None)
+            self._command_tags.pop(event.index, None)
             if code is not EventCode.OK:
                 self._free_mdl_list(lambda conn, index: index == event.index)
             self.command_done[event.tag] = fields
         elif kind is EventKind.INTERLOCK:
             self._commands_posted.pop(event.index, None)
-            tag = self._handout1_tags.pop(event.index)
+            tag = self._command_tags.pop(event.index)
             self.command_done[tag] = fields
             self._fast_path(Interlock(event.detail, event.tag, tag))
         elif kind is EventKind.FRAME_DATA:

@@ -64,6 +64,7 @@ _ECN_FLAGS = TcpFlags.ECE.value | TcpFlags.CWR.value
 _FLAG_REASONS = ((TcpFlags.SYN, FlushReason.SYN), (TcpFlags.RST, FlushReason.RST),
                  (TcpFlags.FIN, FlushReason.FIN), (TcpFlags.URG, FlushReason.URG))
 _TSOPT_KIND, _TSOPT_LENGTH = 8, 10
+_FLUSH_REASON_SLOTS = data.Layout.cast(FastPathCounters)["flush_reason"].shape.length
 
 
 def _after(a: int, b: int) -> bool:
@@ -198,7 +199,7 @@ class FastPath:
         """Zero the counters but the levels (``queued``, ``connections``), which stay true."""
         queued = sum(len(conn.queue) for conn in self.connections.values())
         self.counters = dict.fromkeys(FAST_PATH_COUNTER_NAMES, 0)
-        self.counters["flush_reason"] = [0] * len(FlushReason.__members__) + [0]
+        self.counters["flush_reason"] = [0] * _FLUSH_REASON_SLOTS
         self.counters.update(queued=queued, connections=len(self.connections))
 
     def _count(self, name: str, n: int = 1) -> None:

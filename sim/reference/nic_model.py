@@ -649,8 +649,9 @@ class NicModel:
         addr = desc.addr & ~(_BEAT - 1)
         if self._dma_write(addr, frame.header + frame.data) is not None:
             self._count("rx_drop_dma_error")
-            self._write_event(**{**event, "detail": addr & _DETAIL_MASK},
-                              code=EventCode.DMA_ERROR.value)
+            if event["kind"] == EventKind.RX.value:     # FRAME_DATA keeps its conn_nbr
+                event["detail"] = addr & _DETAIL_MASK
+            self._write_event(**event, code=EventCode.DMA_ERROR.value)
         else:
             if event["kind"] == EventKind.FRAME_DATA.value:
                 self.fast_path.counters["frame_data"] += 1
