@@ -263,8 +263,9 @@ class FastPath:
         addr = int(command.addr) & ~0xF
         raw, failed = self.nic.dma_read(addr, CCB_BYTES)
         if failed:
+            self._answer(index, command, EventCode.DMA_ERROR)
             self._flush(conn, FlushReason.DMA_ERROR, [])
-            return EventCode.DMA_ERROR
+            return None
         ccb = record_fields(Ccb, int.from_bytes(raw, "little"))
         if not _ccb_good(ccb, conn.key):
             self._answer(index, command, EventCode.BAD_CCB)

@@ -16,13 +16,13 @@ def test_commands_without_an_answer_free_their_ring_slots():
         peer = Peer()
         conn = await nic.handout(peer)
         await nic.receive(peer.segment(payload(64)))
-        reads = nic.bus.reads
+        reads, answers = nic.bus.reads, len(nic.driver.command_done)
         # Many more than the command ring holds (64 entries), none answered by an event.
         for _ in range(200):
             await nic.driver.winupdate(conn, 0)
+        await nic.driver.service()
         assert nic.bus.reads > reads                  # COMMAND_CONSUMER was read
-        assert nic.driver.command_done == {t: d for t, d in nic.driver.command_done.items()
-                                           if d["code"] == EventCode.OK.value}
+        assert len(nic.driver.command_done) == answers
         await nic.driver.winupdate(conn, 64)
         await nic.receive(peer.segment(payload(10)))
         assert [type(r) for r in nic.records()] == [FrameData, FrameData]

@@ -23,11 +23,14 @@ from host_driver.memory import HostMemory
 from hw import params
 from hw.layouts import (
     CCB_BYTES,
+    CommandOpcode,
+    ConnArg,
     ConnState,
     EventCode,
     EventKind,
     FlushReason,
     RingId,
+    pack,
 )
 from sim.reference.ccb_table import CcbTable, FourTuple
 from sim.reference.nic_model import ModelBus, NicModel
@@ -809,4 +812,49 @@ def test_many_connections_at_once():
         await nic.driver.service()
         assert len(nic.records()) == 20
         assert nic.model.fast_path_counters()["fp_connections"] == 20
+    test()
+
+
+def test_dma_errors_reading_a_ccb_or_a_list():
+    @run
+    async def test(nic):
+        peer, other = Peer(), Peer(1)
+        peer.ccb_addr = nic.memory.alloc(CCB_BYTES, CCB_ALIGN)
+        write_ccb(nic.memory, peer.ccb_addr, peer.ccb())
+        nic.model.dma_error_ranges.append((peer.ccb_addr, peer.ccb_addr + 16, "read"))
+        done = await nic.answer(await nic.driver.handout1(peer.ccb_addr, 1))
+        assert (done["kind"], done["code"]) == (EventKind.COMMAND_DONE.value,
+                                               EventCode.DMA_ERROR.value)
+        assert nic.model.fast_path_counters()["fp_connections"] == 0
+        conn = (await nic.handout1(other))["detail"]
+        nic.model.dma_error_ranges.append((other.ccb_addr + 64, other.ccb_addr + 80, "read"))
+        done = await nic.answer(await nic.driver.handout2(conn, other.ccb_addr))
+        assert done["code"] == EventCode.DMA_ERROR.value
+        assert nic.records() == [Interlock(conn, 0xC0DE + 1, other.tag),
+                                 FlushRecord(conn, FlushReason.DMA_ERROR, 0, 0, 0)]
+        nic.model.dma_error_ranges.clear()
+        conn = await nic.handout(other)
+        mdl = nic.memory.alloc(16, 16)                     # an entry list the NIC cannot read
+        nic.model.dma_error_ranges.append((mdl, mdl + 16, "read"))
+        await nic.driver.command(CommandOpcode.RCVMDL, tag=0x44, addr=mdl,
+                                 arg=pack(ConnArg, {"conn_nbr": conn, "entries": 1}))
+        await nic.driver.service()
+        assert nic.records() == [FlushRecord(conn, FlushReason.DMA_ERROR, 0, 0, 0)]
+        assert nic.model.fast_path_counters()["fp_flush_dma_error"] == 2
+    test()
+
+
+def test_a_small_window_update_waits_for_the_next_ack():
+    @run
+    async def test(nic):
+        peer = Peer(rcv_buf=10_000, rcv_mss=1460)
+        conn = await nic.handout(peer)
+        await nic.receive(peer.segment(payload(3000), flags="PA"))
+        check_ack(nic.acks[-1], peer, ack=IRS + 3001, window=7000)
+        await nic.driver.winupdate(conn, 1000)             # opens by 1000 < rcv_mss: no ACK
+        await nic.driver.service()
+        assert len(nic.acks) == 1
+        await nic.driver.winupdate(conn, 500)              # 1500 in all: an ACK
+        await nic.driver.service()
+        check_ack(nic.acks[-1], peer, ack=IRS + 3001, window=8500)
     test()
