@@ -12,6 +12,12 @@ counter. It serves two purposes:
   and commands as the RTL in the NIC cosimulation tests and compares its event log
   (:attr:`NicModel.events`), RX buffers, MAC TX frames and counters (:meth:`NicModel.counters`).
 
+The fast path (docs/fast_path.md: commands, CCB table, queues, placement, FRAME_DATA, flushes,
+ACKs, FastPathCounters) is :class:`sim.reference.fast_path.FastPath`, :attr:`NicModel.fast_path`;
+its decisions are in docs/fast_path.md "Model". Every admitted frame is decided by it; the
+receive side's writes and events (RX and FRAME_DATA fills, the fast path's events) are jobs done
+in order.
+
 Simplifications (all deliberate; the contract leaves them to the implementation):
 
 - Zero latency: a doorbell, a command, a frame is processed completely inside the call that
