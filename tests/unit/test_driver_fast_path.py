@@ -26,7 +26,6 @@ def test_commands_without_an_answer_free_their_ring_slots():
         await nic.driver.winupdate(conn, 64)
         await nic.receive(peer.segment(payload(10)))
         assert [type(r) for r in nic.records()] == [FrameData, FrameData]
-    test()
 
 
 def test_rcvmdl_lists_are_freed_when_answered():
@@ -42,7 +41,6 @@ def test_rcvmdl_lists_are_freed_when_answered():
             await nic.receive(peer.segment(payload(200, handle)))
             assert nic.records() == [RcvMdlDone(conn, handle, 200, False)]
             assert nic.memory.allocated == allocated
-    test()
 
 
 def test_records_go_to_the_callback_in_event_order():
@@ -63,7 +61,6 @@ def test_records_go_to_the_callback_in_event_order():
         assert (seen[1].frame, seen[1].seq) == (frame, IRS + 1)
         assert seen[2] == FlushRecord(conn, FlushReason.CLOSE, 0, 0, 0)
         assert not nic.driver.fast_path_events
-    test()
 
 
 def test_frame_data_into_a_failing_rx_buffer():
@@ -78,7 +75,6 @@ def test_frame_data_into_a_failing_rx_buffer():
         (shown,) = nic.records()
         assert (shown.conn_nbr, shown.code, shown.frame) == (conn, EventCode.DMA_ERROR, b"")
         assert nic.driver.stats.rx_errors["DMA_ERROR"] == 1
-    test()
 
 
 def test_fast_path_counters_read_through_the_registers():
@@ -98,4 +94,3 @@ def test_fast_path_counters_read_through_the_registers():
                               regmap.CONTROL_ENABLE | regmap.CONTROL_COUNTERS_CLEAR)
         counters = await nic.driver.fast_path_counters()
         assert set(counters.values()) == {0}         # no connection left: the levels too
-    test()

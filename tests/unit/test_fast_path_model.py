@@ -7,6 +7,7 @@ the driver reads them equal the model's, nothing left over).
 """
 
 import asyncio
+import functools
 import ipaddress
 from itertools import pairwise
 
@@ -183,16 +184,18 @@ class Nic:
         assert self.model.frames_inside == 0
 
 
-def run(test):
-    """Run ``test(nic)`` on a started NIC (``connections`` CCB-table entries)."""
-    def wrapper(connections=params.FAST_PATH_CONNECTIONS):
-        async def main():
-            nic = Nic(connections)
-            await nic.start()
-            await test(nic)
-            await nic.finish()
-        asyncio.run(main())
-    return wrapper
+def run(test=None, *, connections=params.FAST_PATH_CONNECTIONS):
+    """Decorator: run ``test(nic)`` at once on a started NIC with ``connections`` CCB-table
+    entries, then :meth:`Nic.finish`."""
+    if test is None:
+        return functools.partial(run, connections=connections)
+
+    async def main():
+        nic = Nic(connections)
+        await nic.start()
+        await test(nic)
+        await nic.finish()
+    asyncio.run(main())
 
 
 def payload(n, seed=0):
@@ -225,7 +228,6 @@ def test_handout_in_two_phases():
         counters = await nic.driver.fast_path_counters()
         assert (counters["fp_handouts"], counters["fp_connections"]) == (1, 1)
         assert counters["fp_bad_commands"] == 0
-    test()
 
 
 def test_handout_race_queues_frames_between_the_phases_and_delivers_them_once():
@@ -258,7 +260,6 @@ def test_handout_race_queues_frames_between_the_phases_and_delivers_them_once():
         await nic.driver.service()
         assert nic.placed(entries)[:400] == payload(200, 1) + payload(200, 2)
         assert nic.slow == [before] and nic.model.fast_path.queued == 0
-    test()
 
 
 def test_handout_race_fills_the_queue():
@@ -277,7 +278,6 @@ def test_handout_race_fills_the_queue():
         assert len(nic.slow) == len(frames) + 1
         done = await nic.answer(await nic.driver.handout2(peer.conn_nbr, peer.ccb_addr))
         assert done["code"] == EventCode.UNKNOWN_CONNECTION.value
-    test()
 
 
 # -- Placement and completion ---------------------------------------------------------------------
@@ -291,8 +291,9 @@ def test_placement_across_entries_and_a_segment_straddling_two():
         entries = nic.buffers([100, 50, 1000, 350])
         await nic.driver.rcvmdl(conn, 0x55, entries)
         data = payload(1500, 3)
-        # 120: across entries 0 and 1; 30: ends entry 1; 1000: entry 2 exactly; 350: the last.
-        cuts = [0, 120, 150, 1150, 1500]
+        # 120: across entries 0 and 1; 29: a byte short of entry 1's end; 1001: that byte and
+        # entry 2 exactly; 350: the last entry.
+        cuts = [0, 120, 149, 1150, 1500]
         for start, end in pairwise(cuts):
             assert not [r for r in nic.records() if isinstance(r, RcvMdlDone)]
             await nic.receive(peer.segment(data[start:end]))
@@ -307,7 +308,6 @@ def test_placement_across_entries_and_a_segment_straddling_two():
         assert counters["fp_rcvmdl_done"] == 1
         # The completion was acknowledged at once.
         assert Ether(nic.acks[-1])[TCP].ack == IRS + 1 + 1500
-    test()
 
 
 def test_rcvmdl_done_on_psh_only_with_push():
@@ -335,7 +335,6 @@ def test_rcvmdl_done_on_psh_only_with_push():
         await nic.receive(peer2.segment(payload(50, 9)))
         assert nic.records() == [RcvMdlDone(conn2, 3, 50, False)]
         assert nic.placed(entries2) == payload(50, 9)
-    test()
 
 
 def test_frame_data_then_winupdate_then_the_next_segment():
@@ -365,7 +364,6 @@ def test_frame_data_then_winupdate_then_the_next_segment():
         counters = nic.model.fast_path_counters()
         assert (counters["fp_frame_data"], counters["fp_frame_data_bytes"]) == (2, 900)
         assert nic.slow == []
-    test()
 
 
 def test_frame_data_then_rcvmdl():
@@ -389,7 +387,6 @@ def test_frame_data_then_rcvmdl():
         assert ccb["transfer"]["posted"] == 1 and ccb["transfer"]["placed"] == 600
         assert ccb["stats"] == {"fast_bytes": 600, "fast_segments": 2, "frame_data": 1,
                                 "acks": ccb["stats"]["acks"]}
-    test()
 
 
 def test_pure_acks_update_the_send_side():
@@ -405,7 +402,6 @@ def test_pure_acks_update_the_send_side():
         ccb = read_ccb(nic.memory, peer.ccb_addr)
         assert ccb["tcp"]["snd_wnd"] == 6000 << 3
         assert ccb["state"] == ConnState.FLUSHING.value and ccb["conn_nbr"] == conn
-    test()
 
 
 # -- Flushes --------------------------------------------------------------------------------------
@@ -451,7 +447,6 @@ def test_an_exception_flushes_with_its_reason(name):
         assert counters["fp_to_slow"] == 1 and counters["fp_connections"] == 0
         await nic.receive(peer.segment(b"later"))            # the slow path's now
         assert len(nic.slow) == 2
-    test()
 
 
 def test_a_segment_longer_than_the_rcvmdl_fills_it_then_flushes():
@@ -467,7 +462,6 @@ def test_a_segment_longer_than_the_rcvmdl_fills_it_then_flushes():
                                  FlushRecord(conn, FlushReason.OUT_OF_WINDOW, 0, 0, 1)]
         assert nic.placed(entries) == payload(150)[:100] and nic.slow == [cause]
         assert read_ccb(nic.memory, peer.ccb_addr)["tcp"]["rcv_nxt"] == IRS + 101
-    test()
 
 
 def test_flush_passes_the_cause_then_the_rest_of_the_queue_in_order():
@@ -507,7 +501,6 @@ def test_host_flush_and_close(opcode):
         ccb = read_ccb(nic.memory, peer.ccb_addr)
         assert (ccb["transfer"]["entry"], ccb["transfer"]["offset"]) == (1, 6)
         assert nic.memory.allocated == allocated             # the driver freed the list
-    test()
 
 
 BAD_CCBS = {
@@ -538,7 +531,6 @@ def test_bad_ccb_is_refused_and_flushed(name):
         assert nic.slow == [queued]
         assert nic.memory.read(peer.ccb_addr, CCB_BYTES) == before     # not written back
         assert nic.model.fast_path_counters()["fp_bad_commands"] == 1
-    test()
 
 
 def test_dma_error_while_placing_flushes():
@@ -555,7 +547,6 @@ def test_dma_error_while_placing_flushes():
         assert nic.records() == [FlushRecord(conn, FlushReason.DMA_ERROR, 6, 0, 1)]
         assert nic.slow == [cause]
         nic.model.dma_error_ranges.clear()
-    test()
 
 
 def test_queued_jumbo_frames_flush_when_the_packet_buffer_runs_short():
@@ -578,7 +569,6 @@ def test_queued_jumbo_frames_flush_when_the_packet_buffer_runs_short():
                     < params.RX_PACKET_BUFFER_BYTES)
         assert flush.frames == held < params.QUEUE_MAX_FRAMES
         assert nic.slow == frames[1:1 + held] + frames[1 + held:]
-    test()
 
 
 # -- Refused commands -----------------------------------------------------------------------------
@@ -602,7 +592,6 @@ def test_commands_for_an_unknown_connection_are_refused():
         counters = nic.model.fast_path_counters()
         assert counters["fp_bad_commands"] == len(tags) == nic.model.counters()["bad_commands"]
         assert counters["fp_connections"] == 1 and counters["fp_flushes"] == 0
-    test()
 
 
 def test_commands_in_the_wrong_state_are_refused():
@@ -621,7 +610,6 @@ def test_commands_in_the_wrong_state_are_refused():
         await nic.receive(peer.segment(payload(100)))
         assert nic.records() == [RcvMdlDone(conn, 0x200, 100, False)]  # the first one stands
         assert nic.model.fast_path_counters()["fp_bad_commands"] == 3
-    test()
 
 
 def test_handout1_of_a_tuple_already_there_is_refused():
@@ -633,11 +621,10 @@ def test_handout1_of_a_tuple_already_there_is_refused():
         assert (again["kind"], again["code"]) == (EventKind.COMMAND_DONE.value,
                                                  EventCode.TUPLE_EXISTS.value)
         assert set(nic.model.fast_path.connections) == {conn}
-    test()
 
 
 def test_handout1_with_the_table_full_is_refused():
-    @run
+    @run(connections=8)
     async def test(nic):
         peers = [Peer(n) for n in range(9)]
         for peer in peers[:8]:
@@ -649,7 +636,6 @@ def test_handout1_with_the_table_full_is_refused():
         await nic.driver.flush(peers[0].conn_nbr)
         await nic.driver.service()
         assert (await nic.handout1(peers[8]))["kind"] == EventKind.INTERLOCK.value
-    test(connections=8)
 
 
 @pytest.mark.parametrize("sizes", [[], [10] * (params.RCVMDL_MAX_ENTRIES + 1), [10, 0, 10]])
@@ -666,7 +652,6 @@ def test_bad_rcvmdl_is_refused(sizes):
         assert nic.memory.allocated == allocated           # the driver freed the list
         await nic.receive(peer.segment(payload(10)))
         assert isinstance(nic.records()[0], FrameData)     # nothing was posted
-    test()
 
 
 # -- ACK frames -----------------------------------------------------------------------------------
@@ -721,7 +706,6 @@ def test_ack_frames_byte_for_byte(family):
             assert frame[IP].id == 100
         assert raw == nic.model.tx_frames[-1]
         assert nic.model.fast_path_counters()["fp_acks_sent"] == 1
-    test()
 
 
 def test_ack_window_scaling_and_timestamps():
@@ -742,7 +726,6 @@ def test_ack_window_scaling_and_timestamps():
         tcp = read_ccb(nic.memory, peer.ccb_addr)["tcp"]
         assert (tcp["ts_recent"], tcp["rcv_adv"]) == (4242, IRS + 1001 + (1 << 20))
         assert tcp["ip_id"] == 102
-    test()
 
 
 def test_window_is_capped_and_its_right_edge_never_moves_left():
@@ -755,7 +738,6 @@ def test_window_is_capped_and_its_right_edge_never_moves_left():
         await nic.driver.flush(conn)
         await nic.driver.service()
         assert read_ccb(nic.memory, peer.ccb_addr)["tcp"]["rcv_adv"] == IRS + 1001 + 199_000
-    test()
 
 
 def test_ack_every_second_full_sized_segment_and_by_the_delayed_ack_timer():
@@ -780,7 +762,6 @@ def test_ack_every_second_full_sized_segment_and_by_the_delayed_ack_timer():
         await nic.bus.delay(params.DELAYED_ACK_CYCLES)
         assert len(nic.acks) == 3
         assert nic.model.fast_path.ack_requests[-1]["ack"] == IRS + 3510
-    test()
 
 
 # -- Many connections -----------------------------------------------------------------------------
@@ -812,7 +793,6 @@ def test_many_connections_at_once():
         await nic.driver.service()
         assert len(nic.records()) == 20
         assert nic.model.fast_path_counters()["fp_connections"] == 20
-    test()
 
 
 def test_dma_errors_reading_a_ccb_or_a_list():
@@ -841,7 +821,6 @@ def test_dma_errors_reading_a_ccb_or_a_list():
         await nic.driver.service()
         assert nic.records() == [FlushRecord(conn, FlushReason.DMA_ERROR, 0, 0, 0)]
         assert nic.model.fast_path_counters()["fp_flush_dma_error"] == 2
-    test()
 
 
 def test_a_small_window_update_waits_for_the_next_ack():
@@ -857,4 +836,3 @@ def test_a_small_window_update_waits_for_the_next_ack():
         await nic.driver.winupdate(conn, 500)              # 1500 in all: an ACK
         await nic.driver.service()
         check_ack(nic.acks[-1], peer, ack=IRS + 3001, window=8500)
-    test()
