@@ -2,7 +2,8 @@
 the driver (host_driver/driver.py) and ModelBus, with frames built by scapy.
 
 Every frame goes in through :meth:`Nic.receive`, which checks the accounting identity of
-docs/fast_path.md "Accounting" after it; every test ends with :meth:`Nic.finish` (the counters as
+docs/fast_path.md "Accounting" after it (so do :meth:`Nic.answer` and :meth:`Nic.records`, after
+commands); every test ends with :meth:`Nic.finish` (the counters as
 the driver reads them equal the model's, nothing left over).
 """
 
@@ -144,12 +145,15 @@ class Nic:
 
     def records(self):
         """The fast-path records since the last call."""
+        self.check_accounting()
         out = list(self.driver.fast_path_events)
         self.driver.fast_path_events.clear()
         return out
 
     async def answer(self, tag):
-        return await self.driver.wait_command(tag)
+        done = await self.driver.wait_command(tag)
+        self.check_accounting()
+        return done
 
     async def handout1(self, peer, ccb=None):
         peer.ccb_addr = self.memory.alloc(CCB_BYTES, CCB_ALIGN)
