@@ -301,8 +301,10 @@ class NicDriver:
         for ring in self._rings.values():
             await self.bus.write32(_ring_reg(ring.ring, "LOG2_SIZE"), 0)
             self.memory.free(ring.addr)
-        for addr in [*self._rx_free, *self._rx_posted.values(), *self._tx_posted.values()]:
+        for addr in [*self._rx_free, *self._rx_posted.values(), *self._tx_posted.values(),
+                     *(addr for _, _, addr in self._mdl_lists)]:
             self.memory.free(addr)
+        self._mdl_lists.clear()
         self._rings.clear()
         self._rx_free.clear()
         self._rx_posted.clear()

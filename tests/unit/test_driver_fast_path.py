@@ -2,6 +2,8 @@
 commands no event answers, the RCVMDL lists it allocates and frees, the event records and their
 callback, the counters through the register map."""
 
+import asyncio
+
 from host_driver.driver import Flush as FlushRecord
 from host_driver.driver import FrameData, Interlock, RcvMdlDone
 from hw.host import regmap
@@ -94,3 +96,20 @@ def test_fast_path_counters_read_through_the_registers():
                               regmap.CONTROL_ENABLE | regmap.CONTROL_COUNTERS_CLEAR)
         counters = await nic.driver.fast_path_counters()
         assert set(counters.values()) == {0}         # no connection left: the levels too
+
+
+def test_stop_frees_the_rcvmdl_lists_still_posted():
+    async def main():
+        nic = Nic()
+        await nic.start()
+        peer = Peer()
+        conn = await nic.handout(peer)
+        entries = nic.buffers([100])
+        await nic.driver.rcvmdl(conn, 1, entries)
+        await nic.driver.stop()
+        for addr, _ in entries:
+            nic.memory.free(addr - 3)
+        nic.memory.free(peer.ccb_addr)
+        assert nic.memory.allocated == 0
+
+    asyncio.run(main())
