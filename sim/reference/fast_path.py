@@ -58,9 +58,8 @@ RCVMDL_ENDED_BY_PSH = 1
 _MASK32 = 0xFFFF_FFFF
 _HALF = 1 << 31
 _MDL_ENTRY = data.Layout.cast(RcvMdlEntry).size // 8
-#: Flags an in-order segment may carry besides ACK and PSH (RFC 3168 §6.1).
-_ECN_FLAGS = TcpFlags.ECE.value | TcpFlags.CWR.value
-#: Exceptions a segment's flags raise, in the order they are checked.
+#: Exceptions a segment's flags raise, in the order they are checked (ECE and CWR pass: RFC 3168
+#: §6.1).
 _FLAG_REASONS = ((TcpFlags.SYN, FlushReason.SYN), (TcpFlags.RST, FlushReason.RST),
                  (TcpFlags.FIN, FlushReason.FIN), (TcpFlags.URG, FlushReason.URG))
 _TSOPT_KIND, _TSOPT_LENGTH = 8, 10
