@@ -91,7 +91,7 @@ class Peer:
         return ccb
 
     def segment(self, payload=b"", *, flags="A", seq=None, ack=ISS + 1, window=1000,
-                tsval=None, ip_options=None, chksum=None):
+                tsval=None, ip_options=None, chksum=None, ip_chksum=None):
         """A frame from the peer; in order (and the peer's seq advanced) unless ``seq``."""
         if seq is None:
             seq = self.seq
@@ -107,6 +107,8 @@ class Peer:
             ip = IP(src=self.src, dst=self.dst, options=ip_options)
         else:
             ip = IP(src=self.src, dst=self.dst)
+        if ip_chksum is not None:
+            ip.chksum = ip_chksum
         ether = Ether(src=PEER_MAC, dst=NIC_MAC)
         if self.vlan is not None:
             ether = ether / Dot1Q(vlan=self.vlan)
@@ -420,6 +422,7 @@ EXCEPTIONS = {
     "no_ack": (FlushReason.BAD_ACK, lambda p: p.segment(b"x", flags="P")),
     "ack_beyond_snd_nxt": (FlushReason.BAD_ACK, lambda p: p.segment(b"x", ack=ISS + 2)),
     "bad_tcp_checksum": (FlushReason.BAD_CHECKSUM, lambda p: p.segment(b"x" * 8, chksum=0x1234)),
+    "bad_ip_checksum": (FlushReason.BAD_CHECKSUM, lambda p: p.segment(b"x", ip_chksum=0x1234)),
     "ip_options": (FlushReason.IP_OPTIONS,
                    lambda p: p.segment(b"x", ip_options=b"\x01\x01\x01\x00")),
     "window_overrun": (FlushReason.OUT_OF_WINDOW, lambda p: p.segment(payload(2001))),
@@ -451,6 +454,18 @@ def test_an_exception_flushes_with_its_reason(name):
         assert counters["fp_to_slow"] == 1 and counters["fp_connections"] == 0
         await nic.receive(peer.segment(b"later"))            # the slow path's now
         assert len(nic.slow) == 2
+
+
+def test_ece_and_cwr_pass():
+    @run
+    async def test(nic):
+        peer = Peer()
+        conn = await nic.handout(peer)
+        entries = nic.buffers([100])
+        await nic.driver.rcvmdl(conn, 2, entries)
+        await nic.receive(peer.segment(payload(50), flags="AE"), peer.segment(payload(50),
+                                                                               flags="AC"))
+        assert nic.records() == [RcvMdlDone(conn, 2, 100, False)]
 
 
 def test_a_segment_longer_than_the_rcvmdl_fills_it_then_flushes():
