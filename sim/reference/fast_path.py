@@ -17,6 +17,7 @@ from amaranth.lib import data
 
 from host_driver.ccb import record_fields
 from hw import params
+from hw.ccb.layouts import CcbState
 from hw.layouts import (
     CCB_BYTES,
     CCB_TUPLE_BYTES,
@@ -241,7 +242,7 @@ class FastPath:
             return EventCode.DMA_ERROR
         tuple_fields = record_fields(CcbTupleHost, int.from_bytes(raw, "little"))
         key = _key_of(tuple_fields)
-        status, conn_nbr = self.table.insert(key, ConnState.PENDING.value)
+        status, conn_nbr = self.table.insert(key, CcbState.PENDING.value)
         if status is Status.EXISTS:
             return EventCode.TUPLE_EXISTS
         if status is Status.FULL:
@@ -274,7 +275,7 @@ class FastPath:
         ccb["transfer"] = dict.fromkeys(ccb["transfer"], 0)
         ccb["stats"] = dict.fromkeys(ccb["stats"], 0)
         conn.ccb, conn.ccb_addr, conn.state = ccb, addr, ConnState.FAST
-        self.table.set_state(conn.key, ConnState.FAST.value)
+        self.table.set_state(conn.key, CcbState.OFFLOADED.value)
         self._count("handouts")
         self._answer(index, command, EventCode.OK)
         self._drain(conn)

@@ -23,6 +23,7 @@ from host_driver.driver import Flush as FlushRecord
 from host_driver.driver import FrameData, Interlock, NicDriver, RcvMdlDone
 from host_driver.memory import HostMemory
 from hw import params
+from hw.ccb.layouts import CcbState
 from hw.layouts import (
     CCB_BYTES,
     CommandOpcode,
@@ -855,3 +856,18 @@ def test_a_small_window_update_waits_for_the_next_ack():
         await nic.driver.winupdate(conn, 500)              # 1500 in all: an ACK
         await nic.driver.service()
         check_ack(nic.acks[-1], peer, ack=IRS + 3001, window=8500)
+
+
+def test_the_table_holds_the_dispatchers_state():
+    @run
+    async def test(nic):
+        peer = Peer()
+        conn = (await nic.handout1(peer))["detail"]
+        assert nic.model.fast_path.table.lookup(peer.key()) == (True, conn,
+                                                                CcbState.PENDING.value)
+        await nic.answer(await nic.driver.handout2(conn, peer.ccb_addr))
+        assert nic.model.fast_path.table.lookup(peer.key()) == (True, conn,
+                                                                CcbState.OFFLOADED.value)
+        await nic.driver.flush(conn)
+        await nic.driver.service()
+        assert nic.model.fast_path.table.lookup(peer.key()) == (False, 0, 0)
