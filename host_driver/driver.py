@@ -11,6 +11,12 @@ model or the RTL under cocotb, see docs/host_driver.md):
 - TX: :meth:`NicDriver.send` copies a frame into a DMA buffer, posts a :class:`TxDescriptor`
   (checksum-offload flags and offsets) and rings the doorbell; ``TX_DONE`` frees the buffer;
 - commands: :meth:`NicDriver.command` posts a :class:`Command`; ``COMMAND_DONE`` is recorded by tag;
+- the fast path (docs/fast_path.md): :meth:`NicDriver.handout1`, :meth:`~NicDriver.handout2`,
+  :meth:`~NicDriver.rcvmdl` (the RcvMdlEntry list allocated and written here),
+  :meth:`~NicDriver.winupdate`, :meth:`~NicDriver.flush`, :meth:`~NicDriver.close`; its events
+  become :class:`Interlock`, :class:`FrameData`, :class:`RcvMdlDone` and :class:`Flush` records,
+  handed to ``on_fast_path`` or queued in ``fast_path_events``; :mod:`host_driver.ccb` builds
+  the Ccb records;
 - :meth:`NicDriver.service`, the interrupt handler: clear ``INTR_STATUS``, take events while their
   phase is the expected one, handle each, give the slots back with ``EVENT_CONSUMER``.
 
@@ -49,11 +55,14 @@ from hw.layouts import (
     VLAN_TAG_BYTES,
     Command,
     CommandOpcode,
+    ConnArg,
     EtherType,
     Event,
     EventCode,
     EventKind,
+    FlushReason,
     HostCounters,
+    RcvMdlEntry,
     RingId,
     RxCounters,
     RxDescriptor,
@@ -66,7 +75,8 @@ from hw.layouts import (
 from .bus import Bus
 from .checksum import csum_ipv6_magic, csum_tcpudp_magic
 
-__all__ = ["NicDriver", "DriverStats", "DriverError", "StackPort", "offload_frame"]
+__all__ = ["NicDriver", "DriverStats", "DriverError", "StackPort", "offload_frame",
+           "Interlock", "FrameData", "RcvMdlDone", "Flush"]
 
 _ENTRY = params.RING_ENTRY_BYTES
 _HEADER = RX_SUMMARY_BYTES         # the RxSummary before each received frame
@@ -123,6 +133,45 @@ class DriverStats:
     errors: list = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class Interlock:
+    """HANDOUT1 took effect: the connection is pending as ``conn_nbr`` (``tag``: HANDOUT1's)."""
+    conn_nbr: int
+    host_context: int
+    tag: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameData:
+    """A fast-path segment shown whole (``frame``, its ``summary``) with sequence number ``seq``;
+    ``code`` other than OK: the RX buffer write failed and ``frame`` is empty."""
+    conn_nbr: int
+    seq: int
+    frame: bytes
+    summary: object
+    code: EventCode = EventCode.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class RcvMdlDone:
+    """The RCVMDL ``handle`` completed with ``placed`` bytes: full, or ended by a PSH."""
+    conn_nbr: int
+    handle: int
+    placed: int
+    pushed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Flush:
+    """The connection is the host's again: ``frames`` of it passed to the slow path before this
+    record; the RCVMDL ``handle`` posted then (0: none) got ``placed`` bytes."""
+    conn_nbr: int
+    reason: FlushReason
+    handle: int
+    placed: int
+    frames: int
+
+
 class _Ring:
     """The driver's side of one ring: where it is, how big, the driver's index."""
 
@@ -164,6 +213,12 @@ class NicDriver:
     on_event : Callable[[dict], None] or None
         Called with every event's fields as it is taken, before it is handled (so an RX buffer
         still holds what the NIC wrote): a tap for tests and scoreboards.
+    on_fast_path : Callable[[record], None] or None
+        Called with every fast-path event as an :class:`Interlock`, :class:`FrameData`,
+        :class:`RcvMdlDone` or :class:`Flush` record, in event order; when None the records go
+        to ``fast_path_events``. Like ``on_rx`` it must not call back into the driver.
+    fast_path_events : deque
+        The fast-path records nobody took (``on_fast_path`` None), oldest first.
     """
 
     def __init__(self, bus: Bus, on_rx: Callable | None = None):
@@ -174,12 +229,17 @@ class NicDriver:
         self.rx_target = 0
         self.command_done: dict[int, dict] = {}
         self.on_event: Callable[[dict], None] | None = None
+        self.on_fast_path: Callable | None = None
+        self.fast_path_events: deque = deque()
         self._rings: dict[RingId, _Ring] = {}
         self._phase = 1
         self._rx_free: list[int] = []
         self._rx_posted: dict[int, int] = {}      # RX ring index -> buffer address
         self._tx_posted: dict[int, int] = {}      # TX ring index -> buffer address
         self._commands_posted: dict[int, int] = {}   # command ring index -> tag
+        # Command ring index -> tag of the last command posted there (INTERLOCK names the index).
+        self._command_tags: dict[int, int] = {}
+        self._mdl_lists: list[tuple[int, int, int]] = []   # (conn_nbr, command index, address)
         self._rx_buffer_size = 0
         self._next_tag = 0
         self.started = False
@@ -241,8 +301,10 @@ class NicDriver:
         for ring in self._rings.values():
             await self.bus.write32(_ring_reg(ring.ring, "LOG2_SIZE"), 0)
             self.memory.free(ring.addr)
-        for addr in [*self._rx_free, *self._rx_posted.values(), *self._tx_posted.values()]:
+        for addr in [*self._rx_free, *self._rx_posted.values(), *self._tx_posted.values(),
+                     *(addr for _, _, addr in self._mdl_lists)]:
             self.memory.free(addr)
+        self._mdl_lists.clear()
         self._rings.clear()
         self._rx_free.clear()
         self._rx_posted.clear()
@@ -341,15 +403,69 @@ class NicDriver:
             self._next_tag = (self._next_tag + 1) & 0xFFFF
         cmd_ring = self._rings[RingId.COMMAND]
         if len(self._commands_posted) >= cmd_ring.size - 1:
+            await self._forget_taken_commands()
+        if len(self._commands_posted) >= cmd_ring.size - 1:
             raise DriverError("command ring full")
         entry = pack(Command, {"opcode": int(getattr(opcode, "value", opcode)),
                                "ring": int(getattr(ring, "value", ring)), "tag": tag,
                                "arg": arg, "addr": addr})
         self.memory.write(cmd_ring.entry(cmd_ring.index), entry.to_bytes(_ENTRY, "little"))
         self._commands_posted[cmd_ring.index] = tag
+        self._command_tags[cmd_ring.index] = tag
         cmd_ring.index = cmd_ring.next(cmd_ring.index)
         await self.bus.write32(_ring_reg(RingId.COMMAND, "PRODUCER"), cmd_ring.index)
         return tag
+
+    async def _forget_taken_commands(self) -> None:
+        """Free the slots of the commands the NIC has taken (COMMAND_CONSUMER): fast-path
+        commands that succeed answer with no event at their index."""
+        ring = self._rings[RingId.COMMAND]
+        consumer = await self.bus.read32(_ring_reg(RingId.COMMAND, "CONSUMER"))
+        outstanding = (ring.index - consumer) % ring.size
+        for index in list(self._commands_posted):
+            if (index - consumer) % ring.size >= outstanding:
+                del self._commands_posted[index]
+
+    # -- The fast path (docs/fast_path.md "Commands") ---------------------------------------------
+
+    async def handout1(self, ccb_addr: int, host_context: int) -> int:
+        """Hand out the connection of the Ccb at ``ccb_addr`` (its tuple is read); returns the
+        command's tag: :meth:`wait_command` gives the INTERLOCK's fields (``detail``: the
+        conn_nbr) or a refusing COMMAND_DONE's."""
+        return await self.command(CommandOpcode.HANDOUT1, arg=host_context, addr=ccb_addr)
+
+    async def handout2(self, conn_nbr: int, ccb_addr: int) -> int:
+        """Start the fast path of ``conn_nbr`` from the whole Ccb at ``ccb_addr``; the tag of its
+        COMMAND_DONE."""
+        return await self.command(CommandOpcode.HANDOUT2, arg=_conn_arg(conn_nbr), addr=ccb_addr)
+
+    async def rcvmdl(self, conn_nbr: int, handle: int, entries: list[tuple[int, int]],
+                     push: bool = False) -> int:
+        """Post the host buffers ``entries`` (``(address, length)`` each) for the connection's
+        payload, under ``handle`` (the command's tag); ``push``: complete on a PSH. The entry
+        list is allocated here and freed when the RCVMDL is answered."""
+        size = max(1, len(entries)) * _ENTRY
+        addr = self.memory.alloc(size, _ENTRY)
+        self.memory.write(addr, b"".join(
+            pack(RcvMdlEntry, {"addr": a, "length": n}).to_bytes(_ENTRY, "little")
+            for a, n in entries))
+        # Known before the doorbell: its answer may be handled before command() returns.
+        self._mdl_lists.append((conn_nbr, self._rings[RingId.COMMAND].index, addr))
+        return await self.command(CommandOpcode.RCVMDL, tag=handle, addr=addr,
+                                  arg=_conn_arg(conn_nbr, entries=len(entries), push=push))
+
+    async def winupdate(self, conn_nbr: int, consumed: int) -> int:
+        """Give back ``consumed`` bytes of what FRAME_DATA showed; the command's tag."""
+        return await self.command(CommandOpcode.WINUPDATE, arg=_conn_arg(conn_nbr),
+                                  addr=consumed)
+
+    async def flush(self, conn_nbr: int) -> int:
+        """Take the connection back (answered by its :class:`Flush`); the command's tag."""
+        return await self.command(CommandOpcode.FLUSH, arg=_conn_arg(conn_nbr))
+
+    async def close(self, conn_nbr: int) -> int:
+        """Take the connection back to close it in software; the command's tag."""
+        return await self.command(CommandOpcode.CLOSE, arg=_conn_arg(conn_nbr))
 
     async def wait_command(self, tag: int, max_cycles: int = 100_000) -> dict:
         """Service events until the COMMAND_DONE of ``tag`` arrives; its fields."""
@@ -402,7 +518,9 @@ class NicDriver:
     def _handle(self, event, fields: dict) -> None:
         kind = EventKind(event.kind)
         self.stats.events[kind.name] += 1
-        code = EventCode(event.code)
+        # FLUSH and RCVMDL_DONE carry their own codes (a FlushReason, "ended by PSH").
+        code = EventCode(event.code) if kind not in (EventKind.FLUSH,
+                                                     EventKind.RCVMDL_DONE) else None
         if kind is EventKind.RX:
             addr = self._rx_posted.pop(event.index)
             if code is EventCode.OK:
@@ -424,9 +542,54 @@ class NicDriver:
                 self.stats.tx_errors[code.name] += 1
         elif kind is EventKind.COMMAND_DONE:
             self._commands_posted.pop(event.index, None)
+            self._command_tags.pop(event.index, None)
+            if code is not EventCode.OK:
+                self._free_mdl_list(lambda conn, index: index == event.index)
             self.command_done[event.tag] = fields
+        elif kind is EventKind.INTERLOCK:
+            self._commands_posted.pop(event.index, None)
+            tag = self._command_tags.pop(event.index)
+            self.command_done[tag] = fields
+            self._fast_path(Interlock(event.detail, event.tag, tag))
+        elif kind is EventKind.FRAME_DATA:
+            self._fast_path(self._frame_data(event, code))
+        elif kind is EventKind.RCVMDL_DONE:
+            self._free_mdl_list(lambda conn, index: conn == event.detail)
+            self._fast_path(RcvMdlDone(event.detail, event.index, event.tag,
+                                       event.code != EventCode.OK.value))
+        elif kind is EventKind.FLUSH:
+            self._free_mdl_list(lambda conn, index: conn == event.detail, every=True)
+            self._fast_path(Flush(event.detail, FlushReason(event.code), event.index, event.tag,
+                                  event.length))
         else:
             self.stats.errors.append(fields)
+
+    def _frame_data(self, event, code: EventCode) -> FrameData:
+        """The FRAME_DATA's frame, read from its RX buffer (given back to the pool)."""
+        addr = self._rx_posted.pop(event.index)
+        self._rx_free.append(addr)
+        if code is not EventCode.OK:
+            self.stats.rx_errors[code.name] += 1
+            return FrameData(event.detail, event.tag, b"", None, code)
+        raw = self.memory.read(addr, _HEADER + event.length)
+        summary = unpack(RxSummary, int.from_bytes(raw[:_HEADER], "little"))
+        return FrameData(event.detail, event.tag, raw[_HEADER:], summary)
+
+    def _fast_path(self, record) -> None:
+        if self.on_fast_path is not None:
+            self.on_fast_path(record)
+        else:
+            self.fast_path_events.append(record)
+
+    def _free_mdl_list(self, match, every: bool = False) -> None:
+        """Free the first RCVMDL list that ``match(conn_nbr, command index)`` names (``every``:
+        all of them)."""
+        for entry in list(self._mdl_lists):
+            if match(entry[0], entry[1]):
+                self._mdl_lists.remove(entry)
+                self.memory.free(entry[2])
+                if not every:
+                    return
 
     # -- Counters --------------------------------------------------------------------------------
 
@@ -437,6 +600,17 @@ class NicDriver:
         names += [name for name, _ in data.Layout.cast(HostCounters)]
         return {name: await self.bus.read32(regmap.counter_register(name).offset)
                 for name in names}
+
+    async def fast_path_counters(self) -> dict:
+        """The FastPathCounters, read through the register map, by
+        :data:`hw.host.regmap.FAST_PATH_COUNTER_NAMES` (``fp_fast_frames``, ...,
+        ``fp_flush_out_of_order``, ...)."""
+        return {name: await self.bus.read32(regmap.counter_register(name).offset)
+                for name in regmap.FAST_PATH_COUNTER_NAMES}
+
+
+def _conn_arg(conn_nbr: int, entries: int = 0, push: bool = False) -> int:
+    return pack(ConnArg, {"conn_nbr": conn_nbr, "entries": entries, "push": int(push)})
 
 
 def offload_frame(frame: bytes) -> tuple[bytes, dict]:

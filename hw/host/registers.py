@@ -24,7 +24,14 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .. import params
-from ..layouts import EventCode, HostCounters, RegisterError, RingId, RxCounters
+from ..layouts import (
+    EventCode,
+    FastPathCounters,
+    HostCounters,
+    RegisterError,
+    RingId,
+    RxCounters,
+)
 from ..params import RING_INDEX_BITS
 from . import regmap
 from .axi import AxiLiteSignature, Resp
@@ -69,6 +76,8 @@ def _roles():
         roles[regmap.counter_register("rx_" + name).name] = ("RX_COUNTER", name)
     for name, _ in data.Layout.cast(HostCounters):
         roles[regmap.counter_register(name).name] = ("HOST_COUNTER", name)
+    for name, field, element in regmap.FAST_PATH_COUNTER_FIELDS:
+        roles[regmap.counter_register(name).name] = ("FAST_PATH_COUNTER", (field, element))
     return roles
 
 
@@ -137,6 +146,9 @@ class Registers(wiring.Component):
         Read at ``RX_COUNTERS_BASE``, one 32-bit field per register in layout order.
     host_counters : In(HostCounters)
         Read at ``HOST_COUNTERS_BASE``, likewise.
+    fast_path_counters : In(FastPathCounters)
+        Read at ``FAST_PATH_COUNTERS_BASE``, likewise (``flush_reason`` one register per
+        element); driven by the fast path's counters once it exists (unconnected they read 0).
     """
 
     bus: In(AxiLiteSignature(params.REG_ADDR_WIDTH))
@@ -154,6 +166,7 @@ class Registers(wiring.Component):
     reg_error: Out(stream.Signature(RegisterError))
     rx_counters: In(RxCounters)
     host_counters: In(HostCounters)
+    fast_path_counters: In(FastPathCounters)
 
     def elaborate(self, platform):
         m = Module()
@@ -422,6 +435,10 @@ class Registers(wiring.Component):
                 value = self.rx_counters[arg]
             elif role == "HOST_COUNTER":
                 value = self.host_counters[arg]
+            elif role == "FAST_PATH_COUNTER":
+                field, element = arg
+                value = self.fast_path_counters[field]
+                value = value if element is None else value[element]
             else:
                 raise AssertionError(reg.name)
             read[reg.name] = _word(value)

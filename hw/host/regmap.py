@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from amaranth.lib import data
 
 from .. import params
-from ..layouts import HostCounters, RingId, RxCounters
+from ..layouts import FastPathCounters, FlushReason, HostCounters, RingId, RxCounters
 
 __all__ = [
     "Register", "REGISTERS", "BY_NAME", "ring_register", "counter_register", "markdown_table",
     "CONTROL_ENABLE", "CONTROL_COUNTERS_CLEAR", "STATUS_ENABLED", "STATUS_EVENT_WRITE_FAILED",
     "INTR_EVENTS", "INTR_FATAL",
     "RING_BLOCK", "RING_STRIDE", "RSS_KEY_BASE", "RX_COUNTERS_BASE", "HOST_COUNTERS_BASE",
+    "FAST_PATH_COUNTERS_BASE", "FAST_PATH_COUNTER_FIELDS", "FAST_PATH_COUNTER_NAMES",
 ]
 
 
@@ -47,6 +48,7 @@ RING_STRIDE = 0x20
 RSS_KEY_BASE = 0x200
 RX_COUNTERS_BASE = 0x300
 HOST_COUNTERS_BASE = 0x380
+FAST_PATH_COUNTERS_BASE = 0x400
 
 _RING_DOC = {
     RingId.COMMAND: ("host", "commands"),
@@ -87,6 +89,31 @@ def _counter_registers(base, layout, prefix, doc):
             for i, (name, _) in enumerate(data.Layout.cast(layout))]
 
 
+def _fast_path_counter_fields():
+    """``(counter name, field, element)`` of each FastPathCounters register, in register order:
+    ``fp_`` and the field name; ``flush_reason`` one register per element, named by its
+    FlushReason (``fp_flush_out_of_order``; ``fp_flush_reason<n>`` for a value without a name)."""
+    names = {reason.value: reason.name.lower() for reason in FlushReason}
+    out = []
+    for name, field in data.Layout.cast(FastPathCounters):
+        if name == "flush_reason":
+            out += [(f"fp_flush_{names.get(n, f'reason{n}')}", name, n)
+                    for n in range(field.shape.length)]
+        else:
+            out.append((f"fp_{name}", name, None))
+    return tuple(out)
+
+
+#: ``(counter name, FastPathCounters field, element or None)``, in register order.
+FAST_PATH_COUNTER_FIELDS = _fast_path_counter_fields()
+FAST_PATH_COUNTER_NAMES = tuple(name for name, _, _ in FAST_PATH_COUNTER_FIELDS)
+
+
+def _fast_path_counter_doc(field, element):
+    where = field if element is None else f"{field}[{element}]"
+    return f"Fast-path counter (hw.layouts.FastPathCounters.{where})."
+
+
 REGISTERS = [
     Register("ID", 0x000, "ro", params.NIC_ID, 'Identification: 0x494E4943 ("INIC").'),
     Register("VERSION", 0x004, "ro", params.NIC_VERSION,
@@ -118,6 +145,9 @@ REGISTERS = [
                         "Receive-sequencer counter (hw.layouts.RxCounters)."),
     *_counter_registers(HOST_COUNTERS_BASE, HostCounters, "",
                         "Host-interface counter (hw.layouts.HostCounters)."),
+    *[Register(name.upper(), FAST_PATH_COUNTERS_BASE + 4 * i, "ro", 0,
+               _fast_path_counter_doc(field, element))
+      for i, (name, field, element) in enumerate(FAST_PATH_COUNTER_FIELDS)],
 ]
 
 BY_NAME = {reg.name: reg for reg in REGISTERS}
@@ -133,7 +163,8 @@ def ring_register(ring, what):
 
 def counter_register(name):
     """The register of a counter: ``"rx_" + name`` for a field of RxCounters (``rx_frames``), the
-    field name for HostCounters (``rx_to_host``)."""
+    field name for HostCounters (``rx_to_host``), a :data:`FAST_PATH_COUNTER_NAMES` name for
+    FastPathCounters."""
     return BY_NAME[name.upper()]
 
 

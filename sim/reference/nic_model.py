@@ -12,6 +12,12 @@ counter. It serves two purposes:
   and commands as the RTL in the NIC cosimulation tests and compares its event log
   (:attr:`NicModel.events`), RX buffers, MAC TX frames and counters (:meth:`NicModel.counters`).
 
+The fast path (docs/fast_path.md: commands, CCB table, queues, placement, FRAME_DATA, flushes,
+ACKs, FastPathCounters) is :class:`sim.reference.fast_path.FastPath`, :attr:`NicModel.fast_path`;
+its decisions are in docs/fast_path.md "Model". Every admitted frame is decided by it; the
+receive side's writes and events (RX and FRAME_DATA fills, the fast path's events) are jobs done
+in order.
+
 Simplifications (all deliberate; the contract leaves them to the implementation):
 
 - Zero latency: a doorbell, a command, a frame is processed completely inside the call that
@@ -55,6 +61,7 @@ Simplifications (all deliberate; the contract leaves them to the implementation)
   compare such frames.
 """
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 
@@ -85,6 +92,7 @@ from hw.layouts import (
 )
 
 from .checksum import ones_complement_sum
+from .fast_path import FastPath, Frame
 from .rx_status import expected_fields
 
 __all__ = ["NicModel", "ModelBus", "rx_summary_header", "summary_fields", "fields_of",
@@ -148,6 +156,19 @@ def _bursts(addr: int, n: int):
         addr += step
 
 
+@dataclasses.dataclass
+class _RxJob:
+    """One job of the receive side's writer, in order: a frame into an RX buffer (``frame`` set:
+    ``RX`` or ``FRAME_DATA``, the descriptor's index added to ``event``), or an event alone."""
+    event: dict
+    frame: Frame | None = None
+
+
+_FAST_PATH_OPCODES = frozenset(op.value for op in (
+    CommandOpcode.HANDOUT1, CommandOpcode.HANDOUT2, CommandOpcode.RCVMDL,
+    CommandOpcode.WINUPDATE, CommandOpcode.FLUSH, CommandOpcode.CLOSE))
+
+
 class _Ring:
     def __init__(self):
         self.base_lo = self.base_hi = 0
@@ -180,7 +201,10 @@ class NicModel:
     memory : HostMemory
         The host memory DMA reaches.
     on_tx : Callable[[bytes], None] or None
-        Called with every frame sent on MAC TX (also appended to :attr:`tx_frames`).
+        Called with every frame sent on MAC TX (also appended to :attr:`tx_frames`): the host's
+        and the fast path's ACKs.
+    fast_path_connections : int
+        Entries of the CCB table (``conn_nbr`` 0 .. n-1).
 
     Members
     -------
@@ -200,9 +224,12 @@ class NicModel:
         Every response with an error: ``(kind, address, cycle)`` of the read beat / write burst.
     irq : bool
         The interrupt line.
+    fast_path : FastPath
+        The fast path: its connections, counters and the ACKs it sent.
     """
 
-    def __init__(self, memory: HostMemory, on_tx: Callable[[bytes], None] | None = None):
+    def __init__(self, memory: HostMemory, on_tx: Callable[[bytes], None] | None = None,
+                 fast_path_connections: int = params.FAST_PATH_CONNECTIONS):
         self.memory = memory
         self.on_tx = on_tx
         self.cycle = 0
@@ -221,15 +248,21 @@ class NicModel:
         self._mod_count = 0
         self._mod_deadline: int | None = None
         self.irq = False
-        self._rx_pending: deque[tuple[bytes, bytes, int]] = deque()
+        #: The receive side's jobs, in order (frames for RX buffers, events).
+        self._rx_jobs: deque[_RxJob] = deque()
         #: Prefetched entries of each host-produced ring: the entry's integer, None if its read
         #: failed.
         self._cache: dict[RingId, deque[int | None]] = {ring: deque() for ring in RingId}
-        self._rx_pending_bytes = 0
+        #: Frames in the packet buffer (each with a claim on a posted RX buffer) and their
+        #: bytes; frames admitted so far (their arrival numbers).
+        self._buffer_frames = 0
+        self._buffer_bytes = 0
+        self._arrivals = 0
         #: Events made and not yet written (the event ring full or off): they wait in the NIC.
         self._event_queue: deque[dict] = deque()
         self.host_counters = dict.fromkeys(HOST_COUNTER_NAMES, 0)
         self.rx_counters = dict.fromkeys(RX_COUNTER_NAMES, 0)
+        self.fast_path = FastPath(self, fast_path_connections)
 
     # -- MMIO ------------------------------------------------------------------------------------
 
@@ -248,6 +281,8 @@ class NicModel:
                     | (regmap.STATUS_EVENT_WRITE_FAILED if self._event_failed else 0))
         if name == "INTR_STATUS":
             return self._intr_status
+        if reg.offset >= regmap.FAST_PATH_COUNTERS_BASE:
+            return self._fast_path_counter(reg.offset)
         if reg.offset >= regmap.HOST_COUNTERS_BASE:
             return self.host_counters[name.lower()] & _MASK32
         if reg.offset >= regmap.RX_COUNTERS_BASE:
@@ -331,6 +366,7 @@ class NicModel:
         for counters in (self.host_counters, self.rx_counters):
             for name in counters:
                 counters[name] = 0
+        self.fast_path.clear_counters()
 
     def counters(self) -> dict:
         """Every counter, named as :func:`hw.host.regmap.counter_register` takes them
@@ -338,6 +374,18 @@ class NicModel:
         out = {f"rx_{name}": value & _MASK32 for name, value in self.rx_counters.items()}
         out.update({name: value & _MASK32 for name, value in self.host_counters.items()})
         return out
+
+    def fast_path_counters(self) -> dict:
+        """The FastPathCounters, named as :func:`hw.host.regmap.counter_register` takes them
+        (``fp_`` and the field name; ``fp_flush_<reason>`` for ``flush_reason``)."""
+        return {name: self._fast_path_counter(regmap.counter_register(name).offset)
+                for name in regmap.FAST_PATH_COUNTER_NAMES}
+
+    def _fast_path_counter(self, offset: int) -> int:
+        _, field, element = regmap.FAST_PATH_COUNTER_FIELDS[
+            (offset - regmap.FAST_PATH_COUNTERS_BASE) // 4]
+        value = self.fast_path.counters[field]
+        return (value if element is None else value[element]) & _MASK32
 
     def _count(self, name: str, n: int = 1) -> None:
         self.host_counters[name] += n
@@ -350,11 +398,19 @@ class NicModel:
     # -- Time and interrupts ---------------------------------------------------------------------
 
     def advance(self, cycles: int) -> None:
-        """Let ``cycles`` clocks pass: fire the moderation timer when it is due."""
+        """Let ``cycles`` clocks pass: fire the moderation and delayed-ACK timers when due, in
+        time order."""
         target = self.cycle + max(0, cycles)
-        if self._mod_deadline is not None and self._mod_deadline <= target:
-            self.cycle = max(self.cycle, self._mod_deadline)
-            self._signal_events()
+        while True:
+            ack = self.fast_path.next_ack_deadline()
+            due = [t for t in (self._mod_deadline, ack) if t is not None and t <= target]
+            if not due:
+                break
+            self.cycle = max(self.cycle, min(due))
+            if self._mod_deadline is not None and self._mod_deadline <= self.cycle:
+                self._signal_events()
+            if ack is not None and ack <= self.cycle:
+                self.fast_path.fire_ack_timers(self.cycle)
         self.cycle = target
 
     def cycles_to_timer(self) -> int | None:
@@ -502,6 +558,9 @@ class NicModel:
             self._write_event(**event, code=EventCode.DMA_ERROR.value,
                               detail=entry & _DETAIL_MASK)
             return True
+        if command.opcode in _FAST_PATH_OPCODES:
+            self.fast_path.command(index, command)
+            return True
         code = EventCode.OK
         if command.opcode in (CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
             if command.ring in (RingId.RX.value, RingId.TX.value):
@@ -555,9 +614,7 @@ class NicModel:
             frame[field:field + 2] = _fold_complement(total).to_bytes(2, "big")
         self._write_event(**event, code=EventCode.OK.value)
         self._count("tx_frames")
-        self.tx_frames.append(bytes(frame))
-        if self.on_tx is not None:
-            self.on_tx(bytes(frame))
+        self.send_frame(bytes(frame))
         return True
 
     @staticmethod
@@ -570,11 +627,15 @@ class NicModel:
         frame[field:field + 2] = (~total & 0xFFFF).to_bytes(2, "big")
 
     def _step_rx(self) -> bool:
+        job = self._rx_jobs[0] if self._rx_jobs else None
+        if job is not None and job.frame is None:
+            self._rx_jobs.popleft()
+            self._write_event(**job.event)
+            return True
         r = self._rings[RingId.RX]
         cache = self._cache[RingId.RX]
         # A fetch-error entry is skipped at once; a good one waits for a frame.
-        if self._stopped[RingId.RX] or not cache or (cache[0] is not None
-                                                     and not self._rx_pending):
+        if self._stopped[RingId.RX] or not cache or (cache[0] is not None and job is None):
             return False
         index = r.consumer
         entry = r.entry(index)
@@ -583,23 +644,60 @@ class NicModel:
             self._write_event(kind=EventKind.ERROR.value, ring=RingId.RX.value, index=index,
                               code=EventCode.DMA_ERROR.value, detail=entry & _DETAIL_MASK)
             return True
-        frame, header, rss_hash = self._rx_pending.popleft()
-        self._rx_pending_bytes -= _beats_bytes(len(frame))
-        event = {"kind": EventKind.RX.value, "ring": RingId.RX.value, "index": index,
-                 "length": len(frame), "tag": rss_hash}
-        if desc.size < RX_SUMMARY_BYTES + len(frame):
+        self._rx_jobs.popleft()
+        frame = job.frame
+        self.release(frame)
+        event = {**job.event, "index": index}
+        if desc.size < RX_SUMMARY_BYTES + len(frame.data):
             self._count("rx_drop_too_small")
             self._write_event(**event, code=EventCode.BUFFER_TOO_SMALL.value)
             return True
         addr = desc.addr & ~(_BEAT - 1)
-        if self._dma_write(addr, header + frame) is not None:
+        if self._dma_write(addr, frame.header + frame.data) is not None:
             self._count("rx_drop_dma_error")
-            self._write_event(**event, code=EventCode.DMA_ERROR.value,
-                              detail=addr & _DETAIL_MASK)
+            if event["kind"] == EventKind.RX.value:     # FRAME_DATA keeps its conn_nbr
+                event["detail"] = addr & _DETAIL_MASK
+            self._write_event(**event, code=EventCode.DMA_ERROR.value)
         else:
-            self._count("rx_to_host")
+            if event["kind"] == EventKind.FRAME_DATA.value:
+                self.fast_path.counters["frame_data"] += 1
+                self.fast_path.counters["frame_data_bytes"] += frame.field("payload_len")
+            else:
+                self._count("rx_to_host")
             self._write_event(**event, code=EventCode.OK.value)
         return True
+
+    # -- The fast path's hooks (sim/reference/fast_path.py) ----------------------------------------
+
+    def dma_read(self, addr: int, n: int) -> tuple[bytes, list[int]]:
+        return self._dma_read(addr, n)
+
+    def dma_write(self, addr: int, payload: bytes) -> int | None:
+        return self._dma_write(addr, payload)
+
+    def post_rx_event(self, **fields) -> None:
+        """An event of the receive side, posted after the jobs before it."""
+        self._rx_jobs.append(_RxJob(fields))
+
+    def to_host(self, frame: Frame, kind: EventKind, tag: int, detail: int = 0) -> None:
+        """``frame`` into the next RX buffer, with an event of ``kind`` (RX or FRAME_DATA)."""
+        self._rx_jobs.append(_RxJob({"kind": kind.value, "ring": RingId.RX.value,
+                                     "length": len(frame.data), "tag": tag, "detail": detail},
+                                    frame))
+
+    def to_slow_path(self, frame: Frame) -> None:
+        self.to_host(frame, EventKind.RX, frame.field("hash"))
+
+    def release(self, frame: Frame) -> None:
+        """``frame`` leaves the packet buffer (written to the host, or taken by the fast path)."""
+        self._buffer_frames -= 1
+        self._buffer_bytes -= _beats_bytes(len(frame.data))
+
+    def send_frame(self, frame: bytes) -> None:
+        """A frame built by the NIC onto MAC TX (the ACK builder's, through the TX arbiter)."""
+        self.tx_frames.append(frame)
+        if self.on_tx is not None:
+            self.on_tx(frame)
 
     # -- MAC -------------------------------------------------------------------------------------
 
@@ -632,26 +730,47 @@ class NicModel:
         r = self._rings[RingId.RX]
         if not self.enabled:
             verdict = "rx_drop_disabled"
-        elif (self._stopped[RingId.RX] or r.count <= len(self._rx_pending)
-              or len(self._rx_pending) >= params.RX_PACKET_BUFFER_FRAMES):
+        elif (self._stopped[RingId.RX] or r.count <= self._buffer_frames
+              or self._buffer_frames >= params.RX_PACKET_BUFFER_FRAMES):
             verdict = "rx_drop_no_buffer"
         elif len(frame) > params.MAX_FRAME_BYTES:
             verdict = "rx_drop_oversize"
-        elif self._rx_pending_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
+        elif self._buffer_bytes + _beats_bytes(len(frame)) > params.RX_PACKET_BUFFER_BYTES:
             verdict = "rx_drop_overflow"
         else:
             header = pack(RxSummary, summary_fields(status)).to_bytes(RX_SUMMARY_BYTES, "little")
-            self._rx_pending.append((frame, header, status["hash"]))
-            self._rx_pending_bytes += _beats_bytes(len(frame))
+            self._buffer_frames += 1
+            self._buffer_bytes += _beats_bytes(len(frame))
+            self._arrivals += 1
+            self.fast_path.receive(Frame(frame, status, header, self._arrivals))
+            self._relieve_packet_buffer()
             self._run()
             return "admitted"
         self._count(verdict)
         return verdict
 
+    def _relieve_packet_buffer(self) -> None:
+        """Flush the connection whose queue holds the packet buffer's oldest frame while fewer
+        than a quarter of its bytes or frame slots are free (docs/fast_path.md "Queues")."""
+        while True:
+            oldest = self.fast_path.oldest_queued()
+            if oldest is None:
+                return
+            nbr, conn = oldest
+            slow = next((job.frame.nbr for job in self._rx_jobs if job.frame is not None), None)
+            short = (4 * (params.RX_PACKET_BUFFER_BYTES - self._buffer_bytes)
+                     < params.RX_PACKET_BUFFER_BYTES
+                     or 4 * (params.RX_PACKET_BUFFER_FRAMES - self._buffer_frames)
+                     < params.RX_PACKET_BUFFER_FRAMES)
+            if not short or (slow is not None and slow < nbr):
+                return
+            self.fast_path.flush_for_space(conn)
+
     @property
     def frames_inside(self) -> int:
-        """Admitted frames not yet written to the host (waiting for an event slot or a buffer)."""
-        return len(self._rx_pending)
+        """Admitted frames not yet written to the host (waiting for an event slot or a buffer),
+        but those waiting in a fast-path connection's queue (``FastPathCounters.queued``)."""
+        return self._buffer_frames - self.fast_path.queued
 
 
 def _beats_bytes(n: int) -> int:

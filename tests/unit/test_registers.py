@@ -343,6 +343,19 @@ def test_counters_read_at_their_offsets():
     run(body)
 
 
+def test_fast_path_counters_read_at_their_offsets():
+    async def body(h):
+        for i, (_, field, element) in enumerate(regmap.FAST_PATH_COUNTER_FIELDS):
+            counter = h.dut.fast_path_counters[field]
+            h.ctx.set(counter if element is None else counter[element], 0x2000_0000 + i * 0x0505)
+        for i, name in enumerate(regmap.FAST_PATH_COUNTER_NAMES):
+            offset = regmap.FAST_PATH_COUNTERS_BASE + 4 * i
+            assert offset == regmap.counter_register(name).offset
+            assert await h.read(offset) == 0x2000_0000 + i * 0x0505, name
+
+    run(body)
+
+
 # --- Read/write registers, strobes, actions ----------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from amaranth.lib import data
 
 from hw import params
 from hw.host import regmap
-from hw.layouts import HostCounters, RingId, RxCounters
+from hw.layouts import FastPathCounters, FlushReason, HostCounters, RingId, RxCounters
 
 _DOC = Path(__file__).resolve().parents[2] / "docs" / "registers.md"
 
@@ -54,11 +54,31 @@ def test_every_counter_has_its_register_in_layout_order():
             assert field.width == 32, name
 
 
+def test_fast_path_counters_have_a_register_each_in_layout_order():
+    expected = []
+    for name, field in data.Layout.cast(FastPathCounters):
+        if name == "flush_reason":
+            assert field.shape.length >= len(FlushReason)
+            expected += [(name, n) for n in range(field.shape.length)]
+        else:
+            assert field.width == 32, name
+            expected.append((name, None))
+    fields = regmap.FAST_PATH_COUNTER_FIELDS
+    assert [(field, element) for _, field, element in fields] == expected
+    for i, (name, _, element) in enumerate(fields):
+        reg = regmap.counter_register(name)
+        assert (reg.offset, reg.access) == (regmap.FAST_PATH_COUNTERS_BASE + 4 * i, "ro")
+        if element is not None and element < len(FlushReason):
+            assert name == f"fp_flush_{FlushReason(element).name.lower()}"
+
+
 def test_counter_blocks_do_not_collide():
     rx_end = regmap.RX_COUNTERS_BASE + 4 * len(list(data.Layout.cast(RxCounters)))
     host_end = regmap.HOST_COUNTERS_BASE + 4 * len(list(data.Layout.cast(HostCounters)))
+    fast_path_end = regmap.FAST_PATH_COUNTERS_BASE + 4 * len(regmap.FAST_PATH_COUNTER_NAMES)
     assert rx_end <= regmap.HOST_COUNTERS_BASE
-    assert host_end <= 2 ** params.REG_ADDR_WIDTH
+    assert host_end <= regmap.FAST_PATH_COUNTERS_BASE
+    assert fast_path_end <= 2 ** params.REG_ADDR_WIDTH
 
 
 def test_ring_registers_have_the_stride_and_the_right_owner():
