@@ -1,16 +1,21 @@
-"""The NIC as it stands: receive sequencer, slow-path receive, transmit, host interface.
+"""The NIC as it stands: receive sequencer, dispatcher and CCB table, slow-path receive, transmit
+with the TX arbiter and the ACK builder, host interface. The receive engine (docs/fast_path.md)
+comes next: until then every frame takes the slow path and the ACK builder is idle.
 
-Ref: docs/architecture.md, docs/host_interface.md.
+Ref: docs/architecture.md, docs/host_interface.md, docs/fast_path.md.
 
 ::
 
-    mac_rx ─► RxSequencer ─► RxPacketBuffer ─► RxWriter ──────────────┐ write clients
-                                                 ▲ RX entries         │
-    s_axil ─► Registers ─┬─ COMMAND ─► RingFetcher ─► CommandUnit     │
-       (BAR0, irq)       ├─ RX ──────► RingFetcher ─┘    │ stop       ├─► DmaManager ─► m_axi
-                         ├─ TX ──────► RingFetcher ─► TxReader ───────┤
-                         └─ EVENT ───► EventWriter ◄─ events of all ──┘ read clients: the three
-    mac_tx ◄─ TxFrameBuffer ◄─ TxReader (frames, checksums)               fetchers, the TX reader
+    mac_rx ─► RxSequencer ─► RxPacketBuffer ─► Dispatcher ─► RxWriter ─┐ write clients
+                                   ▲ reads, frees   │ ▲        ▲ RX entries
+                                   └────────────────┼─┼────────┤        │
+                                         CcbTable ◄─┘ │        │        │
+    s_axil ─► Registers ─┬─ COMMAND ─► RingFetcher ─► CommandUnit       │
+       (BAR0, irq)       ├─ RX ──────► RingFetcher ──────────────┘       ├─► DmaManager ─► m_axi
+                         ├─ TX ──────► RingFetcher ─► TxReader ─────────┤
+                         └─ EVENT ───► EventWriter ◄─ events of all ────┘ read clients: the three
+    mac_tx ◄─ TxArbiter ◄─┬─ TxFrameBuffer ◄─ TxReader (frames, checksums)  fetchers, the TX reader
+                          └─ AckBuilder
 
 Every unit that moves bytes is a client of the one DMA manager; each ring is one
 ``RingConfigSignature`` from the register target to the unit that works it.
@@ -23,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from . import params
 from .ccb.table import CcbTable
 from .dispatch.dispatcher import Dispatcher
+from .fast_path.ack_builder import AckBuilder
 from .host.axi import AxiLiteSignature, AxiSignature
 from .host.commands import CommandUnit
 from .host.dma import DmaManager
@@ -36,12 +42,15 @@ from .host.tx_reader import TxReader
 from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat
 from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
+from .tx.arbiter import TxArbiter
 
-__all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS", "EVENT_SOURCES"]
+__all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS", "EVENT_SOURCES", "TX_SOURCES"]
 
 #: The DMA manager's clients, in AXI ID order (a client's ID is its index here).
 DMA_READ_CLIENTS = ["command_fetcher", "rx_fetcher", "tx_fetcher", "tx_reader"]
 DMA_WRITE_CLIENTS = ["rx_writer", "event_writer"]
+#: The frame sources of MAC TX, in the TX arbiter's input order (round robin per frame).
+TX_SOURCES = ["host", "acks"]
 #: The units whose events the event writer takes, in its round-robin order (register errors last).
 EVENT_SOURCES = ["rx_writer", "tx_reader", "command_unit"]
 
@@ -78,6 +87,8 @@ class Nic(wiring.Component):
         m.submodules.rx_writer = rx_writer = RxWriter()
         m.submodules.tx_reader = tx_reader = TxReader()
         m.submodules.tx_buffer = tx_buffer = TxFrameBuffer()
+        m.submodules.ack_builder = ack_builder = AckBuilder()
+        m.submodules.tx_arbiter = tx_arbiter = TxArbiter(len(TX_SOURCES))
         m.submodules.command_unit = command_unit = CommandUnit()
         m.submodules.registers = regs = Registers()
         m.submodules.counters = counters = CounterBank(HostCounters)
@@ -116,10 +127,13 @@ class Nic(wiring.Component):
             rx_buffer.release.eq(rx_writer.consume),
         ]
 
-        # --- Transmit: TX ring -> TX reader -> staging buffer -> MAC ------------------------------
+        # --- Transmit: TX ring -> TX reader -> staging buffer -> arbiter -> MAC ------------------
+        #     and the NIC's own ACKs -> arbiter (the receive engine will feed the ACK builder)
         wiring.connect(m, fetchers[RingId.TX].entries, tx_reader.descriptors)
         wiring.connect(m, tx_reader.buffer, tx_buffer.w)
-        wiring.connect(m, tx_buffer.o, wiring.flipped(self.mac_tx))
+        wiring.connect(m, tx_buffer.o, tx_arbiter.i[TX_SOURCES.index("host")])
+        wiring.connect(m, ack_builder.o, tx_arbiter.i[TX_SOURCES.index("acks")])
+        wiring.connect(m, tx_arbiter.o, wiring.flipped(self.mac_tx))
 
         # --- Commands ----------------------------------------------------------------------------
         wiring.connect(m, fetchers[RingId.COMMAND].entries, command_unit.commands)
