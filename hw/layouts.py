@@ -23,7 +23,7 @@ __all__ = [
     "DispatchedFrame",
     "FlushReason", "ConnArg", "RcvMdlEntry", "ConnState", "CcbTupleHost", "CcbRoute", "CcbTcp",
     "CcbTransfer", "CcbStats", "Ccb", "CCB_VERSION", "CCB_BYTES", "CCB_TUPLE_BYTES",
-    "AckRequest", "FastPathCounters",
+    "RxJobKind", "RxJob", "AckRequest", "FastPathCounters",
     "pack", "unpack",
     "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
     "IPV4_MIN_HEADER_BYTES", "IPV4_TOTAL_LENGTH_OFFSET", "IPV4_FLAGS_FRAGMENT_OFFSET",
@@ -658,6 +658,29 @@ CCB_VERSION = 1
 #: Bytes of a Ccb in host memory; of the part HANDOUT1 reads.
 CCB_BYTES = data.Layout.cast(Ccb).size // 8
 CCB_TUPLE_BYTES = data.Layout.cast(CcbTupleHost).size // 8
+
+
+class RxJobKind(enum.Enum, shape=2):
+    """What the RX writer does with an :class:`RxJob`."""
+    SLOW = 0            # the frame into the next RX buffer (summary + frame), then event RX
+    FRAME_DATA = 1      # the same, then event FRAME_DATA (tag: the frame's seq, detail: conn_nbr)
+    PLACE = 2           # bytes [offset, offset + length) of the frame to host address ``addr``
+    EVENT = 3           # ``event`` alone
+
+
+class RxJob(data.Struct):
+    """One job of the receive engine for the RX writer (docs/fast_path.md, "The receive
+    engine"). Jobs are done in order; each job's event (SLOW, FRAME_DATA, EVENT) is posted after
+    the writes of every earlier job completed. ``free``: free the frame's packet-buffer slot once
+    this job has read its bytes (SLOW and FRAME_DATA always; PLACE on a segment's last piece)."""
+    kind: RxJobKind
+    frame: RxStagedFrame    # SLOW, FRAME_DATA, PLACE
+    free: 1
+    offset: 14              # PLACE: the first byte, counted from the frame's first byte
+    length: 14              # PLACE: bytes, 1 .. MAX_FRAME_BYTES
+    addr: 64                # PLACE: host address of the first byte (any alignment)
+    conn_nbr: 16            # FRAME_DATA: the event's detail; PLACE: named if its write fails
+    event: Event            # EVENT: the event to post (``phase`` is the event writer's)
 
 
 class AckRequest(data.Struct):
