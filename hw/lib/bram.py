@@ -13,10 +13,10 @@ synchronous read port and a register after it. Used by the CCB table (hw/ccb/tab
 bucket ways and key store; docs/ccb_table.md.
 """
 
-from amaranth import Cat, ClockSignal, Instance, Signal
+from amaranth import Cat, ClockSignal, Instance, Shape, Signal, Value
 from amaranth.lib.memory import Memory
 
-__all__ = ["BlockRam", "DP16KD_MODES", "dp16kd_mode"]
+__all__ = ["BlockRam", "WideBlockRam", "DP16KD_MODES", "dp16kd_mode"]
 
 #: DP16KD configurations: (data bits, words).
 DP16KD_MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
@@ -110,3 +110,61 @@ class BlockRam:
             **ports)
         # 36 bits: the read comes out on both data outputs (low half on A).
         return Cat(do_a, do_b)[:self.width] if bits == 36 else do_b[:self.width]
+
+
+class _Port:
+    """A memory port: ``addr``, ``data`` (and ``en`` for a write port)."""
+
+
+class WideBlockRam:
+    """``depth`` words of ``shape`` (any width) as :class:`BlockRam` slices side by side, each
+    slice as wide as one DP16KD configuration of that depth allows, so that every block RAM
+    drives its own bits into its own output register: no multiplexer after a block RAM. One
+    write port and one read port (:meth:`write_port`, :meth:`read_port`, each called once); the
+    read data comes two clocks after its address, as :class:`BlockRam`'s.
+
+    Attributes
+    ----------
+    memories : list of (low bit, width, Memory or None)
+        The simulation models of the slices (None when built from DP16KD), for testbenches.
+    """
+
+    def __init__(self, m, name, shape, depth, platform):
+        self.shape = shape
+        self.depth = depth
+        width = Shape.cast(shape).width
+        mode = dp16kd_mode(1, depth)
+        bits = max(b for b, words in DP16KD_MODES if depth <= words) if mode else width
+        self._m, self._name = m, name
+        self._slices = []
+        for index, low in enumerate(range(0, width, bits)):
+            w = min(bits, width - low)
+            self._slices.append((low, w, BlockRam(m, f"{name}_{index}", w, depth, platform)))
+        self.memories = [(low, w, ram.memory) for low, w, ram in self._slices]
+
+    def read_port(self):
+        port = _Port()
+        port.addr = Signal(range(self.depth), name=f"{self._name}_r_addr")
+        port.data = Signal(self.shape, name=f"{self._name}_r_data")
+        self._m.d.comb += [ram.r_addr.eq(port.addr) for _, _, ram in self._slices]
+        self._m.d.comb += Value.cast(port.data).eq(Cat(*(ram.r_data for _, _, ram in self._slices)))
+        return port
+
+    def write_port(self):
+        port = _Port()
+        port.addr = Signal(range(self.depth), name=f"{self._name}_w_addr")
+        port.data = Signal(self.shape, name=f"{self._name}_w_data")
+        port.en = Signal(name=f"{self._name}_w_en")
+        bits = Value.cast(port.data)
+        for low, w, ram in self._slices:
+            self._m.d.comb += [ram.w_addr.eq(port.addr), ram.w_data.eq(bits[low:low + w]),
+                               ram.w_en.eq(port.en)]
+        return port
+
+    def sim_get(self, ctx, index):
+        """The word at ``index`` (simulation only)."""
+        return sum(ctx.get(memory.data[index]) << low for low, _, memory in self.memories)
+
+    def sim_set(self, ctx, index, value):
+        for low, w, memory in self.memories:
+            ctx.set(memory.data[index], (value >> low) & ((1 << w) - 1))

@@ -1,0 +1,1077 @@
+"""The receive engine: every frame's path, the connections' state, the fast-path commands.
+
+Ref: docs/fast_path.md ("The receive engine, step by step", "A connection's life", "Fast-path
+receive: the rules", "Numbering and the fence"); the golden model is sim/reference/fast_path.py.
+
+::
+
+    frames (dispatcher) ──┐                       ┌─► jobs (RX writer: SLOW, FRAME_DATA, PLACE,
+    commands (unit) ──────┼─► one work item at a ─┼─► answers (command unit)     EVENT)
+    drain list ───────────┤   time: the FSM       ├─► acks (AckRequest to the ACK builder)
+    delayed-ACK list ─────┘        │              ├─► table (INSERT, SET_STATE, DELETE)
+                                   ▼              ├─► dma_read (Ccb, RCVMDL lists), dma_write (Ccb)
+               CCB store: hot records, routes,    └─► release (claims), free (slots), counters
+               RCVMDL entries; queued frames
+
+The engine takes one work item at a time: a command, a connection whose queue may drain, the
+next frame, a delayed-ACK timer. A frame is a fixed sequence of states: read the connection's
+record (two clocks of block RAM), decide, act, write the record back. Multi-clock actions
+(placement pieces, a flush, a DMA) are state sequences of their own.
+
+The store is three block RAMs by conn_nbr (:class:`ConnRecord`, :class:`ConnRoute`, the RCVMDL
+entries) and the queued frames' records by packet-buffer slot (:class:`QueuedFrame`).
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .. import params
+from ..ccb.layouts import CcbCommand, CcbOpcode, CcbResponse, CcbState, CcbStatus
+from ..host.dma import DmaReadSignature, DmaWriteSignature, check_data_bits
+from ..layouts import (
+    CCB_BYTES,
+    CCB_TUPLE_BYTES,
+    CCB_VERSION,
+    AckRequest,
+    Ccb,
+    CcbTupleHost,
+    CommandOpcode,
+    ConnArg,
+    ConnState,
+    DispatchedFrame,
+    EventCode,
+    EventKind,
+    FastPathCounters,
+    FlushReason,
+    RcvMdlEntry,
+    RingId,
+    RxJob,
+    RxJobKind,
+    TcpFlags,
+)
+from ..lib.bram import WideBlockRam
+from .layouts import SLOT_BITS, ConnRecord, ConnRoute, FastAnswer, FastCommand, SgEntry
+
+__all__ = ["ReceiveEngine", "RCVMDL_ENDED_BY_PSH", "MAX_WSCALE", "MAX_RCV_MSS"]
+
+#: RCVMDL_DONE ``code`` when a PSH ended the RCVMDL (OK when it is full).
+RCVMDL_ENDED_BY_PSH = 1
+#: Largest window shift (RFC 7323 §2.3).
+MAX_WSCALE = 14
+#: Largest rcv_mss a Ccb may hold: a segment that long still fits a frame of MAX_FRAME_BYTES.
+MAX_RCV_MSS = params.MAX_FRAME_BYTES - 14 - 20 - 20
+_HALF = 1 << 31
+
+
+def _after(a, b):
+    """``a`` is later than ``b`` in sequence space (RFC 9293 §3.4): 0 < a - b < 2**31."""
+    diff = Signal(32)
+    return _Expr(diff, (a - b)[:32], lambda d: (d != 0) & ~d[31])
+
+
+class _Expr:
+    """A combinational helper: ``value`` is assigned to ``signal`` by :func:`_bind`."""
+
+    def __init__(self, signal, value, result):
+        self.signal, self.value, self.result = signal, value, result
+
+
+def _bind(m, expr):
+    m.d.comb += expr.signal.eq(expr.value)
+    return expr.result(expr.signal)
+
+
+class ReceiveEngine(wiring.Component):
+    """Parameters
+    ----------
+    connections : int
+        conn_nbrs the store holds (the CCB table's entries).
+    data_bits : int
+        DMA bus width: 64, 128 or 256.
+    delayed_ack_cycles : int
+        The delayed-ACK timer.
+
+    Members
+    -------
+    frames : In(stream.Signature(DispatchedFrame))
+        The dispatcher's frames, in order.
+    frames_in : In(32)
+        The dispatcher's count of frames taken (the fence counter).
+    commands : In(stream.Signature(FastCommand))
+        Fast-path commands, in ring order; each answered on ``answers`` before the next is taken.
+    answers : Out(stream.Signature(FastAnswer))
+    table_command : Out(stream.Signature(CcbCommand))
+    table_response : In(stream.Signature(CcbResponse))
+    jobs : Out(stream.Signature(RxJob))
+        For the RX writer, in order.
+    acks : Out(stream.Signature(AckRequest))
+    dma_read : Out(DmaReadSignature(data_bits))
+    dma_write : Out(DmaWriteSignature(data_bits))
+    place_failed : In(stream.Signature(16))
+        The RX writer's report of a PLACE job whose write failed: that connection is flushed.
+    release : Out(1)
+        A frame's claim on an RX buffer ends (placed, a pure ACK).
+    free : Out(stream.Signature(SLOT_BITS))
+        A frame's slot is free (a pure ACK: nothing of it is read). ``ready`` must be high.
+    counters : Out(FastPathCounters)
+    clear : In(1)
+        Zero the counters (the levels ``queued`` and ``connections`` stay).
+    sim_handles : dict
+        For testbenches: the store's memories.
+    """
+
+    def __init__(self, connections=params.FAST_PATH_CONNECTIONS, *,
+                 data_bits=params.DMA_DATA_BITS, delayed_ack_cycles=params.DELAYED_ACK_CYCLES):
+        check_data_bits(data_bits)
+        if connections < 2 or connections & (connections - 1):
+            raise ValueError(f"connections must be a power of two >= 2, not {connections}")
+        if delayed_ack_cycles < 1:
+            raise ValueError(f"delayed_ack_cycles must be >= 1, not {delayed_ack_cycles}")
+        self._connections = connections
+        self._data_bits = data_bits
+        self._delay = delayed_ack_cycles
+        if data_bits > 128:
+            raise ValueError("the receive engine takes RCVMDL entries one per beat: data_bits "
+                             f"64 or 128, not {data_bits}")
+        super().__init__({
+            "frames": In(stream.Signature(DispatchedFrame)),
+            "frames_in": In(32),
+            "commands": In(stream.Signature(FastCommand)),
+            "answers": Out(stream.Signature(FastAnswer)),
+            "table_command": Out(stream.Signature(CcbCommand)),
+            "table_response": In(stream.Signature(CcbResponse)),
+            "jobs": Out(stream.Signature(RxJob)),
+            "acks": Out(stream.Signature(AckRequest)),
+            "dma_read": Out(DmaReadSignature(data_bits)),
+            "dma_write": Out(DmaWriteSignature(data_bits)),
+            "place_failed": In(stream.Signature(16)),
+            "release": Out(1),
+            "free": Out(stream.Signature(SLOT_BITS)),
+            "counters": Out(FastPathCounters),
+            "clear": In(1),
+        })
+        self.sim_handles = {}
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._connections
+        conn_bits = exact_log2(n)
+        data_bits = self._data_bits
+        beat_bytes = data_bits // 8
+        slots = params.RX_PACKET_BUFFER_FRAMES
+        slot_bits = exact_log2(slots)
+        max_entries = params.RCVMDL_MAX_ENTRIES
+        entry_bits = exact_log2(max_entries)
+
+        # --- The store ------------------------------------------------------------------------
+        hot = WideBlockRam(m, "hot", ConnRecord, n, platform)
+        route_ram = WideBlockRam(m, "route", ConnRoute, n, platform)
+        sg_ram = WideBlockRam(m, "sg", SgEntry, n * max_entries, platform)
+        # Queued frames: their records by packet-buffer slot, and each one's successor in its
+        # connection's queue (a small memory read without a clock: the link is one write).
+        m.submodules.queued = queued_mem = Memory(shape=DispatchedFrame, depth=slots, init=[])
+        q_w = queued_mem.write_port()
+        q_r = queued_mem.read_port()
+        m.submodules.q_next = q_next = Memory(shape=slot_bits, depth=slots, init=[])
+        q_next_w = q_next.write_port()
+        q_next_r = q_next.read_port(domain="comb")
+        self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
+
+        # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
+        job_bits = data.Layout.cast(RxJob).size
+        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_bits, depth=4)
+        m.submodules.ack_fifo = ack_fifo = SyncFIFOBuffered(
+            width=data.Layout.cast(AckRequest).size, depth=4)
+        m.d.comb += [
+            self.jobs.payload.eq(job_fifo.r_data),
+            self.jobs.valid.eq(job_fifo.r_rdy),
+            job_fifo.r_en.eq(self.jobs.ready),
+            self.acks.payload.eq(ack_fifo.r_data),
+            self.acks.valid.eq(ack_fifo.r_rdy),
+            ack_fifo.r_en.eq(self.acks.ready),
+        ]
+        job = data.View(RxJob, job_fifo.w_data)
+        ack = data.View(AckRequest, ack_fifo.w_data)
+
+        # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
+        # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
+        m.submodules.drain_list = drain_list = SyncFIFOBuffered(width=conn_bits, depth=n + 1)
+        m.submodules.timer_list = timer_list = SyncFIFOBuffered(width=conn_bits, depth=n + 1)
+
+        # --- Work registers -------------------------------------------------------------------
+        cmd = Signal(FastCommand)
+        arg = data.View(ConnArg, cmd.arg)
+        frame = Signal(DispatchedFrame)
+        conn = Signal(conn_bits)
+        rec = Signal(ConnRecord)
+        route = Signal(ConnRoute)
+        now = Signal(32)
+        m.d.sync += now.eq(now + 1)
+        frames_taken = Signal(32)
+        quiet_fence = Signal(32)        # frames_in at the last DELETE's answer
+        interlock = Signal()            # an INTERLOCK waits for its fence
+        interlock_fence = Signal(32)
+        interlock_conn = Signal(conn_bits)
+        interlock_index = Signal(16)
+        interlock_context = Signal(32)
+        in_command = Signal()           # the work item is a command (answer at its end)
+        from_queue = Signal()           # the frame came from its connection's queue
+
+        passed_quiet = Signal()
+        passed_interlock = Signal()
+        m.d.comb += [
+            passed_quiet.eq(~(frames_taken - quiet_fence)[31]),
+            passed_interlock.eq(~(frames_taken - interlock_fence)[31]),
+        ]
+
+        # Flush parameters.
+        flush_reason = Signal(8)
+        flush_frame = Signal()          # a frame goes to the slow path with the queue
+        flush_frame_first = Signal()    # ... before the queue (else after)
+        flush_passed = Signal(16)
+        flush_handle = Signal(16)
+        flush_placed = Signal(32)
+
+        # Placement.
+        left = Signal(16)               # payload bytes still to place
+        done_bytes = Signal(16)         # payload bytes placed of this segment
+        sg = Signal(SgEntry)
+        mdl_full = Signal()
+        ack_now = Signal()
+
+        # Counters (a register each; the pulses below add to them).
+        counters = self.counters
+        count = {name: Signal(32, name=f"add_{name}") for name, _ in
+                 data.Layout.cast(FastPathCounters) if name != "flush_reason"}
+        count_reason = Signal(8)
+        count_flush = Signal()
+        for name, add in count.items():
+            if name in ("queued", "connections"):
+                continue
+            with m.If(self.clear):
+                m.d.sync += counters[name].eq(0)
+            with m.Else():
+                m.d.sync += counters[name].eq(counters[name] + add)
+        for name in ("queued", "connections"):
+            m.d.sync += counters[name].eq(counters[name] + count[name])
+        reasons = data.Layout.cast(FastPathCounters)["flush_reason"].shape.length
+        for k in range(reasons):
+            with m.If(self.clear):
+                m.d.sync += counters.flush_reason[k].eq(0)
+            with m.Elif(count_flush & (count_reason == k)):
+                m.d.sync += counters.flush_reason[k].eq(counters.flush_reason[k] + 1)
+
+        def pulse(name, value=1):
+            m.d.comb += count[name].eq(value)
+
+        # --- Memory ports: driven by the FSM ----------------------------------------------------
+        hot_r = hot.read_port()
+        hot_w = hot.write_port()
+        route_r = route_ram.read_port()
+        route_w = route_ram.write_port()
+        sg_r = sg_ram.read_port()
+        sg_w = sg_ram.write_port()
+        m.d.comb += [hot_r.addr.eq(conn), route_r.addr.eq(conn), hot_w.addr.eq(conn),
+                     route_w.addr.eq(conn), hot_w.data.eq(rec), route_w.data.eq(route),
+                     q_r.addr.eq(rec.q_head), q_next_r.addr.eq(rec.q_head),
+                     sg_r.addr.eq(Cat(rec.mdl_entry, conn))]
+
+        def write_back():
+            m.d.comb += hot_w.en.eq(1)
+
+        def push_job(kind, **fields):
+            m.d.comb += [job_fifo.w_en.eq(1), job.kind.eq(kind)]
+            for name, value in fields.items():
+                m.d.comb += getattr(job, name).eq(value)
+
+        # Frame fields.
+        f = frame.frame
+        summary = f.summary
+        payload_len = summary.payload_len
+        flags = summary.tcp_flags
+
+        # --- Checks of a segment against the record (docs/fast_path.md, the model's order) ----
+        tcp = rec.tcp
+        end = Signal(32)
+        m.d.comb += end.eq(f.tcp.seq + payload_len)
+        beyond_window = _bind(m, _after(end, tcp.rcv_adv))
+        ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
+        ack_too_old = _bind(m, _after(tcp.snd_una - _HALF, f.tcp.ack))
+        reason = Signal(8)
+        exception = Signal()
+        bad_csum = (summary.malformed | (summary.ip_csum_valid & ~summary.ip_csum_ok)
+                    | (summary.l4_csum_valid & ~summary.l4_csum_ok))
+        with m.If(bad_csum):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_CHECKSUM)]
+        with m.Elif(summary.ip_options):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.IP_OPTIONS)]
+        with m.Elif(flags & TcpFlags.SYN):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.SYN)]
+        with m.Elif(flags & TcpFlags.RST):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.RST)]
+        with m.Elif(flags & TcpFlags.FIN):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.FIN)]
+        with m.Elif(flags & TcpFlags.URG):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.URG)]
+        with m.Elif(~(flags & TcpFlags.ACK).any()):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
+        with m.Elif(f.tcp.seq != tcp.rcv_nxt):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_ORDER)]
+        with m.Elif(beyond_window):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_WINDOW)]
+        with m.Elif(ack_beyond | ack_too_old):
+            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
+        reason_reg = Signal(8)
+        exception_reg = Signal()
+
+        # --- Window and ACK fields --------------------------------------------------------------
+        window = Signal(32)
+        m.d.comb += window.eq(Mux(rec.mdl_posted, tcp.rcv_buf, tcp.rcv_buf - tcp.rcv_unconsumed))
+        edge = Signal(32)
+        m.d.comb += edge.eq(tcp.rcv_nxt + window)
+        edge_after = _bind(m, _after(edge, tcp.rcv_adv))
+        opening = Signal(32)
+        m.d.comb += opening.eq(edge - tcp.rcv_adv)
+        threshold = Signal(32)
+        half_buf = tcp.rcv_buf >> 1
+        m.d.comb += threshold.eq(Mux(rec.rcv_mss < half_buf, rec.rcv_mss, half_buf))
+        window_opened = Signal()
+        m.d.comb += window_opened.eq(edge_after & (opening >= Mux(threshold == 0, 1, threshold))
+                                     & rec.loaded)
+        adv_window = Signal(32)
+        m.d.comb += adv_window.eq((tcp.rcv_adv - tcp.rcv_nxt) >> rec.rcv_wscale)
+
+        # --- DMA: Ccb reads and RCVMDL lists in, Ccb write-back out ----------------------------
+        ccb_beats = CCB_BYTES // beat_bytes
+        tuple_beats = CCB_TUPLE_BYTES // beat_bytes
+        ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
+        beat_count = Signal(range(ccb_beats * 2 + 1))
+        dma_error = Signal()
+        rd = self.dma_read
+        wr = self.dma_write
+        m.d.comb += rd.resp.ready.eq(1)
+        with m.If(rd.resp.valid):
+            m.d.sync += [
+                ccb_buf.eq(Cat(ccb_buf[data_bits:], rd.resp.payload.data)),
+                beat_count.eq(beat_count + 1),
+                dma_error.eq(dma_error | rd.resp.payload.error),
+            ]
+        read_ccb = data.View(Ccb, ccb_buf)
+        # A tuple read lands in the top beats of the buffer.
+        read_tuple = data.View(CcbTupleHost, ccb_buf[-8 * CCB_TUPLE_BYTES:])
+        sg_entry = data.View(RcvMdlEntry, ccb_buf[-data.Layout.cast(RcvMdlEntry).size:])
+
+        # --- Answers ----------------------------------------------------------------------------
+        def answer(code, event=1, bad=0):
+            m.d.sync += [self.answers.valid.eq(1), self.answers.payload.code.eq(code),
+                         self.answers.payload.event.eq(event), self.answers.payload.bad.eq(bad)]
+            if bad:
+                pulse("bad_commands")
+        with m.If(self.answers.valid & self.answers.ready):
+            m.d.sync += self.answers.valid.eq(0)
+
+        m.d.sync += [self.release.eq(0), self.free.valid.eq(0)]
+
+        table = self.table_command
+        with m.If(table.valid & table.ready):
+            m.d.sync += table.valid.eq(0)
+        m.d.comb += self.table_response.ready.eq(1)
+
+        record_tuple = table.payload.tuple
+        m.d.comb += [
+            record_tuple.src.eq(route.remote_ip),
+            record_tuple.dst.eq(route.local_ip),
+            record_tuple.sport.eq(route.remote_port),
+            record_tuple.dport.eq(route.local_port),
+            record_tuple.ipv6.eq(route.ipv6),
+        ]
+
+        # --- The FSM ----------------------------------------------------------------------------
+        frames_ready = Signal()
+        m.d.comb += frames_ready.eq(self.frames.valid)
+
+        with m.FSM(name="engine") as fsm:
+
+            # IDLE -- choosing the next work item: an INTERLOCK whose fence passed, a command, a
+            # queue to drain, a frame, a delayed-ACK timer.
+            with m.State("IDLE"):
+                m.d.sync += [in_command.eq(0), from_queue.eq(0)]
+                with m.If(interlock & passed_interlock & job_fifo.w_rdy):
+                    push_job(RxJobKind.EVENT)
+                    m.d.comb += [
+                        job.event.kind.eq(EventKind.INTERLOCK.value),
+                        job.event.ring.eq(RingId.COMMAND.value),
+                        job.event.index.eq(interlock_index),
+                        job.event.code.eq(EventCode.OK.value),
+                        job.event.tag.eq(interlock_context),
+                        job.event.detail.eq(interlock_conn),
+                    ]
+                    m.d.sync += interlock.eq(0)
+                with m.Elif(self.commands.valid & ~self.answers.valid
+                            & ((self.commands.payload.opcode != CommandOpcode.HANDOUT1.value)
+                               | (passed_quiet & ~interlock))):
+                    m.d.comb += self.commands.ready.eq(1)
+                    m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
+                                 conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr)]
+                    m.next = "COMMAND"
+                with m.Elif(drain_list.r_rdy):
+                    m.d.comb += drain_list.r_en.eq(1)
+                    m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1)]
+                    m.next = "DRAIN_READ"
+                with m.Elif(frames_ready & job_fifo.w_rdy):
+                    m.d.comb += self.frames.ready.eq(1)
+                    m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1),
+                                 conn.eq(self.frames.payload.conn_nbr)]
+                    with m.If(self.frames.payload.hit):
+                        m.next = "FRAME_READ"
+                    with m.Else():
+                        push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
+                with m.Elif(timer_list.r_rdy):
+                    m.d.comb += timer_list.r_en.eq(1)
+                    m.d.sync += conn.eq(timer_list.r_data)
+                    m.next = "TIMER_READ"
+
+            # --- Frames ------------------------------------------------------------------------
+            # FRAME_READ -- the connection's record and route are being read (two clocks).
+            with m.State("FRAME_READ"):
+                m.next = "FRAME_LOAD"
+            # FRAME_LOAD -- the read's data comes next clock.
+            with m.State("FRAME_LOAD"):
+                m.next = "FRAME_DECIDE"
+            # FRAME_DECIDE -- the record is in: the slow path (no connection any more), the
+            # queue, or the segment checks.
+            with m.State("FRAME_DECIDE"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "FRAME_ROUTE"
+            # FRAME_ROUTE -- which way the frame goes.
+            with m.State("FRAME_ROUTE"):
+                with m.If((rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)):
+                    with m.If(job_fifo.w_rdy):
+                        push_job(RxJobKind.SLOW, frame=f, free=1)
+                        m.next = "IDLE"
+                with m.Elif((rec.state == ConnState.PENDING) | (rec.state == ConnState.INDICATED)
+                            | (rec.q_count != 0)):
+                    m.next = "ENQUEUE"
+                with m.Else():
+                    m.next = "CHECK"
+
+            # ENQUEUE -- the frame joins its connection's queue (or a full queue flushes it).
+            with m.State("ENQUEUE"):
+                with m.If(rec.q_count >= params.QUEUE_MAX_FRAMES):
+                    m.d.sync += [flush_reason.eq(FlushReason.QUEUE_FULL), flush_frame.eq(1),
+                                 flush_frame_first.eq(0)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    # The frame's record by its slot; the old tail's successor is this slot.
+                    m.d.comb += [q_w.addr.eq(f.slot), q_w.data.eq(frame), q_w.en.eq(1),
+                                 q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
+                                 q_next_w.en.eq(rec.q_count != 0)]
+                    m.d.sync += [rec.q_tail.eq(f.slot), rec.q_count.eq(rec.q_count + 1)]
+                    with m.If(rec.q_count == 0):
+                        m.d.sync += rec.q_head.eq(f.slot)
+                    m.next = "WRITE_BACK"
+                    pulse("queued")
+
+            # DRAIN_READ -- a connection whose queue may drain: its record is being read.
+            with m.State("DRAIN_READ"):
+                m.next = "DRAIN_LOAD"
+            with m.State("DRAIN_LOAD"):
+                m.next = "DRAIN_DECIDE"
+            with m.State("DRAIN_DECIDE"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "DRAIN_POP"
+            # DRAIN_POP -- the head of the queue is read, if the connection takes frames.
+            with m.State("DRAIN_POP"):
+                with m.If((rec.state == ConnState.FAST) & (rec.q_count != 0)):
+                    m.next = "DRAIN_TAKE"
+                with m.Else():
+                    m.next = "IDLE"
+            # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
+            with m.State("DRAIN_TAKE"):
+                m.d.sync += [frame.eq(q_r.data), rec.q_head.eq(q_next_r.data),
+                             rec.q_count.eq(rec.q_count - 1)]
+                pulse("queued", Const(-1, 32))
+                m.next = "CHECK"
+
+            # CHECK -- the segment's checks; registered for the next state.
+            with m.State("CHECK"):
+                m.d.sync += [reason_reg.eq(reason), exception_reg.eq(exception)]
+                m.next = "ACT"
+            # ACT -- an exception flushes; else the send side is updated and the segment is a
+            # pure ACK, placed, or shown.
+            with m.State("ACT"):
+                with m.If(exception_reg):
+                    m.d.sync += [flush_reason.eq(reason_reg), flush_frame.eq(1),
+                                 flush_frame_first.eq(1)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    seq, ack_field = f.tcp.seq, f.tcp.ack
+                    with m.If(_bind(m, _after(ack_field, tcp.snd_una))):
+                        m.d.sync += rec.tcp.snd_una.eq(ack_field)
+                    with m.If(_bind(m, _after(seq, tcp.snd_wl1))
+                              | ((seq == tcp.snd_wl1)
+                                 & ~_bind(m, _after(tcp.snd_wl2, ack_field)))):
+                        m.d.sync += [rec.tcp.snd_wnd.eq(f.tcp.window << rec.snd_wscale),
+                                     rec.tcp.snd_wl1.eq(seq), rec.tcp.snd_wl2.eq(ack_field)]
+                    m.d.sync += [left.eq(payload_len), done_bytes.eq(0), mdl_full.eq(0)]
+                    with m.If(payload_len == 0):
+                        pulse("pure_acks")
+                        m.d.sync += [self.release.eq(1), self.free.valid.eq(1),
+                                     self.free.payload.eq(f.slot)]
+                        m.next = "WRITE_BACK"
+                    with m.Elif(rec.mdl_posted):
+                        m.next = "PLACE_READ"
+                    with m.Else():
+                        m.next = "SHOW"
+
+            # PLACE_READ -- the RCVMDL entry being filled is read.
+            with m.State("PLACE_READ"):
+                m.next = "PLACE_WAIT"
+            with m.State("PLACE_WAIT"):
+                m.next = "PLACE_LOAD"
+            with m.State("PLACE_LOAD"):
+                m.d.sync += sg.eq(sg_r.data)
+                m.next = "PLACE_PIECE"
+            # PLACE_PIECE -- one PLACE job: as much of the payload as the entry holds.
+            with m.State("PLACE_PIECE"):
+                avail = Signal(32)
+                piece = Signal(16)
+                m.d.comb += [avail.eq(sg.length - rec.mdl_offset),
+                             piece.eq(Mux(avail < left, avail, left))]
+                entry_full = Signal()
+                m.d.comb += entry_full.eq(avail <= left)
+                last_entry = rec.mdl_entry + 1 == rec.mdl_entries
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.PLACE, frame=f, conn_nbr=conn,
+                             offset=summary.payload_offset + done_bytes, length=piece,
+                             addr=sg.addr + rec.mdl_offset, free=(piece == left))
+                    m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
+                                 rec.mdl_placed.eq(rec.mdl_placed + piece)]
+                    with m.If(entry_full & ~last_entry):
+                        m.d.sync += [rec.mdl_entry.eq(rec.mdl_entry + 1), rec.mdl_offset.eq(0)]
+                    with m.Else():
+                        m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
+                    with m.If(entry_full & last_entry):
+                        m.d.sync += mdl_full.eq(1)
+                    with m.If(piece == left):
+                        m.next = "PLACE_DONE"
+                    with m.Elif(entry_full & last_entry):
+                        m.next = "OVERRUN"
+                    with m.Else():
+                        m.next = "PLACE_READ"
+            # PLACE_DONE -- the whole segment is placed: RCV_NXT, counters, the RCVMDL's end.
+            with m.State("PLACE_DONE"):
+                psh = (flags & TcpFlags.PSH).any()
+                m.d.sync += [
+                    rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + done_bytes),
+                    rec.stats.fast_bytes.eq(rec.stats.fast_bytes + done_bytes),
+                    rec.stats.fast_segments.eq(rec.stats.fast_segments + 1),
+                    self.release.eq(1),
+                    ack_now.eq(mdl_full | psh),
+                ]
+                pulse("fast_frames")
+                pulse("fast_bytes", done_bytes)
+                with m.If(mdl_full | (psh & rec.mdl_push)):
+                    m.next = "MDL_DONE"
+                with m.Else():
+                    m.next = "SEGMENT_TAKEN"
+            # MDL_DONE -- RCVMDL_DONE after the placement's writes; the RCVMDL is gone.
+            with m.State("MDL_DONE"):
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.EVENT)
+                    m.d.comb += [
+                        job.event.kind.eq(EventKind.RCVMDL_DONE.value),
+                        job.event.ring.eq(RingId.COMMAND.value),
+                        job.event.index.eq(rec.mdl_handle),
+                        job.event.code.eq(Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH)),
+                        job.event.tag.eq(rec.mdl_placed),
+                        job.event.detail.eq(conn),
+                    ]
+                    pulse("rcvmdl_done")
+                    m.d.sync += [rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
+                                 rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
+                                 rec.mdl_placed.eq(0)]
+                    m.next = "SEGMENT_TAKEN"
+            # OVERRUN -- the segment is longer than the RCVMDL's space: the RCVMDL completes
+            # full, then the connection is flushed with the whole segment to the slow path.
+            with m.State("OVERRUN"):
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.EVENT)
+                    m.d.comb += [
+                        job.event.kind.eq(EventKind.RCVMDL_DONE.value),
+                        job.event.ring.eq(RingId.COMMAND.value),
+                        job.event.index.eq(rec.mdl_handle),
+                        job.event.code.eq(EventCode.OK.value),
+                        job.event.tag.eq(rec.mdl_placed),
+                        job.event.detail.eq(conn),
+                    ]
+                    pulse("rcvmdl_done")
+                    pulse("fast_bytes", done_bytes)
+                    m.d.sync += [
+                        rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + done_bytes),
+                        rec.stats.fast_bytes.eq(rec.stats.fast_bytes + done_bytes),
+                        rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
+                        rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
+                        rec.mdl_placed.eq(0),
+                        flush_reason.eq(FlushReason.OUT_OF_WINDOW), flush_frame.eq(1),
+                        flush_frame_first.eq(1),
+                    ]
+                    m.next = "FLUSH"
+
+            # SHOW -- no RCVMDL: the segment goes to an RX buffer with FRAME_DATA.
+            with m.State("SHOW"):
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.FRAME_DATA, frame=f, conn_nbr=conn, free=1)
+                    m.d.sync += [
+                        rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
+                        rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed + payload_len),
+                        rec.stats.frame_data.eq(rec.stats.frame_data + 1),
+                        rec.state.eq(ConnState.INDICATED),
+                        ack_now.eq((flags & TcpFlags.PSH).any()),
+                    ]
+                    pulse("frame_data_bytes", payload_len)
+                    m.next = "SEGMENT_TAKEN"
+
+            # SEGMENT_TAKEN -- the ACK rules: at once, or the delayed-ACK timer.
+            with m.State("SEGMENT_TAKEN"):
+                unacked = Signal(8)
+                m.d.comb += unacked.eq(Mux(tcp.unacked == 0xFF, 0xFF, tcp.unacked + 1))
+                m.d.sync += rec.tcp.unacked.eq(unacked)
+                full_sized = payload_len >= rec.rcv_mss
+                with m.If(ack_now | (full_sized & (unacked >= 2))):
+                    m.next = "SEND_ACK"
+                with m.Else():
+                    with m.If(~rec.ack_timer):
+                        m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(now + self._delay)]
+                        with m.If(~rec.in_timer_list):
+                            m.d.comb += [timer_list.w_en.eq(1), timer_list.w_data.eq(conn)]
+                            m.d.sync += rec.in_timer_list.eq(1)
+                    m.next = "WRITE_BACK"
+
+            # SEND_ACK -- an AckRequest from the record and the route.
+            with m.State("SEND_ACK"):
+                with m.If(ack_fifo.w_rdy):
+                    new_adv = Mux(edge_after, edge, tcp.rcv_adv)
+                    field = Signal(32)
+                    m.d.comb += field.eq((new_adv - tcp.rcv_nxt) >> rec.rcv_wscale)
+                    mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
+                    m.d.comb += [
+                        ack_fifo.w_en.eq(1),
+                        ack.local_mac.eq(route.local_mac), ack.remote_mac.eq(route.remote_mac),
+                        ack.vlan.eq(route.vlan), ack.vlan_tci.eq(route.vlan_tci),
+                        ack.ipv6.eq(route.ipv6), ack.local_ip.eq(route.local_ip & mask),
+                        ack.remote_ip.eq(route.remote_ip & mask), ack.ttl.eq(route.ttl),
+                        ack.tos.eq(route.tos), ack.ip_id.eq(tcp.ip_id),
+                        ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
+                        ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
+                        ack.flags.eq(TcpFlags.ACK),
+                        ack.window.eq(Mux(field > 0xFFFF, 0xFFFF, field)),
+                        ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
+                        ack.ts_ecr.eq(tcp.ts_recent),
+                    ]
+                    m.d.sync += [
+                        rec.tcp.rcv_adv.eq(new_adv),
+                        rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
+                        rec.tcp.unacked.eq(0), rec.tcp.ack_now.eq(0), rec.ack_timer.eq(0),
+                        rec.stats.acks.eq(rec.stats.acks + 1),
+                    ]
+                    pulse("acks_sent")
+                    m.next = "WRITE_BACK"
+
+            # TIMER_READ -- a connection of the delayed-ACK list: its record is being read.
+            with m.State("TIMER_READ"):
+                m.next = "TIMER_LOAD"
+            with m.State("TIMER_LOAD"):
+                m.next = "TIMER_DECIDE"
+            with m.State("TIMER_DECIDE"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "TIMER_CHECK"
+            # TIMER_CHECK -- run out: the ACK; running: back in the list; else off the list.
+            with m.State("TIMER_CHECK"):
+                live = (rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)
+                expired = ~(now - rec.ack_deadline)[31]
+                with m.If(rec.ack_timer & live & expired):
+                    m.d.sync += rec.in_timer_list.eq(0)
+                    m.next = "SEND_ACK"
+                with m.Elif(rec.ack_timer & live):
+                    m.d.comb += [timer_list.w_en.eq(1), timer_list.w_data.eq(conn)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [rec.in_timer_list.eq(0), rec.ack_timer.eq(0)]
+                    m.next = "WRITE_BACK"
+
+            # WRITE_BACK -- the record goes back; a connection with frames to drain is listed.
+            with m.State("WRITE_BACK"):
+                write_back()
+                with m.If(from_queue & (rec.state == ConnState.FAST) & (rec.q_count != 0)):
+                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                with m.If(in_command & ~self.answers.valid):
+                    m.next = "COMMAND_END"
+                with m.Else():
+                    m.next = "IDLE"
+            # COMMAND_END -- commands whose answer comes at their end (RCVMDL, WINUPDATE).
+            with m.State("COMMAND_END"):
+                answer(EventCode.OK, event=0)
+                m.next = "IDLE"
+
+            # --- Commands ----------------------------------------------------------------------
+            # COMMAND -- the record of the conn_nbr named is being read (not for HANDOUT1).
+            with m.State("COMMAND"):
+                with m.If(cmd.opcode == CommandOpcode.HANDOUT1.value):
+                    m.next = "H1_REQUEST"
+                with m.Elif(arg.conn_nbr >= n):
+                    answer(EventCode.UNKNOWN_CONNECTION, bad=1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "COMMAND_LOAD"
+            with m.State("COMMAND_LOAD"):
+                m.next = "COMMAND_DECIDE"
+            with m.State("COMMAND_DECIDE"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "COMMAND_CHECK"
+            # COMMAND_CHECK -- refusals, else the command's own states.
+            with m.State("COMMAND_CHECK"):
+                free_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
+                with m.If(free_conn):
+                    answer(EventCode.UNKNOWN_CONNECTION, bad=1)
+                    m.next = "IDLE"
+                with m.Else():
+                    with m.Switch(cmd.opcode):
+                        with m.Case(CommandOpcode.HANDOUT2.value):
+                            with m.If(rec.state != ConnState.PENDING):
+                                answer(EventCode.WRONG_STATE, bad=1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "H2_REQUEST"
+                        with m.Case(CommandOpcode.RCVMDL.value):
+                            with m.If(((rec.state != ConnState.FAST)
+                                       & (rec.state != ConnState.INDICATED)) | rec.mdl_posted):
+                                answer(EventCode.WRONG_STATE, bad=1)
+                                m.next = "IDLE"
+                            with m.Elif((arg.entries == 0) | (arg.entries > max_entries)):
+                                answer(EventCode.BAD_MDL, bad=1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "MDL_REQUEST"
+                        with m.Case(CommandOpcode.WINUPDATE.value):
+                            consumed = cmd.addr[:32]
+                            unconsumed = Mux(rec.loaded, tcp.rcv_unconsumed, 0)
+                            with m.If(consumed > unconsumed):
+                                answer(EventCode.WRONG_STATE, bad=1)
+                                m.next = "IDLE"
+                            with m.Elif(~rec.loaded):
+                                answer(EventCode.OK, event=0)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed
+                                                                      - consumed)
+                                m.next = "WINDOW"
+                        with m.Default():       # FLUSH, CLOSE
+                            is_close = cmd.opcode == CommandOpcode.CLOSE.value
+                            m.d.sync += [
+                                flush_reason.eq(Mux(is_close, FlushReason.CLOSE,
+                                                    FlushReason.HOST)),
+                                flush_frame.eq(0), flush_frame_first.eq(0),
+                            ]
+                            m.next = "FLUSH"
+
+            # WINDOW -- after a WINUPDATE or an RCVMDL: an ACK if the window opened enough; an
+            # INDICATED connection takes frames again once nothing shown is unconsumed (or an
+            # RCVMDL is posted).
+            with m.State("WINDOW"):
+                with m.If((rec.state == ConnState.INDICATED)
+                          & (rec.mdl_posted | (tcp.rcv_unconsumed == 0))):
+                    m.d.sync += rec.state.eq(ConnState.FAST)
+                    with m.If(rec.q_count != 0):
+                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                with m.If(window_opened):
+                    m.next = "SEND_ACK"
+                with m.Else():
+                    m.next = "WRITE_BACK"
+
+            # H1_REQUEST -- HANDOUT1: read the Ccb's tuple.
+            with m.State("H1_REQUEST"):
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                             rd.req.payload.beats.eq(tuple_beats)]
+                with m.If(rd.req.ready):
+                    m.d.sync += [beat_count.eq(0), dma_error.eq(0)]
+                    m.next = "H1_READ"
+            # H1_READ -- the tuple's beats come in.
+            with m.State("H1_READ"):
+                with m.If(beat_count == tuple_beats):
+                    with m.If(dma_error):
+                        answer(EventCode.DMA_ERROR)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [
+                            route.eq(0),
+                            route.remote_ip.eq(read_tuple.remote_ip),
+                            route.local_ip.eq(read_tuple.local_ip),
+                            route.remote_port.eq(read_tuple.remote_port),
+                            route.local_port.eq(read_tuple.local_port),
+                            route.ipv6.eq(read_tuple.ipv6),
+                            route.host_context.eq(cmd.arg),
+                        ]
+                        m.next = "H1_INSERT"
+            # H1_INSERT -- the tuple goes into the table, pending.
+            with m.State("H1_INSERT"):
+                m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.INSERT),
+                             table.payload.state.eq(CcbState.PENDING)]
+                m.next = "H1_ANSWER"
+            # H1_ANSWER -- INSERTED: a fresh record, and the INTERLOCK waits for its fence.
+            with m.State("H1_ANSWER"):
+                resp = self.table_response.payload
+                with m.If(self.table_response.valid):
+                    with m.Switch(resp.status):
+                        with m.Case(CcbStatus.INSERTED):
+                            m.d.sync += [
+                                conn.eq(resp.conn_nbr),
+                                rec.eq(0),
+                                rec.state.eq(ConnState.PENDING),
+                                interlock.eq(1),
+                                interlock_fence.eq(self.frames_in),
+                                interlock_conn.eq(resp.conn_nbr),
+                                interlock_index.eq(cmd.index),
+                                interlock_context.eq(cmd.arg),
+                            ]
+                            pulse("connections")
+                            m.next = "H1_WRITE"
+                        with m.Case(CcbStatus.EXISTS):
+                            answer(EventCode.TUPLE_EXISTS, bad=1)
+                            m.next = "IDLE"
+                        with m.Default():
+                            answer(EventCode.TABLE_FULL, bad=1)
+                            m.next = "IDLE"
+            # H1_WRITE -- the record and the route are written; the answer has no event.
+            with m.State("H1_WRITE"):
+                m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
+                answer(EventCode.OK, event=0)
+                m.next = "IDLE"
+
+            # H2_REQUEST -- HANDOUT2: read the whole Ccb.
+            with m.State("H2_REQUEST"):
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                             rd.req.payload.beats.eq(ccb_beats)]
+                with m.If(rd.req.ready):
+                    m.d.sync += [beat_count.eq(0), dma_error.eq(0)]
+                    m.next = "H2_READ"
+            # H2_READ -- the Ccb's beats come in; then its checks.
+            with m.State("H2_READ"):
+                with m.If(beat_count == ccb_beats):
+                    m.next = "H2_CHECK"
+            with m.State("H2_CHECK"):
+                c = read_ccb
+                t = c.tuple
+                ipv6 = t.ipv6
+                mask = Mux(ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
+                same_tuple = (((t.remote_ip & mask) == route.remote_ip)
+                              & ((t.local_ip & mask) == route.local_ip)
+                              & (t.remote_port == route.remote_port)
+                              & (t.local_port == route.local_port) & (ipv6 == route.ipv6))
+                good = ((c.version == CCB_VERSION) & same_tuple
+                        & (c.route.snd_wscale <= MAX_WSCALE) & (c.route.rcv_wscale <= MAX_WSCALE)
+                        & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)
+                        & (c.tcp.snd_una == c.tcp.snd_nxt)
+                        & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf))
+                with m.If(dma_error):
+                    answer(EventCode.DMA_ERROR)
+                    m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
+                    m.next = "FLUSH"
+                with m.Elif(~good):
+                    answer(EventCode.BAD_CCB, bad=1)
+                    m.d.sync += [flush_reason.eq(FlushReason.BAD_CCB), flush_frame.eq(0)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.d.sync += [
+                        rec.state.eq(ConnState.FAST), rec.loaded.eq(1), rec.tcp.eq(c.tcp),
+                        rec.rcv_mss.eq(c.route.rcv_mss), rec.snd_wscale.eq(c.route.snd_wscale),
+                        rec.rcv_wscale.eq(c.route.rcv_wscale),
+                        rec.timestamps.eq(c.route.timestamps),
+                        route.local_mac.eq(c.route.local_mac),
+                        route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
+                        route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
+                        route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
+                        route.irs.eq(c.route.irs), route.ccb_addr.eq(cmd.addr),
+                    ]
+                    m.next = "H2_SET_STATE"
+            # H2_SET_STATE -- the table entry becomes offloaded.
+            with m.State("H2_SET_STATE"):
+                m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
+                m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.SET_STATE),
+                             table.payload.state.eq(CcbState.OFFLOADED)]
+                pulse("handouts")
+                m.next = "H2_ANSWER"
+            # H2_ANSWER -- COMMAND_DONE OK; the queue drains.
+            with m.State("H2_ANSWER"):
+                with m.If(self.table_response.valid):
+                    answer(EventCode.OK)
+                    with m.If(rec.q_count != 0):
+                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                    m.next = "IDLE"
+
+            # MDL_REQUEST -- RCVMDL: read its entries.
+            with m.State("MDL_REQUEST"):
+                entry_beats = data.Layout.cast(RcvMdlEntry).size // data_bits
+                per_beat = max(1, data_bits // data.Layout.cast(RcvMdlEntry).size)
+                beats = (arg.entries * max(1, entry_beats) + per_beat - 1) // per_beat
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                             rd.req.payload.beats.eq(beats)]
+                with m.If(rd.req.ready):
+                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), left.eq(0),
+                                 mdl_full.eq(0)]
+                    m.next = "MDL_READ"
+            # MDL_READ -- each entry, as its last beat lands, goes into the entry memory.
+            with m.State("MDL_READ"):
+                entry_beats = max(1, data.Layout.cast(RcvMdlEntry).size // data_bits)
+                landed = Signal()
+                m.d.sync += landed.eq(rd.resp.valid & ((beat_count + 1) % entry_beats == 0))
+                with m.If(landed):
+                    m.d.comb += [sg_w.addr.eq(Cat(left[:entry_bits], conn)),
+                                 sg_w.data.addr.eq(sg_entry.addr),
+                                 sg_w.data.length.eq(sg_entry.length), sg_w.en.eq(1)]
+                    m.d.sync += [left.eq(left + 1),
+                                 mdl_full.eq(mdl_full | (sg_entry.length == 0))]
+                with m.If(left == arg.entries):
+                    with m.If(dma_error):
+                        m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
+                        m.next = "FLUSH"
+                    with m.Elif(mdl_full):
+                        answer(EventCode.BAD_MDL, bad=1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [
+                            rec.mdl_posted.eq(1), rec.mdl_push.eq(arg.push),
+                            rec.mdl_handle.eq(cmd.tag), rec.mdl_entries.eq(arg.entries),
+                            rec.mdl_entry.eq(0), rec.mdl_offset.eq(0), rec.mdl_placed.eq(0),
+                            route.mdl_addr.eq(cmd.addr),
+                        ]
+                        m.next = "MDL_ROUTE"
+            with m.State("MDL_ROUTE"):
+                m.d.comb += route_w.en.eq(1)
+                m.next = "WINDOW"
+
+            # --- Flush -------------------------------------------------------------------------
+            # FLUSH -- the connection is FLUSHING; its table entry goes.
+            with m.State("FLUSH"):
+                m.d.sync += [
+                    rec.state.eq(ConnState.FLUSHING),
+                    flush_passed.eq(0),
+                    flush_handle.eq(Mux(rec.mdl_posted, rec.mdl_handle, 0)),
+                    flush_placed.eq(Mux(rec.mdl_posted, rec.mdl_placed, 0)),
+                    table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.DELETE),
+                ]
+                m.next = "FLUSH_DELETE"
+            # FLUSH_DELETE -- the DELETE's answer sets the fence before the conn_nbr is reused.
+            with m.State("FLUSH_DELETE"):
+                with m.If(self.table_response.valid):
+                    m.d.sync += [quiet_fence.eq(self.frames_in), beat_count.eq(0)]
+                    with m.If(rec.loaded):
+                        m.next = "FLUSH_WB_REQUEST"
+                    with m.Else():
+                        m.next = "FLUSH_FIRST"
+            # FLUSH_WB_REQUEST -- the Ccb's write-back: assembled, then one write request.
+            with m.State("FLUSH_WB_REQUEST"):
+                wb = data.View(Ccb, ccb_buf)
+                m.d.sync += [
+                    ccb_buf.eq(0),
+                    wb.tuple.remote_ip.eq(route.remote_ip), wb.tuple.local_ip.eq(route.local_ip),
+                    wb.tuple.remote_port.eq(route.remote_port),
+                    wb.tuple.local_port.eq(route.local_port), wb.tuple.ipv6.eq(route.ipv6),
+                    wb.route.local_mac.eq(route.local_mac),
+                    wb.route.remote_mac.eq(route.remote_mac), wb.route.vlan.eq(route.vlan),
+                    wb.route.vlan_tci.eq(route.vlan_tci), wb.route.timestamps.eq(rec.timestamps),
+                    wb.route.ttl.eq(route.ttl), wb.route.tos.eq(route.tos),
+                    wb.route.rcv_mss.eq(rec.rcv_mss), wb.route.snd_wscale.eq(rec.snd_wscale),
+                    wb.route.rcv_wscale.eq(rec.rcv_wscale), wb.route.iss.eq(route.iss),
+                    wb.route.irs.eq(route.irs), wb.route.host_context.eq(route.host_context),
+                    wb.tcp.eq(rec.tcp), wb.tcp.ack_now.eq(0),
+                    wb.transfer.addr.eq(Mux(rec.mdl_posted, route.mdl_addr, 0)),
+                    wb.transfer.handle.eq(rec.mdl_handle),
+                    wb.transfer.entries.eq(rec.mdl_entries), wb.transfer.entry.eq(rec.mdl_entry),
+                    wb.transfer.offset.eq(rec.mdl_offset), wb.transfer.placed.eq(rec.mdl_placed),
+                    wb.transfer.posted.eq(rec.mdl_posted), wb.transfer.push.eq(rec.mdl_push),
+                    wb.stats.eq(rec.stats), wb.version.eq(CCB_VERSION),
+                    wb.state.eq(ConnState.FLUSHING), wb.conn_nbr.eq(conn),
+                ]
+                m.next = "FLUSH_WB_ISSUE"
+            with m.State("FLUSH_WB_ISSUE"):
+                m.d.comb += [wr.req.valid.eq(1), wr.req.payload.addr.eq(route.ccb_addr),
+                             wr.req.payload.beats.eq(ccb_beats)]
+                with m.If(wr.req.ready):
+                    m.next = "FLUSH_WB_DATA"
+            # FLUSH_WB_DATA -- the Ccb's beats, lowest first.
+            with m.State("FLUSH_WB_DATA"):
+                m.d.comb += [wr.data.valid.eq(1), wr.data.payload.data.eq(ccb_buf[:data_bits]),
+                             wr.data.payload.strb.eq((1 << beat_bytes) - 1)]
+                with m.If(wr.data.ready):
+                    m.d.sync += [ccb_buf.eq(ccb_buf >> data_bits), beat_count.eq(beat_count + 1)]
+                    with m.If(beat_count == ccb_beats - 1):
+                        m.next = "FLUSH_WB_DONE"
+            with m.State("FLUSH_WB_DONE"):
+                m.d.comb += wr.done.ready.eq(1)
+                with m.If(wr.done.valid):
+                    m.next = "FLUSH_FIRST"
+            # FLUSH_FIRST -- the frame that caused the flush, when it came before the queue.
+            with m.State("FLUSH_FIRST"):
+                with m.If(flush_frame & flush_frame_first):
+                    with m.If(job_fifo.w_rdy):
+                        push_job(RxJobKind.SLOW, frame=f, free=1)
+                        m.d.sync += flush_passed.eq(flush_passed + 1)
+                        m.next = "FLUSH_QUEUE"
+                with m.Else():
+                    m.next = "FLUSH_QUEUE"
+            # FLUSH_QUEUE -- each queued frame to the slow path, in order.
+            with m.State("FLUSH_QUEUE"):
+                with m.If(rec.q_count != 0):
+                    m.next = "FLUSH_QUEUE_PASS"
+                with m.Else():
+                    m.next = "FLUSH_LAST"
+            with m.State("FLUSH_QUEUE_PASS"):
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.SLOW, frame=q_r.data.frame, free=1)
+                    m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
+                                 rec.q_count.eq(rec.q_count - 1)]
+                    pulse("queued", Const(-1, 32))
+                    m.next = "FLUSH_QUEUE"
+            # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
+            with m.State("FLUSH_LAST"):
+                with m.If(flush_frame & ~flush_frame_first):
+                    with m.If(job_fifo.w_rdy):
+                        push_job(RxJobKind.SLOW, frame=f, free=1)
+                        m.d.sync += flush_passed.eq(flush_passed + 1)
+                        m.next = "FLUSH_EVENT"
+                with m.Else():
+                    m.next = "FLUSH_EVENT"
+            # FLUSH_EVENT -- FLUSH after every job before it; the record is free.
+            with m.State("FLUSH_EVENT"):
+                with m.If(job_fifo.w_rdy):
+                    push_job(RxJobKind.EVENT)
+                    m.d.comb += [
+                        job.event.kind.eq(EventKind.FLUSH.value),
+                        job.event.ring.eq(RingId.COMMAND.value),
+                        job.event.index.eq(flush_handle),
+                        job.event.length.eq(flush_passed),
+                        job.event.code.eq(flush_reason),
+                        job.event.tag.eq(flush_placed),
+                        job.event.detail.eq(conn),
+                    ]
+                    pulse("to_slow", flush_passed)
+                    pulse("flushes")
+                    pulse("connections", Const(-1, 32))
+                    m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
+                    m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
+                    m.next = "FLUSH_END"
+            with m.State("FLUSH_END"):
+                write_back()
+                with m.If(in_command & ~self.answers.valid
+                          & (cmd.opcode != CommandOpcode.HANDOUT2.value)):
+                    answer(EventCode.OK, event=0)
+                m.next = "IDLE"
+
+        # Yosys recodes the FSM one-hot (as the CCB table's: docs/ccb_table.md, "Synthesis").
+        fsm.state.attrs["fsm_encoding"] = "one-hot"
+        return m

@@ -1,0 +1,326 @@
+"""The receive engine (hw/fast_path/engine.py) against the golden model's fast path
+(sim/reference/fast_path.py), step by step.
+
+The harness is the dispatcher, a CCB table and the engine, as the NIC wires them, with host
+memory behind the engine's DMA ports (tests/unit/dma_model.py). Each step is one command or one
+frame, given to the RTL and then to the model (the model is untimed: the RTL is let settle before
+the next step). Everything each side produced is compared, stream by stream: the RX writer's jobs
+(frames to the slow path, FRAME_DATA, events), the host-memory writes (payload placements and Ccb
+write-backs), the answers that become COMMAND_DONE events, the ACK frames, the claims released.
+"""
+
+import random
+
+import pytest
+from amaranth import Elaboratable, Module
+from amaranth.lib import data, wiring
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from host_driver.ccb import ccb_bytes, make_ccb
+from hw.ccb.table import CcbTable
+from hw.dispatch.dispatcher import Dispatcher
+from hw.fast_path.engine import ReceiveEngine
+from hw.layouts import (
+    CCB_BYTES,
+    AckRequest,
+    Command,
+    CommandOpcode,
+    EventKind,
+    RxJobKind,
+    RxStagedFrame,
+    RxSummary,
+    pack,
+    unpack,
+)
+from sim.reference.fast_path import FastPath, Frame, ack_frame
+from sim.reference.rx_status import expected_fields
+
+from .amaranth_sim import run_testbenches
+from .dma_model import ReadServer, WriteServer
+
+CONNECTIONS = 16
+BEAT = 16
+CCB_REGION = 0x10000            # Ccbs and RCVMDL lists live here; payload buffers above
+BUFFERS = 0x40000
+MEMORY = 0x80000
+LOCAL_MAC, REMOTE_MAC = 0x020000000001, 0x020000000002
+_SUMMARY_NAMES = [name for name, _ in data.Layout.cast(RxSummary)]
+
+
+class _Harness(Elaboratable):
+    def __init__(self, delayed_ack_cycles):
+        self.dispatcher = Dispatcher()
+        self.table = CcbTable(CONNECTIONS)
+        self.engine = ReceiveEngine(CONNECTIONS, delayed_ack_cycles=delayed_ack_cycles)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dispatcher = d = self.dispatcher
+        m.submodules.table = t = self.table
+        m.submodules.engine = e = self.engine
+        wiring.connect(m, d.lookup, t.lookup)
+        wiring.connect(m, t.result, d.result)
+        wiring.connect(m, d.o, e.frames)
+        wiring.connect(m, e.table_command, t.command)
+        wiring.connect(m, t.response, e.table_response)
+        m.d.comb += e.frames_in.eq(d.frames_in)
+        return m
+
+
+class _ModelNic:
+    """What :class:`FastPath` asks of its NIC, recorded as the RTL's outputs are."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.cycle = 0
+        self.jobs, self.writes, self.answers, self.acks = [], [], [], []
+        self.released = 0
+
+    def dma_read(self, addr, n):
+        return bytes(self.memory[addr:addr + n]), False
+
+    def dma_write(self, addr, payload):
+        self.writes.append((addr, bytes(payload)))
+        return None
+
+    def post_rx_event(self, **fields):
+        if fields["kind"] == EventKind.COMMAND_DONE.value:
+            self.answers.append(fields["code"])
+        else:
+            self.jobs.append(("EVENT", fields["kind"], fields.get("index", 0),
+                              fields.get("length", 0), fields["code"], fields.get("tag", 0),
+                              fields.get("detail", 0)))
+
+    def to_slow_path(self, frame):
+        self.jobs.append(("SLOW", frame.nbr))
+
+    def to_host(self, frame, kind, tag, detail):
+        self.jobs.append(("FRAME_DATA", frame.nbr, detail))
+
+    def release(self, frame):
+        self.released += 1
+
+    def send_frame(self, frame):
+        self.acks.append(bytes(frame))
+
+    def _count(self, name, n=1):
+        pass
+
+
+class _Bench:
+    """Drives both sides; the RTL's outputs are gathered by the monitor processes."""
+
+    def __init__(self, seed, delayed_ack_cycles=1 << 30):
+        self.rng = random.Random(seed)
+        self.memory = bytearray(MEMORY)
+        self.harness = _Harness(delayed_ack_cycles)
+        self.model_nic = _ModelNic(self.memory)
+        self.model = FastPath(self.model_nic, CONNECTIONS)
+        self.rtl = {"jobs": [], "writes": [], "answers": [], "acks": [], "released": 0,
+                    "freed": []}
+        self.frames = {}            # frame number -> bytes
+        self.nbr = 0
+        self.steps = []             # ("command", fields) / ("frame", bytes)
+        self.ccb_next = CCB_REGION
+        self.buffer_next = BUFFERS
+
+    # -- Stimulus --------------------------------------------------------------------------------
+
+    def command(self, opcode, *, arg=0, addr=0, tag=0):
+        self.steps.append(("command", {"opcode": opcode.value, "ring": 0, "tag": tag,
+                                       "arg": arg, "addr": addr}))
+
+    def last_conn(self):
+        """The conn_nbr of the model's last INTERLOCK."""
+        return next(job[6] for job in reversed(self.model_nic.jobs)
+                    if job[0] == "EVENT" and job[1] == EventKind.INTERLOCK.value)
+
+    def frame(self, frame):
+        self.steps.append(("frame", bytes(frame)))
+
+    def ccb(self, **fields):
+        """A Ccb in host memory; its address."""
+        addr = self.ccb_next
+        self.ccb_next += CCB_BYTES
+        self.memory[addr:addr + CCB_BYTES] = ccb_bytes(
+            make_ccb(fields["tuple"], fields["route"], fields["tcp"]))
+        return addr
+
+    def mdl(self, lengths):
+        """An RCVMDL list in host memory for buffers of ``lengths``: (list address, buffers)."""
+        addr = self.ccb_next
+        self.ccb_next += 16 * len(lengths)
+        buffers = []
+        for k, length in enumerate(lengths):
+            buffer = self.buffer_next + self.rng.randrange(16)
+            self.buffer_next += length + 64
+            buffers.append((buffer, length))
+            entry = buffer.to_bytes(8, "little") + length.to_bytes(4, "little") + bytes(4)
+            self.memory[addr + 16 * k:addr + 16 * k + 16] = entry
+        return addr, buffers
+
+    # -- Run ---------------------------------------------------------------------------------
+
+    def run(self):
+        h = self.harness
+        e, d = h.engine, h.dispatcher
+        reads = ReadServer(e.dma_read, self.memory, BEAT, seed=1, latency=(2, 10))
+        writes = WriteServer(e.dma_write, self.memory, BEAT, seed=2, latency=(2, 10))
+        done = {"steps": False}
+
+        async def driver(ctx):
+            ctx.set(e.answers.ready, 1)
+            for _ in range(80):                 # the table clears itself after reset
+                await ctx.tick()
+            for index, (kind, value) in enumerate(self.steps):
+                if kind == "command":
+                    value = {**value, "arg": value["arg"](self) if callable(value["arg"])
+                             else value["arg"]}
+                    payload = pack(Command, value)
+                    ctx.set(e.commands.payload, {
+                        "opcode": value["opcode"], "index": index, "tag": value["tag"],
+                        "arg": value["arg"], "addr": value["addr"]})
+                    ctx.set(e.commands.valid, 1)
+                    await ctx.tick().until(e.commands.ready)
+                    ctx.set(e.commands.valid, 0)
+                    await self._settle(ctx, 300)
+                    self.model.command(index, unpack(Command, payload))
+                else:
+                    frame = value
+                    self.nbr += 1
+                    nbr = self.nbr
+                    self.frames[nbr] = frame
+                    status = expected_fields(frame)
+                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr))
+                    ctx.set(d.frames.valid, 1)
+                    await ctx.tick().until(d.frames.ready)
+                    ctx.set(d.frames.valid, 0)
+                    await self._settle(ctx, 120)
+                    header = b""
+                    self.model.receive(Frame(frame, status, header, nbr))
+            done["steps"] = True
+
+        async def monitor(ctx):
+            ctx.set(e.jobs.ready, 1)
+            ctx.set(e.acks.ready, 1)
+            while True:
+                (_, _, job_valid, job, ack_valid, ack, ans_valid, ans, release,
+                 free_valid, free) = await ctx.tick().sample(
+                    e.jobs.valid, e.jobs.payload, e.acks.valid, e.acks.payload,
+                    e.answers.valid, e.answers.payload, e.release, e.free.valid, e.free.payload)
+                if job_valid:
+                    self._rtl_job(job)
+                if ack_valid:
+                    fields = {name: int(getattr(ack, name))
+                              for name, _ in data.Layout.cast(AckRequest)}
+                    self.rtl["acks"].append(ack_frame(fields))
+                if ans_valid and ans.event:
+                    self.rtl["answers"].append(int(ans.code))
+                self.rtl["released"] += release
+                if free_valid:
+                    self.rtl["freed"].append(int(free))
+
+        run_testbenches(h, driver, processes=[monitor, reads.run, writes.run])
+        self.dma_writes = writes
+        return self
+
+    async def _settle(self, ctx, cycles):
+        for _ in range(cycles):
+            await ctx.tick()
+
+    def _rtl_job(self, job):
+        kind = job.kind
+        if kind != RxJobKind.EVENT:
+            slot = int(job.frame.slot)
+            nbr = next(n for n in sorted(self.frames, reverse=True) if n % 64 == slot)
+        if kind == RxJobKind.SLOW:
+            self.rtl["jobs"].append(("SLOW", nbr))
+        elif kind == RxJobKind.FRAME_DATA:
+            self.rtl["jobs"].append(("FRAME_DATA", nbr, int(job.conn_nbr)))
+        elif kind == RxJobKind.PLACE:
+            offset, length = int(job.offset), int(job.length)
+            self.rtl["writes"].append((int(job.addr), self.frames[nbr][offset:offset + length]))
+        else:
+            ev = job.event
+            self.rtl["jobs"].append(("EVENT", int(ev.kind), int(ev.index), int(ev.length),
+                                     int(ev.code), int(ev.tag), int(ev.detail)))
+
+    def check(self):
+        m = self.model_nic
+        rtl_writes = self.rtl["writes"] + [
+            (addr, bytes(self.memory[addr:addr + beats * BEAT]))
+            for addr, beats in self.dma_writes.requests]
+        assert self.rtl["jobs"] == m.jobs
+        assert self.rtl["answers"] == m.answers
+        assert self.rtl["acks"] == m.acks
+        assert sorted(w[0] for w in rtl_writes) == sorted(w[0] for w in m.writes)
+        model_writes = dict(m.writes)
+        for addr, payload in self.rtl["writes"]:
+            assert payload == model_writes[addr], hex(addr)
+        for addr, beats in self.dma_writes.requests:
+            assert bytes(self.memory[addr:addr + CCB_BYTES]) == model_writes[addr]
+        assert self.rtl["released"] == m.released
+
+
+def _staged(status, nbr):
+    """The packet buffer's record of a frame: its summary, TCP fields, words, start, slot."""
+    summary = {name: status.get(name, 0) for name in _SUMMARY_NAMES if name != "reserved"}
+    summary["length"] &= 0xFFFF
+    return pack(RxStagedFrame, {
+        "summary": summary,
+        "tcp": {name: status.get(name, 0) for name in ("src", "dst", "seq", "ack", "window")},
+        "words": max(1, -(-status["length"] // BEAT)), "start": 0, "slot": nbr % 64,
+    })
+
+
+def _segment(seq, payload=b"", flags="A", ack=5000, window=1000, sport=40000, dport=80,
+             src="10.0.0.2", dst="10.0.0.1"):
+    return (Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+            / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, seq=seq, ack=ack,
+                                         flags=flags, window=window) / payload)
+
+
+def _ccb_fields(rcv_nxt, *, rcv_buf=65535, src="10.0.0.2", dst="10.0.0.1", sport=40000,
+                dport=80, rcv_mss=1460):
+    import ipaddress
+    return {
+        "tuple": {"remote_ip": int(ipaddress.ip_address(src)),
+                  "local_ip": int(ipaddress.ip_address(dst)), "remote_port": sport,
+                  "local_port": dport, "ipv6": 0},
+        "route": {"local_mac": LOCAL_MAC, "remote_mac": REMOTE_MAC, "ttl": 64,
+                  "rcv_mss": rcv_mss},
+        "tcp": {"rcv_nxt": rcv_nxt, "rcv_buf": rcv_buf, "rcv_adv": rcv_nxt + rcv_buf,
+                "snd_una": 5000, "snd_nxt": 5000, "snd_wl1": rcv_nxt, "snd_wl2": 5000,
+                "ip_id": 7},
+    }
+
+
+def _handout(bench, rcv_nxt, **kwargs):
+    fields = _ccb_fields(rcv_nxt, **kwargs)
+    addr = bench.ccb(**fields)
+    bench.command(CommandOpcode.HANDOUT1, addr=addr, arg=0x1234)
+    bench.command(CommandOpcode.HANDOUT2, addr=addr, arg=lambda b: b.last_conn())
+    return addr
+
+
+def test_slow_path_without_connections():
+    bench = _Bench(1)
+    for k in range(4):
+        bench.frame(_segment(100 + k, b"x" * 10))
+    bench.run().check()
+
+
+def test_handout_placement_and_flush():
+    bench = _Bench(2)
+    _handout(bench, 1000)
+    list_addr, _ = bench.mdl([40, 100])
+    bench.command(CommandOpcode.RCVMDL, arg=lambda b: b.last_conn() | (2 << 16), addr=list_addr,
+                  tag=0x55)
+    bench.frame(_segment(1000, b"a" * 30))
+    bench.frame(_segment(1030, b"b" * 30))              # straddles the two entries
+    bench.frame(_segment(1060, b"", flags="A"))          # a pure ACK
+    bench.frame(_segment(1060, b"c" * 80, flags="PA"))   # fills the list: RCVMDL_DONE
+    bench.frame(_segment(1200, b"d" * 10))               # out of order: flush
+    bench.frame(_segment(1140, b"e" * 10))               # slow path now
+    bench.run().check()
