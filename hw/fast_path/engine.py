@@ -120,6 +120,8 @@ class ReceiveEngine(wiring.Component):
     counters : Out(FastPathCounters)
     clear : In(1)
         Zero the counters (the levels ``queued`` and ``connections`` stay).
+    idle : Out(1)
+        Nothing to do but wait for a timer: no frame, job, ACK or answer waiting.
     sim_handles : dict
         For testbenches: the store's memories.
     """
@@ -153,6 +155,7 @@ class ReceiveEngine(wiring.Component):
             "free": Out(stream.Signature(SLOT_BITS)),
             "counters": Out(FastPathCounters),
             "clear": In(1),
+            "idle": Out(1),
         })
         self.sim_handles = {}
 
@@ -200,7 +203,13 @@ class ReceiveEngine(wiring.Component):
         # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
         # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
         m.submodules.drain_list = drain_list = SyncFIFOBuffered(width=conn_bits, depth=n + 1)
-        m.submodules.timer_list = timer_list = SyncFIFOBuffered(width=conn_bits, depth=n + 1)
+        # Delayed-ACK timers: (conn_nbr, deadline), in the order they were armed, so the head
+        # runs out first (a connection re-armed while listed goes back in with its new deadline).
+        timer_entry = data.StructLayout({"conn": conn_bits, "deadline": 32})
+        m.submodules.timer_list = timer_list = SyncFIFOBuffered(width=timer_entry.size,
+                                                                depth=n + 1)
+        timer_in = data.View(timer_entry, timer_list.w_data)
+        timer_head = data.View(timer_entry, timer_list.r_data)
 
         # --- Work registers -------------------------------------------------------------------
         cmd = Signal(FastCommand)
@@ -430,9 +439,9 @@ class ReceiveEngine(wiring.Component):
                         m.next = "FRAME_READ"
                     with m.Else():
                         push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
-                with m.Elif(timer_list.r_rdy):
+                with m.Elif(timer_list.r_rdy & ~(now - timer_head.deadline)[31]):
                     m.d.comb += timer_list.r_en.eq(1)
-                    m.d.sync += conn.eq(timer_list.r_data)
+                    m.d.sync += conn.eq(timer_head.conn)
                     m.next = "TIMER_READ"
 
             # --- Frames ------------------------------------------------------------------------
@@ -648,7 +657,8 @@ class ReceiveEngine(wiring.Component):
                     with m.If(~rec.ack_timer):
                         m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(now + self._delay)]
                         with m.If(~rec.in_timer_list):
-                            m.d.comb += [timer_list.w_en.eq(1), timer_list.w_data.eq(conn)]
+                            m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                                         timer_in.deadline.eq(now + self._delay)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
 
@@ -698,7 +708,8 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += rec.in_timer_list.eq(0)
                     m.next = "SEND_ACK"
                 with m.Elif(rec.ack_timer & live):
-                    m.d.comb += [timer_list.w_en.eq(1), timer_list.w_data.eq(conn)]
+                    m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                                 timer_in.deadline.eq(rec.ack_deadline)]
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += [rec.in_timer_list.eq(0), rec.ack_timer.eq(0)]
@@ -1072,6 +1083,9 @@ class ReceiveEngine(wiring.Component):
                     answer(EventCode.OK, event=0)
                 m.next = "IDLE"
 
+        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.r_rdy & ~job_fifo.r_rdy
+                                 & ~ack_fifo.r_rdy & ~self.answers.valid & ~interlock
+                                 & ~self.frames.valid)
         # Yosys recodes the FSM one-hot (as the CCB table's: docs/ccb_table.md, "Synthesis").
         fsm.state.attrs["fsm_encoding"] = "one-hot"
         return m

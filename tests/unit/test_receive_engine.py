@@ -15,6 +15,7 @@ import pytest
 from amaranth import Elaboratable, Module
 from amaranth.lib import data, wiring
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from host_driver.ccb import ccb_bytes, make_ccb
@@ -127,9 +128,21 @@ class _Bench:
 
     # -- Stimulus --------------------------------------------------------------------------------
 
+    def _out(self):
+        return self.steps_out if getattr(self, "steps_out", None) is not None else self.steps
+
     def command(self, opcode, *, arg=0, addr=0, tag=0):
-        self.steps.append(("command", {"opcode": opcode.value, "ring": 0, "tag": tag,
+        self._out().append(("command", {"opcode": opcode.value, "ring": 0, "tag": tag,
                                        "arg": arg, "addr": addr}))
+
+    def dynamic(self, choose):
+        """A step chosen when it runs: ``choose(bench)`` appends steps to a fresh list."""
+        def expand(bench):
+            saved, bench.steps_out = getattr(bench, "steps_out", None), []
+            choose(bench)
+            out, bench.steps_out = bench.steps_out, saved
+            return out
+        self.steps.append(("dynamic", expand))
 
     def last_conn(self):
         """The conn_nbr of the model's last INTERLOCK."""
@@ -137,7 +150,7 @@ class _Bench:
                     if job[0] == "EVENT" and job[1] == EventKind.INTERLOCK.value)
 
     def frame(self, frame):
-        self.steps.append(("frame", bytes(frame)))
+        self._out().append(("frame", bytes(frame)))
 
     def ccb(self, **fields):
         """A Ccb in host memory; its address."""
@@ -173,7 +186,13 @@ class _Bench:
             ctx.set(e.answers.ready, 1)
             for _ in range(80):                 # the table clears itself after reset
                 await ctx.tick()
-            for index, (kind, value) in enumerate(self.steps):
+            index = 0
+            while index < len(self.steps):
+                kind, value = self.steps[index]
+                if kind == "dynamic":       # steps chosen from the model's state now
+                    self.steps[index:index + 1] = value(self)
+                    continue
+                index += 1
                 if kind == "command":
                     value = {**value, "arg": value["arg"](self) if callable(value["arg"])
                              else value["arg"]}
@@ -184,7 +203,7 @@ class _Bench:
                     ctx.set(e.commands.valid, 1)
                     await ctx.tick().until(e.commands.ready)
                     ctx.set(e.commands.valid, 0)
-                    await self._settle(ctx, 300)
+                    await self._settle(ctx, 20)
                     self.model.command(index, unpack(Command, payload))
                 else:
                     frame = value
@@ -196,7 +215,7 @@ class _Bench:
                     ctx.set(d.frames.valid, 1)
                     await ctx.tick().until(d.frames.ready)
                     ctx.set(d.frames.valid, 0)
-                    await self._settle(ctx, 120)
+                    await self._settle(ctx, 20)
                     header = b""
                     self.model.receive(Frame(frame, status, header, nbr))
             done["steps"] = True
@@ -226,8 +245,14 @@ class _Bench:
         return self
 
     async def _settle(self, ctx, cycles):
+        """Let the RTL finish the step: the engine idle for a few clocks in a row (at least
+        ``cycles`` clocks; the dispatcher's pipeline is in them)."""
+        quiet = 0
         for _ in range(cycles):
             await ctx.tick()
+        while quiet < 40:
+            _, _, idle = await ctx.tick().sample(self.harness.engine.idle)
+            quiet = quiet + 1 if idle else 0
 
     def _rtl_job(self, job):
         kind = job.kind
@@ -258,7 +283,7 @@ class _Bench:
         model_writes = dict(m.writes)
         for addr, payload in self.rtl["writes"]:
             assert payload == model_writes[addr], hex(addr)
-        for addr, beats in self.dma_writes.requests:
+        for addr, _ in self.dma_writes.requests:
             assert bytes(self.memory[addr:addr + CCB_BYTES]) == model_writes[addr]
         assert self.rtl["released"] == m.released
 
@@ -324,3 +349,129 @@ def test_handout_placement_and_flush():
     bench.frame(_segment(1200, b"d" * 10))               # out of order: flush
     bench.frame(_segment(1140, b"e" * 10))               # slow path now
     bench.run().check()
+
+
+class _Peer:
+    """One remote endpoint of the random test: its tuple and the next sequence number it sends."""
+
+    def __init__(self, index, ipv6):
+        self.ipv6 = ipv6
+        self.src = f"2001:db8::{index + 2:x}" if ipv6 else f"10.0.0.{index + 2}"
+        self.dst = "2001:db8::1" if ipv6 else "10.0.0.1"
+        self.sport, self.dport = 40000 + index, 80
+        self.next = 1000 * (index + 1)
+
+    def segment(self, seq, payload, flags="A", chksum=None):
+        ip = (IPv6(src=self.src, dst=self.dst) if self.ipv6
+              else IP(src=self.src, dst=self.dst))
+        tcp = TCP(sport=self.sport, dport=self.dport, seq=seq, ack=5000, flags=flags,
+                  window=1000)
+        if chksum is not None:
+            tcp.chksum = chksum
+        return (Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / ip / tcp / payload)
+
+    def key(self):
+        import ipaddress
+        return (int(ipaddress.ip_address(self.src)), int(ipaddress.ip_address(self.dst)),
+                self.sport, self.dport)
+
+
+def _conn_of(bench, peer):
+    """The conn_nbr the model holds for ``peer``'s tuple, or one no connection has."""
+    src, dst, sport, dport = peer.key()
+    for nbr, conn in bench.model.connections.items():
+        key = conn.key
+        if (key.src_ip, key.dst_ip, key.src_port, key.dst_port) == (src, dst, sport, dport):
+            return nbr
+    return CONNECTIONS - 1 if CONNECTIONS - 1 not in bench.model.connections else 0
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_random_traffic_and_commands(seed):
+    """Random frames (in order, out of order, flags, bad checksums, pure ACKs) and commands
+    (handouts with frames between the phases, RCVMDLs, WINUPDATEs, flushes, closes, refused
+    ones) on a few connections, each step chosen from the model's state as it runs."""
+    bench = _Bench(seed)
+    rng = bench.rng
+    peers = [_Peer(k, ipv6=(k == 3)) for k in range(4)]
+
+    def step(b):
+        peer = rng.choice(peers)
+        nbr = _conn_of(b, peer)
+        conn = b.model.connections.get(nbr)
+        if conn is None and rng.random() < 0.4:
+            _random_handout(b, rng, peer)
+        elif conn is not None and conn.ccb is not None and rng.random() < 0.35:
+            _random_command(b, rng, peer, conn)
+        elif rng.random() < 0.03:
+            _random_refusal(b, rng, peer)
+        else:
+            _random_frame(b, rng, peer)
+
+    for _ in range(90):
+        bench.dynamic(step)
+    bench.run().check()
+    counters = bench.model.counters
+    assert counters["fast_frames"] and counters["flushes"], counters
+
+
+def _random_frame(b, rng, peer):
+    payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 5, 60, 300, 300])))
+    kind = rng.random()
+    if kind < 0.85:
+        b.frame(peer.segment(peer.next, payload, rng.choice(["A", "A", "PA"])))
+        peer.next += len(payload)
+    elif kind < 0.9:
+        b.frame(peer.segment(peer.next + 500, payload))
+    elif kind < 0.95:
+        b.frame(peer.segment(peer.next, payload, rng.choice(["FA", "RA", "UA", "SA"])))
+    else:
+        b.frame(peer.segment(peer.next, payload or b"z", chksum=0x1234))
+
+
+def _random_handout(b, rng, peer):
+    fields = _ccb_fields(peer.next, src=peer.src, dst=peer.dst, sport=peer.sport,
+                         dport=peer.dport, rcv_buf=rng.choice([600, 65535]))
+    fields["tuple"]["ipv6"] = int(peer.ipv6)
+    if rng.random() < 0.1:
+        fields["route"]["rcv_mss"] = 0                      # a bad Ccb
+    addr = b.ccb(**fields)
+    b.command(CommandOpcode.HANDOUT1, addr=addr, arg=rng.getrandbits(32))
+    for _ in range(rng.choice([0, 0, 1, 3])):                # the handout race
+        payload = bytes(40)
+        b.frame(peer.segment(peer.next, payload))
+        peer.next += len(payload)
+    b.command(CommandOpcode.HANDOUT2, addr=addr, arg=lambda bb, p=peer: _conn_of(bb, p))
+
+
+def _random_command(b, rng, peer, conn):
+    nbr = conn.conn_nbr
+    r = rng.random()
+    if r < 0.5:
+        count = rng.choice([1, 1, 2, 3])
+        list_addr, _ = b.mdl([rng.choice([50, 200, 1000]) for _ in range(count)])
+        push = int(rng.random() < 0.5)
+        b.command(CommandOpcode.RCVMDL, addr=list_addr, tag=rng.getrandbits(16),
+                  arg=nbr | count << 16 | push << 24)
+    elif r < 0.85:
+        unconsumed = conn.tcp["rcv_unconsumed"]
+        amount = unconsumed if rng.random() < 0.8 else rng.choice([0, unconsumed + 1])
+        b.command(CommandOpcode.WINUPDATE, addr=amount, arg=nbr)
+    else:
+        b.command(rng.choice([CommandOpcode.FLUSH, CommandOpcode.CLOSE]), arg=nbr)
+
+
+def _random_refusal(b, rng, peer):
+    """A command the NIC refuses: an unknown conn_nbr, a bad RCVMDL list, a second HANDOUT1."""
+    r = rng.random()
+    if r < 0.4:
+        b.command(CommandOpcode.FLUSH, arg=lambda bb, p=peer: _conn_of(bb, p) ^ (CONNECTIONS - 1))
+    elif r < 0.7:
+        list_addr, _ = b.mdl([0, 100])
+        b.command(CommandOpcode.RCVMDL, addr=list_addr,
+                  arg=lambda bb, p=peer: _conn_of(bb, p) | rng.choice([0, 2, 9]) << 16)
+    else:
+        fields = _ccb_fields(peer.next, src=peer.src, dst=peer.dst, sport=peer.sport,
+                             dport=peer.dport)
+        fields["tuple"]["ipv6"] = int(peer.ipv6)
+        b.command(CommandOpcode.HANDOUT1, addr=b.ccb(**fields))
