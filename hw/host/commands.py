@@ -3,7 +3,9 @@
 Ref: docs/host_interface.md ("Commands", "Events").
 
 The COMMAND ring fetcher hands over each entry as a :class:`~hw.layouts.RingEntry`; the unit
-answers every one with a ``COMMAND_DONE`` event, in command order. Three registered stages:
+answers every one with a ``COMMAND_DONE`` event, in command order, except the fast-path commands
+the receive engine answers with an event of its own (INTERLOCK, FLUSH) or none (RCVMDL and
+WINUPDATE that were taken: docs/fast_path.md, "Commands"). Three registered stages:
 
 ::
 
@@ -41,6 +43,7 @@ from amaranth import Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..fast_path.layouts import FastAnswer, FastCommand
 from ..layouts import (
     Command,
     CommandOpcode,
@@ -59,6 +62,7 @@ class Action(enum.Enum, shape=2):
     """What the execute stage does with a decoded command."""
     COMPLETE = 0        # nothing: complete with the decoded code (NOP, a bad command, fetch error)
     RING_CONTROL = 1    # RING_STOP / RING_START of the RX or TX ring
+    FAST_PATH = 2       # to the receive engine; its answer says how the command completes
 
 
 #: A command after DECODE: the action, what it completes with, and the command for the action.
@@ -88,6 +92,12 @@ class CommandUnit(wiring.Component):
     rx_stop, tx_stop : Out(1)
         Levels for the RX and TX ring fetchers' ``stop``: set by ``RING_STOP``, cleared by
         ``RING_START``.
+    fast_path : Out(stream.Signature(FastCommand))
+        HANDOUT1, HANDOUT2, RCVMDL, WINUPDATE, FLUSH and CLOSE, to the receive engine, one at a
+        time.
+    fast_answer : In(stream.Signature(FastAnswer))
+        The engine's answer to each: ``COMMAND_DONE`` with its code when ``event``; else the
+        engine posts the command's event itself (or none), and the command only counts.
     count : Out(HostCounterPulses)
         ``commands`` and ``bad_commands`` are driven.
     """
@@ -96,6 +106,8 @@ class CommandUnit(wiring.Component):
     events: Out(stream.Signature(Event))
     rx_stop: Out(1)
     tx_stop: Out(1)
+    fast_path: Out(stream.Signature(FastCommand))
+    fast_answer: In(stream.Signature(FastAnswer))
     count: Out(HostCounterPulses)
 
     def elaborate(self, platform):
@@ -139,6 +151,14 @@ class CommandUnit(wiring.Component):
             ]
 
         # --- EXECUTE ----------------------------------------------------------------------------
+        fast = self.fast_path.payload
+        m.d.comb += [
+            fast.opcode.eq(dec.command.opcode),
+            fast.index.eq(dec.index),
+            fast.tag.eq(dec.command.tag),
+            fast.arg.eq(dec.command.arg),
+            fast.addr.eq(dec.command.addr),
+        ]
         with m.FSM(name="command"):
             # DISPATCH -- waiting for a decoded command and room for its event; today's actions
             # act and complete here, in one clock.
@@ -154,7 +174,26 @@ class CommandUnit(wiring.Component):
                             with m.Else():
                                 m.d.sync += self.rx_stop.eq(dec.stop)
                             complete(EventCode.OK.value, 0)
+                        with m.Case(Action.FAST_PATH):
+                            m.d.comb += dec_take.eq(0)
+                            m.next = "FAST_PATH"
                         # New actions plug in here (see the module's docstring).
+            # FAST_PATH -- the command goes to the receive engine (held in DECODE meanwhile).
+            with m.State("FAST_PATH"):
+                m.d.comb += self.fast_path.valid.eq(1)
+                with m.If(self.fast_path.ready):
+                    m.next = "FAST_ANSWER"
+            # FAST_ANSWER -- waiting for the engine's answer: COMMAND_DONE, or a count alone.
+            with m.State("FAST_ANSWER"):
+                answer = self.fast_answer.payload
+                with m.If(self.fast_answer.valid & (out_free | ~answer.event)):
+                    m.d.comb += [self.fast_answer.ready.eq(1), dec_take.eq(1)]
+                    with m.If(answer.event):
+                        complete(answer.code, answer.bad)
+                    with m.Else():
+                        m.d.sync += [self.count.commands.eq(1),
+                                     self.count.bad_commands.eq(answer.bad)]
+                    m.next = "DISPATCH"
         return m
 
     @staticmethod
@@ -183,6 +222,10 @@ class CommandUnit(wiring.Component):
             with m.Switch(command.opcode):
                 with m.Case(CommandOpcode.NOP.value):
                     pass
+                with m.Case(CommandOpcode.HANDOUT1.value, CommandOpcode.HANDOUT2.value,
+                            CommandOpcode.RCVMDL.value, CommandOpcode.WINUPDATE.value,
+                            CommandOpcode.FLUSH.value, CommandOpcode.CLOSE.value):
+                    m.d.sync += dec.action.eq(Action.FAST_PATH)
                 with m.Case(CommandOpcode.RING_STOP.value, CommandOpcode.RING_START.value):
                     with m.If(is_rx | is_tx):
                         m.d.sync += dec.action.eq(Action.RING_CONTROL)
