@@ -22,18 +22,19 @@ Each :class:`~hw.layouts.RxJob` is one of:
 placed in several pieces frees it with its last piece).
 
 The writer is a pipeline. A job with data goes into one of two *slots*, which a request stage and
-a data stage then visit in turn, so that one DMA beat leaves every clock and a job's write request
+a beat stage then visit in turn, so that one DMA beat leaves every clock and a job's write request
 goes out while the job before it is still being sent:
 
 ::
 
-    jobs ─► read request ─► read ─► packet buffer ─► beats ─┐
-      │                                                     ▼
-      ├─┬─► slot A ─┐ ┌─► [request] ─► dma.req (one request per fill / placement)
-    descriptors     slot B ─┴─┴─► [beat] ─► [rotate] ─► [skid] ─► dma.data
-      │                 (prev word)
-      └─► in-flight FIFO ─┬─► [event] ─► events, count, frame_data, place_failed
-    dma.done ─► completions ┘
+    jobs (head) ─► reads ─► read ══► packet buffer ══► beats ────────────┐
+      │                                                                   ▼
+      ├─► slot A ─┐ ┌─► [request] ───────────────────────────────────► dma.req
+      │   slot B ─┴─┴─► [beat: summary or word | prev word] ─► rotate ─► [out, skid] ─► dma.data
+    descriptors (a fill takes one; a fetch error is taken alone)
+      │
+      └─► in-flight FIFO (a record per job, per fetch error) ─┬─► [retire] ─► events, count,
+                     dma.done ─► completions FIFO ────────────┘        frame_data, place_failed
 
 - **Read.** A job asks the packet buffer for its words as soon as it is the head of ``jobs``,
   before it is taken: a fill the frame's words, a placement the words its bytes are in (word
@@ -75,6 +76,20 @@ samples its inputs every clock and keeps them once taken; the other registers lo
 are free. The rotator's shift and strobes come from the slot's registers, computed at the take;
 its input is registered (the word and the previous word), and so is its output (``dma.data`` or
 the skid beat), so the byte multiplexer (W to 1 per output byte) stands alone between them.
+
+Why it is shaped so. One writer does every job of the receive side, in order, with one DMA
+client whose completions come back in request order: so an event (an ``EVENT`` job's too) reaches
+the host after every write before it, and the host sees the receive side's events in one order
+(docs/fast_path.md). The packet buffer gives one word a clock, so a placement is realigned on the
+way, a word in and a beat out each clock, by a rotator with a register of the previous word,
+rather than by reading bytes; the summary beats of a fill use the same path with ``d = 0``. Two
+slots are what one beat a clock needs (one job's request goes out while the other is sent); a
+third would only shorten very short jobs. Throughput: fills as before (one beat a clock, no idle
+clock between frames); a placement one beat a clock, with one clock more when ``offset % W >
+addr % W`` and it has as many beats as words (the word that only loads ``prev``); one-beat
+placements with a backlog leave every 2.2 to 3 clocks (a job's words are asked for as it
+reaches the head and take 5 clocks to come, at most three jobs are asked for, and a slot is taken
+again three clocks after its last beat), against a 60-byte frame every 10.5 clocks on the wire.
 
 ``consume`` is pulsed as a fill and its descriptor are taken: the packet buffer's ``reserved``
 (admitted frames not consumed) then falls in the same clock as ``posted`` (buffers posted and not
