@@ -217,8 +217,14 @@ class RxWriter(wiring.Component):
         summary_beats = RX_SUMMARY_BYTES // beat_bytes
         all_bytes = (1 << beat_bytes) - 1
 
-        m.submodules.flight = flight = SyncFIFO(width=_Record.size, depth=self._max_in_flight)
-        m.submodules.completions = completions = SyncFIFO(width=1, depth=self._max_in_flight)
+        # The in-flight FIFO is written a clock after the take, from a register (``record``): the
+        # take's decision does not reach its write enables. A take needs ``w_level <
+        # max_in_flight - 1``, so that the record still in the register fits too.
+        in_flight = self._max_in_flight
+        m.submodules.flight = flight = SyncFIFO(width=_Record.size, depth=in_flight)
+        m.submodules.completions = completions = SyncFIFO(width=1, depth=in_flight)
+        flight_room = Signal()
+        m.d.comb += flight_room.eq(flight.w_level < in_flight - 1)
 
         def bytes_below(n, name):
             """Strobes of the bytes below ``n`` (``n`` mod the beat; 0: all of them)."""
@@ -272,6 +278,7 @@ class RxWriter(wiring.Component):
         dst_lo = Signal(shift)              # addr % W: the first byte's place in its beat
         src_lo = Signal(shift)              # offset % W: ... in its packet-buffer word
         dst_end = Signal(len(job.length) + 1)
+        dst_end_lo = Signal(shift)          # (addr + length) % W, from the low bits alone
         src_end = Signal(len(job.length) + 1)
         place_beats = Signal(params.DMA_REQUEST_BEATS_BITS)
         place_words = Signal(12)
@@ -280,13 +287,14 @@ class RxWriter(wiring.Component):
             dst_lo.eq(job.addr[:shift]),
             src_lo.eq(job.offset[:shift]),
             dst_end.eq(dst_lo + job.length),
+            dst_end_lo.eq(dst_lo + job.length[:shift]),
             src_end.eq(src_lo + job.length),
             place_beats.eq((dst_end + beat_bytes - 1) >> shift),
             place_words.eq((src_end + beat_bytes - 1) >> shift),
             place_addr.eq(Cat(Const(0, shift), job.addr[shift:])),
         ]
         place_first_strb = bytes_from(dst_lo, "place_first_strb")
-        place_last_strb = bytes_below(dst_end[:shift], "place_last_strb")
+        place_last_strb = bytes_below(dst_end_lo, "place_last_strb")
 
         # --- Take ---------------------------------------------------------------------------------
         slots = [_Slot(data_bits, f"slot{i}") for i in range(2)]
@@ -294,7 +302,6 @@ class RxWriter(wiring.Component):
         req_ptr = Signal()                  # the slot the request stage looks at
         cur = Signal()                      # the slot the beat stage sends
         take_free = Signal()
-        head_asked = Signal()               # the head job's words are asked for (below)
         error_entry = Signal()              # a fetch error: taken on its own, at once
         error_take = Signal()
         job_take = Signal()
@@ -302,10 +309,10 @@ class RxWriter(wiring.Component):
         m.d.comb += [
             take_free.eq(~Mux(take_ptr, slots[1].valid, slots[0].valid)),
             error_entry.eq(self.descriptors.valid & entry.error),
-            error_take.eq(error_entry & flight.w_rdy),
-            job_take.eq(self.jobs.valid & flight.w_rdy & ~error_entry
-                        & (is_event | (take_free & head_asked
-                                       & (is_place | self.descriptors.valid)))),
+            error_take.eq(error_entry & flight_room),
+            # (A job with data asks for its words at the latest in the clock it is taken.)
+            job_take.eq(self.jobs.valid & flight_room & ~error_entry
+                        & (is_event | (take_free & (is_place | self.descriptors.valid)))),
             into_slot.eq(job_take & ~is_event),
             self.jobs.ready.eq(job_take),
             self.consume.eq(job_take & is_fill),
@@ -326,7 +333,6 @@ class RxWriter(wiring.Component):
         ask = Signal()
         m.d.comb += [
             ask.eq(self.jobs.valid & ~is_event & ~head_requested),
-            head_asked.eq(head_requested | ask),
         ]
         with m.If(job_take):
             m.d.sync += head_requested.eq(0)
@@ -391,7 +397,7 @@ class RxWriter(wiring.Component):
                         slot.last_strb.eq(fill_last_strb),
                     ]
 
-        record_in = data.View(_Record, flight.w_data)
+        record_in = Signal(_Record)
         fill_event = Signal(4)
         m.d.comb += fill_event.eq(Mux(job.kind == RxJobKind.FRAME_DATA,
                                       EventKind.FRAME_DATA.value, EventKind.RX.value))
@@ -440,7 +446,10 @@ class RxWriter(wiring.Component):
                 record_in.tag.eq(Mux(frame_data, frame.tcp.seq, frame.summary.hash)),
                 record_in.detail.eq(Mux(frame_data, job.conn_nbr, buffer_addr[:31])),
             ]
-        m.d.comb += flight.w_en.eq(error_take | job_take)
+        record = Signal(_Record)
+        record_valid = Signal()
+        m.d.sync += [record.eq(record_in), record_valid.eq(error_take | job_take)]
+        m.d.comb += [flight.w_data.eq(record), flight.w_en.eq(record_valid)]
 
         # --- Request ------------------------------------------------------------------------------
         req = self.dma.req
