@@ -55,8 +55,9 @@ goes out while the job before it is still being sent:
 - **Rotate.** A placement's bytes move from their place in the packet buffer's words to their
   place in the host's beats: byte ``j`` of a beat is byte ``j + d`` of (previous word, this word),
   ``d = (offset - addr) mod W``. When the piece starts later in its first word than in its first
-  beat (``offset % W > addr % W``) the first word only loads the previous-word register; when its
-  last beat needs no further word, a last beat comes from the previous word alone. The first and
+  beat (``offset % W > addr % W``) the first word only loads the previous-word register
+  (``absorb``), if it can in the clock the job before sends a last beat of its own from the
+  previous word alone (``flush``: a piece whose last beat needs no further word). The first and
   last beats' strobes cover exactly the piece's bytes. A fill is the case ``d = 0`` (the word
   passes straight through).
 - **Events.** The write completions come back in request order and are taken as they come (into
@@ -85,11 +86,11 @@ way, a word in and a beat out each clock, by a rotator with a register of the pr
 rather than by reading bytes; the summary beats of a fill use the same path with ``d = 0``. Two
 slots are what one beat a clock needs (one job's request goes out while the other is sent); a
 third would only shorten very short jobs. Throughput: fills as before (one beat a clock, no idle
-clock between frames); a placement one beat a clock, with one clock more when ``offset % W >
-addr % W`` and it has as many beats as words (the word that only loads ``prev``); one-beat
-placements with a backlog leave every 2.2 to 3 clocks (a job's words are asked for as it
-reaches the head and take 5 clocks to come, at most three jobs are asked for, and a slot is taken
-again three clocks after its last beat), against a 60-byte frame every 10.5 clocks on the wire.
+clock between frames); placements one beat a clock, back to back, except for one clock for the
+word that only loads ``prev`` when the job before ends with a beat that took a word; one-beat
+placements with a backlog leave every 2.2 to 3 clocks (a job's words are asked for as it reaches
+the head and take 5 clocks to come, at most three jobs are asked for, and a slot is taken again
+three clocks after its last beat), against a 60-byte frame every 10.5 clocks on the wire.
 
 ``consume`` is pulsed as a fill and its descriptor are taken: the packet buffer's ``reserved``
 (admitted frames not consumed) then falls in the same clock as ``posted`` (buffers posted and not
@@ -468,9 +469,11 @@ class RxWriter(wiring.Component):
                 req.payload.addr.eq(Mux(req_ptr, slots[1].addr, slots[0].addr)),
                 req.payload.beats.eq(Mux(req_ptr, slots[1].beats, slots[0].beats)),
             ]
+        decide = [Signal(name=f"slot{i}_decide") for i in range(2)]
         with m.If(undecided & (req_free | req_slot_too_small)):
             m.d.sync += req_ptr.eq(~req_ptr)
             for i, slot in enumerate(slots):
+                m.d.comb += decide[i].eq(req_ptr == i)
                 with m.If(req_ptr == i):
                     m.d.sync += slot.decided.eq(1)
 
@@ -501,28 +504,45 @@ class RxWriter(wiring.Component):
         emit_shift = Signal(shift)
         emit_strb = Signal(beat_bytes)
 
-        # Each slot's step is computed from its own flags only (``decided`` implies ``valid``),
-        # so that a slot's counters do not wait on the other slot's state.
+        # A placement whose first word only loads ``prev`` (``absorb``) takes it early, in the
+        # clock the other slot sends its last beat from ``prev`` alone (``flush``: no word is
+        # taken then; a beat after the last word is always the last), so that such pieces
+        # follow each other without an idle clock.
+        # ``sels``: the beat stage is on this slot, ``(cur == i) & decided`` as a register (set
+        # from the next values of both), so that the beat stage's logic starts at flip-flops.
+        sels = [Signal(name=f"slot{i}_sending") for i in range(2)]
+        flushes, dones = [], []
         for i, slot in enumerate(slots):
-            sel = Signal(name=f"slot{i}_sending")           # the beat stage is on this slot
+            sel = sels[i]
+            flush = Signal(name=f"slot{i}_flush_beat")      # its last beat, from ``prev`` alone
+            m.d.comb += [
+                flush.eq(sel & ~slot.in_summary & slot.words_done & ~slot.beats_done & rot_free),
+            ]
+            sels.append(sel)
+            flushes.append(flush)
+        earlies = []
+
+        # Each slot's step is computed from its own flags only (``decided`` implies ``valid``),
+        # so that a slot's counters do not wait on the other slot's state (but for ``early``).
+        for i, slot in enumerate(slots):
+            sel, flush = sels[i], flushes[i]
+            early = Signal(name=f"slot{i}_early_absorb")    # its first word, in a flush
             header = Signal(name=f"slot{i}_header_beat")    # a summary beat goes out
             want = Signal(name=f"slot{i}_wants_word")       # its words are next on ``beats``
             take_only = Signal(name=f"slot{i}_take_only")   # a word taken without a beat
             move = Signal(name=f"slot{i}_word_move")        # a word leaves ``beats``
-            flush = Signal(name=f"slot{i}_flush_beat")      # a last beat of ``prev`` alone
             beat = Signal(name=f"slot{i}_beat")             # a beat goes out
             # A fill's first summary beat waits for its first word on ``beats``: then its beats
             # leave back to back (a frame that arrives alone would otherwise wait for its words
             # between its summary and its data; frames behind others find theirs there).
             started = Signal(name=f"slot{i}_started")
             m.d.comb += [
-                sel.eq((cur == i) & slot.decided),
+                early.eq(~sel & slot.decided & slot.absorb & flushes[1 - i]),
                 started.eq((slot.summary_index != 0) | self.beats.valid),
                 header.eq(sel & slot.in_summary & rot_free & started),
                 want.eq(sel & ~slot.in_summary & ~slot.words_done),
                 take_only.eq(slot.drain | slot.absorb),
-                move.eq(want & self.beats.valid & (take_only | rot_free)),
-                flush.eq(sel & ~slot.in_summary & slot.words_done & ~slot.beats_done & rot_free),
+                move.eq(self.beats.valid & ((want & (take_only | rot_free)) | early)),
                 beat.eq(header | (move & ~take_only) | flush),
             ]
             with m.If(sel):
@@ -567,9 +587,21 @@ class RxWriter(wiring.Component):
                 ]
             # Done: its last word taken (or all taken before) and its last beat out (or none
             # left): the next slot's turn from the next clock.
-            with m.If(((move & slot.last_word) | (slot.words_done & ~want))
-                      & ((beat & slot.last_beat) | slot.beats_done) & sel):
-                m.d.sync += [slot.valid.eq(0), slot.decided.eq(0), cur.eq(~cur)]
+            done = Signal(name=f"slot{i}_done")
+            m.d.comb += done.eq(((move & slot.last_word) | slot.words_done)
+                                & ((beat & slot.last_beat) | slot.beats_done) & sel)
+            with m.If(done):
+                m.d.sync += [slot.valid.eq(0), slot.decided.eq(0)]
+            dones.append(done)
+
+            earlies.append(early)
+        with m.If(earlies[0] | earlies[1]):
+            m.d.comb += self.beats.ready.eq(1)
+        cur_next = Signal()
+        m.d.comb += cur_next.eq(cur ^ dones[0] ^ dones[1])
+        m.d.sync += cur.eq(cur_next)
+        for i, slot in enumerate(slots):
+            m.d.sync += sels[i].eq((cur_next == i) & ((slot.decided & ~dones[i]) | decide[i]))
 
         with m.If(self.beats.valid & self.beats.ready):
             m.d.sync += prev.eq(self.beats.payload.data)
