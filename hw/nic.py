@@ -39,7 +39,7 @@ from .host.rx_buffer import RxPacketBuffer
 from .host.rx_writer import RxWriter
 from .host.tx_buffer import TxFrameBuffer
 from .host.tx_reader import TxReader
-from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat
+from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat, RxJobKind
 from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
 from .tx.arbiter import TxArbiter
@@ -112,9 +112,11 @@ class Nic(wiring.Component):
         wiring.connect(m, ccb_table.result, dispatcher.result)
         # Until the receive engine lands (docs/fast_path.md), every frame takes the slow path.
         m.d.comb += [
-            rx_writer.frame.payload.eq(dispatcher.o.payload.frame),
-            rx_writer.frame.valid.eq(dispatcher.o.valid),
-            dispatcher.o.ready.eq(rx_writer.frame.ready),
+            rx_writer.jobs.payload.kind.eq(RxJobKind.SLOW),
+            rx_writer.jobs.payload.frame.eq(dispatcher.o.payload.frame),
+            rx_writer.jobs.payload.free.eq(1),
+            rx_writer.jobs.valid.eq(dispatcher.o.valid),
+            dispatcher.o.ready.eq(rx_writer.jobs.ready),
         ]
         wiring.connect(m, rx_writer.read, rx_buffer.read)
         wiring.connect(m, rx_buffer.beats, rx_writer.beats)

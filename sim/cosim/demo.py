@@ -32,7 +32,7 @@ NIC_SIGNALS = [
                      r"sequencer.\status__payload.sport", r"sequencer.\status__payload.dport"]),
     ("RX packet buffer", ["rx_buffer.reserved", "rx_buffer.drop_no_buffer",
                           "rx_buffer.drop_overflow", "rx_buffer.frame__valid"]),
-    ("RX writer", ["rx_writer.frame__valid", "rx_writer.descriptors__valid",
+    ("RX writer", ["rx_writer.jobs__valid", "rx_writer.descriptors__valid",
                    "rx_writer.dma__req__valid", "rx_writer.dma__done__valid",
                    "rx_writer.events__valid", "rx_writer.consume"]),
     ("rings", ["rx_fetcher.posted", "rx_fetcher.entries__valid", "tx_fetcher.entries__valid",

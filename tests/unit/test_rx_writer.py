@@ -33,6 +33,7 @@ from hw.layouts import (
     HostCounterPulses,
     RingId,
     RxDescriptor,
+    RxJobKind,
     RxStatus,
     RxSummary,
     pack,
@@ -53,7 +54,7 @@ _SUMMARY_FIELDS = [name for name, _ in data.Layout.cast(RxSummary) if name != "r
 
 
 class _Harness(Elaboratable):
-    """The packet buffer and the writer, wired as in the NIC."""
+    """The packet buffer and the writer, wired as in the NIC: every frame a SLOW job."""
 
     def __init__(self, data_bits, **kwargs):
         self.buffer = RxPacketBuffer(data_bits=data_bits)
@@ -63,7 +64,15 @@ class _Harness(Elaboratable):
         m = Module()
         m.submodules.buffer = self.buffer
         m.submodules.writer = self.writer
-        wiring.connect(m, buffer=self.buffer.frame, writer=self.writer.frame)
+        # Every frame a SLOW job, as hw/nic.py makes them until the receive engine lands.
+        jobs = self.writer.jobs
+        m.d.comb += [
+            jobs.payload.kind.eq(RxJobKind.SLOW),
+            jobs.payload.frame.eq(self.buffer.frame.payload),
+            jobs.payload.free.eq(1),
+            jobs.valid.eq(self.buffer.frame.valid),
+            self.buffer.frame.ready.eq(jobs.ready),
+        ]
         wiring.connect(m, writer=self.writer.read, buffer=self.buffer.read)
         wiring.connect(m, buffer=self.buffer.beats, writer=self.writer.beats)
         wiring.connect(m, writer=self.writer.free, buffer=self.buffer.free)
