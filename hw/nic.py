@@ -29,6 +29,7 @@ from . import params
 from .ccb.table import CcbTable
 from .dispatch.dispatcher import Dispatcher
 from .fast_path.ack_builder import AckBuilder
+from .fast_path.engine import ReceiveEngine
 from .host.axi import AxiLiteSignature, AxiSignature
 from .host.commands import CommandUnit
 from .host.dma import DmaManager
@@ -39,7 +40,7 @@ from .host.rx_buffer import RxPacketBuffer
 from .host.rx_writer import RxWriter
 from .host.tx_buffer import TxFrameBuffer
 from .host.tx_reader import TxReader
-from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat, RxJobKind
+from .layouts import HostCounterPulses, HostCounters, RingId, RxBeat
 from .lib.counters import CounterBank
 from .rx_sequencer.sequencer import RxSequencer
 from .tx.arbiter import TxArbiter
@@ -47,8 +48,8 @@ from .tx.arbiter import TxArbiter
 __all__ = ["Nic", "DMA_READ_CLIENTS", "DMA_WRITE_CLIENTS", "EVENT_SOURCES", "TX_SOURCES"]
 
 #: The DMA manager's clients, in AXI ID order (a client's ID is its index here).
-DMA_READ_CLIENTS = ["command_fetcher", "rx_fetcher", "tx_fetcher", "tx_reader"]
-DMA_WRITE_CLIENTS = ["rx_writer", "event_writer"]
+DMA_READ_CLIENTS = ["command_fetcher", "rx_fetcher", "tx_fetcher", "tx_reader", "receive_engine"]
+DMA_WRITE_CLIENTS = ["rx_writer", "event_writer", "receive_engine"]
 #: The frame sources of MAC TX, in the TX arbiter's input order (round robin per frame).
 TX_SOURCES = ["host", "acks"]
 #: The units whose events the event writer takes, in its round-robin order (register errors last).
@@ -84,6 +85,7 @@ class Nic(wiring.Component):
         m.submodules.rx_buffer = rx_buffer = RxPacketBuffer()
         m.submodules.dispatcher = dispatcher = Dispatcher()
         m.submodules.ccb_table = ccb_table = CcbTable(params.FAST_PATH_CONNECTIONS)
+        m.submodules.receive_engine = engine = ReceiveEngine(params.FAST_PATH_CONNECTIONS)
         m.submodules.rx_writer = rx_writer = RxWriter()
         m.submodules.tx_reader = tx_reader = TxReader()
         m.submodules.tx_buffer = tx_buffer = TxFrameBuffer()
@@ -102,31 +104,37 @@ class Nic(wiring.Component):
                  "tx_fetcher": fetchers[RingId.TX], "tx_reader": tx_reader,
                  "rx_writer": rx_writer, "event_writer": event_writer,
                  "command_unit": command_unit}
+        read_ports = {name: units[name].dma for name in DMA_READ_CLIENTS[:-1]}
+        read_ports["receive_engine"] = engine.dma_read
+        write_ports = {name: units[name].dma for name in DMA_WRITE_CLIENTS[:-1]}
+        write_ports["receive_engine"] = engine.dma_write
 
-        # --- Receive: MAC -> sequencer -> packet buffer -> dispatcher -> RX writer ---------------
+        # --- Receive: MAC -> sequencer -> packet buffer -> dispatcher -> receive engine ---------
+        #     -> RX writer (jobs: frames into RX buffers, payload placement, events)
         wiring.connect(m, wiring.flipped(self.mac_rx), seq.i)
         wiring.connect(m, seq.o, rx_buffer.i)
         wiring.connect(m, seq.status, rx_buffer.status)
         wiring.connect(m, rx_buffer.frame, dispatcher.frames)
         wiring.connect(m, dispatcher.lookup, ccb_table.lookup)
         wiring.connect(m, ccb_table.result, dispatcher.result)
-        # Until the receive engine lands (docs/fast_path.md), every frame takes the slow path.
-        m.d.comb += [
-            rx_writer.jobs.payload.kind.eq(RxJobKind.SLOW),
-            rx_writer.jobs.payload.frame.eq(dispatcher.o.payload.frame),
-            rx_writer.jobs.payload.free.eq(1),
-            rx_writer.jobs.valid.eq(dispatcher.o.valid),
-            dispatcher.o.ready.eq(rx_writer.jobs.ready),
-        ]
+        wiring.connect(m, dispatcher.o, engine.frames)
+        wiring.connect(m, engine.table_command, ccb_table.command)
+        wiring.connect(m, ccb_table.response, engine.table_response)
+        wiring.connect(m, engine.jobs, rx_writer.jobs)
+        wiring.connect(m, rx_writer.place_failed, engine.place_failed)
         wiring.connect(m, rx_writer.read, rx_buffer.read)
         wiring.connect(m, rx_buffer.beats, rx_writer.beats)
         wiring.connect(m, rx_writer.free, rx_buffer.free)
+        wiring.connect(m, engine.free, rx_buffer.free_fast)
         wiring.connect(m, fetchers[RingId.RX].entries, rx_writer.descriptors)
         m.d.comb += [
+            engine.frames_in.eq(dispatcher.frames_in),
             rx_buffer.enable.eq(regs.enable),
             rx_buffer.running.eq(fetchers[RingId.RX].running),
             rx_buffer.posted.eq(fetchers[RingId.RX].posted),
             rx_buffer.release.eq(rx_writer.consume),
+            rx_buffer.release_fast.eq(engine.release),
+            engine.frame_data_written.eq(rx_writer.frame_data),
         ]
 
         # --- Transmit: TX ring -> TX reader -> staging buffer -> arbiter -> MAC ------------------
@@ -134,11 +142,14 @@ class Nic(wiring.Component):
         wiring.connect(m, fetchers[RingId.TX].entries, tx_reader.descriptors)
         wiring.connect(m, tx_reader.buffer, tx_buffer.w)
         wiring.connect(m, tx_buffer.o, tx_arbiter.i[TX_SOURCES.index("host")])
+        wiring.connect(m, engine.acks, ack_builder.requests)
         wiring.connect(m, ack_builder.o, tx_arbiter.i[TX_SOURCES.index("acks")])
         wiring.connect(m, tx_arbiter.o, wiring.flipped(self.mac_tx))
 
         # --- Commands ----------------------------------------------------------------------------
         wiring.connect(m, fetchers[RingId.COMMAND].entries, command_unit.commands)
+        wiring.connect(m, command_unit.fast_path, engine.commands)
+        wiring.connect(m, engine.answers, command_unit.fast_answer)
         m.d.comb += [
             fetchers[RingId.COMMAND].stop.eq(~regs.enable),
             fetchers[RingId.RX].stop.eq(~regs.enable | command_unit.rx_stop),
@@ -163,13 +174,15 @@ class Nic(wiring.Component):
             seq.counters_clear.eq(regs.counters_clear),
             regs.rx_counters.eq(seq.counters),
             regs.host_counters.eq(counters.counters),
+            regs.fast_path_counters.eq(engine.counters),
+            engine.clear.eq(regs.counters_clear),
         ]
 
         # --- DMA ---------------------------------------------------------------------------------
         for port, name in zip(dma.read, DMA_READ_CLIENTS):
-            wiring.connect(m, units[name].dma, port)
+            wiring.connect(m, read_ports[name], port)
         for port, name in zip(dma.write, DMA_WRITE_CLIENTS):
-            wiring.connect(m, units[name].dma, port)
+            wiring.connect(m, write_ports[name], port)
         wiring.connect(m, dma.axi, wiring.flipped(self.m_axi))
 
         # --- Counters: each unit drives its own fields of the pulses -----------------------------

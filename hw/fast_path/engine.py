@@ -120,6 +120,9 @@ class ReceiveEngine(wiring.Component):
     counters : Out(FastPathCounters)
     clear : In(1)
         Zero the counters (the levels ``queued`` and ``connections`` stay).
+    frame_data_written : In(1)
+        The RX writer wrote a FRAME_DATA frame (counted in ``frame_data`` then, as the model
+        does; its bytes are counted when the engine decides).
     idle : Out(1)
         Nothing to do but wait for a timer: no frame, job, ACK or answer waiting.
     sim_handles : dict
@@ -155,6 +158,7 @@ class ReceiveEngine(wiring.Component):
             "free": Out(stream.Signature(SLOT_BITS)),
             "counters": Out(FastPathCounters),
             "clear": In(1),
+            "frame_data_written": In(1),
             "idle": Out(1),
         })
         self.sim_handles = {}
@@ -276,6 +280,8 @@ class ReceiveEngine(wiring.Component):
 
         def pulse(name, value=1):
             m.d.comb += count[name].eq(value)
+
+        m.d.comb += count["frame_data"].eq(self.frame_data_written)
 
         # --- Memory ports: driven by the FSM ----------------------------------------------------
         hot_r = hot.read_port()
@@ -427,6 +433,10 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
                                  conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr)]
                     m.next = "COMMAND"
+                with m.Elif(self.place_failed.valid):
+                    m.d.comb += self.place_failed.ready.eq(1)
+                    m.d.sync += conn.eq(self.place_failed.payload)
+                    m.next = "FAILED_READ"
                 with m.Elif(drain_list.r_rdy):
                     m.d.comb += drain_list.r_en.eq(1)
                     m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1)]
@@ -505,6 +515,22 @@ class ReceiveEngine(wiring.Component):
                              rec.q_count.eq(rec.q_count - 1)]
                 pulse("queued", Const(-1, 32))
                 m.next = "CHECK"
+
+            # FAILED_READ -- a placement's write failed: its connection is flushed (DMA_ERROR),
+            # unless a flush already took it back.
+            with m.State("FAILED_READ"):
+                m.next = "FAILED_LOAD"
+            with m.State("FAILED_LOAD"):
+                m.next = "FAILED_DECIDE"
+            with m.State("FAILED_DECIDE"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "FAILED_CHECK"
+            with m.State("FAILED_CHECK"):
+                with m.If((rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)):
+                    m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.next = "IDLE"
 
             # CHECK -- the segment's checks; registered for the next state.
             with m.State("CHECK"):

@@ -96,6 +96,9 @@ class RxPacketBuffer(wiring.Component):
     free : In(stream.Signature(6))
         The frame in this slot is done with: its words and its slot are given back once every
         frame admitted before it is freed too. Always ready.
+    release_fast, free_fast : In(1), In(stream.Signature(6))
+        The same, from the receive engine (a frame the fast path took needs no RX buffer; a pure
+        ACK's slot is free at once); they may come in the same clock as the RX writer's.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
         One pulse per dropped frame, by reason.
     """
@@ -114,6 +117,8 @@ class RxPacketBuffer(wiring.Component):
             "read": In(stream.Signature(StoreRead(self.depth_words_for(data_bits)))),
             "beats": Out(stream.Signature(StoreWord(data_bits))),
             "free": In(stream.Signature(exact_log2(params.RX_PACKET_BUFFER_FRAMES))),
+            "release_fast": In(1),
+            "free_fast": In(stream.Signature(exact_log2(params.RX_PACKET_BUFFER_FRAMES))),
             "drop_disabled": Out(1),
             "drop_no_buffer": Out(1),
             "drop_overflow": Out(1),
@@ -157,7 +162,9 @@ class RxPacketBuffer(wiring.Component):
         reserved = Signal(range(params.RX_PACKET_BUFFER_FRAMES + 1))
         reserve = Signal()
         release = Signal()      # a claim ends: released by the writer or dropped mid-frame
-        m.d.sync += reserved.eq(reserved + reserve - release)
+        # (A fast-path release is not in ``release`` below, the claims' room looks at a clock
+        # later: no buffer leaves ``posted`` with it, so the room is only late by a clock.)
+        m.d.sync += reserved.eq(reserved + reserve - release - self.release_fast)
 
         beat = self.i.payload
         accept = Signal()
@@ -377,6 +384,7 @@ class RxPacketBuffer(wiring.Component):
             words_w.en.eq(write_en),
             words_r.addr.eq(queue_free[:-1]),
             self.free.ready.eq(1),
+            self.free_fast.ready.eq(1),
         ]
         oldest_done = Signal()
         m.d.comb += oldest_done.eq((queue_free != queue_filled)
@@ -385,7 +393,8 @@ class RxPacketBuffer(wiring.Component):
         m.d.sync += [free_words.eq(Mux(oldest_done, words_r.data, 0)), slot_freed.eq(oldest_done)]
         m.d.comb += fifo.free_words.eq(free_words)
         for k in range(queue_depth):
-            with m.If(self.free.valid & (self.free.payload == k)):
+            with m.If((self.free.valid & (self.free.payload == k))
+                      | (self.free_fast.valid & (self.free_fast.payload == k))):
                 m.d.sync += released[k].eq(1)
             with m.Elif(oldest_done & (queue_free[:-1] == k)):
                 m.d.sync += released[k].eq(0)
