@@ -74,9 +74,13 @@ goes out while the job before it is still being sent:
 Timing: every wide register (a slot's contents, the request, the rotator's input and output, the
 skid beat, the event) is loaded under an enable that comes straight from flip-flops: a free slot
 samples its inputs every clock and keeps them once taken; the other registers load whenever they
-are free. The rotator's shift and strobes come from the slot's registers, computed at the take;
-its input is registered (the word and the previous word), and so is its output (``dma.data`` or
-the skid beat), so the byte multiplexer (W to 1 per output byte) stands alone between them.
+are free; ``prev`` loads the word at the head of ``beats`` whenever the rotator's input is free
+(taken or not: see the code), not on the beat stage's decision, which would fan out to every bit.
+The rotator's shift and strobes come from the slot's registers, computed at the take; its input
+is registered (the word and the previous word), and so is its output (``dma.data`` or the skid
+beat), so the byte multiplexer (W to 1 per output byte) stands alone between them. The beat
+stage's slot select is a register; the buffer-size compare reaches only a slot's ``too_small``
+and the in-flight record (a fill that does not fit becomes a drain in the clock after its take).
 
 Why it is shaped so. One writer does every job of the receive side, in order, with one DMA
 client whose completions come back in request order: so an event (an ``EVENT`` job's too) reaches
