@@ -74,9 +74,13 @@ goes out while the job before it is still being sent:
 Timing: every wide register (a slot's contents, the request, the rotator's input and output, the
 skid beat, the event) is loaded under an enable that comes straight from flip-flops: a free slot
 samples its inputs every clock and keeps them once taken; the other registers load whenever they
-are free. The rotator's shift and strobes come from the slot's registers, computed at the take;
-its input is registered (the word and the previous word), and so is its output (``dma.data`` or
-the skid beat), so the byte multiplexer (W to 1 per output byte) stands alone between them.
+are free; ``prev`` loads the word at the head of ``beats`` whenever the rotator's input is free
+(taken or not: see the code), not on the beat stage's decision, which would fan out to every bit.
+The rotator's shift and strobes come from the slot's registers, computed at the take; its input
+is registered (the word and the previous word), and so is its output (``dma.data`` or the skid
+beat), so the byte multiplexer (W to 1 per output byte) stands alone between them. The beat
+stage's slot select is a register; the buffer-size compare reaches only a slot's ``too_small``
+and the in-flight record (a fill that does not fit becomes a drain in the clock after its take).
 
 Why it is shaped so. One writer does every job of the receive side, in order, with one DMA
 client whose completions come back in request order: so an event (an ``EVENT`` job's too) reaches
@@ -269,7 +273,8 @@ class RxWriter(wiring.Component):
         buffer_addr = Signal(params.DMA_ADDR_WIDTH)
         m.d.comb += [
             need.eq(length + RX_SUMMARY_BYTES),
-            too_small.eq(desc.size < need),
+            # (A size of 2**17 or more always fits: the compare's carry chain is 17 bits long.)
+            too_small.eq((desc.size[len(need):] == 0) & (desc.size[:len(need)] < need)),
             empty.eq(length == 0),
             buffer_addr.eq(Cat(Const(0, shift), desc.addr[shift:])),
         ]
@@ -359,6 +364,7 @@ class RxWriter(wiring.Component):
                     slot.frame_slot.eq(frame.slot),
                     slot.first.eq(1),
                     slot.words_done.eq(0),
+                    slot.fresh.eq(1),
                 ]
                 with m.If(is_place):
                     m.d.sync += [
@@ -382,13 +388,13 @@ class RxWriter(wiring.Component):
                     fill_beats = Mux(empty, summary_beats, frame.words + summary_beats)
                     m.d.sync += [
                         slot.too_small.eq(too_small),
-                        slot.drain.eq(too_small | empty),
-                        slot.in_summary.eq(~too_small),
+                        slot.drain.eq(empty),
+                        slot.in_summary.eq(1),
                         slot.addr.eq(buffer_addr),
                         slot.beats.eq(fill_beats),
                         slot.beats_left.eq(fill_beats),
                         slot.last_beat.eq(fill_beats == 1),
-                        slot.beats_done.eq(too_small),
+                        slot.beats_done.eq(0),
                         slot.words_left.eq(frame.words),
                         slot.last_word.eq(frame.words == 1),
                         slot.direct.eq(1),
@@ -397,6 +403,15 @@ class RxWriter(wiring.Component):
                         slot.first_strb.eq(all_bytes),
                         slot.last_strb.eq(fill_last_strb),
                     ]
+
+            # A fill that does not fit becomes a drain in the clock after its take (its request
+            # stage decides it then, its beat stage comes later): the buffer-size compare only
+            # reaches ``too_small`` and the in-flight record.
+            with m.Else():
+                m.d.sync += slot.fresh.eq(0)
+                with m.If(slot.fresh & slot.too_small):
+                    m.d.sync += [slot.in_summary.eq(0), slot.drain.eq(1),
+                                 slot.beats_done.eq(1)]
 
         record_in = Signal(_Record)
         fill_event = Signal(4)
@@ -542,7 +557,7 @@ class RxWriter(wiring.Component):
                 header.eq(sel & slot.in_summary & rot_free & started),
                 want.eq(sel & ~slot.in_summary & ~slot.words_done),
                 take_only.eq(slot.drain | slot.absorb),
-                move.eq(self.beats.valid & ((want & (take_only | rot_free)) | early)),
+                move.eq(self.beats.valid & ((want & (slot.drain | rot_free)) | early)),
                 beat.eq(header | (move & ~take_only) | flush),
             ]
             with m.If(sel):
@@ -560,7 +575,7 @@ class RxWriter(wiring.Component):
                                     slot.summary.as_value()[k * data_bits:(k + 1) * data_bits])
                 with m.Else():
                     m.d.comb += [
-                        self.beats.ready.eq(want & (take_only | rot_free)),
+                        self.beats.ready.eq(want & (slot.drain | rot_free)),
                         emit_hi.eq(self.beats.payload.data),
                     ]
                 m.d.comb += emit_lo.eq(Mux(slot.direct, emit_hi, prev))
@@ -603,7 +618,13 @@ class RxWriter(wiring.Component):
         for i, slot in enumerate(slots):
             m.d.sync += sels[i].eq((cur_next == i) & ((slot.decided & ~dones[i]) | decide[i]))
 
-        with m.If(self.beats.valid & self.beats.ready):
+        # ``prev`` loads the word at the head of ``beats`` whenever the rotator's input is free,
+        # taken or not: an enable from flip-flops, not from the beat stage's decision (which
+        # would fan out to every bit). It is right whenever a rotation reads it: a placement
+        # takes every word in a clock when the rotator's input is free (also the word that only
+        # loads ``prev``), and a word it leaves at the head is then never one it still needs
+        # from ``prev`` (its last beat from ``prev`` alone goes out in that same clock).
+        with m.If(self.beats.valid & rot_free):
             m.d.sync += prev.eq(self.beats.payload.data)
         with m.If(rot_free):
             m.d.sync += [
@@ -709,6 +730,7 @@ class _Slot:
         self.last_beat = Signal(name=f"{name}_last_beat")       # beats_left == 1
         self.beats_done = Signal(name=f"{name}_beats_done")     # beats_left == 0 (or none)
         self.first = Signal(name=f"{name}_first")               # no beat sent yet
+        self.fresh = Signal(name=f"{name}_fresh")               # taken in the clock before
         self.direct = Signal(name=f"{name}_direct")             # words pass straight (shift 0)
         self.absorb = Signal(name=f"{name}_absorb")             # next word: into ``prev`` only
         self.rotate = Signal(exact_log2(beat_bytes), name=f"{name}_rotate")

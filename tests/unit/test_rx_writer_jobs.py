@@ -163,6 +163,7 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
           "consume_mismatch": 0, "outstanding": set(), "free_errors": [], "drops": 0,
           "job_cycles": []}
     expected_frees = len(frames)
+    max_cycles = 4 * (sum(lengths) // 8 + 30 * len(lengths)) + 3000
 
     async def producer(ctx):
         """The MAC side: frames in order, paced so the packet buffer never drops one (fewer
@@ -251,6 +252,7 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
              kind) = await ctx.tick().sample(buf.frame.valid, buf.frame.payload, wr.jobs.valid,
                                              wr.jobs.ready, wr.consume, wr.jobs.payload.kind)
             cycle += 1
+            assert cycle < max_cycles, f"jobs still waiting after {cycle} clocks: a deadlock"
             if owed and not consume:
                 owed -= 1
                 st["gave_back"] += 1
@@ -277,6 +279,8 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
             ready = 0
             while not ready:
                 _, _, ready = await ctx.tick().sample(wr.jobs.ready)
+                cycle += 1
+                assert cycle < max_cycles, f"jobs still waiting after {cycle} clocks"
             st["taken_jobs"].append(queue.popleft()[2])
         ctx.set(wr.jobs.valid, 0)
         st["jobs_done"] = True
@@ -306,6 +310,7 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
         """Events and place_failed with random backpressure; ends once all is out and quiet."""
         srng = random.Random(seed + 3)
         quiet = 0
+        cycle = 0
         noted = False
         while True:
             ev_ready = int(srng.random() < p_sink)
@@ -325,6 +330,8 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
             if pf_valid and pf_ready:
                 st["failed"].append(int(pf_payload))
             quiet = 0 if valid or pf_valid or not st["jobs_done"] else quiet + 1
+            cycle += 1
+            assert cycle < max_cycles, f"events still coming after {cycle} clocks"
             if st["jobs_done"] and quiet > 300:
                 break
         for name, sig in (("frame", buf.frame.valid), ("beats", buf.beats.valid),
