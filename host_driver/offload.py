@@ -225,6 +225,9 @@ class _Record:
         self.handout2_tag: int | None = None
         self.flush_wanted: str | None = None
         self.mdl_base = 0               # the request's bytes before its RCVMDL
+        # FRAME_DATA bytes the NIC showed before it took the RCVMDL posted (they precede what
+        # it places there): see _settle.
+        self.mdl_shift = bytearray()
         self.ip_id = 0                  # the Ccb's at HANDOUT2
         self.held: deque[bytes] = deque()
         self.requests: deque[RecvRequest] = deque()
@@ -569,6 +572,7 @@ class HostOffload:
             record = next((r for r in self._records.values() if r.mdl_handle == tag), None)
             if record is not None:
                 record.mdl_handle = None
+                self._unshift(record)
                 if record.phase is Phase.OFFLOADED:
                     await self._flush(record, "rcvmdl_refused")
 
@@ -582,8 +586,13 @@ class HostOffload:
                 await self._flush(record, "frame_data_error")
             return
         payload = _payload_of(item.frame)
-        record.conn.offload_deliver(payload)
         record.nic_unconsumed += len(payload)
+        if record.mdl_handle is not None:
+            # Shown before the NIC took the RCVMDL (a segment queued while PENDING, drained by
+            # HANDOUT2 before the RCVMDL came): it precedes the RCVMDL's bytes.
+            record.mdl_shift += payload
+        else:
+            record.conn.offload_deliver(payload)
         self._count(record, "rx_frame_data_segments")
         self._count(record, "rx_frame_data_bytes", len(payload))
 
@@ -592,12 +601,33 @@ class HostOffload:
         if record is None or record.mdl_handle != item.handle:
             return
         request = record.requests.popleft()
-        request.filled = record.mdl_base + item.placed
-        request.placed += item.placed
+        self._settle(record, request, item.placed)
         request._complete("full" if request.residual == 0 else "push")
         record.mdl_handle = None
         self._count(record, "rcvmdl_done")
         self._count(record, "rx_fast_bytes", item.placed)
+
+    def _settle(self, record: _Record, request: RecvRequest, placed: int) -> None:
+        """The RCVMDL of ``request`` ended with ``placed`` bytes placed from ``mdl_base`` on;
+        FRAME_DATA bytes shown before the NIC took it go first (the host moves the placed bytes
+        behind them; what no longer fits goes back to the front of the receive queue)."""
+        base, shift = record.mdl_base, bytes(record.mdl_shift)
+        record.mdl_shift.clear()
+        request.placed += placed
+        if not shift:
+            request.filled = base + placed
+            return
+        request.filled = base + placed
+        combined = shift + request.data(self.memory)[base:]
+        request.filled = base
+        room = request.length - base
+        request.write(self.memory, combined[:room])
+        record.conn.offload_unread(combined[room:])
+
+    def _unshift(self, record: _Record) -> None:
+        """The RCVMDL was never taken: the bytes shown before it go to the receive queue."""
+        record.conn.offload_unread(bytes(record.mdl_shift))
+        record.mdl_shift.clear()
 
     def _flushed(self, item: Flush) -> None:
         record = self._by_nbr.pop(item.conn_nbr, None)
@@ -621,14 +651,14 @@ class HostOffload:
         if record.mdl_handle is not None:
             if item.handle == record.mdl_handle:
                 request = record.requests[0]
-                request.filled = record.mdl_base + item.placed
-                request.placed += item.placed
+                self._settle(record, request, item.placed)
                 self._count(record, "rx_fast_bytes", item.placed)
                 self._count(record, "rcvmdl_short")
                 if request.filled:
                     request._complete("full" if request.residual == 0 else "flush")
                     record.requests.popleft()
             record.mdl_handle = None
+        self._unshift(record)
         self.memory.free(record.ccb_addr)
         record.ccb_addr = record.conn_nbr = None
         record.handed_out = False

@@ -520,6 +520,10 @@ class Connection:
         them); RCV.NXT is the NIC's until :meth:`offload_restore`."""
         self._rx += data
 
+    def offload_unread(self, data: bytes) -> None:
+        """Put ``data`` back at the front of the receive queue."""
+        self._rx[:0] = data
+
     def offload_take(self, max_bytes: int) -> bytes:
         """Take up to ``max_bytes`` from the receive queue (as :meth:`recv`)."""
         return self.recv(max_bytes)

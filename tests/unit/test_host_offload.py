@@ -11,7 +11,7 @@ import asyncio
 import random
 
 from host_driver.memory import HostMemory
-from host_driver.offload import HostOffload, OffloadPolicy, _tcp_of
+from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of
 from host_driver.tcp import State, seq_diff
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scenario import HOST_IP, HOST_MAC, TcpScenario
@@ -30,6 +30,8 @@ class Wire:
 
     def __init__(self, model, loss=0.0, reorder=0.0, seed=0, rate=1):
         self.model, self.loss, self.reorder, self.rate = model, loss, reorder, rate
+        self.interval = 1           # steps between two releases of ``rate`` frames
+        self.steps = 0
         self.rng = random.Random(seed)
         self.queue: list[bytes] = []
         self.late: list[bytes] = []
@@ -42,6 +44,9 @@ class Wire:
         self.queue.append(frame)
 
     async def tick(self) -> None:
+        self.steps += 1
+        if self.steps % self.interval:
+            return
         for _ in range(self.rate):
             if not self.queue:
                 break
@@ -238,4 +243,199 @@ def test_one_megabyte_placed_by_the_nic():
         assert remote.stats.dup_acks_received == 0
         assert setup.acks_checked > 300 and not setup.ack_errors
         await check_counters(setup)
+    run(main)
+
+
+async def take_back(setup):
+    """Policy off, every connection flushed back to the host (the Ccbs' statistics are written
+    back), then the host's statistics against the NIC's."""
+    setup.offload.policy.enabled = False
+    for conn in setup.host.connections:
+        await setup.offload.flush(conn)
+    await setup.run_until(lambda: all(setup.offload.phase(c) is Phase.SOFT
+                                      for c in setup.host.connections), "take back")
+    stats = await setup.offload.statistics()
+    assert stats["handouts"] == stats["fp_handouts"]
+    assert sum(stats["flushes"].values()) == stats["fp_flushes"]
+    for reason, n in stats["flushes"].items():
+        assert stats[f"fp_flush_{reason.lower()}"] == n
+    assert stats["rx_fast_bytes"] == stats["fp_fast_bytes"]
+    assert stats["rx_fast_segments"] == stats["fp_fast_frames"]
+    assert stats["rx_frame_data_bytes"] == stats["fp_frame_data_bytes"]
+    assert stats["rx_frame_data_segments"] == stats["fp_frame_data"]
+    assert stats["rcvmdl_done"] == stats["fp_rcvmdl_done"]
+    assert stats["nic_acks"] == stats["fp_acks_sent"]
+    assert stats["current_offloaded"] == stats["fp_connections"] == 0
+    # Only races: a command for a connection the NIC flushed before it took the command.
+    assert stats["fp_bad_commands"] == sum(stats["refused"].values())
+    assert all(code == "UNKNOWN_CONNECTION" for code in
+               (key.split("/")[1] for key in stats["refused"])), stats["refused"]
+    await check_counters(setup)
+    return stats
+
+
+def test_drops_and_reordering_flush_and_hand_out_again():
+    async def main():
+        setup = Setup(loss=0.01, reorder=0.02, seed=3,
+                      policy=OffloadPolicy(max_flushes=1000))
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data = payload(1 << 20, seed=2)
+        await receive(setup, remote, conn, data, reader, close=False)
+        stats = await take_back(setup)
+        assert setup.wire.dropped and setup.wire.reordered
+        assert stats["flushes"]["OUT_OF_ORDER"] >= 5
+        assert stats["handouts"] >= stats["flushes"]["OUT_OF_ORDER"]
+        # Every byte once: placed, shown or taken by the stack.
+        assert (stats["rx_fast_bytes"] + stats["rx_frame_data_bytes"] + stats["rx_slow_bytes"]
+                == len(data))
+        assert stats["rx_fast_bytes"] > len(data) // 2
+        assert not setup.ack_errors
+    run(main)
+
+
+def test_a_connection_that_flushes_too_often_stays_on_the_slow_path():
+    async def main():
+        policy = OffloadPolicy(max_flushes=2, flush_window=1.0, probation=1.0)
+        setup = Setup(loss=0.0, reorder=0.05, seed=5, policy=policy)
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data = payload(1 << 19, seed=4)
+        await receive(setup, remote, conn, data, reader, close=False)
+        stats = await take_back(setup)
+        assert stats["probations"] == 1
+        assert stats["flushes"] == {"OUT_OF_ORDER": 3}     # the third is one too many
+        assert stats["handouts"] == 3 and stats["handout_attempts"] == 3
+        assert stats["rx_slow_bytes"] > len(data) // 2
+    run(main)
+
+
+def test_fin_in_the_middle_of_an_rcvmdl_completes_it_short():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn, chunk=100_000, push=False, depth=1)
+        data = payload(30_000 + 500, seed=5)
+        remote.send(data)
+        remote.close()                  # the FIN rides on the last segment
+        await setup.run_until(lambda: reader.pump() or (conn.eof and not reader.posted),
+                              "end of stream")
+        assert bytes(reader.data) == data
+        first, *rest = reader.completed
+        assert first.reason == "flush" and first.filled == first.placed
+        assert first.filled == len(data) - len(data) % SEGMENT     # all but the FIN segment
+        assert first.residual == 100_000 - first.filled
+        assert rest[-1].reason == "eof"
+        assert conn.state is State.CLOSE_WAIT
+        stats = await take_back(setup)
+        assert stats["flushes"] == {"FIN": 1} and stats["rcvmdl_short"] == 1
+        assert stats["rx_slow_bytes"] == len(data) % SEGMENT
+    run(main)
+
+
+def test_rst_flushes_and_resets_the_connection():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn, chunk=100_000, push=False, depth=1)
+        data = payload(20 * SEGMENT, seed=6)
+        remote.send(data)
+        await setup.run_until(lambda: reader.pump() or remote.snd_una == remote.snd_max, "sent")
+        remote.abort()
+        await setup.run_until(lambda: reader.pump() or (conn.state is State.CLOSED
+                              and not reader.posted), "reset")
+        assert conn.error == "connection reset"
+        assert bytes(reader.data) == data
+        assert reader.completed[0].reason == "flush" and reader.completed[0].placed == len(data)
+        stats = await take_back(setup)
+        assert stats["flushes"] == {"RST": 1}
+    run(main)
+
+
+def test_a_bad_checksum_flushes_the_stack_drops_it_and_the_peer_resends():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        seen = []
+
+        def corrupt(frame):
+            seen.append(frame)
+            if len(seen) == 100:
+                frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
+            return frame
+
+        setup.wire.tap = corrupt
+        data = payload(300_000, seed=7)
+        await receive(setup, remote, conn, data, reader, close=False)
+        stats = await take_back(setup)
+        assert stats["flushes"]["BAD_CHECKSUM"] == 1
+        assert setup.host.stats.checksum_errors == 1
+        assert stats["handouts"] >= 2
+        assert remote.stats.retransmissions >= 1
+    run(main)
+
+
+def test_frame_data_and_winupdate_without_rcvmdl():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        data = payload(200_000, seed=8)
+        got = bytearray()
+        # One segment shown, the next ones queued until the application took it and the host
+        # gave the window back: a host round trip (two steps here) per segment.
+        setup.wire.interval = 3
+        remote.send(data)
+
+        def drained():
+            got.extend(conn.recv(1 << 20) if conn.recv_queue else b"")
+            return len(got) >= len(data)
+
+        await setup.run_until(drained, "FRAME_DATA transfer")
+        assert bytes(got) == data
+        stats = await take_back(setup)
+        assert stats["rx_frame_data_bytes"] == len(data) and stats["rx_fast_bytes"] == 0
+        # Every byte given back but (maybe) the last segment's: the flush came first.
+        assert stats["rcvmdls"] == 0
+        assert len(data) - SEGMENT <= stats["winupdate_bytes"] <= len(data)
+        assert stats["flushes"] == {"HOST": 1}
+        assert remote.stats.retransmissions == 0
+    run(main)
+
+
+def test_a_host_send_flushes_sends_and_hands_out_again():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data = payload(400_000, seed=9)
+        reply = payload(30_000, seed=10)
+        remote.send(data)
+        await setup.run_until(lambda: reader.pump() or len(reader.data) >= 100_000, "first")
+        conn.send(reply)
+        got = bytearray()
+
+        def done():
+            reader.pump()
+            got.extend(remote_conn_recv())
+            return len(reader.data) >= len(data) and len(got) >= len(reply)
+
+        def remote_conn_recv():
+            return remote.recv(1 << 20) if remote.recv_queue else b""
+
+        await setup.run_until(done, "both ways")
+        assert bytes(reader.data) == data and bytes(got) == reply
+        stats = await take_back(setup)
+        assert stats["host_flushes"]["send"] == 1
+        assert stats["handouts"] >= 2
+        conn.close()
+        remote.close()
+        await setup.run_until(lambda: conn.state is State.CLOSED, "close")
     run(main)
