@@ -97,6 +97,9 @@ class OffloadStats:
         Times a connection was kept on the slow path for flushing too often.
     rcvmdls, rcvmdl_done, rcvmdl_short : int
         RCVMDLs posted, completed by RCVMDL_DONE, completed short by a flush.
+    frame_data_before_rcvmdl : int
+        FRAME_DATA segments the NIC showed after the host posted an RCVMDL but before the NIC
+        took it (the host moved the placed bytes behind them).
     winupdates, winupdate_bytes : int
     nic_acks : int
         ACKs the NIC sent (the Ccbs' ``acks``).
@@ -119,6 +122,7 @@ class OffloadStats:
     rcvmdls: int = 0
     rcvmdl_done: int = 0
     rcvmdl_short: int = 0
+    frame_data_before_rcvmdl: int = 0
     winupdates: int = 0
     winupdate_bytes: int = 0
     nic_acks: int = 0
@@ -591,6 +595,7 @@ class HostOffload:
             # Shown before the NIC took the RCVMDL (a segment queued while PENDING, drained by
             # HANDOUT2 before the RCVMDL came): it precedes the RCVMDL's bytes.
             record.mdl_shift += payload
+            self._count(record, "frame_data_before_rcvmdl")
         else:
             record.conn.offload_deliver(payload)
         self._count(record, "rx_frame_data_segments")

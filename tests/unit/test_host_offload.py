@@ -9,10 +9,14 @@ happened.
 
 import asyncio
 import random
+from collections import Counter
+
+import pytest
 
 from host_driver.memory import HostMemory
 from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of
 from host_driver.tcp import State, seq_diff
+from hw import params
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scenario import HOST_IP, HOST_MAC, TcpScenario
 
@@ -438,4 +442,181 @@ def test_a_host_send_flushes_sends_and_hands_out_again():
         conn.close()
         remote.close()
         await setup.run_until(lambda: conn.state is State.CLOSED, "close")
+    run(main)
+
+
+@pytest.mark.parametrize("between", [5, 17])
+def test_handout_race_frames_between_the_two_phases(between):
+    """``between`` frames reach the NIC after HANDOUT1 and before HANDOUT2: queued and drained
+    by HANDOUT2 (5), or enough to fill the queue (17: QUEUE_FULL, all to the slow path before
+    the FLUSH); every byte once, in order."""
+    async def main():
+        setup = Setup(policy=OffloadPolicy(enabled=False))
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data = payload(300_000, seed=11)
+        wire, offload = setup.wire, setup.offload
+        burst = []
+
+        async def tick():
+            if not burst and offload.phase(conn) is Phase.HANDOUT1:
+                burst.append(len(wire.frames))
+                wire.rate = between
+                await wire.tick()
+                wire.rate = 1
+                burst.append(len(wire.frames))
+            else:
+                await wire.tick()
+            if not burst and len(wire.queue) > between + 2:
+                offload.policy.enabled = True
+
+        setup.scenario.step_hook = tick
+        await receive(setup, remote, conn, data, reader, close=False)
+        assert burst[1] - burst[0] == between
+        stats = await take_back(setup)
+        if between <= params.QUEUE_MAX_FRAMES:
+            assert stats["flushes"] == {"HOST": 1}      # take_back's
+            # The first queued segment was shown before the NIC took the RCVMDL.
+            assert stats["frame_data_before_rcvmdl"] == 1 and stats["fp_to_slow"] == 0
+        else:
+            assert stats["flushes"]["QUEUE_FULL"] == 1
+            assert stats["refused"] == {"HANDOUT2/UNKNOWN_CONNECTION": 1,
+                                        "RCVMDL/UNKNOWN_CONNECTION": 1}
+        assert remote.stats.retransmissions == 0
+        assert (stats["rx_fast_bytes"] + stats["rx_frame_data_bytes"] + stats["rx_slow_bytes"]
+                == len(data))
+    run(main)
+
+
+def test_host_flush_with_an_rcvmdl_half_full():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn, chunk=200_000, entries=4, push=True, depth=2)
+        data = payload(500_000, seed=12)
+        fast_path = setup.model.fast_path
+        remote.send(data)
+        await setup.run_until(lambda: reader.pump() or fast_path.counters["fast_bytes"] > 90_000,
+                              "half full")
+        nic_conn, = fast_path.connections.values()
+        placed = nic_conn.transfer["placed"]
+        assert 0 < placed < 200_000
+        setup.offload.policy.enabled = False             # the rest on the slow path
+        assert await setup.offload.flush(conn)
+        await setup.run_until(lambda: reader.pump() or len(reader.data) >= len(data), "rest")
+        assert bytes(reader.data) == data
+        first = reader.completed[0]
+        assert (first.reason, first.filled, first.placed) == ("flush", placed, placed)
+        assert first.residual == 200_000 - placed
+        assert all(r.placed == 0 for r in reader.completed[1:])
+        stats = await take_back(setup)
+        assert stats["flushes"] == {"HOST": 1} and stats["host_flushes"] == {"application": 1}
+        assert stats["rcvmdl_short"] == 1 and stats["rx_fast_bytes"] == placed
+        assert stats["rx_slow_bytes"] == len(data) - placed
+    run(main)
+
+
+def test_many_connections_with_random_handouts_and_flushes():
+    async def main():
+        n = 8
+        setup = Setup(loss=0.003, seed=13, policy=OffloadPolicy(max_flushes=1000))
+        setup.wire.rate = 2
+        await setup.start()
+        pairs = await setup.connect(n=n)
+        rng = random.Random(14)
+        offload = setup.offload
+        readers, sent = [], []
+        for i, (remote, conn) in enumerate(pairs):
+            readers.append(Reader(setup, conn, chunk=rng.randrange(3000, 90_000),
+                                  entries=rng.randrange(1, 9), depth=rng.randrange(1, 3),
+                                  push=rng.random() < 0.5))
+            sent.append(payload(rng.randrange(50_000, 150_000), seed=100 + i))
+            remote.send(sent[-1])
+        flushed = []
+
+        async def chaos():
+            await setup.wire.tick()
+            if rng.random() < 0.02:
+                _, conn = rng.choice(pairs)
+                if await offload.flush(conn):
+                    flushed.append(conn)
+
+        setup.scenario.step_hook = chaos
+
+        def done():
+            for reader in readers:
+                reader.pump()
+            return all(len(r.data) >= len(d) for r, d in zip(readers, sent, strict=True))
+
+        await setup.run_until(done, "many")
+        for reader, data in zip(readers, sent, strict=True):
+            assert bytes(reader.data) == data
+        stats = await take_back(setup)
+        assert len(flushed) >= 5 and stats["host_flushes"]["application"] >= len(flushed)
+        assert stats["handouts"] > n
+        assert (stats["rx_fast_bytes"] + stats["rx_frame_data_bytes"] + stats["rx_slow_bytes"]
+                == sum(map(len, sent)))
+        # The connections' statistics add up to the stack's.
+        per = [offload.connection_stats(conn) for _, conn in pairs]
+        for name in ("rx_fast_bytes", "rx_slow_bytes", "handouts", "rcvmdls", "nic_acks"):
+            assert sum(getattr(s, name) for s in per) == stats[name]
+        assert sum((s.flushes for s in per), Counter()) == stats["flushes"]
+    run(main)
+
+
+def test_offload_off_keeps_the_slow_path():
+    async def main():
+        setup = Setup(policy=OffloadPolicy(enabled=False))
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn, chunk=10_000, push=False)
+        data = payload(100_000, seed=15)
+        await receive(setup, remote, conn, data, reader)
+        assert all(r.placed == 0 for r in reader.completed)
+        stats = await setup.offload.statistics()
+        assert stats["handout_attempts"] == stats["fp_handouts"] == 0
+        assert stats["rx_slow_bytes"] == len(data)
+        assert setup.model.fast_path_counters() == dict.fromkeys(stats.keys() & set(
+            setup.model.fast_path_counters()), 0)
+    run(main)
+
+
+def test_the_scenario_transfer_with_offload():
+    """sim/scenario.py's transfer (1/4 MB down read with Connection.recv, 64 KB up, both
+    close) with the offload on: FRAME_DATA, flushes for the send and the close."""
+    async def main():
+        setup = Setup()
+        setup.wire.interval = 3     # FRAME_DATA keeps up (see the FRAME_DATA test)
+        got_down, got_up, (down, up) = await setup.scenario.transfer(256 << 10, 64 << 10)
+        assert got_down == down and got_up == up
+        stats = await setup.offload.statistics()
+        assert stats["rx_frame_data_bytes"] == len(down) and stats["rx_slow_bytes"] == 0
+        # Handed out, flushed for the host's send, handed out again, flushed by the FIN.
+        assert stats["handouts"] == 2 and stats["host_flushes"] == {"send": 1}
+        assert stats["flushes"] == {"HOST": 1, "FIN": 1}
+        await check_counters(setup)
+
+
+def test_the_application_closes_an_offloaded_connection():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data = payload(100_000, seed=16)
+        await receive(setup, remote, conn, data, reader, close=False)
+        assert setup.offload.offloaded(conn)
+        conn.close()
+        await setup.run_until(lambda: remote.state is State.CLOSE_WAIT, "our FIN")
+        remote.close()
+        await setup.run_until(lambda: reader.pump() or (conn.state is State.CLOSED
+                                                        and not reader.posted), "closed")
+        assert remote.state is State.CLOSED and conn.state is State.CLOSED
+        stats = await setup.offload.statistics()
+        assert stats["flushes"] == {"CLOSE": 1} and stats["host_flushes"] == {"close": 1}
+        assert stats["current_offloaded"] == stats["fp_connections"] == 0
+        assert reader.completed[-1].reason == "eof"
+        await check_counters(setup)
     run(main)
