@@ -12,13 +12,16 @@ import random
 from collections import Counter
 
 import pytest
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 from host_driver.memory import HostMemory
 from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of
 from host_driver.tcp import State, seq_diff
 from hw import params
 from sim.reference.nic_model import ModelBus, NicModel
-from sim.scenario import HOST_IP, HOST_MAC, TcpScenario
+from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, TcpScenario
 
 #: A TCP second is 10**7 NIC cycles here, so the NIC's delayed-ACK timer (DELAYED_ACK_CYCLES,
 #: 1.6 ms) stays below the stacks' minimum RTO (4 ms), as 40 ms stays below 200 ms in Linux.
@@ -618,5 +621,46 @@ def test_the_application_closes_an_offloaded_connection():
         assert stats["flushes"] == {"CLOSE": 1} and stats["host_flushes"] == {"close": 1}
         assert stats["current_offloaded"] == stats["fp_connections"] == 0
         assert reader.completed[-1].reason == "eof"
+        await check_counters(setup)
+    run(main)
+
+
+def test_an_ip_fragment_of_the_peer_flushes_its_connections():
+    """A fragment names no ports: the NIC passes it on the slow path and the host takes back
+    every offloaded connection of that peer (docs/fast_path.md)."""
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        await receive(setup, remote, conn, payload(50_000, seed=17), reader, close=False)
+        assert setup.offload.offloaded(conn)
+        fragment = bytes(Ether(src=REMOTE_MAC, dst=HOST_MAC)
+                         / IP(src=REMOTE_IP, dst=HOST_IP, flags="MF", proto=6) / Raw(bytes(40)))
+        setup.wire.put(fragment)
+        await setup.run_until(lambda: setup.offload.stats.flushes["HOST"] == 1, "fragment")
+        data = payload(50_000, seed=18)
+        reader.data.clear()
+        await receive(setup, remote, conn, data, reader, close=False)
+        stats = await take_back(setup)
+        assert stats["host_flushes"]["fragment"] == 1 and stats["handouts"] == 2
+        assert setup.host.stats.frames_ignored >= 1
+    run(main)
+
+
+def test_the_application_aborts_an_offloaded_connection():
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        await receive(setup, remote, conn, payload(50_000, seed=19), reader, close=False)
+        conn.abort()
+        await setup.run_until(lambda: reader.pump() or remote.state is State.CLOSED, "reset")
+        assert remote.error == "connection reset"
+        stats = await setup.offload.statistics()
+        assert stats["flushes"] == {"CLOSE": 1} and stats["host_flushes"] == {"closed": 1}
+        assert stats["current_offloaded"] == stats["fp_connections"] == 0
+        assert not reader.posted and reader.completed[-1].reason == "closed"
         await check_counters(setup)
     run(main)
