@@ -339,6 +339,11 @@ class Connection:
         threshold, in bytes (RFC 5681).
     srtt : float or None
         The smoothed RTT (RFC 6298), None before the first sample (read-only).
+    held : bool
+        The NIC has the connection (host_driver/offload.py): the stack sends nothing and runs no
+        timer for it until :meth:`offload_restore`; :attr:`quiescent`, :attr:`rcv_adv`,
+        :attr:`rcv_buffer`, :meth:`offload_deliver`, :meth:`offload_unread` and
+        :meth:`offload_take` are the offload's other hooks.
     """
 
     def __init__(self, stack: "TcpStack", local_port, remote_mac, remote_ip, remote_port, iss,
