@@ -36,7 +36,7 @@ from .ccb import CCB_ALIGN, make_ccb, read_ccb, write_ccb
 from .driver import Flush, FrameData, Interlock, NicDriver, RcvMdlDone
 from .tcp import Connection, State, TcpStack, seq_diff
 
-__all__ = ["OffloadPolicy", "OffloadStats", "RecvRequest", "HostOffload", "Phase"]
+__all__ = ["OffloadPolicy", "OffloadStats", "RecvRequest", "HostOffload", "Phase", "per_second"]
 
 #: RCVMDL entries at most (hw/params.RCVMDL_MAX_ENTRIES).
 MAX_ENTRIES = 8
@@ -287,6 +287,22 @@ def _payload_of(frame: bytes) -> bytes:
     else:
         body = ip[40:40 + int.from_bytes(ip[4:6], "big")]
     return bytes(body[(body[12] >> 4) * 4:])
+
+
+def per_second(before: dict, after: dict, seconds: float) -> dict:
+    """Rates (seed 003's "per second") from two :meth:`HostOffload.statistics` snapshots taken
+    ``seconds`` apart: every number that counts, as a difference over the time (levels such as
+    ``current_offloaded`` and ``fp_connections`` are left out; the NIC's 32-bit counters wrap)."""
+    levels = {"current_offloaded", "current_slow", "fp_connections", "fp_queued"}
+    out = {}
+    for name, value in after.items():
+        if name in levels or not isinstance(value, int) or name not in before:
+            continue
+        delta = value - before[name]
+        if name.startswith("fp_"):
+            delta &= 0xFFFF_FFFF
+        out[name] = delta / seconds
+    return out
 
 
 def _mac(text: str) -> int:

@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from host_driver.memory import HostMemory
-from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of
+from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of, per_second
 from host_driver.tcp import State, seq_diff
 from hw import params
 from sim.reference.nic_model import ModelBus, NicModel
@@ -228,8 +228,12 @@ def test_one_megabyte_placed_by_the_nic():
         (remote, conn), = await setup.connect()
         reader = Reader(setup, conn)
         data = payload(1 << 20)
+        before, start = await setup.offload.statistics(), setup.scenario.clock()
         await receive(setup, remote, conn, data, reader)
         assert reader.completed[-1].reason == "eof"
+        rates = per_second(before, await setup.offload.statistics(),
+                           setup.scenario.clock() - start)
+        assert rates["rx_fast_bytes"] > 0 and rates["rx_slow_bytes"] == 0
         conn.close()
         await setup.run_until(lambda: conn.state is State.CLOSED
                               and remote.state in (State.CLOSED, State.TIME_WAIT), "close")
