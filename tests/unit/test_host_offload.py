@@ -706,3 +706,46 @@ def test_a_frame_data_lost_to_a_dma_error_is_not_lost_to_the_application():
         # Fails: the segment is missing (len(got) == len(data) - 1448); the ACK for it went out.
         assert len(got) == len(data) and bytes(got) == data
     run(main)
+
+
+def test_a_connection_that_changed_before_interlock_is_flushed_instead():
+    """The application sends between HANDOUT1 and the INTERLOCK's handling: the host FLUSHes the
+    pending connection (nothing written back, the frames queued meanwhile come back on the slow
+    path), then hands it out again once its data is acknowledged."""
+    async def main():
+        setup = Setup(policy=OffloadPolicy(enabled=False))
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        reader = Reader(setup, conn)
+        data, reply = payload(200_000, seed=21), payload(5000, seed=22)
+        wire, offload = setup.wire, setup.offload
+        sent = []
+
+        async def tick():
+            if not sent and offload.phase(conn) is Phase.HANDOUT1:
+                conn.send(reply)
+                sent.append(True)
+                wire.rate = 3
+                await wire.tick()
+                wire.rate = 1
+            else:
+                await wire.tick()
+            if not sent and len(wire.queue) > 5:
+                offload.policy.enabled = True
+
+        setup.scenario.step_hook = tick
+        got = bytearray()
+        remote.send(data)
+
+        def done():
+            reader.pump()
+            got.extend(remote.recv(1 << 20) if remote.recv_queue else b"")
+            return len(reader.data) >= len(data) and len(got) >= len(reply)
+
+        await setup.run_until(done, "both ways")
+        assert bytes(reader.data) == data and bytes(got) == reply
+        stats = await take_back(setup)
+        assert stats["handouts_abandoned"] == 1 and stats["host_flushes"]["changed"] == 1
+        assert stats["handout_attempts"] == stats["handouts"] + 1 >= 2
+        assert stats["fp_to_slow"] >= 3
+    run(main)
