@@ -339,6 +339,11 @@ class Connection:
         threshold, in bytes (RFC 5681).
     srtt : float or None
         The smoothed RTT (RFC 6298), None before the first sample (read-only).
+    held : bool
+        The NIC has the connection (host_driver/offload.py): the stack sends nothing and runs no
+        timer for it until :meth:`offload_restore`; :attr:`quiescent`, :attr:`rcv_adv`,
+        :attr:`rcv_buffer`, :meth:`offload_deliver`, :meth:`offload_unread` and
+        :meth:`offload_take` are the offload's other hooks.
     """
 
     def __init__(self, stack: "TcpStack", local_port, remote_mac, remote_ip, remote_port, iss,
@@ -397,6 +402,9 @@ class Connection:
         # initial window once the MSS is known (see _max_payload), and the slow-start threshold.
         self.cwnd: int | None = None
         self.ssthresh = 1 << 30
+        # Offload (host_driver/offload.py): while True the NIC owns the receive side; the stack
+        # sends nothing and runs no timer for the connection (see :meth:`offload_restore`).
+        self.held = False
 
     def __repr__(self):
         return (
@@ -489,6 +497,56 @@ class Connection:
             self._transmit(self.snd_nxt, TcpFlags.RST)
             self._count("resets_sent")
         self._set_state(State.CLOSED)
+
+    # -- Offload (host_driver/offload.py, docs/host_driver.md "Offload") ------------------------
+
+    @property
+    def rcv_adv(self) -> int:
+        """The right edge of the receive window advertised by the last ACK sent (RCV.NXT then
+        plus the window, which is fixed here)."""
+        return seq_add(self._last_ack_sent, self._rcv_window)
+
+    @property
+    def rcv_buffer(self) -> int:
+        """The receive window this connection grants, in bytes (the scaled window field)."""
+        return self._rcv_window
+
+    @property
+    def quiescent(self) -> bool:
+        """Established, nothing unacknowledged or waiting to be sent, no FIN either way, nothing
+        in the reassembly queue, no ACK owed: what a handout to the NIC needs."""
+        return (self._state is State.ESTABLISHED and self.snd_una == self.snd_nxt == self.snd_max
+                and not self._tx and not self._fin_queued and not self._fin_received
+                and not self._ooo and self._ooo_fin is None and not self._ack_now
+                and self._rtx_deadline is None and self._remote_mac is not None)
+
+    def offload_deliver(self, data: bytes) -> None:
+        """Bytes the NIC received for the connection into the receive queue (:meth:`recv` returns
+        them); RCV.NXT is the NIC's until :meth:`offload_restore`."""
+        self._rx += data
+
+    def offload_unread(self, data: bytes) -> None:
+        """Put ``data`` back at the front of the receive queue."""
+        self._rx[:0] = data
+
+    def offload_take(self, max_bytes: int) -> bytes:
+        """Take up to ``max_bytes`` from the receive queue (as :meth:`recv`)."""
+        return self.recv(max_bytes)
+
+    def offload_restore(self, *, rcv_nxt: int, snd_una: int, snd_nxt: int, snd_wnd: int,
+                        snd_wl1: int, snd_wl2: int, ts_recent: int, ack_owed: bool) -> None:
+        """Take the connection back from the NIC (a flush): its TCB variables as the NIC left
+        them. The stack's next segment carries the NIC's RCV.NXT; ``ack_owed``: the NIC had
+        taken data it had not acknowledged yet."""
+        self.rcv_nxt = self._last_ack_sent = rcv_nxt
+        if seq_diff(snd_una, self.snd_una) > 0:
+            self._new_ack(snd_una)
+        if seq_diff(snd_nxt, self.snd_nxt) > 0:
+            self.snd_nxt = snd_nxt
+        self.snd_wnd, self.snd_wl1, self.snd_wl2 = snd_wnd, snd_wl1, snd_wl2
+        if self.timestamps:
+            self.ts_recent = ts_recent
+        self._ack_now = self._ack_now or ack_owed
 
     # -- Segment arrival (RFC 9293 §3.10.7) --------------------------------------------------
 
@@ -870,6 +928,8 @@ class Connection:
         self._rtx_limit = None
 
     def _poll(self, now: float) -> None:
+        if self.held:
+            return
         if self._time_wait_deadline is not None and now >= self._time_wait_deadline:
             self._set_state(State.CLOSED)
         elif self._rtx_deadline is not None and now >= self._rtx_deadline:
@@ -928,7 +988,7 @@ class Connection:
         ``probe`` (after a timeout) sends the first segment even into a zero window, at least one
         byte of it: a window probe (RFC 9293 §3.8.6.1).
         """
-        if self._state is State.CLOSED:
+        if self._state is State.CLOSED or self.held:
             return
         if self._state in (State.SYN_SENT, State.SYN_RECEIVED):
             if self.snd_nxt == self.iss or (self._ack_now and self._state is State.SYN_RECEIVED):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from host_driver.bus import Bus
 from host_driver.driver import NicDriver, StackPort
+from host_driver.offload import HostOffload, OffloadPolicy
 from host_driver.tcp import State, TcpStack
 
 __all__ = ["REMOTE_MAC", "REMOTE_IP", "HOST_MAC", "HOST_IP", "CYCLE_SECONDS", "TCP_TIMERS",
@@ -49,10 +50,16 @@ class TcpScenario:
         Keyword arguments of :meth:`NicDriver.start` (ring sizes, moderation...).
     step_hook : async callable or None
         Called once per loop step (tests use it to starve the NIC of RX buffers).
+    offload : OffloadPolicy or None
+        With a policy, the host stack hands connections out to the NIC's fast path
+        (:class:`host_driver.offload.HostOffload`, ``self.offload``); None: no offload at all.
+    stack_options : dict
+        More keyword arguments for both :class:`TcpStack`s.
     """
 
     def __init__(self, bus: Bus, to_wire: Callable[[bytes], None], *, start=None,
-                 step_hook=None, cycle_seconds=CYCLE_SECONDS):
+                 step_hook=None, cycle_seconds=CYCLE_SECONDS,
+                 offload: OffloadPolicy | None = None, stack_options=None):
         self.bus = bus
         self.to_wire = to_wire
         self.start_options = dict(start or {})
@@ -62,10 +69,15 @@ class TcpScenario:
         self.port = StackPort(self.driver)
         self._from_nic: deque[bytes] = deque()
         self._to_nic: deque[bytes] = deque()
-        self.remote = TcpStack(REMOTE_MAC, REMOTE_IP, self._to_nic.append, self.clock,
-                               **TCP_TIMERS)
-        self.host = TcpStack(HOST_MAC, HOST_IP, self.port.send_frame, self.clock, **TCP_TIMERS)
-        self.port.attach(self.host)
+        options = {**TCP_TIMERS, **(stack_options or {})}
+        self.remote = TcpStack(REMOTE_MAC, REMOTE_IP, self._to_nic.append, self.clock, **options)
+        self.host = TcpStack(HOST_MAC, HOST_IP, self.port.send_frame, self.clock, **options)
+        if offload is None:
+            self.offload = None
+            self.port.attach(self.host)
+        else:
+            self.port.stack = self.host
+            self.offload = HostOffload(self.driver, self.host, offload)
         self.frames_to_nic = 0
         self.frames_from_nic = 0
 
@@ -85,6 +97,8 @@ class TcpScenario:
             self.frames_from_nic += 1
         if await self.bus.wait_irq(QUANTUM):
             await self.driver.service()
+        if self.offload is not None:
+            await self.offload.pump()
         await self.port.flush()
         self.remote.poll()
         self.host.poll()
