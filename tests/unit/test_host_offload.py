@@ -20,14 +20,13 @@ from host_driver.memory import HostMemory
 from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of, per_second
 from host_driver.tcp import State, seq_diff
 from hw import params
+from sim.offload_app import SEGMENT, Reader, payload
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, TcpScenario
 
 #: A TCP second is 10**7 NIC cycles here, so the NIC's delayed-ACK timer (DELAYED_ACK_CYCLES,
 #: 1.6 ms) stays below the stacks' minimum RTO (4 ms), as 40 ms stays below 200 ms in Linux.
 CYCLE_SECONDS = 1e-7
-#: The remote's segments carry 1448 payload bytes (MSS 1460, timestamps).
-SEGMENT = 1448
 
 
 class Wire:
@@ -144,35 +143,6 @@ class Setup:
         return [(r, by_port[r.local_port]) for r in remotes]
 
 
-class Reader:
-    """An application reading ``conn`` through posted receives of ``chunk`` bytes in
-    ``entries`` pieces, ``depth`` of them posted at a time."""
-
-    def __init__(self, setup, conn, chunk=45 * SEGMENT, entries=3, depth=2, push=True):
-        self.setup, self.conn = setup, conn
-        self.chunk, self.entries, self.depth, self.push = chunk, entries, depth, push
-        self.data = bytearray()
-        self.posted = []
-        self.completed = []
-
-    def pump(self):
-        offload, memory = self.setup.offload, self.setup.memory
-        while self.posted and self.posted[0].done:
-            request = self.posted.pop(0)
-            self.data += request.data(memory)
-            self.completed.append(request)
-            for addr, _ in request.entries:
-                memory.free(addr)
-        if self.conn.state is State.CLOSED or (self.completed and self.completed[-1].reason
-                                               in ("eof", "closed")):
-            return
-        while len(self.posted) < self.depth:
-            sizes = [self.chunk // self.entries] * (self.entries - 1)
-            sizes.append(self.chunk - sum(sizes))
-            entries = offload.alloc_buffers(sizes, align=1)
-            self.posted.append(offload.recv_into(self.conn, entries, push=self.push))
-
-
 def _tcp_body(frame):
     ip = frame[14:]
     if frame[12:14] == b"\x08\x00":
@@ -182,10 +152,6 @@ def _tcp_body(frame):
 
 def run(main):
     asyncio.run(main())
-
-
-def payload(n, seed=1):
-    return random.Random(seed).randbytes(n)
 
 
 async def check_counters(setup):
