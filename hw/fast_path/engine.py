@@ -236,7 +236,8 @@ class ReceiveEngine(wiring.Component):
 
         passed_quiet = Signal()
         passed_interlock = Signal()
-        m.d.comb += [
+        # Registered: a clock late is only a clock later for a HANDOUT1 or an INTERLOCK.
+        m.d.sync += [
             passed_quiet.eq(~(frames_taken - quiet_fence)[31]),
             passed_interlock.eq(~(frames_taken - interlock_fence)[31]),
         ]
@@ -253,6 +254,12 @@ class ReceiveEngine(wiring.Component):
         left = Signal(16)               # payload bytes still to place
         done_bytes = Signal(16)         # payload bytes placed of this segment
         sg = Signal(SgEntry)
+        avail = Signal(32)              # room left in the entry
+        piece = Signal(16)              # bytes of this piece
+        piece_addr = Signal(64)
+        piece_offset = Signal(14)
+        entry_full = Signal()           # the piece fills the entry
+        last_entry = Signal()
         mdl_full = Signal()
         ack_now = Signal()
 
@@ -312,10 +319,19 @@ class ReceiveEngine(wiring.Component):
         # --- Checks of a segment against the record (docs/fast_path.md, the model's order) ----
         tcp = rec.tcp
         end = Signal(32)
-        m.d.comb += end.eq(f.tcp.seq + payload_len)
         beyond_window = _bind(m, _after(end, tcp.rcv_adv))
         ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
         ack_too_old = _bind(m, _after(tcp.snd_una - _HALF, f.tcp.ack))
+        # CHECK registers each test on its own (one 32-bit compare each); CHECK2 picks the reason.
+        beyond_window_reg = Signal()
+        ack_bad_reg = Signal()
+        seq_other_reg = Signal()
+        una_moves_reg = Signal()        # ACT's send-side updates, computed in CHECK too
+        wnd_moves_reg = Signal()
+        m.d.comb += end.eq(f.tcp.seq + payload_len)
+        una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
+        wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
+        wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
         reason = Signal(8)
         exception = Signal()
         bad_csum = (summary.malformed | (summary.ip_csum_valid & ~summary.ip_csum_ok)
@@ -334,11 +350,11 @@ class ReceiveEngine(wiring.Component):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.URG)]
         with m.Elif(~(flags & TcpFlags.ACK).any()):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
-        with m.Elif(f.tcp.seq != tcp.rcv_nxt):
+        with m.Elif(seq_other_reg):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_ORDER)]
-        with m.Elif(beyond_window):
+        with m.Elif(beyond_window_reg):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_WINDOW)]
-        with m.Elif(ack_beyond | ack_too_old):
+        with m.Elif(ack_bad_reg):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
         reason_reg = Signal(8)
         exception_reg = Signal()
@@ -346,24 +362,22 @@ class ReceiveEngine(wiring.Component):
         # --- Window and ACK fields --------------------------------------------------------------
         window = Signal(32)
         m.d.comb += window.eq(Mux(rec.mdl_posted, tcp.rcv_buf, tcp.rcv_buf - tcp.rcv_unconsumed))
-        edge = Signal(32)
-        m.d.comb += edge.eq(tcp.rcv_nxt + window)
-        edge_after = _bind(m, _after(edge, tcp.rcv_adv))
-        opening = Signal(32)
-        m.d.comb += opening.eq(edge - tcp.rcv_adv)
         threshold = Signal(32)
         half_buf = tcp.rcv_buf >> 1
         m.d.comb += threshold.eq(Mux(rec.rcv_mss < half_buf, rec.rcv_mss, half_buf))
-        window_opened = Signal()
-        m.d.comb += window_opened.eq(edge_after & (opening >= Mux(threshold == 0, 1, threshold))
-                                     & rec.loaded)
-        adv_window = Signal(32)
-        m.d.comb += adv_window.eq((tcp.rcv_adv - tcp.rcv_nxt) >> rec.rcv_wscale)
+        # The pipeline registers of SEND_ACK's and WINDOW's states.
+        win_reg = Signal(32)
+        edge_reg = Signal(32)
+        adv_reg = Signal(32)
+        diff_reg = Signal(32)
+        threshold_reg = Signal(32)
+        adv_after_reg = Signal()
 
         # --- DMA: Ccb reads and RCVMDL lists in, Ccb write-back out ----------------------------
         ccb_beats = CCB_BYTES // beat_bytes
         tuple_beats = CCB_TUPLE_BYTES // beat_bytes
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
+        good_reg = Signal()                     # HANDOUT2's checks passed
         beat_count = Signal(range(ccb_beats * 2 + 1))
         dma_error = Signal()
         rd = self.dma_read
@@ -534,6 +548,16 @@ class ReceiveEngine(wiring.Component):
 
             # CHECK -- the segment's checks; registered for the next state.
             with m.State("CHECK"):
+                m.d.sync += [
+                    seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
+                    beyond_window_reg.eq(beyond_window),
+                    ack_bad_reg.eq(ack_beyond | ack_too_old),
+                    una_moves_reg.eq(una_moves),
+                    wnd_moves_reg.eq(wl1_after | ((f.tcp.seq == tcp.snd_wl1) & ~wl2_after)),
+                ]
+                m.next = "CHECK2"
+            # CHECK2 -- the first exception in the model's order.
+            with m.State("CHECK2"):
                 m.d.sync += [reason_reg.eq(reason), exception_reg.eq(exception)]
                 m.next = "ACT"
             # ACT -- an exception flushes; else the send side is updated and the segment is a
@@ -545,11 +569,9 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH"
                 with m.Else():
                     seq, ack_field = f.tcp.seq, f.tcp.ack
-                    with m.If(_bind(m, _after(ack_field, tcp.snd_una))):
+                    with m.If(una_moves_reg):
                         m.d.sync += rec.tcp.snd_una.eq(ack_field)
-                    with m.If(_bind(m, _after(seq, tcp.snd_wl1))
-                              | ((seq == tcp.snd_wl1)
-                                 & ~_bind(m, _after(tcp.snd_wl2, ack_field)))):
+                    with m.If(wnd_moves_reg):
                         m.d.sync += [rec.tcp.snd_wnd.eq(f.tcp.window << rec.snd_wscale),
                                      rec.tcp.snd_wl1.eq(seq), rec.tcp.snd_wl2.eq(ack_field)]
                     m.d.sync += [left.eq(payload_len), done_bytes.eq(0), mdl_full.eq(0)]
@@ -570,20 +592,24 @@ class ReceiveEngine(wiring.Component):
                 m.next = "PLACE_LOAD"
             with m.State("PLACE_LOAD"):
                 m.d.sync += sg.eq(sg_r.data)
+                m.next = "PLACE_AVAIL"
+            # PLACE_AVAIL -- the room left in the entry, and where it starts (registered).
+            with m.State("PLACE_AVAIL"):
+                m.d.sync += [avail.eq(sg.length - rec.mdl_offset),
+                             piece_addr.eq(sg.addr + rec.mdl_offset),
+                             last_entry.eq(rec.mdl_entry + 1 == rec.mdl_entries)]
+                m.next = "PLACE_SIZE"
+            # PLACE_SIZE -- the piece: as much of the payload as the entry holds (registered).
+            with m.State("PLACE_SIZE"):
+                m.d.sync += [piece.eq(Mux(avail < left, avail, left)),
+                             entry_full.eq(avail <= left),
+                             piece_offset.eq(summary.payload_offset + done_bytes)]
                 m.next = "PLACE_PIECE"
-            # PLACE_PIECE -- one PLACE job: as much of the payload as the entry holds.
+            # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
-                avail = Signal(32)
-                piece = Signal(16)
-                m.d.comb += [avail.eq(sg.length - rec.mdl_offset),
-                             piece.eq(Mux(avail < left, avail, left))]
-                entry_full = Signal()
-                m.d.comb += entry_full.eq(avail <= left)
-                last_entry = rec.mdl_entry + 1 == rec.mdl_entries
                 with m.If(job_fifo.w_rdy):
-                    push_job(RxJobKind.PLACE, frame=f, conn_nbr=conn,
-                             offset=summary.payload_offset + done_bytes, length=piece,
-                             addr=sg.addr + rec.mdl_offset, free=(piece == left))
+                    push_job(RxJobKind.PLACE, frame=f, conn_nbr=conn, offset=piece_offset,
+                             length=piece, addr=piece_addr, free=(piece == left))
                     m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
                                  rec.mdl_placed.eq(rec.mdl_placed + piece)]
                     with m.If(entry_full & ~last_entry):
@@ -689,11 +715,26 @@ class ReceiveEngine(wiring.Component):
                     m.next = "WRITE_BACK"
 
             # SEND_ACK -- an AckRequest from the record and the route.
+            # (One 32-bit step a state: the window, its right edge, the new RCV.ADV, the field.)
             with m.State("SEND_ACK"):
+                m.d.sync += win_reg.eq(window)
+                m.next = "ACK_EDGE"
+            with m.State("ACK_EDGE"):
+                m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
+                m.next = "ACK_ADVANCE"
+            with m.State("ACK_ADVANCE"):
+                m.d.sync += adv_reg.eq(Mux(_bind(m, _after(edge_reg, tcp.rcv_adv)), edge_reg,
+                                           tcp.rcv_adv))
+                m.next = "ACK_FIELD"
+            with m.State("ACK_FIELD"):
+                m.d.sync += diff_reg.eq(adv_reg - tcp.rcv_nxt)
+                m.next = "ACK_PUSH"
+            # ACK_PUSH -- the AckRequest from the record and the route.
+            with m.State("ACK_PUSH"):
                 with m.If(ack_fifo.w_rdy):
-                    new_adv = Mux(edge_after, edge, tcp.rcv_adv)
+                    new_adv = adv_reg
                     field = Signal(32)
-                    m.d.comb += field.eq((new_adv - tcp.rcv_nxt) >> rec.rcv_wscale)
+                    m.d.comb += field.eq(diff_reg >> rec.rcv_wscale)
                     mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
                     m.d.comb += [
                         ack_fifo.w_en.eq(1),
@@ -825,7 +866,20 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += rec.state.eq(ConnState.FAST)
                     with m.If(rec.q_count != 0):
                         m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
-                with m.If(window_opened):
+                m.d.sync += [win_reg.eq(window), threshold_reg.eq(threshold)]
+                m.next = "WINDOW_EDGE"
+            with m.State("WINDOW_EDGE"):
+                m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
+                m.next = "WINDOW_OPENING"
+            with m.State("WINDOW_OPENING"):
+                m.d.sync += [adv_after_reg.eq(_bind(m, _after(edge_reg, tcp.rcv_adv))),
+                             diff_reg.eq(edge_reg - tcp.rcv_adv)]
+                m.next = "WINDOW_DECIDE"
+            # WINDOW_DECIDE -- an ACK when the right edge moves by the threshold (at least 1).
+            with m.State("WINDOW_DECIDE"):
+                opened = (adv_after_reg & rec.loaded
+                          & (diff_reg >= Mux(threshold_reg == 0, 1, threshold_reg)))
+                with m.If(opened):
                     m.next = "SEND_ACK"
                 with m.Else():
                     m.next = "WRITE_BACK"
@@ -914,11 +968,16 @@ class ReceiveEngine(wiring.Component):
                         & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)
                         & (c.tcp.snd_una == c.tcp.snd_nxt)
                         & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf))
+                m.d.sync += good_reg.eq(good)
+                m.next = "H2_APPLY"
+            # H2_APPLY -- a good Ccb is loaded into the record and the route.
+            with m.State("H2_APPLY"):
+                c = read_ccb
                 with m.If(dma_error):
                     answer(EventCode.DMA_ERROR)
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                     m.next = "FLUSH"
-                with m.Elif(~good):
+                with m.Elif(~good_reg):
                     answer(EventCode.BAD_CCB, bad=1)
                     m.d.sync += [flush_reason.eq(FlushReason.BAD_CCB), flush_frame.eq(0)]
                     m.next = "FLUSH"
