@@ -23,6 +23,7 @@ __all__ = [
     "DispatchedFrame",
     "FlushReason", "ConnArg", "RcvMdlEntry", "ConnState", "CcbTupleHost", "CcbRoute", "CcbTcp",
     "CcbTransfer", "CcbStats", "Ccb", "CCB_VERSION", "CCB_BYTES", "CCB_TUPLE_BYTES",
+    "MAX_WSCALE", "MAX_RCV_MSS", "RCVMDL_ENDED_BY_PSH",
     "RxJobKind", "RxJob", "AckRequest", "FastPathCounters",
     "pack", "unpack",
     "ETH_HEADER_BYTES", "VLAN_TAG_BYTES",
@@ -655,6 +656,13 @@ class Ccb(data.Struct):
 
 #: ``Ccb.version`` of this layout.
 CCB_VERSION = 1
+#: HANDOUT2's checks of a Ccb: the largest window shift (RFC 7323 §2.3), and the largest
+#: ``rcv_mss`` (a segment that long still fits a frame of MAX_FRAME_BYTES).
+MAX_WSCALE = 14
+MAX_RCV_MSS = (params.MAX_FRAME_BYTES - ETH_HEADER_BYTES - IPV4_MIN_HEADER_BYTES
+               - TCP_MIN_HEADER_BYTES)
+#: RCVMDL_DONE ``code`` when a PSH ended the RCVMDL (OK when it is full).
+RCVMDL_ENDED_BY_PSH = 1
 #: Bytes of a Ccb in host memory; of the part HANDOUT1 reads.
 CCB_BYTES = data.Layout.cast(Ccb).size // 8
 CCB_TUPLE_BYTES = data.Layout.cast(CcbTupleHost).size // 8

@@ -36,6 +36,9 @@ from ..layouts import (
     CCB_BYTES,
     CCB_TUPLE_BYTES,
     CCB_VERSION,
+    MAX_RCV_MSS,
+    MAX_WSCALE,
+    RCVMDL_ENDED_BY_PSH,
     AckRequest,
     Ccb,
     CcbTupleHost,
@@ -56,14 +59,8 @@ from ..layouts import (
 from ..lib.bram import WideBlockRam
 from .layouts import SLOT_BITS, ConnRecord, ConnRoute, FastAnswer, FastCommand, SgEntry
 
-__all__ = ["ReceiveEngine", "RCVMDL_ENDED_BY_PSH", "MAX_WSCALE", "MAX_RCV_MSS"]
+__all__ = ["ReceiveEngine"]
 
-#: RCVMDL_DONE ``code`` when a PSH ended the RCVMDL (OK when it is full).
-RCVMDL_ENDED_BY_PSH = 1
-#: Largest window shift (RFC 7323 §2.3).
-MAX_WSCALE = 14
-#: Largest rcv_mss a Ccb may hold: a segment that long still fits a frame of MAX_FRAME_BYTES.
-MAX_RCV_MSS = params.MAX_FRAME_BYTES - 14 - 20 - 20
 _HALF = 1 << 31
 
 

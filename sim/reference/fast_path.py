@@ -22,8 +22,10 @@ from hw.layouts import (
     CCB_BYTES,
     CCB_TUPLE_BYTES,
     CCB_VERSION,
-    ETH_HEADER_BYTES,
     IPV4_MIN_HEADER_BYTES,
+    MAX_RCV_MSS,
+    MAX_WSCALE,
+    RCVMDL_ENDED_BY_PSH,
     TCP_MIN_HEADER_BYTES,
     AckRequest,
     Ccb,
@@ -46,16 +48,9 @@ from hw.layouts import (
 from .ccb_table import CcbTable, FourTuple, Status
 from .checksum import ones_complement_sum
 
-__all__ = ["FastPath", "ack_frame", "FAST_PATH_COUNTER_NAMES", "MAX_RCV_MSS", "MAX_WSCALE"]
+__all__ = ["FastPath", "ack_frame", "FAST_PATH_COUNTER_NAMES"]
 
 FAST_PATH_COUNTER_NAMES = tuple(name for name, _ in data.Layout.cast(FastPathCounters))
-#: Largest window shift (RFC 7323 §2.3).
-MAX_WSCALE = 14
-#: Largest rcv_mss a Ccb may hold: a segment that long still fits a frame of MAX_FRAME_BYTES.
-MAX_RCV_MSS = (params.MAX_FRAME_BYTES - ETH_HEADER_BYTES - IPV4_MIN_HEADER_BYTES
-               - TCP_MIN_HEADER_BYTES)
-#: RCVMDL_DONE ``code`` when a PSH ended the RCVMDL (OK when it is full).
-RCVMDL_ENDED_BY_PSH = 1
 _MASK32 = 0xFFFF_FFFF
 _HALF = 1 << 31
 _MDL_ENTRY = data.Layout.cast(RcvMdlEntry).size // 8
