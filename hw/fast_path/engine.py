@@ -186,11 +186,27 @@ class ReceiveEngine(wiring.Component):
         self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
 
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
+        # A job or an ACK request is built into a register (``job``, ``ack``) and written into
+        # its FIFO the next clock. The FSM pushes only while ``job_room``/``ack_room`` (registered
+        # from the FIFO's level a clock earlier) say that even three pushes in a row fit: so no
+        # push waits on a FIFO's ready through the FSM's decisions.
+        fifo_depth = 8
         job_bits = data.Layout.cast(RxJob).size
-        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_bits, depth=4)
+        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_bits, depth=fifo_depth)
         m.submodules.ack_fifo = ack_fifo = SyncFIFOBuffered(
-            width=data.Layout.cast(AckRequest).size, depth=4)
+            width=data.Layout.cast(AckRequest).size, depth=fifo_depth)
+        job = Signal(RxJob)
+        job_valid = Signal()
+        ack = Signal(AckRequest)
+        ack_valid = Signal()
+        job_room = Signal()
+        ack_room = Signal()
+        m.d.sync += [job_valid.eq(0), ack_valid.eq(0),
+                     job_room.eq(job_fifo.level <= fifo_depth - 3),
+                     ack_room.eq(ack_fifo.level <= fifo_depth - 3)]
         m.d.comb += [
+            job_fifo.w_data.eq(job), job_fifo.w_en.eq(job_valid),
+            ack_fifo.w_data.eq(ack), ack_fifo.w_en.eq(ack_valid),
             self.jobs.payload.eq(job_fifo.r_data),
             self.jobs.valid.eq(job_fifo.r_rdy),
             job_fifo.r_en.eq(self.jobs.ready),
@@ -198,8 +214,6 @@ class ReceiveEngine(wiring.Component):
             self.acks.valid.eq(ack_fifo.r_rdy),
             ack_fifo.r_en.eq(self.acks.ready),
         ]
-        job = data.View(RxJob, job_fifo.w_data)
-        ack = data.View(AckRequest, ack_fifo.w_data)
 
         # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
         # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
@@ -221,6 +235,13 @@ class ReceiveEngine(wiring.Component):
         route = Signal(ConnRoute)
         now = Signal(32)
         m.d.sync += now.eq(now + 1)
+        # Registered, so no 32-bit compare or add sits in front of the FSM's choices: the head
+        # timer ran out (a clock late: the head changes only when IDLE pops it, and IDLE is left
+        # for several clocks then), and the deadline of a timer armed now.
+        timer_due = Signal()
+        deadline = Signal(32)
+        m.d.sync += [timer_due.eq(timer_list.r_rdy & ~(now - timer_head.deadline)[31]),
+                     deadline.eq(now + 1 + self._delay)]
         frames_taken = Signal(32)
         quiet_fence = Signal(32)        # frames_in at the last DELETE's answer
         interlock = Signal()            # an INTERLOCK waits for its fence
@@ -259,6 +280,9 @@ class ReceiveEngine(wiring.Component):
         last_entry = Signal()
         mdl_full = Signal()
         ack_now = Signal()
+        full_sized_reg = Signal()       # the segment is full-sized (SEGMENT_TAKEN's rule)
+        second_reg = Signal()           # ... and the second unACKed one at least
+        rest_fits = Signal()            # the rest of the payload fits in the entry
 
         # Counters (a register each; the pulses below add to them).
         counters = self.counters
@@ -266,20 +290,27 @@ class ReceiveEngine(wiring.Component):
                  data.Layout.cast(FastPathCounters) if name != "flush_reason"}
         count_reason = Signal(8)
         count_flush = Signal()
-        for name, add in count.items():
+        # The FSM's pulses are registered before they are added: the counters run a clock behind
+        # the FSM, and no decision of the FSM feeds an adder's carry chain.
+        added = {name: Signal(32, name=f"added_{name}") for name in count}
+        m.d.sync += [added[name].eq(count[name]) for name in count]
+        added_reason = Signal(8)
+        added_flush = Signal()
+        m.d.sync += [added_reason.eq(count_reason), added_flush.eq(count_flush)]
+        for name in count:
             if name in ("queued", "connections"):
                 continue
             with m.If(self.clear):
                 m.d.sync += counters[name].eq(0)
             with m.Else():
-                m.d.sync += counters[name].eq(counters[name] + add)
+                m.d.sync += counters[name].eq(counters[name] + added[name])
         for name in ("queued", "connections"):
-            m.d.sync += counters[name].eq(counters[name] + count[name])
+            m.d.sync += counters[name].eq(counters[name] + added[name])
         reasons = data.Layout.cast(FastPathCounters)["flush_reason"].shape.length
         for k in range(reasons):
             with m.If(self.clear):
                 m.d.sync += counters.flush_reason[k].eq(0)
-            with m.Elif(count_flush & (count_reason == k)):
+            with m.Elif(added_flush & (added_reason == k)):
                 m.d.sync += counters.flush_reason[k].eq(counters.flush_reason[k] + 1)
 
         def pulse(name, value=1):
@@ -303,9 +334,15 @@ class ReceiveEngine(wiring.Component):
             m.d.comb += hot_w.en.eq(1)
 
         def push_job(kind, **fields):
-            m.d.comb += [job_fifo.w_en.eq(1), job.kind.eq(kind)]
+            m.d.sync += [job_valid.eq(1), job.eq(0), job.kind.eq(kind)]
             for name, value in fields.items():
-                m.d.comb += getattr(job, name).eq(value)
+                m.d.sync += getattr(job, name).eq(value)
+
+        def push_event(**fields):
+            push_job(RxJobKind.EVENT)
+            m.d.sync += job.event.ring.eq(RingId.COMMAND.value)
+            for name, value in fields.items():
+                m.d.sync += getattr(job.event, name).eq(value)
 
         # Frame fields.
         f = frame.frame
@@ -369,12 +406,20 @@ class ReceiveEngine(wiring.Component):
         diff_reg = Signal(32)
         threshold_reg = Signal(32)
         adv_after_reg = Signal()
+        window_field = Signal(16)
+        reopen_reg = Signal()
+        too_much_reg = Signal()         # a WINUPDATE counts more than was shown
+        queue_reg = Signal()
 
         # --- DMA: Ccb reads and RCVMDL lists in, Ccb write-back out ----------------------------
         ccb_beats = CCB_BYTES // beat_bytes
         tuple_beats = CCB_TUPLE_BYTES // beat_bytes
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
         good_reg = Signal()                     # HANDOUT2's checks passed
+        tuple_ok = Signal()                     # ... its parts
+        route_ok = Signal()
+        tcp_ok = Signal()
+        entries_in = Signal()                   # an RCVMDL's entries are all in
         beat_count = Signal(range(ccb_beats * 2 + 1))
         dma_error = Signal()
         rd = self.dma_read
@@ -386,6 +431,11 @@ class ReceiveEngine(wiring.Component):
                 beat_count.eq(beat_count + 1),
                 dma_error.eq(dma_error | rd.resp.payload.error),
             ]
+        # The reads' ends, registered (a clock after the last beat): the compares stay off the
+        # FSM's decisions. A request clears them.
+        tuple_in = Signal()
+        ccb_in = Signal()
+        m.d.sync += [tuple_in.eq(beat_count == tuple_beats), ccb_in.eq(beat_count == ccb_beats)]
         read_ccb = data.View(Ccb, ccb_buf)
         # A tuple read lands in the top beats of the buffer.
         read_tuple = data.View(CcbTupleHost, ccb_buf[-8 * CCB_TUPLE_BYTES:])
@@ -426,16 +476,12 @@ class ReceiveEngine(wiring.Component):
             # queue to drain, a frame, a delayed-ACK timer.
             with m.State("IDLE"):
                 m.d.sync += [in_command.eq(0), from_queue.eq(0)]
-                with m.If(interlock & passed_interlock & job_fifo.w_rdy):
-                    push_job(RxJobKind.EVENT)
-                    m.d.comb += [
-                        job.event.kind.eq(EventKind.INTERLOCK.value),
-                        job.event.ring.eq(RingId.COMMAND.value),
-                        job.event.index.eq(interlock_index),
-                        job.event.code.eq(EventCode.OK.value),
-                        job.event.tag.eq(interlock_context),
-                        job.event.detail.eq(interlock_conn),
-                    ]
+                with m.If(interlock & passed_interlock & job_room):
+                    push_event(kind=EventKind.INTERLOCK.value,
+                               index=interlock_index,
+                               code=EventCode.OK.value,
+                               tag=interlock_context,
+                               detail=interlock_conn)
                     m.d.sync += interlock.eq(0)
                 with m.Elif(self.commands.valid & ~self.answers.valid
                             & ((self.commands.payload.opcode != CommandOpcode.HANDOUT1.value)
@@ -452,7 +498,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.comb += drain_list.r_en.eq(1)
                     m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1)]
                     m.next = "DRAIN_READ"
-                with m.Elif(frames_ready & job_fifo.w_rdy):
+                with m.Elif(frames_ready & job_room):
                     m.d.comb += self.frames.ready.eq(1)
                     m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1),
                                  conn.eq(self.frames.payload.conn_nbr)]
@@ -460,7 +506,7 @@ class ReceiveEngine(wiring.Component):
                         m.next = "FRAME_READ"
                     with m.Else():
                         push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
-                with m.Elif(timer_list.r_rdy & ~(now - timer_head.deadline)[31]):
+                with m.Elif(timer_due):
                     m.d.comb += timer_list.r_en.eq(1)
                     m.d.sync += conn.eq(timer_head.conn)
                     m.next = "TIMER_READ"
@@ -480,7 +526,7 @@ class ReceiveEngine(wiring.Component):
             # FRAME_ROUTE -- which way the frame goes.
             with m.State("FRAME_ROUTE"):
                 with m.If((rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)):
-                    with m.If(job_fifo.w_rdy):
+                    with m.If(job_room):
                         push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.next = "IDLE"
                 with m.Elif((rec.state == ConnState.PENDING) | (rec.state == ConnState.INDICATED)
@@ -571,7 +617,9 @@ class ReceiveEngine(wiring.Component):
                     with m.If(wnd_moves_reg):
                         m.d.sync += [rec.tcp.snd_wnd.eq(f.tcp.window << rec.snd_wscale),
                                      rec.tcp.snd_wl1.eq(seq), rec.tcp.snd_wl2.eq(ack_field)]
-                    m.d.sync += [left.eq(payload_len), done_bytes.eq(0), mdl_full.eq(0)]
+                    m.d.sync += [left.eq(payload_len), done_bytes.eq(0), mdl_full.eq(0),
+                                 full_sized_reg.eq(payload_len >= rec.rcv_mss),
+                                 second_reg.eq(tcp.unacked != 0)]
                     with m.If(payload_len == 0):
                         pulse("pure_acks")
                         m.d.sync += [self.release.eq(1), self.free.valid.eq(1),
@@ -599,14 +647,14 @@ class ReceiveEngine(wiring.Component):
             # PLACE_SIZE -- the piece: as much of the payload as the entry holds (registered).
             with m.State("PLACE_SIZE"):
                 m.d.sync += [piece.eq(Mux(avail < left, avail, left)),
-                             entry_full.eq(avail <= left),
+                             entry_full.eq(avail <= left), rest_fits.eq(left <= avail),
                              piece_offset.eq(summary.payload_offset + done_bytes)]
                 m.next = "PLACE_PIECE"
             # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
-                with m.If(job_fifo.w_rdy):
+                with m.If(job_room):
                     push_job(RxJobKind.PLACE, frame=f, conn_nbr=conn, offset=piece_offset,
-                             length=piece, addr=piece_addr, free=(piece == left))
+                             length=piece, addr=piece_addr, free=rest_fits)
                     m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
                                  rec.mdl_placed.eq(rec.mdl_placed + piece)]
                     with m.If(entry_full & ~last_entry):
@@ -615,7 +663,7 @@ class ReceiveEngine(wiring.Component):
                         m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
                     with m.If(entry_full & last_entry):
                         m.d.sync += mdl_full.eq(1)
-                    with m.If(piece == left):
+                    with m.If(rest_fits):
                         m.next = "PLACE_DONE"
                     with m.Elif(entry_full & last_entry):
                         m.next = "OVERRUN"
@@ -639,16 +687,12 @@ class ReceiveEngine(wiring.Component):
                     m.next = "SEGMENT_TAKEN"
             # MDL_DONE -- RCVMDL_DONE after the placement's writes; the RCVMDL is gone.
             with m.State("MDL_DONE"):
-                with m.If(job_fifo.w_rdy):
-                    push_job(RxJobKind.EVENT)
-                    m.d.comb += [
-                        job.event.kind.eq(EventKind.RCVMDL_DONE.value),
-                        job.event.ring.eq(RingId.COMMAND.value),
-                        job.event.index.eq(rec.mdl_handle),
-                        job.event.code.eq(Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH)),
-                        job.event.tag.eq(rec.mdl_placed),
-                        job.event.detail.eq(conn),
-                    ]
+                with m.If(job_room):
+                    push_event(kind=EventKind.RCVMDL_DONE.value,
+                               index=rec.mdl_handle,
+                               code=Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH),
+                               tag=rec.mdl_placed,
+                               detail=conn)
                     pulse("rcvmdl_done")
                     m.d.sync += [rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
                                  rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
@@ -657,16 +701,12 @@ class ReceiveEngine(wiring.Component):
             # OVERRUN -- the segment is longer than the RCVMDL's space: the RCVMDL completes
             # full, then the connection is flushed with the whole segment to the slow path.
             with m.State("OVERRUN"):
-                with m.If(job_fifo.w_rdy):
-                    push_job(RxJobKind.EVENT)
-                    m.d.comb += [
-                        job.event.kind.eq(EventKind.RCVMDL_DONE.value),
-                        job.event.ring.eq(RingId.COMMAND.value),
-                        job.event.index.eq(rec.mdl_handle),
-                        job.event.code.eq(EventCode.OK.value),
-                        job.event.tag.eq(rec.mdl_placed),
-                        job.event.detail.eq(conn),
-                    ]
+                with m.If(job_room):
+                    push_event(kind=EventKind.RCVMDL_DONE.value,
+                               index=rec.mdl_handle,
+                               code=EventCode.OK.value,
+                               tag=rec.mdl_placed,
+                               detail=conn)
                     pulse("rcvmdl_done")
                     pulse("fast_bytes", done_bytes)
                     m.d.sync += [
@@ -682,7 +722,7 @@ class ReceiveEngine(wiring.Component):
 
             # SHOW -- no RCVMDL: the segment goes to an RX buffer with FRAME_DATA.
             with m.State("SHOW"):
-                with m.If(job_fifo.w_rdy):
+                with m.If(job_room):
                     push_job(RxJobKind.FRAME_DATA, frame=f, conn_nbr=conn, free=1)
                     m.d.sync += [
                         rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
@@ -696,18 +736,15 @@ class ReceiveEngine(wiring.Component):
 
             # SEGMENT_TAKEN -- the ACK rules: at once, or the delayed-ACK timer.
             with m.State("SEGMENT_TAKEN"):
-                unacked = Signal(8)
-                m.d.comb += unacked.eq(Mux(tcp.unacked == 0xFF, 0xFF, tcp.unacked + 1))
-                m.d.sync += rec.tcp.unacked.eq(unacked)
-                full_sized = payload_len >= rec.rcv_mss
-                with m.If(ack_now | (full_sized & (unacked >= 2))):
+                m.d.sync += rec.tcp.unacked.eq(Mux(tcp.unacked == 0xFF, 0xFF, tcp.unacked + 1))
+                with m.If(ack_now | (full_sized_reg & second_reg)):
                     m.next = "SEND_ACK"
                 with m.Else():
                     with m.If(~rec.ack_timer):
-                        m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(now + self._delay)]
+                        m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(deadline)]
                         with m.If(~rec.in_timer_list):
                             m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
-                                         timer_in.deadline.eq(now + self._delay)]
+                                         timer_in.deadline.eq(deadline)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
 
@@ -725,16 +762,20 @@ class ReceiveEngine(wiring.Component):
                 m.next = "ACK_FIELD"
             with m.State("ACK_FIELD"):
                 m.d.sync += diff_reg.eq(adv_reg - tcp.rcv_nxt)
+                m.next = "ACK_SCALE"
+            # ACK_SCALE -- the window field: RCV.ADV - RCV.NXT scaled, at most 0xFFFF.
+            with m.State("ACK_SCALE"):
+                scaled = Signal(32)
+                m.d.comb += scaled.eq(diff_reg >> rec.rcv_wscale)
+                m.d.sync += window_field.eq(Mux(scaled[16:].any(), 0xFFFF, scaled[:16]))
                 m.next = "ACK_PUSH"
             # ACK_PUSH -- the AckRequest from the record and the route.
             with m.State("ACK_PUSH"):
-                with m.If(ack_fifo.w_rdy):
+                with m.If(ack_room):
                     new_adv = adv_reg
-                    field = Signal(32)
-                    m.d.comb += field.eq(diff_reg >> rec.rcv_wscale)
                     mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
-                    m.d.comb += [
-                        ack_fifo.w_en.eq(1),
+                    m.d.sync += ack_valid.eq(1)
+                    m.d.sync += [
                         ack.local_mac.eq(route.local_mac), ack.remote_mac.eq(route.remote_mac),
                         ack.vlan.eq(route.vlan), ack.vlan_tci.eq(route.vlan_tci),
                         ack.ipv6.eq(route.ipv6), ack.local_ip.eq(route.local_ip & mask),
@@ -743,7 +784,7 @@ class ReceiveEngine(wiring.Component):
                         ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
                         ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
                         ack.flags.eq(TcpFlags.ACK),
-                        ack.window.eq(Mux(field > 0xFFFF, 0xFFFF, field)),
+                        ack.window.eq(window_field),
                         ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
                         ack.ts_ecr.eq(tcp.ts_recent),
                     ]
@@ -807,6 +848,10 @@ class ReceiveEngine(wiring.Component):
                 m.next = "COMMAND_DECIDE"
             with m.State("COMMAND_DECIDE"):
                 m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                m.next = "COMMAND_COMPARE"
+            # COMMAND_COMPARE -- WINUPDATE's count against the bytes shown (registered).
+            with m.State("COMMAND_COMPARE"):
+                m.d.sync += too_much_reg.eq(cmd.addr[:32] > Mux(rec.loaded, tcp.rcv_unconsumed, 0))
                 m.next = "COMMAND_CHECK"
             # COMMAND_CHECK -- refusals, else the command's own states.
             with m.State("COMMAND_CHECK"):
@@ -834,8 +879,7 @@ class ReceiveEngine(wiring.Component):
                                 m.next = "MDL_REQUEST"
                         with m.Case(CommandOpcode.WINUPDATE.value):
                             consumed = cmd.addr[:32]
-                            unconsumed = Mux(rec.loaded, tcp.rcv_unconsumed, 0)
-                            with m.If(consumed > unconsumed):
+                            with m.If(too_much_reg):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
                             with m.Elif(~rec.loaded):
@@ -858,12 +902,20 @@ class ReceiveEngine(wiring.Component):
             # INDICATED connection takes frames again once nothing shown is unconsumed (or an
             # RCVMDL is posted).
             with m.State("WINDOW"):
-                with m.If((rec.state == ConnState.INDICATED)
-                          & (rec.mdl_posted | (tcp.rcv_unconsumed == 0))):
+                m.d.sync += [
+                    reopen_reg.eq((rec.state == ConnState.INDICATED)
+                                  & (rec.mdl_posted | (tcp.rcv_unconsumed == 0))),
+                    queue_reg.eq(rec.q_count != 0),
+                    win_reg.eq(window), threshold_reg.eq(threshold),
+                ]
+                m.next = "WINDOW_REOPEN"
+            # WINDOW_REOPEN -- an INDICATED connection that takes frames again: FAST, and its
+            # queue drains.
+            with m.State("WINDOW_REOPEN"):
+                with m.If(reopen_reg):
                     m.d.sync += rec.state.eq(ConnState.FAST)
-                    with m.If(rec.q_count != 0):
+                    with m.If(queue_reg):
                         m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
-                m.d.sync += [win_reg.eq(window), threshold_reg.eq(threshold)]
                 m.next = "WINDOW_EDGE"
             with m.State("WINDOW_EDGE"):
                 m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
@@ -886,11 +938,11 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
                              rd.req.payload.beats.eq(tuple_beats)]
                 with m.If(rd.req.ready):
-                    m.d.sync += [beat_count.eq(0), dma_error.eq(0)]
+                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), tuple_in.eq(0)]
                     m.next = "H1_READ"
             # H1_READ -- the tuple's beats come in.
             with m.State("H1_READ"):
-                with m.If(beat_count == tuple_beats):
+                with m.If(tuple_in):
                     with m.If(dma_error):
                         answer(EventCode.DMA_ERROR)
                         m.next = "IDLE"
@@ -945,12 +997,13 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
                              rd.req.payload.beats.eq(ccb_beats)]
                 with m.If(rd.req.ready):
-                    m.d.sync += [beat_count.eq(0), dma_error.eq(0)]
+                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), ccb_in.eq(0)]
                     m.next = "H2_READ"
             # H2_READ -- the Ccb's beats come in; then its checks.
             with m.State("H2_READ"):
-                with m.If(beat_count == ccb_beats):
+                with m.If(ccb_in):
                     m.next = "H2_CHECK"
+            # H2_CHECK -- the Ccb's checks, in three registered parts; H2_GOOD ands them.
             with m.State("H2_CHECK"):
                 c = read_ccb
                 t = c.tuple
@@ -960,12 +1013,18 @@ class ReceiveEngine(wiring.Component):
                               & ((t.local_ip & mask) == route.local_ip)
                               & (t.remote_port == route.remote_port)
                               & (t.local_port == route.local_port) & (ipv6 == route.ipv6))
-                good = ((c.version == CCB_VERSION) & same_tuple
-                        & (c.route.snd_wscale <= MAX_WSCALE) & (c.route.rcv_wscale <= MAX_WSCALE)
-                        & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)
-                        & (c.tcp.snd_una == c.tcp.snd_nxt)
-                        & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf))
-                m.d.sync += good_reg.eq(good)
+                m.d.sync += [
+                    tuple_ok.eq(same_tuple),
+                    route_ok.eq((c.version == CCB_VERSION)
+                                & (c.route.snd_wscale <= MAX_WSCALE)
+                                & (c.route.rcv_wscale <= MAX_WSCALE)
+                                & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)),
+                    tcp_ok.eq((c.tcp.snd_una == c.tcp.snd_nxt)
+                              & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf)),
+                ]
+                m.next = "H2_GOOD"
+            with m.State("H2_GOOD"):
+                m.d.sync += good_reg.eq(tuple_ok & route_ok & tcp_ok)
                 m.next = "H2_APPLY"
             # H2_APPLY -- a good Ccb is loaded into the record and the route.
             with m.State("H2_APPLY"):
@@ -1015,12 +1074,14 @@ class ReceiveEngine(wiring.Component):
                              rd.req.payload.beats.eq(beats)]
                 with m.If(rd.req.ready):
                     m.d.sync += [beat_count.eq(0), dma_error.eq(0), left.eq(0),
-                                 mdl_full.eq(0)]
+                                 mdl_full.eq(0), entries_in.eq(0)]
                     m.next = "MDL_READ"
             # MDL_READ -- each entry, as its last beat lands, goes into the entry memory.
             with m.State("MDL_READ"):
                 entry_beats = max(1, data.Layout.cast(RcvMdlEntry).size // data_bits)
                 landed = Signal()
+                # Registered: a clock after the last entry landed (cleared by the request).
+                m.d.sync += entries_in.eq(left == arg.entries)
                 m.d.sync += landed.eq(rd.resp.valid & ((beat_count + 1) % entry_beats == 0))
                 with m.If(landed):
                     m.d.comb += [sg_w.addr.eq(Cat(left[:entry_bits], conn)),
@@ -1028,7 +1089,7 @@ class ReceiveEngine(wiring.Component):
                                  sg_w.data.length.eq(sg_entry.length), sg_w.en.eq(1)]
                     m.d.sync += [left.eq(left + 1),
                                  mdl_full.eq(mdl_full | (sg_entry.length == 0))]
-                with m.If(left == arg.entries):
+                with m.If(entries_in):
                     with m.If(dma_error):
                         m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                         m.next = "FLUSH"
@@ -1111,7 +1172,7 @@ class ReceiveEngine(wiring.Component):
             # FLUSH_FIRST -- the frame that caused the flush, when it came before the queue.
             with m.State("FLUSH_FIRST"):
                 with m.If(flush_frame & flush_frame_first):
-                    with m.If(job_fifo.w_rdy):
+                    with m.If(job_room):
                         push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.d.sync += flush_passed.eq(flush_passed + 1)
                         m.next = "FLUSH_QUEUE"
@@ -1124,7 +1185,7 @@ class ReceiveEngine(wiring.Component):
                 with m.Else():
                     m.next = "FLUSH_LAST"
             with m.State("FLUSH_QUEUE_PASS"):
-                with m.If(job_fifo.w_rdy):
+                with m.If(job_room):
                     push_job(RxJobKind.SLOW, frame=q_r.data.frame, free=1)
                     m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
                                  rec.q_count.eq(rec.q_count - 1)]
@@ -1133,7 +1194,7 @@ class ReceiveEngine(wiring.Component):
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
             with m.State("FLUSH_LAST"):
                 with m.If(flush_frame & ~flush_frame_first):
-                    with m.If(job_fifo.w_rdy):
+                    with m.If(job_room):
                         push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.d.sync += flush_passed.eq(flush_passed + 1)
                         m.next = "FLUSH_EVENT"
@@ -1141,17 +1202,13 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_EVENT"
             # FLUSH_EVENT -- FLUSH after every job before it; the record is free.
             with m.State("FLUSH_EVENT"):
-                with m.If(job_fifo.w_rdy):
-                    push_job(RxJobKind.EVENT)
-                    m.d.comb += [
-                        job.event.kind.eq(EventKind.FLUSH.value),
-                        job.event.ring.eq(RingId.COMMAND.value),
-                        job.event.index.eq(flush_handle),
-                        job.event.length.eq(flush_passed),
-                        job.event.code.eq(flush_reason),
-                        job.event.tag.eq(flush_placed),
-                        job.event.detail.eq(conn),
-                    ]
+                with m.If(job_room):
+                    push_event(kind=EventKind.FLUSH.value,
+                               index=flush_handle,
+                               length=flush_passed,
+                               code=flush_reason,
+                               tag=flush_placed,
+                               detail=conn)
                     pulse("to_slow", flush_passed)
                     pulse("flushes")
                     pulse("connections", Const(-1, 32))
