@@ -22,6 +22,8 @@ The store is three block RAMs by conn_nbr (:class:`ConnRecord`, :class:`ConnRout
 entries) and the queued frames' records by packet-buffer slot (:class:`QueuedFrame`).
 """
 
+import enum
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -58,6 +60,15 @@ from ..layouts import (
 )
 from ..lib.bram import WideBlockRam
 from .layouts import SLOT_BITS, ConnRecord, ConnRoute, FastAnswer, FastCommand, SgEntry
+
+
+class Work(enum.IntEnum):
+    """What the record being read is for (one-hot: RECORD_LATCH's choice is a bit each)."""
+    FRAME = 1
+    DRAIN = 2
+    FAILED = 4
+    TIMER = 8
+    COMMAND = 16
 
 __all__ = ["ReceiveEngine"]
 
@@ -249,6 +260,7 @@ class ReceiveEngine(wiring.Component):
         interlock_conn = Signal(conn_bits)
         interlock_index = Signal(16)
         interlock_context = Signal(32)
+        work = Signal(5)                # a Work: what the record being read is for
         in_command = Signal()           # the work item is a command (answer at its end)
         from_queue = Signal()           # the frame came from its connection's queue
 
@@ -489,41 +501,59 @@ class ReceiveEngine(wiring.Component):
                     m.d.comb += self.commands.ready.eq(1)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
                                  conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr)]
+                    m.d.sync += work.eq(Work.COMMAND)
                     m.next = "COMMAND"
                 with m.Elif(self.place_failed.valid):
                     m.d.comb += self.place_failed.ready.eq(1)
                     m.d.sync += conn.eq(self.place_failed.payload)
-                    m.next = "FAILED_READ"
+                    m.d.sync += work.eq(Work.FAILED)
+                    m.next = "RECORD_READ"
                 with m.Elif(drain_list.r_rdy):
                     m.d.comb += drain_list.r_en.eq(1)
                     m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1)]
-                    m.next = "DRAIN_READ"
+                    m.d.sync += work.eq(Work.DRAIN)
+                    m.next = "RECORD_READ"
                 with m.Elif(frames_ready & job_room):
                     m.d.comb += self.frames.ready.eq(1)
                     m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1),
                                  conn.eq(self.frames.payload.conn_nbr)]
                     with m.If(self.frames.payload.hit):
-                        m.next = "FRAME_READ"
+                        m.d.sync += work.eq(Work.FRAME)
+                        m.next = "RECORD_READ"
                     with m.Else():
                         push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
                 with m.Elif(timer_due):
                     m.d.comb += timer_list.r_en.eq(1)
                     m.d.sync += conn.eq(timer_head.conn)
-                    m.next = "TIMER_READ"
+                    m.d.sync += work.eq(Work.TIMER)
+                    m.next = "RECORD_READ"
+
+            # --- A connection's record ---------------------------------------------------------
+            # RECORD_READ -- the record and route of ``conn`` are being read (two clocks), for
+            # the work item ``work`` names (a COMMAND reads in its own first state).
+            with m.State("RECORD_READ"):
+                m.next = "RECORD_LOAD"
+            # RECORD_LOAD -- the read's data comes next clock.
+            with m.State("RECORD_LOAD"):
+                m.next = "RECORD_LATCH"
+            # RECORD_LATCH -- the record is in; on to the work item's own states.
+            with m.State("RECORD_LATCH"):
+                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
+                with m.Switch(work):
+                    with m.Case(Work.FRAME):
+                        m.next = "FRAME_ROUTE"
+                    with m.Case(Work.DRAIN):
+                        m.next = "DRAIN_POP"
+                    with m.Case(Work.FAILED):
+                        m.next = "FAILED_CHECK"
+                    with m.Case(Work.TIMER):
+                        m.next = "TIMER_CHECK"
+                    with m.Default():
+                        m.next = "COMMAND_COMPARE"
 
             # --- Frames ------------------------------------------------------------------------
-            # FRAME_READ -- the connection's record and route are being read (two clocks).
-            with m.State("FRAME_READ"):
-                m.next = "FRAME_LOAD"
-            # FRAME_LOAD -- the read's data comes next clock.
-            with m.State("FRAME_LOAD"):
-                m.next = "FRAME_DECIDE"
-            # FRAME_DECIDE -- the record is in: the slow path (no connection any more), the
-            # queue, or the segment checks.
-            with m.State("FRAME_DECIDE"):
-                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
-                m.next = "FRAME_ROUTE"
-            # FRAME_ROUTE -- which way the frame goes.
+            # FRAME_ROUTE -- which way the frame goes: the slow path (no connection any more),
+            # the queue, or the segment checks.
             with m.State("FRAME_ROUTE"):
                 with m.If((rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)):
                     with m.If(job_room):
@@ -552,15 +582,8 @@ class ReceiveEngine(wiring.Component):
                     m.next = "WRITE_BACK"
                     pulse("queued")
 
-            # DRAIN_READ -- a connection whose queue may drain: its record is being read.
-            with m.State("DRAIN_READ"):
-                m.next = "DRAIN_LOAD"
-            with m.State("DRAIN_LOAD"):
-                m.next = "DRAIN_DECIDE"
-            with m.State("DRAIN_DECIDE"):
-                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
-                m.next = "DRAIN_POP"
-            # DRAIN_POP -- the head of the queue is read, if the connection takes frames.
+            # DRAIN_POP -- a connection whose queue may drain: the head of the queue is read, if
+            # the connection takes frames.
             with m.State("DRAIN_POP"):
                 with m.If((rec.state == ConnState.FAST) & (rec.q_count != 0)):
                     m.next = "DRAIN_TAKE"
@@ -573,15 +596,8 @@ class ReceiveEngine(wiring.Component):
                 pulse("queued", Const(-1, 32))
                 m.next = "CHECK"
 
-            # FAILED_READ -- a placement's write failed: its connection is flushed (DMA_ERROR),
+            # FAILED_CHECK -- a placement's write failed: its connection is flushed (DMA_ERROR),
             # unless a flush already took it back.
-            with m.State("FAILED_READ"):
-                m.next = "FAILED_LOAD"
-            with m.State("FAILED_LOAD"):
-                m.next = "FAILED_DECIDE"
-            with m.State("FAILED_DECIDE"):
-                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
-                m.next = "FAILED_CHECK"
             with m.State("FAILED_CHECK"):
                 with m.If((rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)):
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
@@ -797,15 +813,8 @@ class ReceiveEngine(wiring.Component):
                     pulse("acks_sent")
                     m.next = "WRITE_BACK"
 
-            # TIMER_READ -- a connection of the delayed-ACK list: its record is being read.
-            with m.State("TIMER_READ"):
-                m.next = "TIMER_LOAD"
-            with m.State("TIMER_LOAD"):
-                m.next = "TIMER_DECIDE"
-            with m.State("TIMER_DECIDE"):
-                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
-                m.next = "TIMER_CHECK"
-            # TIMER_CHECK -- run out: the ACK; running: back in the list; else off the list.
+            # TIMER_CHECK -- a connection of the delayed-ACK list: run out, the ACK; running,
+            # back in the list; else off the list.
             with m.State("TIMER_CHECK"):
                 live = (rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)
                 expired = ~(now - rec.ack_deadline)[31]
@@ -843,12 +852,7 @@ class ReceiveEngine(wiring.Component):
                     answer(EventCode.UNKNOWN_CONNECTION, bad=1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "COMMAND_LOAD"
-            with m.State("COMMAND_LOAD"):
-                m.next = "COMMAND_DECIDE"
-            with m.State("COMMAND_DECIDE"):
-                m.d.sync += [rec.eq(hot_r.data), route.eq(route_r.data)]
-                m.next = "COMMAND_COMPARE"
+                    m.next = "RECORD_LOAD"
             # COMMAND_COMPARE -- WINUPDATE's count against the bytes shown (registered).
             with m.State("COMMAND_COMPARE"):
                 m.d.sync += too_much_reg.eq(cmd.addr[:32] > Mux(rec.loaded, tcp.rcv_unconsumed, 0))
