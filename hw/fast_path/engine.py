@@ -62,6 +62,16 @@ from ..lib.bram import WideBlockRam
 from .layouts import SLOT_BITS, ConnRecord, ConnRoute, FastAnswer, FastCommand, SgEntry
 
 
+class Pick(enum.IntEnum):
+    """IDLE's choices, in priority order: the bit of each in the one-hot ``pick``."""
+    INTERLOCK = 0
+    COMMAND = 1
+    FAILED = 2
+    DRAIN = 3
+    FRAME = 4
+    TIMER = 5
+
+
 class Work(enum.IntEnum):
     """What the record being read is for (one-hot: RECORD_LATCH's choice is a bit each)."""
     FRAME = 1
@@ -199,8 +209,8 @@ class ReceiveEngine(wiring.Component):
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
         # A job or an ACK request is built into a register (``job``, ``ack``) and written into
         # its FIFO the next clock. The FSM pushes only while ``job_room``/``ack_room`` (registered
-        # from the FIFO's level a clock earlier) say that even three pushes in a row fit: so no
-        # push waits on a FIFO's ready through the FSM's decisions.
+        # from the FIFO's level a clock earlier) say that even four pushes not yet counted in
+        # the level fit: so no push waits on a FIFO's ready through the FSM's decisions.
         fifo_depth = 8
         job_bits = data.Layout.cast(RxJob).size
         m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_bits, depth=fifo_depth)
@@ -213,8 +223,8 @@ class ReceiveEngine(wiring.Component):
         job_room = Signal()
         ack_room = Signal()
         m.d.sync += [job_valid.eq(0), ack_valid.eq(0),
-                     job_room.eq(job_fifo.level <= fifo_depth - 3),
-                     ack_room.eq(ack_fifo.level <= fifo_depth - 3)]
+                     job_room.eq(job_fifo.level <= fifo_depth - 4),
+                     ack_room.eq(ack_fifo.level <= fifo_depth - 4)]
         m.d.comb += [
             job_fifo.w_data.eq(job), job_fifo.w_en.eq(job_valid),
             ack_fifo.w_data.eq(ack), ack_fifo.w_en.eq(ack_valid),
@@ -478,42 +488,60 @@ class ReceiveEngine(wiring.Component):
             record_tuple.ipv6.eq(route.ipv6),
         ]
 
-        # --- The FSM ----------------------------------------------------------------------------
-        frames_ready = Signal()
-        m.d.comb += frames_ready.eq(self.frames.valid)
+        # --- The next work item, chosen a clock ahead (registered: IDLE acts on one bit) ------
+        pick = Signal(len(Pick))
+        with m.If(interlock & passed_interlock & job_room):
+            m.d.sync += pick.eq(1 << Pick.INTERLOCK)
+        with m.Elif(self.commands.valid & ~self.answers.valid
+                    & ((self.commands.payload.opcode != CommandOpcode.HANDOUT1.value)
+                       | (passed_quiet & ~interlock))):
+            m.d.sync += pick.eq(1 << Pick.COMMAND)
+        with m.Elif(self.place_failed.valid):
+            m.d.sync += pick.eq(1 << Pick.FAILED)
+        with m.Elif(drain_list.r_rdy):
+            m.d.sync += pick.eq(1 << Pick.DRAIN)
+        with m.Elif(self.frames.valid & job_room):
+            m.d.sync += pick.eq(1 << Pick.FRAME)
+        with m.Elif(timer_due):
+            m.d.sync += pick.eq(1 << Pick.TIMER)
+        with m.Else():
+            m.d.sync += pick.eq(0)
 
+        # --- The FSM ----------------------------------------------------------------------------
         with m.FSM(name="engine") as fsm:
 
             # IDLE -- choosing the next work item: an INTERLOCK whose fence passed, a command, a
             # queue to drain, a frame, a delayed-ACK timer.
             with m.State("IDLE"):
                 m.d.sync += [in_command.eq(0), from_queue.eq(0)]
-                with m.If(interlock & passed_interlock & job_room):
+                # ``pick`` chose a clock ago; the item is still there (a stream's valid stays
+                # until taken, the lists are only popped here). After a choice, IDLE waits a
+                # clock for the next one (``pick`` is cleared).
+                with m.If(pick != 0):
+                    m.d.sync += pick.eq(0)
+                with m.If(pick[Pick.INTERLOCK]):
                     push_event(kind=EventKind.INTERLOCK.value,
                                index=interlock_index,
                                code=EventCode.OK.value,
                                tag=interlock_context,
                                detail=interlock_conn)
                     m.d.sync += interlock.eq(0)
-                with m.Elif(self.commands.valid & ~self.answers.valid
-                            & ((self.commands.payload.opcode != CommandOpcode.HANDOUT1.value)
-                               | (passed_quiet & ~interlock))):
+                with m.If(pick[Pick.COMMAND] & ~self.answers.valid):
                     m.d.comb += self.commands.ready.eq(1)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
-                                 conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr)]
-                    m.d.sync += work.eq(Work.COMMAND)
+                                 conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr),
+                                 work.eq(Work.COMMAND)]
                     m.next = "COMMAND"
-                with m.Elif(self.place_failed.valid):
+                with m.If(pick[Pick.FAILED]):
                     m.d.comb += self.place_failed.ready.eq(1)
-                    m.d.sync += conn.eq(self.place_failed.payload)
-                    m.d.sync += work.eq(Work.FAILED)
+                    m.d.sync += [conn.eq(self.place_failed.payload), work.eq(Work.FAILED)]
                     m.next = "RECORD_READ"
-                with m.Elif(drain_list.r_rdy):
+                with m.If(pick[Pick.DRAIN]):
                     m.d.comb += drain_list.r_en.eq(1)
-                    m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1)]
-                    m.d.sync += work.eq(Work.DRAIN)
+                    m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1),
+                                 work.eq(Work.DRAIN)]
                     m.next = "RECORD_READ"
-                with m.Elif(frames_ready & job_room):
+                with m.If(pick[Pick.FRAME]):
                     m.d.comb += self.frames.ready.eq(1)
                     m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1),
                                  conn.eq(self.frames.payload.conn_nbr)]
@@ -522,10 +550,9 @@ class ReceiveEngine(wiring.Component):
                         m.next = "RECORD_READ"
                     with m.Else():
                         push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
-                with m.Elif(timer_due):
+                with m.If(pick[Pick.TIMER]):
                     m.d.comb += timer_list.r_en.eq(1)
-                    m.d.sync += conn.eq(timer_head.conn)
-                    m.d.sync += work.eq(Work.TIMER)
+                    m.d.sync += [conn.eq(timer_head.conn), work.eq(Work.TIMER)]
                     m.next = "RECORD_READ"
 
             # --- A connection's record ---------------------------------------------------------
