@@ -205,6 +205,9 @@ class ReceiveEngine(wiring.Component):
         q_next_w = q_next.write_port()
         q_next_r = q_next.read_port(domain="comb")
         self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
+        # The queue's head frame, a clock after the read (the read's data goes nowhere else).
+        q_head_frame = Signal(DispatchedFrame)
+        m.d.sync += q_head_frame.eq(q_r.data)
 
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
         # A job or an ACK request is built into a register (``job``, ``ack``) and written into
@@ -355,13 +358,18 @@ class ReceiveEngine(wiring.Component):
         def write_back():
             m.d.comb += hot_w.en.eq(1)
 
-        def push_job(kind, **fields):
-            m.d.sync += [job_valid.eq(1), job.eq(0), job.kind.eq(kind)]
+        # A state that may push a job calls these at its top level: the job's fields are loaded
+        # in that state whatever happens (the register's load is a function of the state
+        # only), and ``when`` decides whether it is pushed.
+        def push_job(kind, when, **fields):
+            m.d.sync += [job.eq(0), job.kind.eq(kind)]
             for name, value in fields.items():
                 m.d.sync += getattr(job, name).eq(value)
+            with m.If(when):
+                m.d.sync += job_valid.eq(1)
 
-        def push_event(**fields):
-            push_job(RxJobKind.EVENT)
+        def push_event(when, **fields):
+            push_job(RxJobKind.EVENT, when)
             m.d.sync += job.event.ring.eq(RingId.COMMAND.value)
             for name, value in fields.items():
                 m.d.sync += getattr(job.event, name).eq(value)
@@ -438,7 +446,12 @@ class ReceiveEngine(wiring.Component):
         tuple_beats = CCB_TUPLE_BYTES // beat_bytes
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
         good_reg = Signal()                     # HANDOUT2's checks passed
-        tuple_ok = Signal()                     # ... its parts
+        remote_same = Signal(4)                 # ... its parts: the addresses' words equal
+        local_same = Signal(4)
+        remote_zero = Signal(3)                 # the route's high words zero (IPv4)
+        local_zero = Signal(3)
+        ports_same = Signal()
+        apply_error = Signal()                  # the Ccb's read failed
         route_ok = Signal()
         tcp_ok = Signal()
         entries_in = Signal()                   # an RCVMDL's entries are all in
@@ -519,13 +532,17 @@ class ReceiveEngine(wiring.Component):
                 # clock for the next one (``pick`` is cleared).
                 with m.If(pick != 0):
                     m.d.sync += pick.eq(0)
+                # The job IDLE may push: a frame with no connection, or an INTERLOCK.
                 with m.If(pick[Pick.INTERLOCK]):
-                    push_event(kind=EventKind.INTERLOCK.value,
+                    push_event(1, kind=EventKind.INTERLOCK.value,
                                index=interlock_index,
                                code=EventCode.OK.value,
                                tag=interlock_context,
                                detail=interlock_conn)
                     m.d.sync += interlock.eq(0)
+                with m.Else():
+                    push_job(RxJobKind.SLOW, pick[Pick.FRAME] & ~self.frames.payload.hit,
+                             frame=self.frames.payload.frame, free=1)
                 with m.If(pick[Pick.COMMAND] & ~self.answers.valid):
                     m.d.comb += self.commands.ready.eq(1)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
@@ -548,8 +565,6 @@ class ReceiveEngine(wiring.Component):
                     with m.If(self.frames.payload.hit):
                         m.d.sync += work.eq(Work.FRAME)
                         m.next = "RECORD_READ"
-                    with m.Else():
-                        push_job(RxJobKind.SLOW, frame=self.frames.payload.frame, free=1)
                 with m.If(pick[Pick.TIMER]):
                     m.d.comb += timer_list.r_en.eq(1)
                     m.d.sync += [conn.eq(timer_head.conn), work.eq(Work.TIMER)]
@@ -582,9 +597,10 @@ class ReceiveEngine(wiring.Component):
             # FRAME_ROUTE -- which way the frame goes: the slow path (no connection any more),
             # the queue, or the segment checks.
             with m.State("FRAME_ROUTE"):
-                with m.If((rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)):
+                no_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
+                push_job(RxJobKind.SLOW, no_conn & job_room, frame=f, free=1)
+                with m.If(no_conn):
                     with m.If(job_room):
-                        push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.next = "IDLE"
                 with m.Elif((rec.state == ConnState.PENDING) | (rec.state == ConnState.INDICATED)
                             | (rec.q_count != 0)):
@@ -613,12 +629,15 @@ class ReceiveEngine(wiring.Component):
             # the connection takes frames.
             with m.State("DRAIN_POP"):
                 with m.If((rec.state == ConnState.FAST) & (rec.q_count != 0)):
-                    m.next = "DRAIN_TAKE"
+                    m.next = "DRAIN_WAIT"
                 with m.Else():
                     m.next = "IDLE"
+            # DRAIN_WAIT -- the head frame's record comes out of the queue memory.
+            with m.State("DRAIN_WAIT"):
+                m.next = "DRAIN_TAKE"
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
-                m.d.sync += [frame.eq(q_r.data), rec.q_head.eq(q_next_r.data),
+                m.d.sync += [frame.eq(q_head_frame), rec.q_head.eq(q_next_r.data),
                              rec.q_count.eq(rec.q_count - 1)]
                 pulse("queued", Const(-1, 32))
                 m.next = "CHECK"
@@ -695,9 +714,9 @@ class ReceiveEngine(wiring.Component):
                 m.next = "PLACE_PIECE"
             # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
+                push_job(RxJobKind.PLACE, job_room, frame=f, conn_nbr=conn, offset=piece_offset,
+                         length=piece, addr=piece_addr, free=rest_fits)
                 with m.If(job_room):
-                    push_job(RxJobKind.PLACE, frame=f, conn_nbr=conn, offset=piece_offset,
-                             length=piece, addr=piece_addr, free=rest_fits)
                     m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
                                  rec.mdl_placed.eq(rec.mdl_placed + piece)]
                     with m.If(entry_full & ~last_entry):
@@ -730,12 +749,12 @@ class ReceiveEngine(wiring.Component):
                     m.next = "SEGMENT_TAKEN"
             # MDL_DONE -- RCVMDL_DONE after the placement's writes; the RCVMDL is gone.
             with m.State("MDL_DONE"):
+                push_event(job_room, kind=EventKind.RCVMDL_DONE.value,
+                           index=rec.mdl_handle,
+                           code=Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH),
+                           tag=rec.mdl_placed,
+                           detail=conn)
                 with m.If(job_room):
-                    push_event(kind=EventKind.RCVMDL_DONE.value,
-                               index=rec.mdl_handle,
-                               code=Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH),
-                               tag=rec.mdl_placed,
-                               detail=conn)
                     pulse("rcvmdl_done")
                     m.d.sync += [rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
                                  rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
@@ -744,12 +763,12 @@ class ReceiveEngine(wiring.Component):
             # OVERRUN -- the segment is longer than the RCVMDL's space: the RCVMDL completes
             # full, then the connection is flushed with the whole segment to the slow path.
             with m.State("OVERRUN"):
+                push_event(job_room, kind=EventKind.RCVMDL_DONE.value,
+                           index=rec.mdl_handle,
+                           code=EventCode.OK.value,
+                           tag=rec.mdl_placed,
+                           detail=conn)
                 with m.If(job_room):
-                    push_event(kind=EventKind.RCVMDL_DONE.value,
-                               index=rec.mdl_handle,
-                               code=EventCode.OK.value,
-                               tag=rec.mdl_placed,
-                               detail=conn)
                     pulse("rcvmdl_done")
                     pulse("fast_bytes", done_bytes)
                     m.d.sync += [
@@ -765,8 +784,8 @@ class ReceiveEngine(wiring.Component):
 
             # SHOW -- no RCVMDL: the segment goes to an RX buffer with FRAME_DATA.
             with m.State("SHOW"):
+                push_job(RxJobKind.FRAME_DATA, job_room, frame=f, conn_nbr=conn, free=1)
                 with m.If(job_room):
-                    push_job(RxJobKind.FRAME_DATA, frame=f, conn_nbr=conn, free=1)
                     m.d.sync += [
                         rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
                         rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed + payload_len),
@@ -814,23 +833,24 @@ class ReceiveEngine(wiring.Component):
                 m.next = "ACK_PUSH"
             # ACK_PUSH -- the AckRequest from the record and the route.
             with m.State("ACK_PUSH"):
+                # The request's fields load in this state whatever happens; ack_room pushes.
+                new_adv = adv_reg
+                mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
+                m.d.sync += [
+                    ack.local_mac.eq(route.local_mac), ack.remote_mac.eq(route.remote_mac),
+                    ack.vlan.eq(route.vlan), ack.vlan_tci.eq(route.vlan_tci),
+                    ack.ipv6.eq(route.ipv6), ack.local_ip.eq(route.local_ip & mask),
+                    ack.remote_ip.eq(route.remote_ip & mask), ack.ttl.eq(route.ttl),
+                    ack.tos.eq(route.tos), ack.ip_id.eq(tcp.ip_id),
+                    ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
+                    ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
+                    ack.flags.eq(TcpFlags.ACK),
+                    ack.window.eq(window_field),
+                    ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
+                    ack.ts_ecr.eq(tcp.ts_recent),
+                ]
                 with m.If(ack_room):
-                    new_adv = adv_reg
-                    mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
                     m.d.sync += ack_valid.eq(1)
-                    m.d.sync += [
-                        ack.local_mac.eq(route.local_mac), ack.remote_mac.eq(route.remote_mac),
-                        ack.vlan.eq(route.vlan), ack.vlan_tci.eq(route.vlan_tci),
-                        ack.ipv6.eq(route.ipv6), ack.local_ip.eq(route.local_ip & mask),
-                        ack.remote_ip.eq(route.remote_ip & mask), ack.ttl.eq(route.ttl),
-                        ack.tos.eq(route.tos), ack.ip_id.eq(tcp.ip_id),
-                        ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
-                        ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
-                        ack.flags.eq(TcpFlags.ACK),
-                        ack.window.eq(window_field),
-                        ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
-                        ack.ts_ecr.eq(tcp.ts_recent),
-                    ]
                     m.d.sync += [
                         rec.tcp.rcv_adv.eq(new_adv),
                         rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
@@ -1038,14 +1058,20 @@ class ReceiveEngine(wiring.Component):
             with m.State("H2_CHECK"):
                 c = read_ccb
                 t = c.tuple
-                ipv6 = t.ipv6
-                mask = Mux(ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
-                same_tuple = (((t.remote_ip & mask) == route.remote_ip)
-                              & ((t.local_ip & mask) == route.local_ip)
-                              & (t.remote_port == route.remote_port)
-                              & (t.local_port == route.local_port) & (ipv6 == route.ipv6))
+                # The tuple against HANDOUT1's, 32 bits a compare: an IPv4 address is its low
+                # word, the rest of the route's zero.
+                for k in range(4):
+                    word = slice(32 * k, 32 * (k + 1))
+                    m.d.sync += [
+                        remote_same[k].eq(t.remote_ip[word] == route.remote_ip[word]),
+                        local_same[k].eq(t.local_ip[word] == route.local_ip[word]),
+                    ]
+                    if k:
+                        m.d.sync += [remote_zero[k - 1].eq(route.remote_ip[word] == 0),
+                                     local_zero[k - 1].eq(route.local_ip[word] == 0)]
                 m.d.sync += [
-                    tuple_ok.eq(same_tuple),
+                    ports_same.eq((t.remote_port == route.remote_port)
+                                  & (t.local_port == route.local_port) & (t.ipv6 == route.ipv6)),
                     route_ok.eq((c.version == CCB_VERSION)
                                 & (c.route.snd_wscale <= MAX_WSCALE)
                                 & (c.route.rcv_wscale <= MAX_WSCALE)
@@ -1054,13 +1080,18 @@ class ReceiveEngine(wiring.Component):
                               & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf)),
                 ]
                 m.next = "H2_GOOD"
+            # H2_GOOD -- the checks' parts anded: the Ccb is good or not.
             with m.State("H2_GOOD"):
-                m.d.sync += good_reg.eq(tuple_ok & route_ok & tcp_ok)
+                same_tuple = Mux(route.ipv6, remote_same.all() & local_same.all(),
+                                 remote_same[0] & local_same[0]
+                                 & remote_zero.all() & local_zero.all())
+                m.d.sync += [good_reg.eq(same_tuple & ports_same & route_ok & tcp_ok),
+                             apply_error.eq(dma_error)]
                 m.next = "H2_APPLY"
             # H2_APPLY -- a good Ccb is loaded into the record and the route.
             with m.State("H2_APPLY"):
                 c = read_ccb
-                with m.If(dma_error):
+                with m.If(apply_error):
                     answer(EventCode.DMA_ERROR)
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                     m.next = "FLUSH"
@@ -1202,9 +1233,10 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_FIRST"
             # FLUSH_FIRST -- the frame that caused the flush, when it came before the queue.
             with m.State("FLUSH_FIRST"):
+                push_job(RxJobKind.SLOW, flush_frame & flush_frame_first & job_room, frame=f,
+                         free=1)
                 with m.If(flush_frame & flush_frame_first):
                     with m.If(job_room):
-                        push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.d.sync += flush_passed.eq(flush_passed + 1)
                         m.next = "FLUSH_QUEUE"
                 with m.Else():
@@ -1212,34 +1244,38 @@ class ReceiveEngine(wiring.Component):
             # FLUSH_QUEUE -- each queued frame to the slow path, in order.
             with m.State("FLUSH_QUEUE"):
                 with m.If(rec.q_count != 0):
-                    m.next = "FLUSH_QUEUE_PASS"
+                    m.next = "FLUSH_QUEUE_WAIT"
                 with m.Else():
                     m.next = "FLUSH_LAST"
+            # FLUSH_QUEUE_WAIT -- the head frame's record comes out of the queue memory.
+            with m.State("FLUSH_QUEUE_WAIT"):
+                m.next = "FLUSH_QUEUE_PASS"
             with m.State("FLUSH_QUEUE_PASS"):
+                push_job(RxJobKind.SLOW, job_room, frame=q_head_frame.frame, free=1)
                 with m.If(job_room):
-                    push_job(RxJobKind.SLOW, frame=q_r.data.frame, free=1)
                     m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
                                  rec.q_count.eq(rec.q_count - 1)]
                     pulse("queued", Const(-1, 32))
                     m.next = "FLUSH_QUEUE"
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
             with m.State("FLUSH_LAST"):
+                push_job(RxJobKind.SLOW, flush_frame & ~flush_frame_first & job_room, frame=f,
+                         free=1)
                 with m.If(flush_frame & ~flush_frame_first):
                     with m.If(job_room):
-                        push_job(RxJobKind.SLOW, frame=f, free=1)
                         m.d.sync += flush_passed.eq(flush_passed + 1)
                         m.next = "FLUSH_EVENT"
                 with m.Else():
                     m.next = "FLUSH_EVENT"
             # FLUSH_EVENT -- FLUSH after every job before it; the record is free.
             with m.State("FLUSH_EVENT"):
+                push_event(job_room, kind=EventKind.FLUSH.value,
+                           index=flush_handle,
+                           length=flush_passed,
+                           code=flush_reason,
+                           tag=flush_placed,
+                           detail=conn)
                 with m.If(job_room):
-                    push_event(kind=EventKind.FLUSH.value,
-                               index=flush_handle,
-                               length=flush_passed,
-                               code=flush_reason,
-                               tag=flush_placed,
-                               detail=conn)
                     pulse("to_slow", flush_passed)
                     pulse("flushes")
                     pulse("connections", Const(-1, 32))
