@@ -296,7 +296,6 @@ class ReceiveEngine(wiring.Component):
         # Placement.
         left = Signal(16)               # payload bytes still to place
         done_bytes = Signal(16)         # payload bytes placed of this segment
-        sg = Signal(SgEntry)
         avail = Signal(32)              # room left in the entry
         piece = Signal(16)              # bytes of this piece
         piece_addr = Signal(64)
@@ -423,6 +422,16 @@ class ReceiveEngine(wiring.Component):
         reason_reg = Signal(8)
         exception_reg = Signal()
 
+        def segment_checks():
+            """The checks' compares, registered (in CHECK, or in FRAME_ROUTE beside its choice)."""
+            m.d.sync += [
+                seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
+                beyond_window_reg.eq(beyond_window),
+                ack_bad_reg.eq(ack_beyond | ack_too_old),
+                una_moves_reg.eq(una_moves),
+                wnd_moves_reg.eq(wl1_after | ((f.tcp.seq == tcp.snd_wl1) & ~wl2_after)),
+            ]
+
         # --- Window and ACK fields --------------------------------------------------------------
         window = Signal(32)
         m.d.comb += window.eq(Mux(rec.mdl_posted, tcp.rcv_buf, tcp.rcv_buf - tcp.rcv_unconsumed))
@@ -520,6 +529,15 @@ class ReceiveEngine(wiring.Component):
         with m.Else():
             m.d.sync += pick.eq(0)
 
+        # The record in ``rec`` and ``route`` is the store's for ``conn`` from a write-back on
+        # until IDLE takes a work item that reads or changes a record: a frame of that
+        # connection next needs no read (back-to-back segments of one connection).
+        cached = Signal()
+        pick_cached = Signal()
+        with m.If(hot_w.en):
+            m.d.sync += cached.eq(1)
+        m.d.sync += pick_cached.eq((cached | hot_w.en) & (self.frames.payload.conn_nbr == conn))
+
         # --- The FSM ----------------------------------------------------------------------------
         with m.FSM(name="engine") as fsm:
 
@@ -532,6 +550,9 @@ class ReceiveEngine(wiring.Component):
                 # clock for the next one (``pick`` is cleared).
                 with m.If(pick != 0):
                     m.d.sync += pick.eq(0)
+                with m.If((pick & ~((1 << Pick.INTERLOCK) | (1 << Pick.FRAME))).any()
+                          | (pick[Pick.FRAME] & self.frames.payload.hit)):
+                    m.d.sync += cached.eq(0)
                 # The job IDLE may push: a frame with no connection, or an INTERLOCK.
                 with m.If(pick[Pick.INTERLOCK]):
                     push_event(1, kind=EventKind.INTERLOCK.value,
@@ -560,11 +581,14 @@ class ReceiveEngine(wiring.Component):
                     m.next = "RECORD_READ"
                 with m.If(pick[Pick.FRAME]):
                     m.d.comb += self.frames.ready.eq(1)
-                    m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1),
-                                 conn.eq(self.frames.payload.conn_nbr)]
+                    m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1)]
                     with m.If(self.frames.payload.hit):
-                        m.d.sync += work.eq(Work.FRAME)
-                        m.next = "RECORD_READ"
+                        m.d.sync += [conn.eq(self.frames.payload.conn_nbr), work.eq(Work.FRAME)]
+                        # The connection of the last work item: its record is still here.
+                        with m.If(pick_cached):
+                            m.next = "FRAME_ROUTE"
+                        with m.Else():
+                            m.next = "RECORD_READ"
                 with m.If(pick[Pick.TIMER]):
                     m.d.comb += timer_list.r_en.eq(1)
                     m.d.sync += [conn.eq(timer_head.conn), work.eq(Work.TIMER)]
@@ -595,7 +619,7 @@ class ReceiveEngine(wiring.Component):
 
             # --- Frames ------------------------------------------------------------------------
             # FRAME_ROUTE -- which way the frame goes: the slow path (no connection any more),
-            # the queue, or the segment checks.
+            # the queue, or the segment checks (their compares made here).
             with m.State("FRAME_ROUTE"):
                 no_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
                 push_job(RxJobKind.SLOW, no_conn & job_room, frame=f, free=1)
@@ -606,7 +630,8 @@ class ReceiveEngine(wiring.Component):
                             | (rec.q_count != 0)):
                     m.next = "ENQUEUE"
                 with m.Else():
-                    m.next = "CHECK"
+                    segment_checks()
+                    m.next = "CHECK2"
 
             # ENQUEUE -- the frame joins its connection's queue (or a full queue flushes it).
             with m.State("ENQUEUE"):
@@ -653,13 +678,7 @@ class ReceiveEngine(wiring.Component):
 
             # CHECK -- the segment's checks; registered for the next state.
             with m.State("CHECK"):
-                m.d.sync += [
-                    seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
-                    beyond_window_reg.eq(beyond_window),
-                    ack_bad_reg.eq(ack_beyond | ack_too_old),
-                    una_moves_reg.eq(una_moves),
-                    wnd_moves_reg.eq(wl1_after | ((f.tcp.seq == tcp.snd_wl1) & ~wl2_after)),
-                ]
+                segment_checks()
                 m.next = "CHECK2"
             # CHECK2 -- the first exception in the model's order.
             with m.State("CHECK2"):
@@ -688,20 +707,21 @@ class ReceiveEngine(wiring.Component):
                                      self.free.payload.eq(f.slot)]
                         m.next = "WRITE_BACK"
                     with m.Elif(rec.mdl_posted):
-                        m.next = "PLACE_READ"
+                        m.next = "PLACE_AVAIL"
                     with m.Else():
                         m.next = "SHOW"
 
             # PLACE_READ -- the RCVMDL entry being filled is read.
             with m.State("PLACE_READ"):
                 m.next = "PLACE_WAIT"
+            # PLACE_WAIT -- the entry's read data comes next clock.
             with m.State("PLACE_WAIT"):
-                m.next = "PLACE_LOAD"
-            with m.State("PLACE_LOAD"):
-                m.d.sync += sg.eq(sg_r.data)
                 m.next = "PLACE_AVAIL"
-            # PLACE_AVAIL -- the room left in the entry, and where it starts (registered).
+            # PLACE_AVAIL -- the room left in the entry, and where it starts (registered). The
+            # entry memory is read all the time at (conn, entry being filled); its data is good
+            # two clocks after that changed (ACT is at least that late after the record came).
             with m.State("PLACE_AVAIL"):
+                sg = sg_r.data
                 m.d.sync += [avail.eq(sg.length - rec.mdl_offset),
                              piece_addr.eq(sg.addr + rec.mdl_offset),
                              last_entry.eq(rec.mdl_entry + 1 == rec.mdl_entries)]
