@@ -207,6 +207,7 @@ class ReceiveEngine(wiring.Component):
         self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
         # The queue's head frame, a clock after the read (the read's data goes nowhere else).
         q_head_frame = Signal(DispatchedFrame)
+        frame = Signal(DispatchedFrame)     # the work item's frame
         m.d.sync += q_head_frame.eq(q_r.data)
 
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
@@ -228,8 +229,15 @@ class ReceiveEngine(wiring.Component):
         m.d.sync += [job_valid.eq(0), ack_valid.eq(0),
                      job_room.eq(job_fifo.level <= fifo_depth - 4),
                      ack_room.eq(ack_fifo.level <= fifo_depth - 4)]
+        # A job's frame is not copied into ``job``: the FIFO takes it, a clock after the push,
+        # from ``frame`` (which no pushing state changes; IDLE loads the frame it pushes) or from
+        # the queue's head (FLUSH_QUEUE_PASS).
+        job_from_queue = Signal()
         m.d.comb += [
-            job_fifo.w_data.eq(job), job_fifo.w_en.eq(job_valid),
+            job_fifo.w_data.eq(job),
+            data.View(RxJob, job_fifo.w_data).frame.eq(
+                Mux(job_from_queue, q_head_frame.frame, frame.frame)),
+            job_fifo.w_en.eq(job_valid),
             ack_fifo.w_data.eq(ack), ack_fifo.w_en.eq(ack_valid),
             self.jobs.payload.eq(job_fifo.r_data),
             self.jobs.valid.eq(job_fifo.r_rdy),
@@ -253,7 +261,6 @@ class ReceiveEngine(wiring.Component):
         # --- Work registers -------------------------------------------------------------------
         cmd = Signal(FastCommand)
         arg = data.View(ConnArg, cmd.arg)
-        frame = Signal(DispatchedFrame)
         conn = Signal(conn_bits)
         rec = Signal(ConnRecord)
         route = Signal(ConnRoute)
@@ -351,8 +358,12 @@ class ReceiveEngine(wiring.Component):
         sg_w = sg_ram.write_port()
         m.d.comb += [hot_r.addr.eq(conn), route_r.addr.eq(conn), hot_w.addr.eq(conn),
                      route_w.addr.eq(conn), hot_w.data.eq(rec), route_w.data.eq(route),
-                     q_r.addr.eq(rec.q_head), q_next_r.addr.eq(rec.q_head),
-                     sg_r.addr.eq(Cat(rec.mdl_entry, conn))]
+                     q_r.addr.eq(rec.q_head), q_next_r.addr.eq(rec.q_head)]
+        # The entry memory's read address, registered: its data is good three clocks after the
+        # entry or the connection changed.
+        sg_r_addr = Signal.like(sg_r.addr)
+        m.d.sync += sg_r_addr.eq(Cat(rec.mdl_entry, conn))
+        m.d.comb += sg_r.addr.eq(sg_r_addr)
 
         def write_back():
             m.d.comb += hot_w.en.eq(1)
@@ -360,8 +371,8 @@ class ReceiveEngine(wiring.Component):
         # A state that may push a job calls these at its top level: the job's fields are loaded
         # in that state whatever happens (the register's load is a function of the state
         # only), and ``when`` decides whether it is pushed.
-        def push_job(kind, when, **fields):
-            m.d.sync += [job.eq(0), job.kind.eq(kind)]
+        def push_job(kind, when, queued=False, **fields):
+            m.d.sync += [job.eq(0), job.kind.eq(kind), job_from_queue.eq(queued)]
             for name, value in fields.items():
                 m.d.sync += getattr(job, name).eq(value)
             with m.If(when):
@@ -421,6 +432,8 @@ class ReceiveEngine(wiring.Component):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
         reason_reg = Signal(8)
         exception_reg = Signal()
+        una_update = Signal()           # ACT's send-side updates, when no exception
+        wnd_update = Signal()
 
         def segment_checks():
             """The checks' compares, registered (in CHECK, or in FRAME_ROUTE beside its choice)."""
@@ -563,7 +576,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += interlock.eq(0)
                 with m.Else():
                     push_job(RxJobKind.SLOW, pick[Pick.FRAME] & ~self.frames.payload.hit,
-                             frame=self.frames.payload.frame, free=1)
+                             free=1)
                 with m.If(pick[Pick.COMMAND] & ~self.answers.valid):
                     m.d.comb += self.commands.ready.eq(1)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
@@ -622,7 +635,7 @@ class ReceiveEngine(wiring.Component):
             # the queue, or the segment checks (their compares made here).
             with m.State("FRAME_ROUTE"):
                 no_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
-                push_job(RxJobKind.SLOW, no_conn & job_room, frame=f, free=1)
+                push_job(RxJobKind.SLOW, no_conn & job_room, free=1)
                 with m.If(no_conn):
                     with m.If(job_room):
                         m.next = "IDLE"
@@ -682,22 +695,24 @@ class ReceiveEngine(wiring.Component):
                 m.next = "CHECK2"
             # CHECK2 -- the first exception in the model's order.
             with m.State("CHECK2"):
-                m.d.sync += [reason_reg.eq(reason), exception_reg.eq(exception)]
+                m.d.sync += [reason_reg.eq(reason), exception_reg.eq(exception),
+                             una_update.eq(una_moves_reg & ~exception),
+                             wnd_update.eq(wnd_moves_reg & ~exception)]
                 m.next = "ACT"
             # ACT -- an exception flushes; else the send side is updated and the segment is a
             # pure ACK, placed, or shown.
             with m.State("ACT"):
+                seq, ack_field = f.tcp.seq, f.tcp.ack
+                with m.If(una_update):
+                    m.d.sync += rec.tcp.snd_una.eq(ack_field)
+                with m.If(wnd_update):
+                    m.d.sync += [rec.tcp.snd_wnd.eq(f.tcp.window << rec.snd_wscale),
+                                 rec.tcp.snd_wl1.eq(seq), rec.tcp.snd_wl2.eq(ack_field)]
                 with m.If(exception_reg):
                     m.d.sync += [flush_reason.eq(reason_reg), flush_frame.eq(1),
                                  flush_frame_first.eq(1)]
                     m.next = "FLUSH"
                 with m.Else():
-                    seq, ack_field = f.tcp.seq, f.tcp.ack
-                    with m.If(una_moves_reg):
-                        m.d.sync += rec.tcp.snd_una.eq(ack_field)
-                    with m.If(wnd_moves_reg):
-                        m.d.sync += [rec.tcp.snd_wnd.eq(f.tcp.window << rec.snd_wscale),
-                                     rec.tcp.snd_wl1.eq(seq), rec.tcp.snd_wl2.eq(ack_field)]
                     m.d.sync += [left.eq(payload_len), done_bytes.eq(0), mdl_full.eq(0),
                                  full_sized_reg.eq(payload_len >= rec.rcv_mss),
                                  second_reg.eq(tcp.unacked != 0)]
@@ -713,13 +728,17 @@ class ReceiveEngine(wiring.Component):
 
             # PLACE_READ -- the RCVMDL entry being filled is read.
             with m.State("PLACE_READ"):
+                m.next = "PLACE_ADDRESS"
+            # PLACE_ADDRESS -- the entry's read address is registered.
+            with m.State("PLACE_ADDRESS"):
                 m.next = "PLACE_WAIT"
             # PLACE_WAIT -- the entry's read data comes next clock.
             with m.State("PLACE_WAIT"):
                 m.next = "PLACE_AVAIL"
             # PLACE_AVAIL -- the room left in the entry, and where it starts (registered). The
             # entry memory is read all the time at (conn, entry being filled); its data is good
-            # two clocks after that changed (ACT is at least that late after the record came).
+            # three clocks after that changed (ACT is that late after the record came, in
+            # RECORD_LATCH or earlier).
             with m.State("PLACE_AVAIL"):
                 sg = sg_r.data
                 m.d.sync += [avail.eq(sg.length - rec.mdl_offset),
@@ -734,7 +753,7 @@ class ReceiveEngine(wiring.Component):
                 m.next = "PLACE_PIECE"
             # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
-                push_job(RxJobKind.PLACE, job_room, frame=f, conn_nbr=conn, offset=piece_offset,
+                push_job(RxJobKind.PLACE, job_room, conn_nbr=conn, offset=piece_offset,
                          length=piece, addr=piece_addr, free=rest_fits)
                 with m.If(job_room):
                     m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
@@ -804,7 +823,7 @@ class ReceiveEngine(wiring.Component):
 
             # SHOW -- no RCVMDL: the segment goes to an RX buffer with FRAME_DATA.
             with m.State("SHOW"):
-                push_job(RxJobKind.FRAME_DATA, job_room, frame=f, conn_nbr=conn, free=1)
+                push_job(RxJobKind.FRAME_DATA, job_room, conn_nbr=conn, free=1)
                 with m.If(job_room):
                     m.d.sync += [
                         rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
@@ -1253,8 +1272,7 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_FIRST"
             # FLUSH_FIRST -- the frame that caused the flush, when it came before the queue.
             with m.State("FLUSH_FIRST"):
-                push_job(RxJobKind.SLOW, flush_frame & flush_frame_first & job_room, frame=f,
-                         free=1)
+                push_job(RxJobKind.SLOW, flush_frame & flush_frame_first & job_room, free=1)
                 with m.If(flush_frame & flush_frame_first):
                     with m.If(job_room):
                         m.d.sync += flush_passed.eq(flush_passed + 1)
@@ -1271,7 +1289,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_QUEUE_WAIT"):
                 m.next = "FLUSH_QUEUE_PASS"
             with m.State("FLUSH_QUEUE_PASS"):
-                push_job(RxJobKind.SLOW, job_room, frame=q_head_frame.frame, free=1)
+                push_job(RxJobKind.SLOW, job_room, queued=True, free=1)
                 with m.If(job_room):
                     m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
                                  rec.q_count.eq(rec.q_count - 1)]
@@ -1279,8 +1297,7 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_QUEUE"
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
             with m.State("FLUSH_LAST"):
-                push_job(RxJobKind.SLOW, flush_frame & ~flush_frame_first & job_room, frame=f,
-                         free=1)
+                push_job(RxJobKind.SLOW, flush_frame & ~flush_frame_first & job_room, free=1)
                 with m.If(flush_frame & ~flush_frame_first):
                     with m.If(job_room):
                         m.d.sync += flush_passed.eq(flush_passed + 1)
