@@ -249,13 +249,22 @@ class ReceiveEngine(wiring.Component):
 
         # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
         # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
-        m.submodules.drain_list = drain_list = SyncFIFOBuffered(width=conn_bits, depth=n + 1)
+        # A list is a block-RAM FIFO written by the FSM (``*_in``) and a two-entry FIFO of
+        # registers the FSM reads (``*_list``): a block RAM's data is slow out of its clock.
+        def conn_list(name, width):
+            fifo_in = SyncFIFOBuffered(width=width, depth=n + 1)
+            head = SyncFIFOBuffered(width=width, depth=2)
+            m.submodules[f"{name}_in"] = fifo_in
+            m.submodules[f"{name}_head"] = head
+            m.d.comb += [head.w_data.eq(fifo_in.r_data), head.w_en.eq(fifo_in.r_rdy),
+                         fifo_in.r_en.eq(head.w_rdy)]
+            return fifo_in, head
+        drain_in, drain_list = conn_list("drain_list", conn_bits)
         # Delayed-ACK timers: (conn_nbr, deadline), in the order they were armed, so the head
         # runs out first (a connection re-armed while listed goes back in with its new deadline).
         timer_entry = data.StructLayout({"conn": conn_bits, "deadline": 32})
-        m.submodules.timer_list = timer_list = SyncFIFOBuffered(width=timer_entry.size,
-                                                                depth=n + 1)
-        timer_in = data.View(timer_entry, timer_list.w_data)
+        timer_fifo_in, timer_list = conn_list("timer_list", timer_entry.size)
+        timer_in = data.View(timer_entry, timer_fifo_in.w_data)
         timer_head = data.View(timer_entry, timer_list.r_data)
 
         # --- Work registers -------------------------------------------------------------------
@@ -551,6 +560,34 @@ class ReceiveEngine(wiring.Component):
             m.d.sync += cached.eq(1)
         m.d.sync += pick_cached.eq((cached | hot_w.en) & (self.frames.payload.conn_nbr == conn))
 
+        # --- The record's flags, registered ---------------------------------------------------
+        # The FSM's choices right after a record came (RECORD_LATCH, or IDLE for a record kept)
+        # test these, made a clock ahead from the record coming in or the one kept.
+        rf = Signal(data.StructLayout({
+            "no_conn": 1, "to_queue": 1, "fast_queue": 1, "live": 1, "pending": 1,
+            "timer_out": 1, "timer_runs": 1}))
+        latching = Signal()
+
+        def record_flags(r):
+            live = (r.state == ConnState.FAST) | (r.state == ConnState.INDICATED)
+            queue = r.q_count != 0
+            # ``now`` is a clock later when the flag is used.
+            out = ~(now + 1 - r.ack_deadline)[31]
+            return [
+                rf.no_conn.eq((r.state == ConnState.FREE) | (r.state == ConnState.FLUSHING)),
+                rf.to_queue.eq((r.state == ConnState.PENDING) | (r.state == ConnState.INDICATED)
+                               | queue),
+                rf.fast_queue.eq((r.state == ConnState.FAST) & queue),
+                rf.live.eq(live),
+                rf.pending.eq(r.state == ConnState.PENDING),
+                rf.timer_out.eq(r.ack_timer & live & out),
+                rf.timer_runs.eq(r.ack_timer & live),
+            ]
+        with m.If(latching):
+            m.d.sync += record_flags(data.View(ConnRecord, hot_r.data))
+        with m.Else():
+            m.d.sync += record_flags(rec)
+
         # --- The FSM ----------------------------------------------------------------------------
         with m.FSM(name="engine") as fsm:
 
@@ -634,13 +671,11 @@ class ReceiveEngine(wiring.Component):
             # FRAME_ROUTE -- which way the frame goes: the slow path (no connection any more),
             # the queue, or the segment checks (their compares made here).
             with m.State("FRAME_ROUTE"):
-                no_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
-                push_job(RxJobKind.SLOW, no_conn & job_room, free=1)
-                with m.If(no_conn):
+                push_job(RxJobKind.SLOW, rf.no_conn & job_room, free=1)
+                with m.If(rf.no_conn):
                     with m.If(job_room):
                         m.next = "IDLE"
-                with m.Elif((rec.state == ConnState.PENDING) | (rec.state == ConnState.INDICATED)
-                            | (rec.q_count != 0)):
+                with m.Elif(rf.to_queue):
                     m.next = "ENQUEUE"
                 with m.Else():
                     segment_checks()
@@ -666,7 +701,7 @@ class ReceiveEngine(wiring.Component):
             # DRAIN_POP -- a connection whose queue may drain: the head of the queue is read, if
             # the connection takes frames.
             with m.State("DRAIN_POP"):
-                with m.If((rec.state == ConnState.FAST) & (rec.q_count != 0)):
+                with m.If(rf.fast_queue):
                     m.next = "DRAIN_WAIT"
                 with m.Else():
                     m.next = "IDLE"
@@ -683,7 +718,7 @@ class ReceiveEngine(wiring.Component):
             # FAILED_CHECK -- a placement's write failed: its connection is flushed (DMA_ERROR),
             # unless a flush already took it back.
             with m.State("FAILED_CHECK"):
-                with m.If((rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)):
+                with m.If(rf.live):
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
@@ -844,7 +879,7 @@ class ReceiveEngine(wiring.Component):
                     with m.If(~rec.ack_timer):
                         m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(deadline)]
                         with m.If(~rec.in_timer_list):
-                            m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                            m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
                                          timer_in.deadline.eq(deadline)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
@@ -902,13 +937,11 @@ class ReceiveEngine(wiring.Component):
             # TIMER_CHECK -- a connection of the delayed-ACK list: run out, the ACK; running,
             # back in the list; else off the list.
             with m.State("TIMER_CHECK"):
-                live = (rec.state == ConnState.FAST) | (rec.state == ConnState.INDICATED)
-                expired = ~(now - rec.ack_deadline)[31]
-                with m.If(rec.ack_timer & live & expired):
+                with m.If(rf.timer_out):
                     m.d.sync += rec.in_timer_list.eq(0)
                     m.next = "SEND_ACK"
-                with m.Elif(rec.ack_timer & live):
-                    m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                with m.Elif(rf.timer_runs):
+                    m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
                                  timer_in.deadline.eq(rec.ack_deadline)]
                     m.next = "IDLE"
                 with m.Else():
@@ -919,7 +952,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("WRITE_BACK"):
                 write_back()
                 with m.If(from_queue & (rec.state == ConnState.FAST) & (rec.q_count != 0)):
-                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                    m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
                 with m.If(in_command & ~self.answers.valid):
                     m.next = "COMMAND_END"
                 with m.Else():
@@ -945,21 +978,19 @@ class ReceiveEngine(wiring.Component):
                 m.next = "COMMAND_CHECK"
             # COMMAND_CHECK -- refusals, else the command's own states.
             with m.State("COMMAND_CHECK"):
-                free_conn = (rec.state == ConnState.FREE) | (rec.state == ConnState.FLUSHING)
-                with m.If(free_conn):
+                with m.If(rf.no_conn):
                     answer(EventCode.UNKNOWN_CONNECTION, bad=1)
                     m.next = "IDLE"
                 with m.Else():
                     with m.Switch(cmd.opcode):
                         with m.Case(CommandOpcode.HANDOUT2.value):
-                            with m.If(rec.state != ConnState.PENDING):
+                            with m.If(~rf.pending):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
                             with m.Else():
                                 m.next = "H2_REQUEST"
                         with m.Case(CommandOpcode.RCVMDL.value):
-                            with m.If(((rec.state != ConnState.FAST)
-                                       & (rec.state != ConnState.INDICATED)) | rec.mdl_posted):
+                            with m.If(~rf.live | rec.mdl_posted):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
                             with m.Elif((arg.entries == 0) | (arg.entries > max_entries)):
@@ -1005,7 +1036,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(reopen_reg):
                     m.d.sync += rec.state.eq(ConnState.FAST)
                     with m.If(queue_reg):
-                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                        m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
                 m.next = "WINDOW_EDGE"
             with m.State("WINDOW_EDGE"):
                 m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
@@ -1163,7 +1194,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(self.table_response.valid):
                     answer(EventCode.OK)
                     with m.If(rec.q_count != 0):
-                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                        m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
                     m.next = "IDLE"
 
             # MDL_REQUEST -- RCVMDL: read its entries.
@@ -1326,7 +1357,9 @@ class ReceiveEngine(wiring.Component):
                     answer(EventCode.OK, event=0)
                 m.next = "IDLE"
 
-        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.r_rdy & ~job_fifo.r_rdy
+        m.d.comb += latching.eq(fsm.ongoing("RECORD_LATCH"))
+        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.r_rdy & ~drain_in.r_rdy
+                                 & ~job_fifo.r_rdy
                                  & ~ack_fifo.r_rdy & ~self.answers.valid & ~interlock
                                  & ~self.frames.valid)
         # Yosys recodes the FSM one-hot (as the CCB table's: docs/ccb_table.md, "Synthesis").
