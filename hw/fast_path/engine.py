@@ -319,7 +319,8 @@ class ReceiveEngine(wiring.Component):
         entry_full = Signal()           # the piece fills the entry
         last_entry = Signal()
         mdl_full = Signal()
-        ack_now = Signal()
+        ack_now = Signal()              # the segment is ACKed at once (PSH, a full RCVMDL, the
+                                        # second full-sized segment)
         full_sized_reg = Signal()       # the segment is full-sized (SEGMENT_TAKEN's rule)
         second_reg = Signal()           # ... and the second unACKed one at least
         rest_fits = Signal()            # the rest of the payload fits in the entry
@@ -467,6 +468,7 @@ class ReceiveEngine(wiring.Component):
         diff_reg = Signal(32)
         threshold_reg = Signal(32)
         adv_after_reg = Signal()
+        opened_reg = Signal()
         window_field = Signal(16)
         reopen_reg = Signal()
         too_much_reg = Signal()         # a WINUPDATE counts more than was shown
@@ -813,7 +815,7 @@ class ReceiveEngine(wiring.Component):
                     rec.stats.fast_bytes.eq(rec.stats.fast_bytes + done_bytes),
                     rec.stats.fast_segments.eq(rec.stats.fast_segments + 1),
                     self.release.eq(1),
-                    ack_now.eq(mdl_full | psh),
+                    ack_now.eq(mdl_full | psh | (full_sized_reg & second_reg)),
                 ]
                 pulse("fast_frames")
                 pulse("fast_bytes", done_bytes)
@@ -865,7 +867,8 @@ class ReceiveEngine(wiring.Component):
                         rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed + payload_len),
                         rec.stats.frame_data.eq(rec.stats.frame_data + 1),
                         rec.state.eq(ConnState.INDICATED),
-                        ack_now.eq((flags & TcpFlags.PSH).any()),
+                        ack_now.eq((flags & TcpFlags.PSH).any()
+                                   | (full_sized_reg & second_reg)),
                     ]
                     pulse("frame_data_bytes", payload_len)
                     m.next = "SEGMENT_TAKEN"
@@ -873,7 +876,7 @@ class ReceiveEngine(wiring.Component):
             # SEGMENT_TAKEN -- the ACK rules: at once, or the delayed-ACK timer.
             with m.State("SEGMENT_TAKEN"):
                 m.d.sync += rec.tcp.unacked.eq(Mux(tcp.unacked == 0xFF, 0xFF, tcp.unacked + 1))
-                with m.If(ack_now | (full_sized_reg & second_reg)):
+                with m.If(ack_now):
                     m.next = "SEND_ACK"
                 with m.Else():
                     with m.If(~rec.ack_timer):
@@ -1044,12 +1047,16 @@ class ReceiveEngine(wiring.Component):
             with m.State("WINDOW_OPENING"):
                 m.d.sync += [adv_after_reg.eq(_bind(m, _after(edge_reg, tcp.rcv_adv))),
                              diff_reg.eq(edge_reg - tcp.rcv_adv)]
+                m.next = "WINDOW_COMPARE"
+            # WINDOW_COMPARE -- did the right edge move by the threshold (at least 1)?
+            with m.State("WINDOW_COMPARE"):
+                m.d.sync += opened_reg.eq(adv_after_reg & rec.loaded
+                                          & (diff_reg >= Mux(threshold_reg == 0, 1,
+                                                             threshold_reg)))
                 m.next = "WINDOW_DECIDE"
-            # WINDOW_DECIDE -- an ACK when the right edge moves by the threshold (at least 1).
+            # WINDOW_DECIDE -- an ACK when it did.
             with m.State("WINDOW_DECIDE"):
-                opened = (adv_after_reg & rec.loaded
-                          & (diff_reg >= Mux(threshold_reg == 0, 1, threshold_reg)))
-                with m.If(opened):
+                with m.If(opened_reg):
                     m.next = "SEND_ACK"
                 with m.Else():
                     m.next = "WRITE_BACK"
