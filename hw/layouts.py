@@ -680,7 +680,9 @@ class RxJob(data.Struct):
     """One job of the receive engine for the RX writer (docs/fast_path.md, "The receive
     engine"). Jobs are done in order; each job's event (SLOW, FRAME_DATA, EVENT) is posted after
     the writes of every earlier job completed. ``free``: free the frame's packet-buffer slot once
-    this job has read its bytes (SLOW and FRAME_DATA always; PLACE on a segment's last piece)."""
+    this job has read its bytes (SLOW and FRAME_DATA always; PLACE on a segment's last piece).
+    Of ``frame.tcp`` the RX writer reads ``seq`` only, and only ``seq`` is carried (the rest reads
+    0)."""
     kind: RxJobKind
     frame: RxStagedFrame    # SLOW, FRAME_DATA, PLACE
     free: 1

@@ -56,6 +56,7 @@ from ..layouts import (
     RingId,
     RxJob,
     RxJobKind,
+    RxStagedFrame,
     TcpFlags,
 )
 from ..lib.bram import WideBlockRam
@@ -216,8 +217,18 @@ class ReceiveEngine(wiring.Component):
         # from the FIFO's level a clock earlier) say that even four pushes not yet counted in
         # the level fit: so no push waits on a FIFO's ready through the FSM's decisions.
         fifo_depth = 8
-        job_bits = data.Layout.cast(RxJob).size
-        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_bits, depth=fifo_depth)
+        # The job FIFO keeps of a job's frame what the RX writer reads: its summary, where it
+        # is, and of its TCP fields the sequence number (FRAME_DATA's tag); the other TCP
+        # fields read 0 on ``jobs``.
+        job_layout = data.Layout.cast(RxJob)
+        frame_layout = data.Layout.cast(RxStagedFrame)
+        kept = {name: job_layout[name].shape for name, _ in job_layout if name != "frame"}
+        kept.update({name: frame_layout[name].shape for name, _ in frame_layout
+                     if name != "tcp"})
+        kept["seq"] = 32
+        job_entry = data.StructLayout(kept)
+        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_entry.size,
+                                                            depth=fifo_depth)
         m.submodules.ack_fifo = ack_fifo = SyncFIFOBuffered(
             width=data.Layout.cast(AckRequest).size, depth=fifo_depth)
         job = Signal(RxJob)
@@ -233,13 +244,23 @@ class ReceiveEngine(wiring.Component):
         # from ``frame`` (which no pushing state changes; IDLE loads the frame it pushes) or from
         # the queue's head (FLUSH_QUEUE_PASS).
         job_from_queue = Signal()
+        job_frame = Signal(RxStagedFrame)
+        job_in = data.View(job_entry, job_fifo.w_data)
+        job_out = data.View(job_entry, job_fifo.r_data)
+        m.d.comb += job_frame.eq(Mux(job_from_queue, q_head_frame.frame, frame.frame))
+        for name, _ in job_entry:
+            if name == "seq":
+                m.d.comb += [job_in.seq.eq(job_frame.tcp.seq),
+                             self.jobs.payload.frame.tcp.seq.eq(job_out.seq)]
+            elif name in kept and name in dict(frame_layout):
+                m.d.comb += [job_in[name].eq(job_frame[name]),
+                             self.jobs.payload.frame[name].eq(job_out[name])]
+            else:
+                m.d.comb += [job_in[name].eq(job[name]),
+                             self.jobs.payload[name].eq(job_out[name])]
         m.d.comb += [
-            job_fifo.w_data.eq(job),
-            data.View(RxJob, job_fifo.w_data).frame.eq(
-                Mux(job_from_queue, q_head_frame.frame, frame.frame)),
             job_fifo.w_en.eq(job_valid),
             ack_fifo.w_data.eq(ack), ack_fifo.w_en.eq(ack_valid),
-            self.jobs.payload.eq(job_fifo.r_data),
             self.jobs.valid.eq(job_fifo.r_rdy),
             job_fifo.r_en.eq(self.jobs.ready),
             self.acks.payload.eq(ack_fifo.r_data),
@@ -596,7 +617,9 @@ class ReceiveEngine(wiring.Component):
             # IDLE -- choosing the next work item: an INTERLOCK whose fence passed, a command, a
             # queue to drain, a frame, a delayed-ACK timer.
             with m.State("IDLE"):
-                m.d.sync += [in_command.eq(0), from_queue.eq(0)]
+                # ``frame`` follows the dispatcher's frame in IDLE, taken or not (nothing needs
+                # the last work item's frame here: a job's frame is read a clock after its push).
+                m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload)]
                 # ``pick`` chose a clock ago; the item is still there (a stream's valid stays
                 # until taken, the lists are only popped here). After a choice, IDLE waits a
                 # clock for the next one (``pick`` is cleared).
@@ -633,7 +656,7 @@ class ReceiveEngine(wiring.Component):
                     m.next = "RECORD_READ"
                 with m.If(pick[Pick.FRAME]):
                     m.d.comb += self.frames.ready.eq(1)
-                    m.d.sync += [frame.eq(self.frames.payload), frames_taken.eq(frames_taken + 1)]
+                    m.d.sync += frames_taken.eq(frames_taken + 1)
                     with m.If(self.frames.payload.hit):
                         m.d.sync += [conn.eq(self.frames.payload.conn_nbr), work.eq(Work.FRAME)]
                         # The connection of the last work item: its record is still here.
