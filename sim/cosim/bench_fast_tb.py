@@ -49,7 +49,8 @@ Each result is appended to the JSON-lines file ``INIC_BENCH_OUT`` as ``{"fast_pa
 import ipaddress
 import json
 import os
-from bisect import bisect_right
+from bisect import bisect_left
+from itertools import accumulate
 
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
@@ -110,6 +111,7 @@ class Connection:
         self.seq = IRS + 1
         self.ccb_addr = None
         self.conn_nbr = None
+        self.handout2_tag = None
 
     def ccb(self) -> dict:
         rcv_nxt = IRS + 1
@@ -188,13 +190,18 @@ async def _all_counters(driver: NicDriver) -> dict:
     return {**await driver.counters(), **await driver.fast_path_counters()}
 
 
-def _placement_done(writes, buffer: int, ends: list[int]) -> list[int]:
-    """The B-handshake cycle of the write that carried each payload end ``ends[k]`` (the address
-    of a segment's last byte), from the RCVMDL buffer's ``writes`` in address order (placement is
-    in order: a later segment's bytes are at higher addresses)."""
-    writes = sorted((t for t in writes if t.addr >= buffer), key=lambda t: t.addr)
-    starts = [t.addr for t in writes]
-    return [writes[bisect_right(starts, end) - 1].done for end in ends]
+def _placement_done(writes, placed_bytes: int, ends: list[int]) -> list[int]:
+    """The B-handshake cycle of the write that carried each payload end ``ends[k]`` (bytes placed
+    up to and including a segment's last one), from the RCVMDL buffer's ``writes`` in issue order.
+
+    Placement fills the buffer in order from its start, so each write carries the strobed bytes
+    that follow the previous write's (a write's address is beat-aligned: it does not say where
+    its bytes begin)."""
+    carried = list(accumulate(t.bytes for t in writes))
+    if not carried or carried[-1] != placed_bytes:
+        raise AssertionError(f"writes into the RCVMDL carry {carried[-1:]} bytes, "
+                             f"{placed_bytes} placed")
+    return [writes[bisect_left(carried, end)].done for end in ends]
 
 
 async def _fast_row(tb: NicTb, driver: NicDriver, n: int, traffic: str, count: int) -> dict:
@@ -226,6 +233,9 @@ async def _fast_row(tb: NicTb, driver: NicDriver, n: int, traffic: str, count: i
                      + delta["fp_pure_acks"] + delta["fp_queued"] + drops)
         if accounted >= count:
             break
+    # Counted at the decision: let the last writes complete.
+    while any(t.done is None for t in tb.bus.dma.transactions[seen:]):
+        await ClockCycles(tb.dut.clk, 16)
     end = tb.cycle
     placed = delta["fp_fast_frames"]
     placed_bytes = delta["fp_fast_bytes"]
@@ -233,8 +243,8 @@ async def _fast_row(tb: NicTb, driver: NicDriver, n: int, traffic: str, count: i
         raise AssertionError(f"{traffic}: the placed bytes are not the segments' payload")
     writes = [t for t in tb.bus.dma.transactions[seen:] if t.kind == "write"]
     into_buffer = [t for t in writes if buffer <= t.addr < buffer + total + size]
-    done = _placement_done(into_buffer, buffer, [buffer + size * (k + 1) - 1
-                                                 for k in range(placed)]) if placed else [0]
+    done = _placement_done(into_buffer, placed_bytes,
+                           [size * (k + 1) for k in range(placed)]) if placed else [0]
     first, last = done[0], done[-1]
     dma_bytes = sum(t.bytes for t in writes if offer_start <= t.cycle <= end)
     tb.mac.wire_spacing = False

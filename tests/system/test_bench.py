@@ -62,9 +62,9 @@ def check_fast_path(rows, frames):
         assert row["placed"] + row["dropped"] == frames
         assert 0 <= row["lost"] + row["to_rx_buffers"] <= row["dropped"]
         assert row["placed"] > 1
-        # Placements come no faster than the wire brings the segments (the first segment's
-        # latency is not in the figure, so a few segments may seem a little faster).
-        assert row["cycles_per_frame"] >= 0.7 * WIRE_CYCLES[row["traffic"]]
+        # Placements come no faster than the wire brings the segments (give or take a clock of
+        # jitter over a few segments).
+        assert row["cycles_per_frame"] >= 0.9 * WIRE_CYCLES[row["traffic"]]
         assert 0 <= row["acks_per_segment"] <= 1
         if row["placed"] == frames:
             # Every payload byte written once, little else (no event per segment).
