@@ -145,7 +145,7 @@ async def figures(scenario: TcpScenario) -> dict:
     }
     out = {name: host for name, (host, _) in pairs.items()}
     out.update(slow_path_bytes=stats["rx_slow_bytes"], slow_path_segments=stats["rx_slow_segments"],
-               tx_slow_bytes=stats["tx_slow_bytes"],
+               tx_slow_bytes=stats["tx_slow_bytes"], refused=dict(stats["refused"]),
                mismatches=[f"{name}: host {host}, NIC {nic}"
                            for name, (host, nic) in pairs.items() if host != nic],
                fast_path_counters=fp)

@@ -125,8 +125,8 @@ def format_table(r) -> str:
         ("MAC RX", f"{r['mac_rx_frames']:,} frames, {r['mac_rx_bytes']:,} bytes"),
         ("MAC TX", f"{r['mac_tx_frames']:,} frames, {r['mac_tx_bytes']:,} bytes"),
         ("dropped", f"{r['frames_dropped']:,} frames by the NIC (counted by reason), "
-                    f"{r['frames_lost_on_wire']} lost on the wire on purpose, "
-                    f"{r['retransmissions']:,} TCP retransmissions"),
+                    f"{r['frames_lost_on_wire']} on the wire on purpose; "
+                    f"{r['retransmissions']:,} TCP retransmission(s)"),
     ]
     if "handouts" in r:     # absent when the driver never started
         rows += _fast_path_rows(r)
@@ -144,14 +144,14 @@ def format_table(r) -> str:
 def _fast_path_rows(r) -> list[tuple[str, str]]:
     """The table's rows of the offload: bytes by path, handouts, flushes by reason."""
     return [
-        ("received", f"{r['fast_path_bytes']:,} bytes placed by the NIC (fast path, "
-                     f"{r['fast_path_segments']:,} segments), {r['frame_data_bytes']:,} shown "
-                     f"by FRAME_DATA, {r['slow_path_bytes']:,} on the slow path "
-                     f"({r['slow_path_segments']:,} segments)"),
-        ("sent", f"{r['tx_slow_bytes']:,} bytes on the slow path (no fast-path send yet)"),
+        ("fast path", f"{r['fast_path_bytes']:,} bytes placed into RCVMDLs "
+                      f"({r['fast_path_segments']:,} segments), {r['frame_data_bytes']:,} "
+                      f"by FRAME_DATA"),
+        ("slow path", f"{r['slow_path_bytes']:,} bytes received ({r['slow_path_segments']:,} "
+                      f"segments), {r['tx_slow_bytes']:,} sent"),
         ("handouts", f"{r['handouts']:,}"),
         ("flushes", ", ".join(f"{reason} {n}" for reason, n in r["flushes"].items()) or "none"),
-        ("NIC ACKs", f"{r['nic_acks']:,} built by the NIC"),
+        ("NIC ACKs", f"{r['nic_acks']:,}"),
         ("cross-check", "host statistics = NIC FastPathCounters" if not r["mismatches"]
          else "DIFFER: " + "; ".join(r["mismatches"])),
     ]
