@@ -177,7 +177,10 @@ def _tcp_segments(frames, handout: Handout, towards_host: bool):
     else:
         want = (handout.dst, handout.dport, handout.src, handout.sport)
     for frame in frames:
-        eth = Ether(frame)
+        try:
+            eth = Ether(frame)
+        except Exception:       # a runt or a mangled frame is no one's segment
+            continue
         if ip_layer not in eth or TCP not in eth:
             continue
         ip, tcp = eth[ip_layer], eth[TCP]

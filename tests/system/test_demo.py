@@ -39,8 +39,10 @@ def test_demo_json_and_waves(tmp_path, capsys):
     fst = tmp_path / "demo.fst"
     assert report["fst"] == str(fst.resolve())
     assert missing_signals(fst, NIC_SIGNALS, toplevel=TOPLEVEL) == []
-    groups = [line for line in (tmp_path / "demo.gtkw").read_text().splitlines()
-              if line.startswith("-")]
+    gtkw = (tmp_path / "demo.gtkw").read_text().splitlines()
+    traces = [line for line in gtkw if line.startswith(f"{TOPLEVEL}.")]
+    assert len(traces) == sum(len(names) for _, names in NIC_SIGNALS)
+    groups = [line for line in gtkw if line.startswith("-")]
     for group in ("dispatcher", "CCB table lookup", "receive engine: placement",
                   "ACK builder and TX arbiter"):
         assert f"-{group}" in groups
