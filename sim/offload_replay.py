@@ -41,7 +41,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from host_driver.ccb import CCB_ALIGN, make_ccb, write_ccb
-from host_driver.driver import Flush, Interlock
+from host_driver.driver import Flush
 from host_driver.tcp import seq_diff
 from hw.layouts import CCB_BYTES, EventKind, TcpFlags
 
@@ -270,17 +270,16 @@ def accounted(c: dict) -> int:
 
 
 class _Recorder:
-    """Takes the driver's fast-path records: INTERLOCKs and FLUSHes, in order."""
+    """Takes the driver's fast-path records and keeps the FLUSHes, in order (INTERLOCKs are
+    answered through ``NicDriver.wait_command``; FRAME_DATA and RCVMDL_DONE records say nothing
+    the counters do not)."""
 
     def __init__(self):
         self.flushes: list[Flush] = []
-        self.interlocks: list[Interlock] = []
 
     def __call__(self, record):
         if isinstance(record, Flush):
             self.flushes.append(record)
-        elif isinstance(record, Interlock):
-            self.interlocks.append(record)
 
 
 async def _settle(driver, peek, recorder, frames_in: int, started) -> dict:
