@@ -6,15 +6,22 @@ services run between two :class:`host_driver.tcp.TcpStack` in the unit tests).
 - ``reply:N``: reads everything until the peer closes its side, then sends N bytes
   (:func:`sim.peer.pattern.pattern` with ``REPLY_SEED``) and closes: a half-close test.
 
+With an offload (:class:`host_driver.offload.HostOffload`, ``inic peer`` without
+``--no-offload``) a service reads each connection through posted receives
+(:class:`sim.offload_app.Reader`): once the connection is handed out, the NIC places the payload
+straight into those buffers (RCVMDL); before, and after a flush, the host copies into them.
+
 Each connection's figures (bytes each way, a SHA-256 of what arrived, its negotiated options, its
 TCP counters) end up in ``inic peer --json``.
 """
 
 import dataclasses
 import hashlib
+import types
 
 from host_driver.tcp import Connection, State
 
+from ..offload_app import Reader
 from .pattern import REPLY_SEED, pattern
 
 __all__ = ["Service", "ServedConnection", "parse_service", "SERVICES"]
@@ -42,6 +49,7 @@ class ServedConnection:
     bytes_out: int = 0
     replied: bool = False
     closed: bool = False
+    reader: Reader | None = None     # the posted receives, with an offload
     _hash: "hashlib._Hash" = dataclasses.field(default_factory=hashlib.sha256, repr=False)
 
     @property
@@ -72,14 +80,18 @@ class Service:
     """Serves ``kind`` (see the module docstring) on every connection given to :meth:`serve`;
     call :meth:`poll` after each step of the stack."""
 
-    def __init__(self, kind: str = "echo", reply_bytes: int = 0):
+    def __init__(self, kind: str = "echo", reply_bytes: int = 0, offload=None):
         if kind not in ("echo", "discard", "reply"):
             raise ValueError(f"unknown service {kind!r}")
         self.kind, self.reply_bytes = kind, reply_bytes
+        self.offload = offload
         self.connections: list[ServedConnection] = []
 
     def serve(self, conn: Connection) -> ServedConnection:
         served = ServedConnection(conn)
+        if self.offload is not None:
+            setup = types.SimpleNamespace(offload=self.offload, memory=self.offload.memory)
+            served.reader = Reader(setup, conn)
         self.connections.append(served)
         return served
 
@@ -93,19 +105,33 @@ class Service:
         if conn.state is State.CLOSED:
             served.closed = True
             return
-        while data := conn.recv(RECV_CHUNK) if conn.recv_queue else b"":
+        for data in self._received(served):
             served.bytes_in += len(data)
             served._hash.update(data)
             if self.kind == "echo":
                 conn.send(data)
                 served.bytes_out += len(data)
-        if conn.eof:
+        if conn.eof and (served.reader is None or not served.reader.posted):
             if self.kind == "reply" and not served.replied:
                 conn.send(pattern(self.reply_bytes, REPLY_SEED))
                 served.bytes_out += self.reply_bytes
                 served.replied = True
             conn.close()
             served.closed = True
+
+    @staticmethod
+    def _received(served: ServedConnection):
+        """What arrived since the last poll: from the posted receives that completed (with an
+        offload), else from the receive queue."""
+        conn, reader = served.conn, served.reader
+        if reader is not None:
+            reader.pump()
+            if reader.data:
+                yield bytes(reader.data)
+                reader.data.clear()
+            return
+        while data := conn.recv(RECV_CHUNK) if conn.recv_queue else b"":
+            yield data
 
     @property
     def done(self) -> bool:

@@ -14,7 +14,7 @@ from host_driver.tcp import TcpStack
 from sim import cli
 from sim.peer import netns
 from sim.peer.bridge import ETH_MIN_FRAME, WireBridge
-from sim.peer.kernel_client import parse_size, tcp_info
+from sim.peer.kernel_client import namespace_counters, parse_size, tcp_info
 from sim.peer.pattern import REPLY_SEED, digest, pattern
 from sim.peer.services import Service, parse_service
 
@@ -102,6 +102,16 @@ def test_parse_service_rejects(text):
 def test_parse_size():
     assert parse_size("1M") == 1 << 20 and parse_size("256k") == 256 << 10
     assert parse_size("1000") == 1000
+
+
+def test_namespace_counters_read_snmp_and_netstat(tmp_path):
+    snmp, netstat = tmp_path / "snmp", tmp_path / "netstat"
+    snmp.write_text("Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+                    "Tcp: RtoAlgorithm OutSegs RetransSegs InErrs\nTcp: 1 900 3 0\n")
+    netstat.write_text("TcpExt: SyncookiesSent TCPSynRetrans TCPLossProbes\n"
+                        "TcpExt: 0 1 2\nIpExt: InNoRoutes\nIpExt: 0\n")
+    assert namespace_counters((snmp, netstat, tmp_path / "missing")) == {
+        "RetransSegs": 3, "TCPSynRetrans": 1, "TCPLossProbes": 2}
 
 
 class FakeTap:
