@@ -91,6 +91,7 @@ class PeerHost:
         self.starve = Starvation(**starve) if starve else None
         self.connect_attempts = 0
         self.rx_capacity = 0        # RX buffers kept posted when not starving (set at start)
+        self.settled = None         # the end condition: {"ok", "cycles" waited for it}
 
     async def step(self) -> None:
         if await self.bus.wait_irq(QUANTUM):
@@ -226,9 +227,10 @@ async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
     while (host.driver.tx_pending or host.port.pending or not host.tb.mac.tx_idle) \
             and bus.now() < grace_end + DRAIN_CYCLES:
         await host.step()
-    settle_end = bus.now() + SETTLE_CYCLES
-    while not _settled(host) and bus.now() < settle_end:
+    settle_start = bus.now()
+    while not (settled := _settled(host)) and bus.now() < settle_start + SETTLE_CYCLES:
         await host.step()
+    host.settled = {"ok": settled, "cycles": bus.now() - settle_start}
     return stopped_by
 
 
@@ -307,6 +309,7 @@ def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stop
         "cycles_per_wall_second": round(tb.cycle / bridge.wall_seconds) if bridge.wall_seconds
         else 0,
         "accounting": accounting,
+        "settled": host.settled,
         "drops": {"bridge_queue": bridge.queue_drops, "tap_write": tap.write_drops,
                   **{k: v for k, v in counters.items() if k.startswith("rx_drop_")}},
         "starved": dataclasses.asdict(host.starve) if host.starve else None,

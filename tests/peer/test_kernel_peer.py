@@ -164,7 +164,9 @@ def test_kernel_upload_1mb_through_the_fast_path(tmp_path):
     slow_before = result["slow_path_bytes"] - result["slow_path_bytes_after_handout"]
     assert slow_before <= 10 * kernel["tcp_info"]["snd_mss"]
     assert stats["nic_acks"] == stats["fp_acks_sent"] > 0
-    # Every frame accounted for: to the host, placed, shown, pure ACKs, or a counted drop.
+    # Every frame accounted for: to the host, placed, shown, pure ACKs, or a counted drop (the
+    # run ended once the NIC had settled: no frame or event in flight).
+    assert result["settled"]["ok"], result["settled"]
     assert all(result["accounting"].values()), result["accounting"]
     assert result["frames_dropped"] == 0 and stats["fp_queued"] == 0
     counters = result["counters"]
