@@ -133,8 +133,9 @@ class PeerHost:
 @cocotb.test()
 async def peer(dut):
     config = json.loads(Path(os.environ["INIC_PEER_CONFIG"]).read_text())
-    # The NIC model runs beside the RTL on the kernel's traffic, whatever the kernel sends
-    # (sim/scoreboard.py; "follow": which frames find an RX buffer is a matter of timing).
+    # Without the offload the NIC model runs beside the RTL on the kernel's traffic, whatever the
+    # kernel sends (sim/scoreboard.py; "follow": which frames find an RX buffer is a matter of
+    # timing). With it the model would differ in timing (the module docstring).
     offload = bool(config.get("offload"))
     tb = NicTb(dut, scoreboard=None if offload else "follow")
     await tb.reset()
@@ -242,9 +243,9 @@ def peek_fast_path_counters(dut) -> dict:
 
 
 def _settled(host: PeerHost) -> bool:
-    """Every frame MAC RX played is counted where it went (to the host, the fast path, a
-    connection queue none, or a counted drop) and every RX buffer the NIC filled reached the
-    driver: the end condition of a run, waited for rather than sampled once."""
+    """Every frame MAC RX played is counted where it went (to the host, to the fast path with
+    none left in a connection's queue, or to a counted drop) and every RX buffer the NIC filled
+    reached the driver: the end condition of a run, waited for rather than sampled once."""
     if not host.tb.mac.idle:
         return False
     counters = peek_counters(host.tb.dut)
@@ -333,10 +334,10 @@ def _fast_path_figures(host: PeerHost, stats: dict | None, fast: dict | None) ->
     if host.offload is None:
         # No offload: every payload byte came up through the RX buffers and the host stack.
         return {"fast_path_bytes": 0, "slow_path_bytes": host.stack.stats.bytes_received,
-                "handouts": 0, "flushes": 0, "offload": None}
+                "handouts": 0, "flushes": 0, "offload_on": False, "offload": None}
     if stats is None:           # the run failed before the statistics were read
         return {"fast_path_bytes": 0, "slow_path_bytes": 0, "handouts": 0, "flushes": 0,
-                "offload": None}
+                "offload_on": True, "offload": None}
     after = sum(s.rx_slow_bytes - mark for s, mark in host.handout_marks.values())
     return {
         "fast_path_bytes": fast["fp_fast_bytes"] + fast["fp_frame_data_bytes"],
@@ -345,5 +346,6 @@ def _fast_path_figures(host: PeerHost, stats: dict | None, fast: dict | None) ->
         "flushes": fast["fp_flushes"],
         "slow_path_bytes_after_handout": after,
         "flushes_by_reason": stats["flushes"],
+        "offload_on": True,
         "offload": stats,
     }

@@ -287,8 +287,10 @@ def format_summary(r: dict) -> str:
 
 
 def _fast_path_line(r: dict) -> str:
-    if r.get("offload") is None:
+    if not r.get("offload_on"):
         return f"off: {r['slow_path_bytes']:,} bytes from the kernel took the slow path"
+    if r.get("offload") is None:
+        return "on, not measured (the run failed)"
     reasons = ", ".join(f"{n} {k}" for k, n in sorted(r["flushes_by_reason"].items()))
     stats = r["offload"]
     return (f"{r['fast_path_bytes']:,} bytes on the fast path ({stats['fp_fast_bytes']:,} placed "

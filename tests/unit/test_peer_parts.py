@@ -208,3 +208,24 @@ def test_bad_service_is_a_usage_error(monkeypatch, capsys):
 def test_namespace_names_are_checked(name):
     with pytest.raises(ValueError):
         netns.PeerNamespace(name)
+
+
+def _summary_result(**fast):
+    return {"ok": True, "connections": 1, "bytes_in": 4000, "bytes_out": 0, "frames_in": 9,
+            "frames_out": 5, "frames_dropped": 0, "cycles": 1000, "simulated_seconds": 6.4e-6,
+            "wall_seconds": 1.0, "slowdown": 156250.0, "cycles_per_wall_second": 1000, **fast}
+
+
+def test_summary_line_of_the_fast_path():
+    from sim.peer.run import format_summary
+
+    off = format_summary(_summary_result(fast_path_bytes=0, slow_path_bytes=4000,
+                                         offload_on=False, offload=None))
+    assert "fast path    off: 4,000 bytes from the kernel took the slow path" in off
+    on = format_summary(_summary_result(
+        fast_path_bytes=3500, slow_path_bytes=500, slow_path_bytes_after_handout=100,
+        handouts=1, flushes=1, flushes_by_reason={"FIN": 1}, offload_on=True,
+        offload={"fp_fast_bytes": 3000, "fp_frame_data_bytes": 500}))
+    assert ("3,500 bytes on the fast path (3,000 placed into RCVMDLs, 500 shown with "
+            "FRAME_DATA), 500 on the slow path (100 after a handout); 1 handouts, 1 flushes "
+            "(1 FIN)") in on
