@@ -9,7 +9,9 @@ services run between two :class:`host_driver.tcp.TcpStack` in the unit tests).
 With an offload (:class:`host_driver.offload.HostOffload`, ``inic peer`` without
 ``--no-offload``) a service reads each connection through posted receives
 (:class:`sim.offload_app.Reader`): once the connection is handed out, the NIC places the payload
-straight into those buffers (RCVMDL); before, and after a flush, the host copies into them.
+straight into those buffers (RCVMDL); before, and after a flush, the host copies into them. Each
+receive holds ``SEGMENTS_PER_RECEIVE`` of the peer's full segments: a segment longer than the space
+left in an RCVMDL flushes the connection (SPEC §8), so the size is a multiple of the segment's.
 
 Each connection's figures (bytes each way, a SHA-256 of what arrived, its negotiated options, its
 TCP counters) end up in ``inic peer --json``.
@@ -29,6 +31,9 @@ __all__ = ["Service", "ServedConnection", "parse_service", "SERVICES"]
 SERVICES = ("echo", "discard", "reply:N")
 #: Bytes taken from a connection's receive queue per poll.
 RECV_CHUNK = 1 << 20
+#: With an offload: full segments of the peer per posted receive (as sim/offload_app.py's Reader).
+SEGMENTS_PER_RECEIVE = 45
+TIMESTAMP_OPTION_BYTES = 12
 
 
 def parse_service(text: str) -> tuple[str, int]:
@@ -89,11 +94,15 @@ class Service:
 
     def serve(self, conn: Connection) -> ServedConnection:
         served = ServedConnection(conn)
-        if self.offload is not None:
-            setup = types.SimpleNamespace(offload=self.offload, memory=self.offload.memory)
-            served.reader = Reader(setup, conn)
         self.connections.append(served)
         return served
+
+    def _reader(self, conn: Connection) -> Reader:
+        """Posted receives for ``conn`` (synchronized: its MSS and options agreed). The peer's
+        full segment is the MSS less the timestamp option (one MTU both ways)."""
+        segment = conn.send_mss - TIMESTAMP_OPTION_BYTES * bool(conn.timestamps)
+        setup = types.SimpleNamespace(offload=self.offload, memory=self.offload.memory)
+        return Reader(setup, conn, chunk=SEGMENTS_PER_RECEIVE * segment)
 
     def poll(self) -> None:
         for served in self.connections:
@@ -105,6 +114,10 @@ class Service:
         if conn.state is State.CLOSED:
             served.closed = True
             return
+        if self.offload is not None and served.reader is None:
+            if conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+                return      # nothing to read before the handshake ends
+            served.reader = self._reader(conn)
         for data in self._received(served):
             served.bytes_in += len(data)
             served._hash.update(data)
