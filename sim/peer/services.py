@@ -83,7 +83,9 @@ def negotiated(conn: Connection) -> dict:
 
 class Service:
     """Serves ``kind`` (see the module docstring) on every connection given to :meth:`serve`;
-    call :meth:`poll` after each step of the stack."""
+    call :meth:`poll` after each step of the stack (with ``offload``, a
+    :class:`host_driver.offload.HostOffload`, after its :meth:`~HostOffload.pump`): each
+    connection is then read through posted receives once its handshake is done."""
 
     def __init__(self, kind: str = "echo", reply_bytes: int = 0, offload=None):
         if kind not in ("echo", "discard", "reply"):

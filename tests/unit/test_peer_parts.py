@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host_driver.tcp import TcpStack
+from host_driver.tcp import State, TcpStack
 from sim import cli
 from sim.peer import netns
 from sim.peer.bridge import ETH_MIN_FRAME, WireBridge
@@ -229,3 +229,44 @@ def test_summary_line_of_the_fast_path():
     assert ("3,500 bytes on the fast path (3,000 placed into RCVMDLs, 500 shown with "
             "FRAME_DATA), 500 on the slow path (100 after a handout); 1 handouts, 1 flushes "
             "(1 FIN)") in on
+
+
+@pytest.mark.parametrize("kind", ["discard", "reply"])
+def test_services_read_through_rcvmdls_on_the_model(kind):
+    """With an offload the services read through posted receives: on the NIC model (the host
+    offload tests' setup) the NIC places the upload into them; ``reply`` answers after the FIN."""
+    import asyncio
+
+    from sim.offload_app import SEGMENT
+    from sim.peer.pattern import CLIENT_SEED
+    from tests.unit.test_host_offload import Setup
+
+    size, reply = 192 << 10, 10_000
+
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        service = Service(kind, reply, offload=setup.offload)
+        served = service.serve(conn)
+        remote.send(pattern(size, CLIENT_SEED))
+        remote.close()
+        got = bytearray()
+
+        def done():
+            service.poll()
+            got.extend(remote.recv(1 << 20) if remote.recv_queue else b"")
+            return service.done and remote.state in (State.CLOSED, State.TIME_WAIT)
+
+        await setup.run_until(done, "served")
+        return served, bytes(got), await setup.offload.statistics()
+
+    served, got, stats = asyncio.run(main())
+    assert served.bytes_in == size and served._hash.hexdigest() == digest(
+        pattern(size, CLIENT_SEED))
+    assert served.reader is not None and served.reader.completed[-1].reason == "eof"
+    assert stats["handouts"] == 1 and stats["flushes"] == {"FIN": 1}
+    # All placed or shown by the NIC but the last segment, which carries the FIN (a FIN flushes).
+    assert stats["rx_fast_bytes"] > size * 0.9 and stats["rx_slow_bytes"] <= SEGMENT
+    assert stats["rx_fast_bytes"] + stats["rx_frame_data_bytes"] + stats["rx_slow_bytes"] == size
+    assert got == (pattern(reply, REPLY_SEED) if kind == "reply" else b"")
