@@ -97,7 +97,7 @@ def _cmd_peer(args):
     return _call("peer", "sim.peer.run", "run_peer", service=args.service, port=args.port,
                  connect=args.connect, ipv6=args.ipv6, run=args.run, pcap=args.pcap,
                  waves=args.waves, json_mode=args.json, namespace=args.netns, options=options,
-                 timeout=args.timeout)
+                 timeout=args.timeout, offload=not args.no_offload)
 
 
 def _cmd_synth(args):
@@ -175,6 +175,9 @@ def _parser():
     for option in ("timestamps", "sack", "window-scaling"):
         p.add_argument(f"--no-{option}", action="store_true",
                        help=f"turn TCP {option.replace('-', ' ')} off in the namespace's kernel")
+    p.add_argument("--no-offload", action="store_true",
+                   help="keep every connection on the slow path (default: the host stack hands "
+                        "established connections to the NIC's fast path)")
     p.set_defaults(handler=_cmd_peer)
 
     p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")
