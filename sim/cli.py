@@ -72,8 +72,16 @@ def _cmd_verilog(args):
 def _cmd_replay(args):
     path = _existing_file(args.file)
     rss_key = parse_rss_key(args.rss_key) if args.rss_key is not None else None
+    handouts = None
+    if args.offload is not None:
+        from sim.offload_replay import HandoutError, handouts_argument
+
+        try:
+            handouts = handouts_argument(args.offload)
+        except HandoutError as e:
+            raise UsageError(f"--offload: {e}") from None
     return _call("replay", "sim.cosim.replay", "run_replay", path=str(path), json_out=args.json,
-                 rss_key=rss_key, waves=args.waves)
+                 rss_key=rss_key, waves=args.waves, handouts=handouts)
 
 
 def _cmd_demo(args):
@@ -89,7 +97,7 @@ def _cmd_peer(args):
     return _call("peer", "sim.peer.run", "run_peer", service=args.service, port=args.port,
                  connect=args.connect, ipv6=args.ipv6, run=args.run, pcap=args.pcap,
                  waves=args.waves, json_mode=args.json, namespace=args.netns, options=options,
-                 timeout=args.timeout)
+                 timeout=args.timeout, offload=not args.no_offload)
 
 
 def _cmd_synth(args):
@@ -127,6 +135,10 @@ def _parser():
                    help=f"Toeplitz key, {params.RSS_KEY_BYTES} bytes in hex "
                         "(default: Microsoft's published key)")
     p.add_argument("--waves", action="store_true", help="also write an FST waveform")
+    p.add_argument("--offload", metavar="TUPLES",
+                   help="hand these connections out to the fast path first and fill 'path' and "
+                        "'conn': SRC:SPORT-DST:DPORT[,...] as the NIC receives them (IPv6 in "
+                        "brackets), or a JSON file listing them")
     p.set_defaults(handler=_cmd_replay)
 
     p = commands.add_parser("demo", help="scripted end-to-end scenario on the RTL")
@@ -163,6 +175,9 @@ def _parser():
     for option in ("timestamps", "sack", "window-scaling"):
         p.add_argument(f"--no-{option}", action="store_true",
                        help=f"turn TCP {option.replace('-', ' ')} off in the namespace's kernel")
+    p.add_argument("--no-offload", action="store_true",
+                   help="keep every connection on the slow path (default: the host stack hands "
+                        "established connections to the NIC's fast path)")
     p.set_defaults(handler=_cmd_peer)
 
     p = commands.add_parser("synth", help="ECP5 synthesis and place-and-route: LUT/FF/BRAM, Fmax")

@@ -96,7 +96,8 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    """The summary of :func:`summarize` as a few aligned lines for the terminal."""
+    """The summary of :func:`summarize` as a few aligned lines for the terminal; with the keys
+    ``inic replay --offload`` adds (``paths``, ``handouts``, ``flushes``), three lines more."""
     def counts(by_name):
         return "  ".join(f"{name} {count}" for name, count in by_name.items())
     lines = [
@@ -109,4 +110,12 @@ def format_summary(summary: dict) -> str:
         ("malformed", str(summary["malformed"])),
         ("fragments", str(summary["fragments"])),
     ]
+    if "paths" in summary:      # inic replay --offload (sim/offload_replay.py)
+        lines += [
+            ("by path", counts(summary["paths"])),
+            ("handouts", "  ".join(f"{tuple_text} conn {outcome}" if isinstance(outcome, int)
+                                   else f"{tuple_text} {outcome}"
+                                   for tuple_text, outcome in summary["handouts"].items())),
+            ("flushes", counts(summary["flushes"]) or "none"),
+        ]
     return "\n".join(f"{label:<12} {value}" for label, value in lines)

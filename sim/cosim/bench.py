@@ -12,6 +12,14 @@ The slow path (``slow_path``) is the whole NIC with the driver and the PCI model
 wire rate, back to back): frames delivered and dropped, steady-state cycles per frame, the offered
 rate in Mpps, DMA bytes per frame and the busier DMA data channel's utilisation.
 
+The fast path (``fast_path``, ``handout``: sim/cosim/bench_fast_tb.py) is the whole NIC with the
+driver handing connections out through the real commands: per traffic class (60-byte frames with 6
+payload bytes, 576 and 1514-byte segments) one connection, one RCVMDL posted ahead, in-order
+segments at 10GbE wire rate: frames placed, not placed (``dropped``), cycles per frame between
+placements, DMA bytes written per payload byte, ACKs per segment; and the handout's latencies
+(HANDOUT1 → INTERLOCK, HANDOUT2 → first placed byte, FLUSH → FLUSH event) from the command
+unit's take, with the link's latencies set to 0.
+
 The CCB table (``ccb``, hw/ccb/table.py): the load at the first failed insert of random IPv4
 tuples under random keys, min and median over many seeds, at the default 4,096 entries and at 64K
 (the reference model, which the RTL reproduces insert for insert: tests/unit/test_ccb_table*.py);
@@ -28,16 +36,20 @@ from pathlib import Path
 from hw.nic import Nic
 from hw.rx_sequencer import RxSequencer
 
-from . import bench_slow_tb, bench_tb, runner
+from . import bench_fast_tb, bench_slow_tb, bench_tb, runner
 from .replay import TOPLEVEL
 
-__all__ = ["FRAMES", "SLOW_FRAMES", "run_bench"]
+__all__ = ["FRAMES", "SLOW_FRAMES", "FAST_FRAMES", "run_bench"]
 
 #: Frames per traffic class: a few hundred, about 75k simulated cycles in all.
 FRAMES = {"60": 600, "576": 300, "1514": 200, "imix": 240}
 
 #: Frames per slow-path traffic class (each runs rx and tx, at wire rate and back to back).
 SLOW_FRAMES = {"60": 300, "576": 150, "1514": 100, "imix": 240}
+
+#: Segments per fast-path traffic class, at wire rate: 600 of 60 bytes is a burst longer than the
+#: NIC absorbs (docs: "Figures"); about 52k simulated cycles in all, the handouts included.
+FAST_FRAMES = {"60": 600, "576": 150, "1514": 100}
 
 #: CCB table: seeds of the load measurement at each size; the table the lookup rate is measured
 #: on, and how many lookups.
@@ -48,6 +60,11 @@ _SLOW_COLUMNS = [("direction", "{}"), ("traffic", "{}"), ("spacing", "{}"), ("fr
                  ("delivered", "{}"), ("dropped", "{}"), ("cycles_per_frame", "{:.2f}"),
                  ("offered_mpps", "{:.2f}"), ("dma_bytes_per_frame", "{:.1f}"),
                  ("dma_bus_utilisation", "{:.3f}")]
+
+_FAST_COLUMNS = [("traffic", "{}"), ("spacing", "{}"), ("frames", "{}"), ("placed", "{}"),
+                 ("dropped", "{}"), ("lost", "{}"), ("to_rx_buffers", "{}"),
+                 ("cycles_per_frame", "{:.2f}"), ("dma_bytes_per_payload_byte", "{:.3f}"),
+                 ("acks_per_segment", "{:.3f}")]
 
 _COLUMNS = [("traffic", "{}"), ("frames", "{}"), ("cycles", "{}"), ("cycles_per_frame", "{:.2f}"),
             ("beats_per_cycle", "{:.3f}"), ("latency_cycles", "{:.1f}")]
@@ -80,6 +97,25 @@ def measure_slow_path(frames=None) -> list[dict]:
                               bench_slow_tb.ENV_FRAMES: json.dumps(counts),
                               "COCOTB_LOG_LEVEL": "WARNING"})
         return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def measure_fast_path(frames=None) -> tuple[list[dict], dict]:
+    """The fast-path rows and the handout latencies; ``frames`` (an int) overrides
+    :data:`FAST_FRAMES`."""
+    counts = FAST_FRAMES if frames is None else dict.fromkeys(FAST_FRAMES, frames)
+    sim_build = runner.build(Nic, "inic_nic")
+    runs = sim_build.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=runs) as run_dir:
+        out = Path(run_dir) / "bench.jsonl"
+        runner.run(sim_build, "sim.cosim.bench_fast_tb", run_name=Path(run_dir).name,
+                   extra_env={bench_fast_tb.ENV_OUT: str(out),
+                              bench_fast_tb.ENV_FRAMES: json.dumps(counts),
+                              "COCOTB_LOG_LEVEL": "WARNING"})
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [line["fast_path"] for line in lines if "fast_path" in line]
+    (handout,) = [line["handout"] for line in lines if "handout" in line]
+    return rows, handout
 
 
 def measure_ccb(seeds=None, rate=None) -> dict:
@@ -128,18 +164,21 @@ def _print_table(columns, rows):
 
 
 def run_bench(json_mode=False, frames=None, slow_frames=None, ccb_seeds=None,
-              ccb_rate=None) -> int:
+              ccb_rate=None, fast_frames=None) -> int:
     """``inic bench``: prints tables, or with ``json_mode``
-    ``{"rx": [figures, ...], "slow_path": [figures, ...], "ccb": {figures}}``."""
+    ``{"rx": [figures, ...], "slow_path": [figures, ...], "ccb": {figures},
+    "fast_path": [figures, ...], "handout": {figures}}``."""
     try:
         rows = measure(frames)
         slow = measure_slow_path(slow_frames)
+        fast, handout = measure_fast_path(fast_frames)
     except runner.CosimError as e:
         print(f"inic bench: simulation failed: {e}", file=sys.stderr)
         return 1
     ccb = measure_ccb(ccb_seeds, ccb_rate)
     if json_mode:
-        print(json.dumps({"rx": rows, "slow_path": slow, "ccb": ccb}))
+        print(json.dumps({"rx": rows, "slow_path": slow, "ccb": ccb, "fast_path": fast,
+                          "handout": handout}))
         return 0
     print("receive sequencer, back-to-back frames, outputs always ready (clock cycles)")
     _print_table(_COLUMNS, rows)
@@ -160,4 +199,20 @@ def run_bench(json_mode=False, frames=None, slow_frames=None, ccb_seeds=None,
     print(f"lookups per cycle {ccb['lookups_per_cycle']:.4f} with commands mixed in "
           f"({ccb['lookups_per_cycle_without_commands']:.4f} without); latency "
           f"{ccb['latency_cycles']} cycles (at most {ccb['latency_max_cycles']} with commands)")
+    print()
+    _print_fast_path(fast, handout)
     return 0
+
+
+def _print_fast_path(rows, handout):
+    print("fast path, whole NIC + driver, PCI model defaults: one connection handed out, one "
+          "RCVMDL posted ahead, in-order segments at 10GbE wire rate (a frame every 10.5 / 75 / "
+          "192.25 cycles); dropped = not placed: lost (rx_drop_*) + written whole to RX buffers "
+          "(slow path after a flush, FRAME_DATA) + still queued; cycles per frame between "
+          "placements")
+    _print_table(_FAST_COLUMNS, rows)
+    print(f"handout, link latencies 0, from the command unit's take (cycles): HANDOUT1 -> "
+          f"INTERLOCK {handout['interlock_cycles']}, HANDOUT2 -> first placed byte "
+          f"{handout['first_byte_cycles']} (segment arriving as HANDOUT2 is taken; one waiting "
+          f"since PENDING is shown with FRAME_DATA after {handout['waiting_first_byte_cycles']}), "
+          f"FLUSH -> FLUSH event {handout['flush_cycles']}")

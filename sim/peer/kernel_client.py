@@ -9,8 +9,10 @@ way it then sends ``--send`` bytes of :func:`sim.peer.pattern.pattern` (``CLIENT
 at the same time; half-closes; reads until the host closes; checks what came back (``--echo``: the
 bytes sent; ``--expect-reply N``: N bytes of the ``REPLY_SEED`` pattern); and writes one JSON
 object (``--json FILE``, else stdout) with the kernel's own view of the connection from
-``TCP_INFO`` (negotiated MSS, window scales, SACK, timestamps, retransmissions). The exit status is
-0 when what came back is right.
+``TCP_INFO`` (negotiated MSS, window scales, SACK, timestamps, retransmissions) and the namespace's
+TCP counters (``netstat``: ``/proc/net/snmp`` and ``/proc/net/netstat``, as ``nstat`` shows them;
+the namespace is the run's own, so they count this program's connection). The exit status is 0
+when what came back is right.
 
 Standard library only: it runs under whatever Python the namespace finds.
 """
@@ -26,7 +28,7 @@ import time
 
 from sim.peer.pattern import CLIENT_SEED, REPLY_SEED, digest, pattern
 
-__all__ = ["main", "tcp_info", "parse_size"]
+__all__ = ["main", "tcp_info", "parse_size", "namespace_counters", "NETSTAT_COUNTERS"]
 
 # struct tcp_info (include/uapi/linux/tcp.h): 8 bytes of u8 fields, then u32 fields.
 _TCPI_U8 = ("state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale",
@@ -54,6 +56,32 @@ def tcp_info(sock: socket.socket) -> dict:
         snd_wscale=wscale & 0xF if scaling else None,
         rcv_wscale=wscale >> 4 if scaling else None)
     return fields
+
+
+#: The namespace's TCP counters reported (``nstat`` names without their ``Tcp``/``TcpExt``
+#: prefix): segments retransmitted, of them SYNs, tail-loss probes, timeouts, fast retransmits.
+NETSTAT_COUNTERS = {"Tcp": ("RetransSegs",),
+                    "TcpExt": ("TCPSynRetrans", "TCPLossProbes", "TCPTimeouts",
+                               "TCPFastRetrans", "TCPSpuriousRTOs")}
+
+
+def namespace_counters(paths=("/proc/net/snmp", "/proc/net/netstat")) -> dict:
+    """:data:`NETSTAT_COUNTERS` of this network namespace (each file holds header/value line
+    pairs, ``Tcp: RetransSegs ...`` then ``Tcp: 0 ...``); a counter the kernel lacks is left out."""
+    out = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for header, values in zip(lines[::2], lines[1::2]):
+            group, _, names = header.partition(":")
+            wanted = NETSTAT_COUNTERS.get(group, ())
+            for name, value in zip(names.split(), values.partition(":")[2].split()):
+                if name in wanted:
+                    out[name] = int(value)
+    return out
 
 
 def parse_size(text: str) -> int:
@@ -139,7 +167,7 @@ def main(argv=None) -> int:
         result.update(
             ok=expected is None or received == expected, bytes_sent=len(outgoing),
             bytes_received=len(received), sha256_sent=digest(outgoing),
-            sha256_received=digest(received), tcp_info=info,
+            sha256_received=digest(received), tcp_info=info, netstat=namespace_counters(),
             wall_seconds=round(time.monotonic() - start, 3))
         if expected is not None and received != expected:
             result["error"] = (f"received {len(received)} bytes, expected {len(expected)}"

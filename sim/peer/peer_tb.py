@@ -11,6 +11,12 @@ gone or ``max_cycles`` pass, lets open connections finish for a while, and write
 The host stack's clock is the simulated cycle count times ``tcp_seconds_per_cycle``: its timers
 run on simulated time, scaled so that they tick at about the kernel's wall-clock pace while the
 simulation runs (see docs/kernel_peer.md).
+
+With ``offload`` (the default of ``inic peer``) the host stack hands the kernel's connections to the
+NIC's fast path by :class:`host_driver.offload.OffloadPolicy` and the service reads through posted
+receives (RCVMDLs); the NIC model then does not run beside the RTL (as in
+tests/cosim/nic_fast_path_tests.py: the handout's fence and the delayed-ACK timer make the two
+differ in timing), and the result carries the offload's statistics and the NIC's FP_* counters.
 """
 
 import dataclasses
@@ -23,7 +29,9 @@ from pathlib import Path
 import cocotb
 
 from host_driver.driver import NicDriver, StackPort
+from host_driver.offload import HostOffload, OffloadPolicy, Phase
 from host_driver.tcp import TcpStack
+from hw.layouts import FastPathCounters, unpack
 
 from ..cosim.nic_tb import NicTb, peek_counters
 from .bridge import WireBridge
@@ -38,6 +46,10 @@ CHECK_CYCLES = 2048
 DRAIN_CYCLES = 50_000
 #: Cycles a client-mode connect waits before trying again after "connection refused".
 CONNECT_RETRY_CYCLES = 4000
+#: Cycles the end of a run waits at most for the NIC to settle: every frame MAC RX took counted
+#: by where it went, every RX event taken by the driver (a frame still in flight when the counters
+#: are read would break the accounting).
+SETTLE_CYCLES = 50_000
 
 
 @dataclasses.dataclass
@@ -62,17 +74,31 @@ class PeerHost:
         self.stack = TcpStack(
             host["mac"], host["ipv4"], self.port.send_frame, lambda: self.bus.now() * scale,
             ipv6=host["ipv6"], **config["stack"])
-        self.port.attach(self.stack)
-        self.service = Service(config["service"], config["reply_bytes"])
+        self.offload = None
+        if config.get("offload"):
+            # As sim/scenario.py attaches it: the offload takes the driver's frames and events.
+            self.port.stack = self.stack
+            self.offload = HostOffload(self.driver, self.stack, OffloadPolicy())
+        else:
+            self.port.attach(self.stack)
+        self.service = Service(config["service"], config["reply_bytes"], offload=self.offload)
+        # Per served connection first handed out: its OffloadStats (kept by reference: the
+        # offload forgets a closed connection) and their slow-path bytes at that moment (HANDOUT2
+        # posted), so the slow-path bytes after the handout can be told.
+        self.handout_marks: dict = {}
         self.listener = None
         starve = config.get("starve")
         self.starve = Starvation(**starve) if starve else None
         self.connect_attempts = 0
         self.rx_capacity = 0        # RX buffers kept posted when not starving (set at start)
+        self.settled = None         # the end condition: {"ok", "cycles" waited for it}
 
     async def step(self) -> None:
         if await self.bus.wait_irq(QUANTUM):
             await self.driver.service()
+        if self.offload is not None:
+            await self.offload.pump()
+            self._note_handouts()
         self.stack.poll()
         if self.listener is not None:
             while conn := self.listener.accept():
@@ -80,6 +106,15 @@ class PeerHost:
         self.service.poll()
         await self.port.flush()
         await self._starve()
+
+    def _note_handouts(self) -> None:
+        """Right after the pump that posted a connection's first HANDOUT2: every slow-path frame
+        the host took before the INTERLOCK is counted, every later one is held."""
+        for served in self.service.connections:
+            conn = served.conn
+            if conn not in self.handout_marks and self.offload.phase(conn) is Phase.OFFLOADED:
+                stats = self.offload.connection_stats(conn)
+                self.handout_marks[conn] = (stats, stats.rx_slow_bytes)
 
     async def _starve(self) -> None:
         s = self.starve
@@ -98,12 +133,15 @@ class PeerHost:
 @cocotb.test()
 async def peer(dut):
     config = json.loads(Path(os.environ["INIC_PEER_CONFIG"]).read_text())
-    # The NIC model runs beside the RTL on the kernel's traffic, whatever the kernel sends
-    # (sim/scoreboard.py; "follow": which frames find an RX buffer is a matter of timing).
-    tb = NicTb(dut, scoreboard="follow")
+    # Without the offload the NIC model runs beside the RTL on the kernel's traffic, whatever the
+    # kernel sends (sim/scoreboard.py; "follow": which frames find an RX buffer is a matter of
+    # timing). With it the model would differ in timing (the module docstring).
+    offload = bool(config.get("offload"))
+    tb = NicTb(dut, scoreboard=None if offload else "follow")
     await tb.reset()
     host = PeerHost(tb, config)
-    tb.watch(host.driver)
+    if tb.scoreboard is not None:
+        tb.watch(host.driver)
     tap = Tap(open_tap(config["netns"], config["tap"]))
     bridge = WireBridge(tap, tb.mac, dut.clk, pcap=config.get("pcap"))
     tb.mac.wire_spacing = True
@@ -123,7 +161,11 @@ async def peer(dut):
         error = f"{type(exc).__name__}: {exc}"
         dut._log.error("%s", traceback.format_exc())
     scoreboard = None
-    if error is None:
+    offload_stats = fast = None
+    if host.offload is not None and error is None:
+        offload_stats = await host.offload.statistics()
+        fast = await host.driver.fast_path_counters()
+    if tb.scoreboard is not None and error is None:
         try:
             tb.check()
             scoreboard = {"compared": dict(tb.scoreboard.compared), "mismatches": []}
@@ -131,7 +173,7 @@ async def peer(dut):
             scoreboard = {"compared": dict(tb.scoreboard.compared),
                           "mismatches": tb.scoreboard.mismatches[:20]}
             error = str(exc).splitlines()[0]
-    result = _result(tb, host, bridge, tap, error, stopped_by)
+    result = _result(tb, host, bridge, tap, error, stopped_by, offload_stats, fast)
     result["scoreboard"] = scoreboard
     bridge.close()
     tap.close()
@@ -186,7 +228,36 @@ async def _serve(host: PeerHost, config: dict, connect: dict | None) -> str:
     while (host.driver.tx_pending or host.port.pending or not host.tb.mac.tx_idle) \
             and bus.now() < grace_end + DRAIN_CYCLES:
         await host.step()
+    settle_start = bus.now()
+    while not (settled := _settled(host)) and bus.now() < settle_start + SETTLE_CYCLES:
+        await host.step()
+    host.settled = {"ok": settled, "cycles": bus.now() - settle_start}
     return stopped_by
+
+
+def peek_fast_path_counters(dut) -> dict:
+    """The NIC's FastPathCounters, read from the register target's inputs in zero time."""
+    fp = unpack(FastPathCounters, int(dut.registers.fast_path_counters.value))
+    return {name: int(getattr(fp, name)) for name in ("fast_frames", "frame_data", "pure_acks",
+                                                       "queued")}
+
+
+def _settled(host: PeerHost) -> bool:
+    """Every frame MAC RX played is counted where it went (to the host, to the fast path with
+    none left in a connection's queue, or to a counted drop) and every RX buffer the NIC filled
+    reached the driver: the end condition of a run, waited for rather than sampled once."""
+    if not host.tb.mac.idle:
+        return False
+    counters = peek_counters(host.tb.dut)
+    drops = sum(v for k, v in counters.items() if k.startswith("rx_drop_"))
+    taken = counters["rx_to_host"] + drops
+    if host.offload is not None:
+        fp = peek_fast_path_counters(host.tb.dut)
+        if fp["queued"]:
+            return False
+        taken += fp["fast_frames"] + fp["frame_data"] + fp["pure_acks"]
+    return (counters["rx_frames"] == taken == host.tb.mac.rx_frames
+            and counters["rx_to_host"] == host.driver.stats.rx_frames)
 
 
 def _stop_reason(config: dict, cycle: int) -> str | None:
@@ -199,23 +270,28 @@ def _stop_reason(config: dict, cycle: int) -> str | None:
     return None
 
 
-def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stopped_by) -> dict:
+def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stopped_by,
+            offload_stats: dict | None, fast: dict | None) -> dict:
     counters = peek_counters(tb.dut)
     nic_drops = sum(v for k, v in counters.items() if k.startswith("rx_drop_"))
+    # Frames the fast path took (placed, shown with FRAME_DATA, pure ACKs, still queued).
+    fast_frames = 0 if fast is None else (fast["fp_fast_frames"] + fast["fp_frame_data"]
+                                          + fast["fp_pure_acks"] + fast["fp_queued"])
+    nic_acks = 0 if fast is None else fast["fp_acks_sent"]
     served = [s.summary() for s in host.service.connections]
     connection_errors = [s["error"] for s in served if s["error"]]
     # Every frame is accounted for: from the kernel into MAC RX (or dropped in the bridge), then
     # into the host or dropped by the NIC with a counted reason.
     accounting = {
         "bridge": bridge.frames_in == tb.mac.rx_frames + tb.mac.queued + bridge.queue_drops,
-        "nic_rx": counters["rx_frames"] == counters["rx_to_host"] + nic_drops,
+        "nic_rx": counters["rx_frames"] == counters["rx_to_host"] + fast_frames + nic_drops,
         "driver_rx": counters["rx_to_host"] == host.driver.stats.rx_frames,
-        "tx": counters["tx_frames"] == tb.mac.tx_frames == bridge.frames_out,
+        # MAC TX: the host's frames and the ACKs the NIC built itself.
+        "tx": counters["tx_frames"] + nic_acks == tb.mac.tx_frames == bridge.frames_out,
     }
     ok = (error is None and not connection_errors and all(accounting.values())
           and bool(served) and all(s["state"] in ("CLOSED", "TIME-WAIT") for s in served))
     stats = host.stack.stats
-    slow_path_bytes = stats.bytes_received       # every byte came up through RX buffers
     return {
         "ok": ok,
         "error": error or (connection_errors[0] if connection_errors else None),
@@ -227,18 +303,14 @@ def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stop
         "frames_out": bridge.frames_out,
         "frames_dropped": bridge.queue_drops + tap.write_drops + nic_drops,
         "cycles": tb.cycle,
-        # The NIC has no fast path yet (issue 10): no connection is handed out, every payload byte
-        # takes the slow path through the RX buffers and the host stack.
-        "fast_path_bytes": 0,
-        "slow_path_bytes": slow_path_bytes,
-        "handouts": 0,
-        "flushes": 0,
+        **_fast_path_figures(host, offload_stats, fast),
         "wall_seconds": round(bridge.wall_seconds, 3),
         "simulated_seconds": bridge.simulated_seconds,
         "slowdown": round(bridge.slowdown, 1),
         "cycles_per_wall_second": round(tb.cycle / bridge.wall_seconds) if bridge.wall_seconds
         else 0,
         "accounting": accounting,
+        "settled": host.settled,
         "drops": {"bridge_queue": bridge.queue_drops, "tap_write": tap.write_drops,
                   **{k: v for k, v in counters.items() if k.startswith("rx_drop_")}},
         "starved": dataclasses.asdict(host.starve) if host.starve else None,
@@ -250,4 +322,30 @@ def _result(tb: NicTb, host: PeerHost, bridge: WireBridge, tap: Tap, error, stop
                    "tx_frames": host.driver.stats.tx_frames,
                    "interrupts": host.driver.stats.interrupts},
         "wall_time": time.time(),
+    }
+
+
+def _fast_path_figures(host: PeerHost, stats: dict | None, fast: dict | None) -> dict:
+    """``fast_path_bytes`` (the NIC's FP_FAST_BYTES + FP_FRAME_DATA_BYTES: payload it placed into
+    RCVMDLs or showed with FRAME_DATA), ``slow_path_bytes`` (in-order payload the host stack took
+    from RX buffers; of it ``slow_path_bytes_after_handout``), ``handouts`` and ``flushes`` (the
+    NIC's FP_HANDOUTS, FP_FLUSHES; ``flushes_by_reason`` from the FLUSH events), then the offload's
+    statistics (``offload``: GET_TCP_STATISTICS, the FP_* counters included)."""
+    if host.offload is None:
+        # No offload: every payload byte came up through the RX buffers and the host stack.
+        return {"fast_path_bytes": 0, "slow_path_bytes": host.stack.stats.bytes_received,
+                "handouts": 0, "flushes": 0, "offload_on": False, "offload": None}
+    if stats is None:           # the run failed before the statistics were read
+        return {"fast_path_bytes": 0, "slow_path_bytes": 0, "handouts": 0, "flushes": 0,
+                "offload_on": True, "offload": None}
+    after = sum(s.rx_slow_bytes - mark for s, mark in host.handout_marks.values())
+    return {
+        "fast_path_bytes": fast["fp_fast_bytes"] + fast["fp_frame_data_bytes"],
+        "slow_path_bytes": stats["rx_slow_bytes"],
+        "handouts": fast["fp_handouts"],
+        "flushes": fast["fp_flushes"],
+        "slow_path_bytes_after_handout": after,
+        "flushes_by_reason": stats["flushes"],
+        "offload_on": True,
+        "offload": stats,
     }

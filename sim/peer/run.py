@@ -50,6 +50,10 @@ HOST_STACK = {"rcv_wnd": 256 << 10, "rto_initial": 0.5, "rto_min": 0.2, "rto_max
               "max_retries": 15, "time_wait": 0.1, "resolve_timeout": 0.2}
 #: The driver's rings and interrupt moderation.
 DRIVER = {"rx_log2": 8, "intr_mod_events": 8, "intr_mod_cycles": 300}
+#: With the offload, rings for its commands and events (as tests/cosim/nic_fast_path_tests.py):
+#: RCVMDLs and WINUPDATEs go through the command ring, RCVMDL_DONE and FRAME_DATA through the
+#: event ring.
+OFFLOAD_DRIVER = {"command_log2": 6, "event_log2": 10}
 #: Wall seconds to wait for the simulation to come up (it compiles first if it must).
 READY_TIMEOUT = 600
 #: Wall seconds the simulation gets to finish after being told to stop.
@@ -75,7 +79,7 @@ class PeerRun:
 
 
 def _config(ns: PeerNamespace, files: PeerRun, sim_build, *, service, port, connect, pcap,
-            starve, max_cycles, waves, driver) -> dict:
+            starve, max_cycles, waves, driver, offload) -> dict:
     kind, reply_bytes = parse_service(service)
     endpoint = lambda e: {"mac": e.mac, "ipv4": e.ipv4, "ipv6": e.ipv6}   # noqa: E731
     return {
@@ -84,7 +88,8 @@ def _config(ns: PeerNamespace, files: PeerRun, sim_build, *, service, port, conn
         "connect": connect, "pcap": str(Path(pcap).resolve()) if pcap else None,
         "starve": starve, "max_cycles": max_cycles, "grace_cycles": 200_000,
         "tcp_seconds_per_cycle": TCP_SECONDS_PER_CYCLE, "stack": HOST_STACK,
-        "driver": {**DRIVER, **(driver or {})},
+        "driver": {**DRIVER, **(OFFLOAD_DRIVER if offload else {}), **(driver or {})},
+        "offload": offload,
         "ready_file": str(files.ready), "stop_file": str(files.stop),
         "result_file": str(files.result), "watch_pid": os.getpid(),
         "build": {"toplevel": sim_build.toplevel, "dir": str(sim_build.build_dir),
@@ -142,14 +147,17 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
              json_mode: bool = False, namespace: str = DEFAULT_NAMESPACE,
              options: TcpOptions | None = None, starve: dict | None = None,
              max_cycles: int = 0, timeout: float | None = None, out_dir=None,
-             quiet: bool = False, driver: dict | None = None) -> int:
+             quiet: bool = False, driver: dict | None = None, offload: bool = True) -> int:
     """``inic peer``. Returns the exit status: CMD's with ``run``, else 0 when the run was ok.
 
     ``connect``: the host stack connects to the kernel's port ``connect`` (IPv6 with ``ipv6``)
     instead of listening on ``port``. ``starve``: ``{"after_bytes", "cycles"}``, the driver stops
     re-posting RX buffers for a while. ``timeout``: wall seconds after which the command is killed
     and the run stopped. ``driver``: :meth:`host_driver.driver.NicDriver.start` arguments over
-    ``DRIVER``. The simulation's figures stay in ``<out_dir>/result.json``.
+    ``DRIVER``. ``offload``: the host stack hands established connections to the NIC's fast path
+    (:class:`host_driver.offload.OffloadPolicy`) and the service reads through RCVMDLs; False:
+    everything takes the slow path (and the NIC model runs beside the RTL as the scoreboard). The
+    simulation's figures stay in ``<out_dir>/result.json``.
     """
     def say(*lines):
         if not json_mode and not quiet:
@@ -177,7 +185,7 @@ def run_peer(*, service: str = "echo", port: int = 7000, connect: int | None = N
             client = {"port": connect, "ipv6": ipv6, "attempts": 20} if connect else None
             config = _config(ns, files, sim_build, service=service, port=port, connect=client,
                              pcap=pcap, starve=starve, max_cycles=max_cycles, waves=waves,
-                             driver=driver)
+                             driver=driver, offload=offload)
             files.config.write_text(json.dumps(config, indent=1))
             with open(files.log, "w") as log:
                 simulation = subprocess.Popen(
@@ -269,12 +277,27 @@ def format_summary(r: dict) -> str:
         ("payload", f"{r['bytes_in']:,} bytes from the kernel, {r['bytes_out']:,} to it"),
         ("frames", f"{r['frames_in']:,} from the kernel, {r['frames_out']:,} to it, "
                    f"{r['frames_dropped']:,} dropped"),
+        ("fast path", _fast_path_line(r)),
         ("cycles", f"{r['cycles']:,} ({r['simulated_seconds'] * 1e3:,.3f} ms simulated)"),
         ("wall time", f"{r['wall_seconds']:,.1f} s: the simulation ran {r['slowdown']:,.0f}x "
                       f"slower than real time ({r['cycles_per_wall_second']:,} cycles/s)"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _fast_path_line(r: dict) -> str:
+    if not r.get("offload_on"):
+        return f"off: {r['slow_path_bytes']:,} bytes from the kernel took the slow path"
+    if r.get("offload") is None:
+        return "on, not measured (the run failed)"
+    reasons = ", ".join(f"{n} {k}" for k, n in sorted(r["flushes_by_reason"].items()))
+    stats = r["offload"]
+    return (f"{r['fast_path_bytes']:,} bytes on the fast path ({stats['fp_fast_bytes']:,} placed "
+            f"into RCVMDLs, {stats['fp_frame_data_bytes']:,} shown with FRAME_DATA), "
+            f"{r['slow_path_bytes']:,} on the slow path ({r['slow_path_bytes_after_handout']:,} "
+            f"after a handout); {r['handouts']} handouts, {r['flushes']} flushes"
+            + (f" ({reasons})" if reasons else ""))
 
 
 def _main(argv=None) -> int:

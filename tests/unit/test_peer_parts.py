@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from host_driver.tcp import TcpStack
+from host_driver.tcp import State, TcpStack
 from sim import cli
 from sim.peer import netns
 from sim.peer.bridge import ETH_MIN_FRAME, WireBridge
-from sim.peer.kernel_client import parse_size, tcp_info
+from sim.peer.kernel_client import namespace_counters, parse_size, tcp_info
 from sim.peer.pattern import REPLY_SEED, digest, pattern
 from sim.peer.services import Service, parse_service
 
@@ -102,6 +102,16 @@ def test_parse_service_rejects(text):
 def test_parse_size():
     assert parse_size("1M") == 1 << 20 and parse_size("256k") == 256 << 10
     assert parse_size("1000") == 1000
+
+
+def test_namespace_counters_read_snmp_and_netstat(tmp_path):
+    snmp, netstat = tmp_path / "snmp", tmp_path / "netstat"
+    snmp.write_text("Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+                    "Tcp: RtoAlgorithm OutSegs RetransSegs InErrs\nTcp: 1 900 3 0\n")
+    netstat.write_text("TcpExt: SyncookiesSent TCPSynRetrans TCPLossProbes\n"
+                        "TcpExt: 0 1 2\nIpExt: InNoRoutes\nIpExt: 0\n")
+    assert namespace_counters((snmp, netstat, tmp_path / "missing")) == {
+        "RetransSegs": 3, "TCPSynRetrans": 1, "TCPLossProbes": 2}
 
 
 class FakeTap:
@@ -198,3 +208,65 @@ def test_bad_service_is_a_usage_error(monkeypatch, capsys):
 def test_namespace_names_are_checked(name):
     with pytest.raises(ValueError):
         netns.PeerNamespace(name)
+
+
+def _summary_result(**fast):
+    return {"ok": True, "connections": 1, "bytes_in": 4000, "bytes_out": 0, "frames_in": 9,
+            "frames_out": 5, "frames_dropped": 0, "cycles": 1000, "simulated_seconds": 6.4e-6,
+            "wall_seconds": 1.0, "slowdown": 156250.0, "cycles_per_wall_second": 1000, **fast}
+
+
+def test_summary_line_of_the_fast_path():
+    from sim.peer.run import format_summary
+
+    off = format_summary(_summary_result(fast_path_bytes=0, slow_path_bytes=4000,
+                                         offload_on=False, offload=None))
+    assert "fast path    off: 4,000 bytes from the kernel took the slow path" in off
+    on = format_summary(_summary_result(
+        fast_path_bytes=3500, slow_path_bytes=500, slow_path_bytes_after_handout=100,
+        handouts=1, flushes=1, flushes_by_reason={"FIN": 1}, offload_on=True,
+        offload={"fp_fast_bytes": 3000, "fp_frame_data_bytes": 500}))
+    assert ("3,500 bytes on the fast path (3,000 placed into RCVMDLs, 500 shown with "
+            "FRAME_DATA), 500 on the slow path (100 after a handout); 1 handouts, 1 flushes "
+            "(1 FIN)") in on
+
+
+@pytest.mark.parametrize("kind", ["discard", "reply"])
+def test_services_read_through_rcvmdls_on_the_model(kind):
+    """With an offload the services read through posted receives: on the NIC model (the host
+    offload tests' setup) the NIC places the upload into them; ``reply`` answers after the FIN."""
+    import asyncio
+
+    from sim.offload_app import SEGMENT
+    from sim.peer.pattern import CLIENT_SEED
+    from tests.unit.test_host_offload import Setup
+
+    size, reply = 192 << 10, 10_000
+
+    async def main():
+        setup = Setup()
+        await setup.start()
+        (remote, conn), = await setup.connect()
+        service = Service(kind, reply, offload=setup.offload)
+        served = service.serve(conn)
+        remote.send(pattern(size, CLIENT_SEED))
+        remote.close()
+        got = bytearray()
+
+        def done():
+            service.poll()
+            got.extend(remote.recv(1 << 20) if remote.recv_queue else b"")
+            return service.done and remote.state in (State.CLOSED, State.TIME_WAIT)
+
+        await setup.run_until(done, "served")
+        return served, bytes(got), await setup.offload.statistics()
+
+    served, got, stats = asyncio.run(main())
+    assert served.bytes_in == size and served._hash.hexdigest() == digest(
+        pattern(size, CLIENT_SEED))
+    assert served.reader is not None and served.reader.completed[-1].reason == "eof"
+    assert stats["handouts"] == 1 and stats["flushes"] == {"FIN": 1}
+    # All placed or shown by the NIC but the last segment, which carries the FIN (a FIN flushes).
+    assert stats["rx_fast_bytes"] > size * 0.9 and stats["rx_slow_bytes"] <= SEGMENT
+    assert stats["rx_fast_bytes"] + stats["rx_frame_data_bytes"] + stats["rx_slow_bytes"] == size
+    assert got == (pattern(reply, REPLY_SEED) if kind == "reply" else b"")
