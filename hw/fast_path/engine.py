@@ -26,7 +26,7 @@ import enum
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -215,7 +215,9 @@ class ReceiveEngine(wiring.Component):
         # A job or an ACK request is built into a register (``job``, ``ack``) and written into
         # its FIFO the next clock. The FSM pushes only while ``job_room``/``ack_room`` (registered
         # from the FIFO's level a clock earlier) say that even four pushes not yet counted in
-        # the level fit: so no push waits on a FIFO's ready through the FSM's decisions.
+        # the level fit: so no push waits on a FIFO's ready through the FSM's decisions. The
+        # FIFOs are read ahead from LUT RAM (SyncFIFO): the reader's ready moves a pointer, it
+        # loads no register as wide as a job.
         fifo_depth = 8
         # The job FIFO keeps of a job's frame what the RX writer reads: its summary, where it
         # is, and of its TCP fields the sequence number (FRAME_DATA's tag); the other TCP
@@ -227,9 +229,8 @@ class ReceiveEngine(wiring.Component):
                      if name != "tcp"})
         kept["seq"] = 32
         job_entry = data.StructLayout(kept)
-        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=job_entry.size,
-                                                            depth=fifo_depth)
-        m.submodules.ack_fifo = ack_fifo = SyncFIFOBuffered(
+        m.submodules.job_fifo = job_fifo = SyncFIFO(width=job_entry.size, depth=fifo_depth)
+        m.submodules.ack_fifo = ack_fifo = SyncFIFO(
             width=data.Layout.cast(AckRequest).size, depth=fifo_depth)
         job = Signal(RxJob)
         job_valid = Signal()
@@ -389,7 +390,12 @@ class ReceiveEngine(wiring.Component):
         sg_w = sg_ram.write_port()
         m.d.comb += [hot_r.addr.eq(conn), route_r.addr.eq(conn), hot_w.addr.eq(conn),
                      route_w.addr.eq(conn), hot_w.data.eq(rec), route_w.data.eq(route),
-                     q_r.addr.eq(rec.q_head), q_next_r.addr.eq(rec.q_head)]
+                     q_next_r.addr.eq(rec.q_head)]
+        # The queue memory's read address, registered (the head frame comes three clocks after
+        # the head changed: DRAIN_* and FLUSH_QUEUE_* wait for it).
+        q_r_addr = Signal.like(q_r.addr)
+        m.d.sync += q_r_addr.eq(rec.q_head)
+        m.d.comb += q_r.addr.eq(q_r_addr)
         # The entry memory's read address, registered: its data is good three clocks after the
         # entry or the connection changed.
         sg_r_addr = Signal.like(sg_r.addr)
@@ -514,21 +520,29 @@ class ReceiveEngine(wiring.Component):
         rd = self.dma_read
         wr = self.dma_write
         m.d.comb += rd.resp.ready.eq(1)
+        # A read's beats land in the buffer by their number (each beat's slice loads on its
+        # own: no enable reaches every bit of the buffer); an RCVMDL list's also go through a
+        # shift register one entry long.
+        entry_size = data.Layout.cast(RcvMdlEntry).size
+        entry_buf = Signal(max(entry_size, data_bits))
         with m.If(rd.resp.valid):
             m.d.sync += [
-                ccb_buf.eq(Cat(ccb_buf[data_bits:], rd.resp.payload.data)),
+                entry_buf.eq(Cat(entry_buf[data_bits:], rd.resp.payload.data)),
                 beat_count.eq(beat_count + 1),
                 dma_error.eq(dma_error | rd.resp.payload.error),
             ]
+            for k in range(ccb_beats):
+                with m.If(beat_count == k):
+                    m.d.sync += ccb_buf[k * data_bits:(k + 1) * data_bits].eq(
+                        rd.resp.payload.data)
         # The reads' ends, registered (a clock after the last beat): the compares stay off the
         # FSM's decisions. A request clears them.
         tuple_in = Signal()
         ccb_in = Signal()
         m.d.sync += [tuple_in.eq(beat_count == tuple_beats), ccb_in.eq(beat_count == ccb_beats)]
         read_ccb = data.View(Ccb, ccb_buf)
-        # A tuple read lands in the top beats of the buffer.
-        read_tuple = data.View(CcbTupleHost, ccb_buf[-8 * CCB_TUPLE_BYTES:])
-        sg_entry = data.View(RcvMdlEntry, ccb_buf[-data.Layout.cast(RcvMdlEntry).size:])
+        read_tuple = data.View(CcbTupleHost, ccb_buf[:8 * CCB_TUPLE_BYTES])
+        sg_entry = data.View(RcvMdlEntry, entry_buf[-entry_size:])
 
         # --- Answers ----------------------------------------------------------------------------
         def answer(code, event=1, bad=0):
@@ -730,8 +744,10 @@ class ReceiveEngine(wiring.Component):
                     m.next = "DRAIN_WAIT"
                 with m.Else():
                     m.next = "IDLE"
-            # DRAIN_WAIT -- the head frame's record comes out of the queue memory.
+            # DRAIN_WAIT, DRAIN_WAIT2 -- the head frame's record comes out of the queue memory.
             with m.State("DRAIN_WAIT"):
+                m.next = "DRAIN_WAIT2"
+            with m.State("DRAIN_WAIT2"):
                 m.next = "DRAIN_TAKE"
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
@@ -1321,10 +1337,11 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_WB_DATA"
             # FLUSH_WB_DATA -- the Ccb's beats, lowest first.
             with m.State("FLUSH_WB_DATA"):
-                m.d.comb += [wr.data.valid.eq(1), wr.data.payload.data.eq(ccb_buf[:data_bits]),
+                m.d.comb += [wr.data.valid.eq(1),
+                             wr.data.payload.data.eq(ccb_buf.word_select(beat_count, data_bits)),
                              wr.data.payload.strb.eq((1 << beat_bytes) - 1)]
                 with m.If(wr.data.ready):
-                    m.d.sync += [ccb_buf.eq(ccb_buf >> data_bits), beat_count.eq(beat_count + 1)]
+                    m.d.sync += beat_count.eq(beat_count + 1)
                     with m.If(beat_count == ccb_beats - 1):
                         m.next = "FLUSH_WB_DONE"
             with m.State("FLUSH_WB_DONE"):
@@ -1346,8 +1363,10 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH_QUEUE_WAIT"
                 with m.Else():
                     m.next = "FLUSH_LAST"
-            # FLUSH_QUEUE_WAIT -- the head frame's record comes out of the queue memory.
+            # FLUSH_QUEUE_WAIT, _WAIT2 -- the head frame's record comes out of the queue memory.
             with m.State("FLUSH_QUEUE_WAIT"):
+                m.next = "FLUSH_QUEUE_WAIT2"
+            with m.State("FLUSH_QUEUE_WAIT2"):
                 m.next = "FLUSH_QUEUE_PASS"
             with m.State("FLUSH_QUEUE_PASS"):
                 push_job(RxJobKind.SLOW, job_room, queued=True, free=1)
