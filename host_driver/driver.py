@@ -87,6 +87,12 @@ _L4_CHECKSUM_OFFSET = {proto.value: at for proto, at in L4_CHECKSUM_OFFSET.items
 _IPV4_MF_AND_OFFSET = 0x3FFF     # more-fragments flag and fragment offset: a fragment if nonzero
 
 
+#: How long :meth:`NicDriver.command` waits for the NIC to take commands from a full ring, and
+#: how often it looks.
+_COMMAND_RING_WAIT_CYCLES = 100_000
+_COMMAND_RING_POLL_CYCLES = 32
+
+
 def _reg(name: str) -> int:
     return regmap.BY_NAME[name].offset
 
@@ -402,10 +408,17 @@ class NicDriver:
             tag = self._next_tag
             self._next_tag = (self._next_tag + 1) & 0xFFFF
         cmd_ring = self._rings[RingId.COMMAND]
-        if len(self._commands_posted) >= cmd_ring.size - 1:
+        # A full ring (a burst of handouts: the NIC takes a HANDOUT2 in a Ccb read): wait for the
+        # NIC to take some, as a kernel driver would wait for ring space.
+        waited = 0
+        while len(self._commands_posted) >= cmd_ring.size - 1:
             await self._forget_taken_commands()
-        if len(self._commands_posted) >= cmd_ring.size - 1:
-            raise DriverError("command ring full")
+            if len(self._commands_posted) < cmd_ring.size - 1:
+                break
+            if waited >= _COMMAND_RING_WAIT_CYCLES:
+                raise DriverError("command ring full")
+            await self.bus.delay(_COMMAND_RING_POLL_CYCLES)
+            waited += _COMMAND_RING_POLL_CYCLES
         entry = pack(Command, {"opcode": int(getattr(opcode, "value", opcode)),
                                "ring": int(getattr(ring, "value", ring)), "tag": tag,
                                "arg": arg, "addr": addr})
