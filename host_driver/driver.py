@@ -243,8 +243,11 @@ class NicDriver:
         self._rx_posted: dict[int, int] = {}      # RX ring index -> buffer address
         self._tx_posted: dict[int, int] = {}      # TX ring index -> buffer address
         self._commands_posted: dict[int, int] = {}   # command ring index -> tag
-        # Command ring index -> tag of the last command posted there (INTERLOCK names the index).
-        self._command_tags: dict[int, int] = {}
+        # Command ring index -> tags of the HANDOUT1s posted there whose INTERLOCK or refusal has
+        # not come yet, oldest first (INTERLOCK names the index, not the tag). Not "the last
+        # command posted there": an INTERLOCK waits for its fence after the NIC took the
+        # HANDOUT1, and the host may reuse the slot meanwhile.
+        self._handout1_tags: dict[int, deque[int]] = {}
         self._mdl_lists: list[tuple[int, int, int]] = []   # (conn_nbr, command index, address)
         self._rx_buffer_size = 0
         self._next_tag = 0
@@ -424,7 +427,8 @@ class NicDriver:
                                "arg": arg, "addr": addr})
         self.memory.write(cmd_ring.entry(cmd_ring.index), entry.to_bytes(_ENTRY, "little"))
         self._commands_posted[cmd_ring.index] = tag
-        self._command_tags[cmd_ring.index] = tag
+        if int(getattr(opcode, "value", opcode)) == CommandOpcode.HANDOUT1.value:
+            self._handout1_tags.setdefault(cmd_ring.index, deque()).append(tag)
         cmd_ring.index = cmd_ring.next(cmd_ring.index)
         await self.bus.write32(_ring_reg(RingId.COMMAND, "PRODUCER"), cmd_ring.index)
         return tag
@@ -555,13 +559,14 @@ class NicDriver:
                 self.stats.tx_errors[code.name] += 1
         elif kind is EventKind.COMMAND_DONE:
             self._commands_posted.pop(event.index, None)
-            self._command_tags.pop(event.index, None)
+            if event.detail == CommandOpcode.HANDOUT1.value:
+                self._handout1_tag(event.index)
             if code is not EventCode.OK:
                 self._free_mdl_list(lambda conn, index: index == event.index)
             self.command_done[event.tag] = fields
         elif kind is EventKind.INTERLOCK:
             self._commands_posted.pop(event.index, None)
-            tag = self._command_tags.pop(event.index)
+            tag = self._handout1_tag(event.index)
             self.command_done[tag] = fields
             self._fast_path(Interlock(event.detail, event.tag, tag))
         elif kind is EventKind.FRAME_DATA:
@@ -576,6 +581,16 @@ class NicDriver:
                                   event.length))
         else:
             self.stats.errors.append(fields)
+
+    def _handout1_tag(self, index: int) -> int | None:
+        """The tag of the oldest HANDOUT1 at command ring ``index`` not answered yet."""
+        tags = self._handout1_tags.get(index)
+        if not tags:
+            return None
+        tag = tags.popleft()
+        if not tags:
+            del self._handout1_tags[index]
+        return tag
 
     def _frame_data(self, event, code: EventCode) -> FrameData:
         """The FRAME_DATA's frame, read from its RX buffer (given back to the pool)."""

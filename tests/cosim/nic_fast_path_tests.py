@@ -38,7 +38,7 @@ from sim.cosim.nic_tb import NicTb
 from sim.cosim.pci import LinkConfig
 from sim.offload_app import SEGMENT, Reader, Wire, payload
 from sim.scenario import CYCLE_SECONDS as SCENARIO_CYCLE_SECONDS
-from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, TcpScenario
+from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, ScenarioTimeout, TcpScenario
 
 BYTES = int(os.environ.get("INIC_FP_BYTES", 1 << 20))
 #: ``INIC_FP_TRACE=1`` logs every frame put on MAC RX (sequence, length), every fast-path event
@@ -645,7 +645,16 @@ async def test_many_connections_with_random_handouts_and_flushes(dut):
             reader.pump()
         return all(len(r.data) >= len(d) for r, d in zip(readers, sent, strict=True))
 
-    await bench.run_until(done, "many")
+    try:
+        await bench.run_until(done, "many")
+    except ScenarioTimeout:
+        for (remote, conn), reader, data in zip(pairs, readers, sent, strict=True):
+            if len(reader.data) < len(data):
+                dut._log.error("port %d: %d of %d bytes, %s, posted %s, queue %d, remote "
+                               "%d unacknowledged, %s", remote.local_port, len(reader.data),
+                               len(data), offload.phase(conn), reader.posted, conn.recv_queue,
+                               seq_diff(remote.snd_max, remote.snd_una), conn.state)
+        raise
     for reader, data in zip(readers, sent, strict=True):
         assert bytes(reader.data) == data
     stats = await bench.take_back()
