@@ -34,7 +34,7 @@ from host_driver.tcp import State, seq_diff
 from hw import params
 from hw.host import regmap
 from hw.layouts import EventKind, FastPathCounters, unpack
-from sim.cosim.nic_tb import NicTb
+from sim.cosim.nic_tb import NicTb, peek_counters
 from sim.cosim.pci import LinkConfig
 from sim.offload_app import SEGMENT, Reader, Wire, payload
 from sim.scenario import CYCLE_SECONDS as SCENARIO_CYCLE_SECONDS
@@ -654,6 +654,8 @@ async def test_many_connections_with_random_handouts_and_flushes(dut):
                                "%d unacknowledged, %s", remote.local_port, len(reader.data),
                                len(data), offload.phase(conn), reader.posted, conn.recv_queue,
                                seq_diff(remote.snd_max, remote.snd_una), conn.state)
+        dut._log.error("counters %s", {k: v for k, v in peek_counters(dut).items() if v})
+        dut._log.error("fast path %s", {k: v for k, v in peek_fast_path(dut).items() if v})
         raise
     for reader, data in zip(readers, sent, strict=True):
         assert bytes(reader.data) == data
