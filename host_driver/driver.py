@@ -558,15 +558,15 @@ class NicDriver:
             else:
                 self.stats.tx_errors[code.name] += 1
         elif kind is EventKind.COMMAND_DONE:
-            self._commands_posted.pop(event.index, None)
+            self._answered(event.index, event.tag)
             if event.detail == CommandOpcode.HANDOUT1.value:
                 self._handout1_tag(event.index)
             if code is not EventCode.OK:
                 self._free_mdl_list(lambda conn, index: index == event.index)
             self.command_done[event.tag] = fields
         elif kind is EventKind.INTERLOCK:
-            self._commands_posted.pop(event.index, None)
             tag = self._handout1_tag(event.index)
+            self._answered(event.index, tag)
             self.command_done[tag] = fields
             self._fast_path(Interlock(event.detail, event.tag, tag))
         elif kind is EventKind.FRAME_DATA:
@@ -581,6 +581,13 @@ class NicDriver:
                                   event.length))
         else:
             self.stats.errors.append(fields)
+
+    def _answered(self, index: int, tag: int | None) -> None:
+        """The command ``tag`` at ring ``index`` was answered: its slot is free, unless the slot
+        already holds a later command (an answer may come after the NIC took the command and the
+        host reused the slot: an INTERLOCK waits for its fence)."""
+        if self._commands_posted.get(index) == tag:
+            del self._commands_posted[index]
 
     def _handout1_tag(self, index: int) -> int | None:
         """The tag of the oldest HANDOUT1 at command ring ``index`` not answered yet."""

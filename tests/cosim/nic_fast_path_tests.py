@@ -187,6 +187,7 @@ class Bench:
         """The host's and the NIC's counters agree with the MAC; the accounting identity."""
         counters = await self.driver.counters()
         fast = await self.driver.fast_path_counters()
+        self.dut._log.info("counters %s", {k: v for k, v in counters.items() if v})
         drops = sum(v for k, v in counters.items() if k.startswith("rx_drop_"))
         assert counters["rx_frames"] == self.tb.mac.rx_frames == len(self.wire.frames)
         assert counters["rx_frames"] == (counters["rx_to_host"] + fast["fp_fast_frames"]
@@ -661,6 +662,7 @@ async def test_many_connections_with_random_handouts_and_flushes(dut):
         assert bytes(reader.data) == data
     stats = await bench.take_back()
     dut._log.info("%d connections, %d flushed by the application", n, len(flushed))
+    dut._log.info("peer: %d retransmissions", sum(r.stats.retransmissions for r, _ in pairs))
     assert len(flushed) >= 5 and stats["host_flushes"]["application"] >= len(flushed)
     assert stats["handouts"] > n
     # The host's flushes, and OUT_OF_WINDOW for a segment longer than the RCVMDL's space (it
