@@ -610,14 +610,17 @@ async def test_host_flush_with_an_rcvmdl_half_full(dut):
 
 
 #: Connections at once in the many-connections test (``INIC_FP_CONNECTIONS``).
-CONNECTIONS = int(os.environ.get("INIC_FP_CONNECTIONS", 24))
+CONNECTIONS = int(os.environ.get("INIC_FP_CONNECTIONS", 48))
 
 
 @cocotb.test()
 async def test_many_connections_with_random_handouts_and_flushes(dut):
     n = CONNECTIONS
-    # Nothing lost (drops are the first test's): no flush for order, nothing resent.
-    bench = Bench(dut, seed=13, policy=OffloadPolicy(max_flushes=1000))
+    # Nothing lost (drops are the first test's): no flush for order, nothing resent. The remote
+    # sends every connection's first window at once and the wire queues them all (a frame or two
+    # a step): a TCP clock ten times slower again keeps that queue inside the peer's RTO.
+    bench = Bench(dut, seed=13, policy=OffloadPolicy(max_flushes=1000),
+                  cycle_seconds=CYCLE_SECONDS / 10)
     bench.wire.rate = 2
     await bench.start()
     pairs = await bench.connect(n=n)
