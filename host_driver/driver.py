@@ -87,6 +87,12 @@ _L4_CHECKSUM_OFFSET = {proto.value: at for proto, at in L4_CHECKSUM_OFFSET.items
 _IPV4_MF_AND_OFFSET = 0x3FFF     # more-fragments flag and fragment offset: a fragment if nonzero
 
 
+#: How long :meth:`NicDriver.command` waits for the NIC to take commands from a full ring, and
+#: how often it looks.
+_COMMAND_RING_WAIT_CYCLES = 100_000
+_COMMAND_RING_POLL_CYCLES = 32
+
+
 def _reg(name: str) -> int:
     return regmap.BY_NAME[name].offset
 
@@ -237,8 +243,11 @@ class NicDriver:
         self._rx_posted: dict[int, int] = {}      # RX ring index -> buffer address
         self._tx_posted: dict[int, int] = {}      # TX ring index -> buffer address
         self._commands_posted: dict[int, int] = {}   # command ring index -> tag
-        # Command ring index -> tag of the last command posted there (INTERLOCK names the index).
-        self._command_tags: dict[int, int] = {}
+        # Command ring index -> tags of the HANDOUT1s posted there whose INTERLOCK or refusal has
+        # not come yet, oldest first (INTERLOCK names the index, not the tag). Not "the last
+        # command posted there": an INTERLOCK waits for its fence after the NIC took the
+        # HANDOUT1, and the host may reuse the slot meanwhile.
+        self._handout1_tags: dict[int, deque[int]] = {}
         self._mdl_lists: list[tuple[int, int, int]] = []   # (conn_nbr, command index, address)
         self._rx_buffer_size = 0
         self._next_tag = 0
@@ -402,16 +411,24 @@ class NicDriver:
             tag = self._next_tag
             self._next_tag = (self._next_tag + 1) & 0xFFFF
         cmd_ring = self._rings[RingId.COMMAND]
-        if len(self._commands_posted) >= cmd_ring.size - 1:
+        # A full ring (a burst of handouts: the NIC takes a HANDOUT2 in a Ccb read): wait for the
+        # NIC to take some, as a kernel driver would wait for ring space.
+        waited = 0
+        while len(self._commands_posted) >= cmd_ring.size - 1:
             await self._forget_taken_commands()
-        if len(self._commands_posted) >= cmd_ring.size - 1:
-            raise DriverError("command ring full")
+            if len(self._commands_posted) < cmd_ring.size - 1:
+                break
+            if waited >= _COMMAND_RING_WAIT_CYCLES:
+                raise DriverError("command ring full")
+            await self.bus.delay(_COMMAND_RING_POLL_CYCLES)
+            waited += _COMMAND_RING_POLL_CYCLES
         entry = pack(Command, {"opcode": int(getattr(opcode, "value", opcode)),
                                "ring": int(getattr(ring, "value", ring)), "tag": tag,
                                "arg": arg, "addr": addr})
         self.memory.write(cmd_ring.entry(cmd_ring.index), entry.to_bytes(_ENTRY, "little"))
         self._commands_posted[cmd_ring.index] = tag
-        self._command_tags[cmd_ring.index] = tag
+        if int(getattr(opcode, "value", opcode)) == CommandOpcode.HANDOUT1.value:
+            self._handout1_tags.setdefault(cmd_ring.index, deque()).append(tag)
         cmd_ring.index = cmd_ring.next(cmd_ring.index)
         await self.bus.write32(_ring_reg(RingId.COMMAND, "PRODUCER"), cmd_ring.index)
         return tag
@@ -541,14 +558,15 @@ class NicDriver:
             else:
                 self.stats.tx_errors[code.name] += 1
         elif kind is EventKind.COMMAND_DONE:
-            self._commands_posted.pop(event.index, None)
-            self._command_tags.pop(event.index, None)
+            self._answered(event.index, event.tag)
+            if event.detail == CommandOpcode.HANDOUT1.value:
+                self._handout1_tag(event.index)
             if code is not EventCode.OK:
                 self._free_mdl_list(lambda conn, index: index == event.index)
             self.command_done[event.tag] = fields
         elif kind is EventKind.INTERLOCK:
-            self._commands_posted.pop(event.index, None)
-            tag = self._command_tags.pop(event.index)
+            tag = self._handout1_tag(event.index)
+            self._answered(event.index, tag)
             self.command_done[tag] = fields
             self._fast_path(Interlock(event.detail, event.tag, tag))
         elif kind is EventKind.FRAME_DATA:
@@ -563,6 +581,23 @@ class NicDriver:
                                   event.length))
         else:
             self.stats.errors.append(fields)
+
+    def _answered(self, index: int, tag: int | None) -> None:
+        """The command ``tag`` at ring ``index`` was answered: its slot is free, unless the slot
+        already holds a later command (an answer may come after the NIC took the command and the
+        host reused the slot: an INTERLOCK waits for its fence)."""
+        if self._commands_posted.get(index) == tag:
+            del self._commands_posted[index]
+
+    def _handout1_tag(self, index: int) -> int | None:
+        """The tag of the oldest HANDOUT1 at command ring ``index`` not answered yet."""
+        tags = self._handout1_tags.get(index)
+        if not tags:
+            return None
+        tag = tags.popleft()
+        if not tags:
+            del self._handout1_tags[index]
+        return tag
 
     def _frame_data(self, event, code: EventCode) -> FrameData:
         """The FRAME_DATA's frame, read from its RX buffer (given back to the pool)."""

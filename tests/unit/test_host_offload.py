@@ -20,7 +20,7 @@ from host_driver.memory import HostMemory
 from host_driver.offload import HostOffload, OffloadPolicy, Phase, _tcp_of, per_second
 from host_driver.tcp import State, seq_diff
 from hw import params
-from sim.offload_app import SEGMENT, Reader, payload
+from sim.offload_app import SEGMENT, Reader, Wire, payload
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, TcpScenario
 
@@ -29,64 +29,12 @@ from sim.scenario import HOST_IP, HOST_MAC, REMOTE_IP, REMOTE_MAC, TcpScenario
 CYCLE_SECONDS = 1e-7
 
 
-class Wire:
-    """The remote -> NIC direction at about wire rate: at most ``rate`` frames a scenario step
-    (200 NIC cycles: one full-sized frame at 10 Gb/s is 190); drops and reorders data segments
-    at random (``loss``, ``reorder``) while ``active``."""
-
-    def __init__(self, model, loss=0.0, reorder=0.0, seed=0, rate=1):
-        self.model, self.loss, self.reorder, self.rate = model, loss, reorder, rate
-        self.interval = 1           # steps between two releases of ``rate`` frames
-        self.steps = 0
-        self.rng = random.Random(seed)
-        self.queue: list[bytes] = []
-        self.late: list[bytes] = []
-        self.active = True
-        self.frames = []            # every frame put on MAC RX
-        self.dropped = self.reordered = 0
-        self.tap = None             # called with each frame before it goes on MAC RX
-
-    def __call__(self, frame: bytes) -> None:
-        self.queue.append(frame)
-
-    async def tick(self) -> None:
-        self.steps += 1
-        if self.steps % self.interval:
-            return
-        for _ in range(self.rate):
-            if not self.queue:
-                break
-            frame = self.queue.pop(0)
-            data = len(frame) > 80
-            if self.active and data and self.rng.random() < self.loss:
-                self.dropped += 1
-                continue
-            if self.active and data and self.rng.random() < self.reorder:
-                self.reordered += 1
-                self.late.append(frame)
-                continue
-            self.put(frame)
-            if self.late and self.rng.random() < 0.3:
-                self.put(self.late.pop(0))
-        if not self.queue:
-            while self.late:
-                self.put(self.late.pop(0))
-
-    def put(self, frame):
-        if self.tap is not None:
-            frame = self.tap(frame)
-            if frame is None:
-                return
-        self.frames.append(frame)
-        self.model.receive_frame(frame)
-
-
 class Setup:
     def __init__(self, policy=None, loss=0.0, reorder=0.0, seed=0, stack_options=None):
         self.memory = HostMemory(1 << 25)
         self.model = NicModel(self.memory)
         self.bus = ModelBus(self.model)
-        self.wire = Wire(self.model, loss, reorder, seed)
+        self.wire = Wire(self.model.receive_frame, loss, reorder, seed)
         self.scenario = TcpScenario(self.bus, self.wire, cycle_seconds=CYCLE_SECONDS,
                                     offload=policy or OffloadPolicy(),
                                     stack_options=stack_options,
