@@ -545,8 +545,10 @@ async def handout_race(dut, between):
         assert burst[2]["fp_queued"] == between
         assert stats["flushes"] == {"HOST": 1}      # take_back's
         assert stats["fp_to_slow"] == 0
-        # The first queued segment was shown before the NIC took the RCVMDL.
-        assert stats["frame_data_before_rcvmdl"] == 1
+        # HANDOUT2 lists the connection to drain; the RCVMDL behind it (a command: taken
+        # first) may reach the engine before the drain or after it: then the first queued
+        # segment is shown (FRAME_DATA) before the RCVMDL, the rest placed. Timing, not rule.
+        assert stats["frame_data_before_rcvmdl"] in (0, 1)
     else:
         assert burst[2]["fp_flush_queue_full"] == 1
         assert stats["flushes"]["QUEUE_FULL"] == 1
