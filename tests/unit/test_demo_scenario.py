@@ -7,16 +7,17 @@ import asyncio
 from host_driver.memory import HostMemory
 from host_driver.offload import OffloadPolicy
 from sim.demo_scenario import LossyWire, OffloadDemo, figures
+from sim.offload_app import Wire
 from sim.reference.nic_model import ModelBus, NicModel
 from sim.scenario import TcpScenario
 
-from .test_host_offload import CYCLE_SECONDS, Wire
+from .test_host_offload import CYCLE_SECONDS
 
 
 def run_demo_on_model(down, up):
     async def main():
         model = NicModel(HostMemory(1 << 25))
-        paced = Wire(model)     # about wire rate, as the RTL's MAC takes them
+        paced = Wire(model.receive_frame)     # about wire rate, as the RTL's MAC takes them
         demo = None
         wire = LossyWire(paced, OffloadDemo.lose_after(down), lambda: demo.offloaded())
         scenario = TcpScenario(ModelBus(model), wire, cycle_seconds=CYCLE_SECONDS,
