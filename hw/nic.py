@@ -134,6 +134,8 @@ class Nic(wiring.Component):
             rx_buffer.posted.eq(fetchers[RingId.RX].posted),
             rx_buffer.release.eq(rx_writer.consume),
             rx_buffer.release_fast.eq(engine.release),
+            engine.buffer_short.eq(rx_buffer.short),
+            engine.buffer_oldest.eq(rx_buffer.oldest),
             engine.frame_data_written.eq(rx_writer.frame_data),
         ]
 

@@ -68,9 +68,10 @@ class Pick(enum.IntEnum):
     INTERLOCK = 0
     COMMAND = 1
     FAILED = 2
-    DRAIN = 3
-    FRAME = 4
-    TIMER = 5
+    PRESSURE = 3
+    DRAIN = 4
+    FRAME = 5
+    TIMER = 6
 
 
 class Work(enum.IntEnum):
@@ -80,6 +81,7 @@ class Work(enum.IntEnum):
     FAILED = 4
     TIMER = 8
     COMMAND = 16
+    PRESSURE = 32
 
 __all__ = ["ReceiveEngine"]
 
@@ -144,6 +146,10 @@ class ReceiveEngine(wiring.Component):
         does; its bytes are counted when the engine decides).
     idle : Out(1)
         Nothing to do but wait for a timer: no frame, job, ACK or answer waiting.
+    buffer_short, buffer_oldest : In(1), In(SLOT_BITS)
+        The packet buffer's ``short`` and ``oldest``: while it runs short and its oldest frame
+        is in a connection's queue, that connection is flushed (QUEUE_FULL), so its queue holds
+        back no more space (docs/fast_path.md, "Queues in the packet buffer").
     sim_handles : dict
         For testbenches: the store's memories.
     """
@@ -179,6 +185,8 @@ class ReceiveEngine(wiring.Component):
             "clear": In(1),
             "frame_data_written": In(1),
             "idle": Out(1),
+            "buffer_short": In(1),
+            "buffer_oldest": In(SLOT_BITS),
         })
         self.sim_handles = {}
 
@@ -206,6 +214,18 @@ class ReceiveEngine(wiring.Component):
         q_next_w = q_next.write_port()
         q_next_r = q_next.read_port(domain="comb")
         self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
+        # Which slots hold a queued frame, and the connection of each (for the packet buffer's
+        # pressure: its oldest frame's connection is flushed while the buffer runs short).
+        slot_queued = Signal(slots)
+        m.submodules.slot_conn = slot_conn = Memory(shape=conn_bits, depth=slots, init=[])
+        slot_conn_w = slot_conn.write_port()
+        slot_conn_r = slot_conn.read_port(domain="comb")
+        pressure = Signal()
+        pressure_conn = Signal(conn_bits)
+        m.d.comb += slot_conn_r.addr.eq(self.buffer_oldest)
+        m.d.sync += [pressure.eq(self.buffer_short
+                                 & slot_queued.bit_select(self.buffer_oldest, 1)),
+                     pressure_conn.eq(slot_conn_r.data)]
         # The queue's head frame, a clock after the read (the read's data goes nowhere else).
         q_head_frame = Signal(DispatchedFrame)
         frame = Signal(DispatchedFrame)     # the work item's frame
@@ -311,7 +331,7 @@ class ReceiveEngine(wiring.Component):
         interlock_conn = Signal(conn_bits)
         interlock_index = Signal(16)
         interlock_context = Signal(32)
-        work = Signal(5)                # a Work: what the record being read is for
+        work = Signal(len(Work))        # a Work: what the record being read is for
         in_command = Signal()           # the work item is a command (answer at its end)
         from_queue = Signal()           # the frame came from its connection's queue
 
@@ -595,6 +615,9 @@ class ReceiveEngine(wiring.Component):
             m.d.sync += pick.eq(1 << Pick.COMMAND)
         with m.Elif(self.place_failed.valid):
             m.d.sync += pick.eq(1 << Pick.FAILED)
+        with m.Elif(pressure & ~(interlock & (interlock_conn == pressure_conn))):
+            # (A connection whose INTERLOCK waits is flushed once it was posted.)
+            m.d.sync += pick.eq(1 << Pick.PRESSURE)
         with m.Elif(drain_list.r_rdy):
             m.d.sync += pick.eq(1 << Pick.DRAIN)
         with m.Elif(self.frames.valid & job_room):
@@ -679,6 +702,9 @@ class ReceiveEngine(wiring.Component):
                     m.d.comb += self.place_failed.ready.eq(1)
                     m.d.sync += [conn.eq(self.place_failed.payload), work.eq(Work.FAILED)]
                     m.next = "RECORD_READ"
+                with m.If(pick[Pick.PRESSURE]):
+                    m.d.sync += [conn.eq(pressure_conn), work.eq(Work.PRESSURE)]
+                    m.next = "RECORD_READ"
                 with m.If(pick[Pick.DRAIN]):
                     m.d.comb += drain_list.r_en.eq(1)
                     m.d.sync += [conn.eq(drain_list.r_data), from_queue.eq(1),
@@ -719,6 +745,8 @@ class ReceiveEngine(wiring.Component):
                         m.next = "FAILED_CHECK"
                     with m.Case(Work.TIMER):
                         m.next = "TIMER_CHECK"
+                    with m.Case(Work.PRESSURE):
+                        m.next = "PRESSURE_CHECK"
                     with m.Default():
                         m.next = "COMMAND_COMPARE"
 
@@ -744,6 +772,9 @@ class ReceiveEngine(wiring.Component):
                     m.next = "FLUSH"
                 with m.Else():
                     # The frame's record by its slot; the old tail's successor is this slot.
+                    m.d.comb += [slot_conn_w.addr.eq(f.slot), slot_conn_w.data.eq(conn),
+                                 slot_conn_w.en.eq(1)]
+                    m.d.sync += slot_queued.bit_select(f.slot, 1).eq(1)
                     m.d.comb += [q_w.addr.eq(f.slot), q_w.data.eq(frame), q_w.en.eq(1),
                                  q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
                                  q_next_w.en.eq(rec.q_count != 0)]
@@ -768,7 +799,8 @@ class ReceiveEngine(wiring.Component):
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
                 m.d.sync += [frame.eq(q_head_frame), rec.q_head.eq(q_next_r.data),
-                             rec.q_count.eq(rec.q_count - 1)]
+                             rec.q_count.eq(rec.q_count - 1),
+                             slot_queued.bit_select(rec.q_head, 1).eq(0)]
                 pulse("queued", Const(-1, 32))
                 m.next = "CHECK"
 
@@ -777,6 +809,16 @@ class ReceiveEngine(wiring.Component):
             with m.State("FAILED_CHECK"):
                 with m.If(rf.live):
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.next = "IDLE"
+
+            # PRESSURE_CHECK -- the packet buffer runs short and its oldest frame is in this
+            # connection's queue: the connection is flushed (QUEUE_FULL), its queue passed to the
+            # slow path, unless the queue went meanwhile.
+            with m.State("PRESSURE_CHECK"):
+                with m.If(~rf.no_conn & (rec.q_count != 0)):
+                    m.d.sync += [flush_reason.eq(FlushReason.QUEUE_FULL), flush_frame.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
                     m.next = "IDLE"
@@ -1389,7 +1431,8 @@ class ReceiveEngine(wiring.Component):
                 push_job(RxJobKind.SLOW, job_room, queued=True, free=1)
                 with m.If(job_room):
                     m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
-                                 rec.q_count.eq(rec.q_count - 1)]
+                                 rec.q_count.eq(rec.q_count - 1),
+                                 slot_queued.bit_select(rec.q_head, 1).eq(0)]
                     pulse("queued", Const(-1, 32))
                     m.next = "FLUSH_QUEUE"
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.

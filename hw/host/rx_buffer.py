@@ -101,6 +101,12 @@ class RxPacketBuffer(wiring.Component):
         ACK's slot is free at once); they may come in the same clock as the RX writer's.
     drop_disabled, drop_no_buffer, drop_overflow, drop_oversize : Out(1)
         One pulse per dropped frame, by reason.
+    short : Out(1)
+        Fewer than a quarter of the buffer's words or frame slots are free, and a frame is in
+        (registered). With ``oldest``: the receive engine flushes the connection whose queue holds
+        the oldest frame (docs/fast_path.md, "Queues in the packet buffer").
+    oldest : Out(6)
+        The slot of the oldest frame whose space has not come back (a register).
     """
 
     def __init__(self, *, data_bits=params.DMA_DATA_BITS):
@@ -123,6 +129,8 @@ class RxPacketBuffer(wiring.Component):
             "drop_no_buffer": Out(1),
             "drop_overflow": Out(1),
             "drop_oversize": Out(1),
+            "short": Out(1),
+            "oldest": Out(exact_log2(params.RX_PACKET_BUFFER_FRAMES)),
         })
 
     @property
@@ -400,4 +408,12 @@ class RxPacketBuffer(wiring.Component):
                 m.d.sync += released[k].eq(0)
         with m.If(oldest_done):
             m.d.sync += queue_free.eq(queue_free + 1)
+
+        # --- Pressure: a queued frame the oldest while the space runs short --------------------
+        short = Signal()
+        m.d.sync += short.eq(
+            (queue_free != queue_filled)
+            & ((fifo.w_free < self.depth_words // 4)
+               | (slots_held > queue_depth - queue_depth // 4)))
+        m.d.comb += [self.short.eq(short), self.oldest.eq(queue_free[:-1])]
         return m

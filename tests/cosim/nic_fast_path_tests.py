@@ -23,7 +23,7 @@ from collections import Counter
 
 import cocotb
 from cocotb.triggers import ClockCycles
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
@@ -502,11 +502,13 @@ def every_frame_taken(dut, between):
     return counters["fp_queued"] >= between or counters["fp_flush_queue_full"] > 0
 
 
-async def handout_race(dut, between):
+async def handout_race(dut, between, flood=0):
     """``between`` frames reach the NIC after it took HANDOUT1 and before the host handles the
     INTERLOCK (the host is kept from servicing until they are all in): queued and drained by
     HANDOUT2, or enough to fill the queue (QUEUE_FULL: all to the slow path before the FLUSH);
-    every byte once, in order."""
+    every byte once, in order. ``flood``: that many UDP frames of another peer follow the burst
+    (slow path): the queue's oldest frame holds back the packet buffer's space, which runs short,
+    and the NIC flushes the connection (QUEUE_FULL) instead of dropping frames."""
     # No congestion control: the remote sends its window at once, the wire queues it.
     bench = Bench(dut, policy=OffloadPolicy(enabled=False),
                   stack_options={"congestion_control": False})
@@ -530,6 +532,15 @@ async def handout_race(dut, between):
             burst.append(len(wire.frames))
             while not (tb.mac.idle and every_frame_taken(dut, between)):
                 await ClockCycles(dut.clk, 10)
+            base = peek_counters(dut)["rx_to_host"]
+            for k in range(flood):
+                wire.put(bytes(Ether(src=REMOTE_MAC, dst=HOST_MAC)
+                               / IP(src="10.9.9.9", dst=HOST_IP)
+                               / UDP(sport=5000 + k, dport=9) / Raw(bytes(200))))
+            for _ in range(2000 if flood else 0):   # (bounded: a drop would never arrive)
+                if tb.mac.idle and peek_counters(dut)["rx_to_host"] >= base + flood:
+                    break
+                await ClockCycles(dut.clk, 10)
             burst.append(peek_fast_path(dut))
         else:
             await wire.tick()
@@ -541,7 +552,13 @@ async def handout_race(dut, between):
     assert burst[1] - burst[0] == between
     dut._log.info("after the burst %s", burst[2])
     stats = await bench.take_back()
-    if between <= params.QUEUE_MAX_FRAMES:
+    if flood:
+        counters = peek_counters(dut)
+        assert not any(v for k, v in counters.items() if k.startswith("rx_drop")), counters
+        assert burst[2]["fp_flush_queue_full"] == 1 and burst[2]["fp_queued"] == 0
+        assert stats["flushes"]["QUEUE_FULL"] == 1
+        assert stats["fp_to_slow"] >= between
+    elif between <= params.QUEUE_MAX_FRAMES:
         assert burst[2]["fp_queued"] == between
         assert stats["flushes"] == {"HOST": 1}      # take_back's
         assert stats["fp_to_slow"] == 0
@@ -573,6 +590,12 @@ async def test_handout_race_5_frames_between_the_two_phases(dut):
 @cocotb.test()
 async def test_handout_race_17_frames_fill_the_queue(dut):
     await handout_race(dut, params.QUEUE_MAX_FRAMES + 1)
+
+
+@cocotb.test()
+async def test_packet_buffer_pressure_flushes_the_queue_holding_it(dut):
+    # 5 queued frames, then 60 others: more than 48 of the buffer's 64 slots held.
+    await handout_race(dut, 5, flood=60)
 
 
 @cocotb.test()

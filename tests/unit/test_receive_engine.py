@@ -28,6 +28,7 @@ from hw.layouts import (
     Command,
     CommandOpcode,
     EventKind,
+    FlushReason,
     RxJobKind,
     RxStagedFrame,
     RxSummary,
@@ -158,6 +159,10 @@ class _Bench:
         self._out().append(("burst", [{"opcode": opcode.value, "ring": 0, "tag": 0, "arg": 0,
                                        "addr": 0, **fields} for opcode, fields in commands]))
 
+    def pressure(self, nbr):
+        """The packet buffer runs short with frame ``nbr`` the oldest in it (for a while)."""
+        self._out().append(("pressure", nbr))
+
     def race(self, opcode, frame, *, arg=0, addr=0, tag=0):
         """A command and a frame offered in the same clock: the engine takes the command first,
         the dispatcher looks the frame up meanwhile (before the command changes the table), so
@@ -206,6 +211,15 @@ class _Bench:
                     self.steps[index:index + 1] = value(self)
                     continue
                 index += 1
+                if kind == "pressure":
+                    ctx.set(e.buffer_oldest, value % 64)
+                    ctx.set(e.buffer_short, 1)
+                    await self._settle(ctx, 20)
+                    ctx.set(e.buffer_short, 0)
+                    oldest = self.model.oldest_queued()
+                    if oldest is not None and oldest[0] == value:
+                        self.model.flush_for_space(oldest[1])
+                    continue
                 if kind == "burst":
                     taken = []
                     for fields in value:
@@ -436,6 +450,33 @@ def test_flush_right_after_handout2():
     interlocks = [job for job in bench.rtl["jobs"]
                   if job[0] == "EVENT" and job[1] == EventKind.INTERLOCK.value]
     assert len(interlocks) == 2, bench.rtl["jobs"]
+
+
+@pytest.mark.parametrize("handout2", [False, True])
+def test_buffer_pressure_flushes_the_queue_holding_the_oldest_frame(handout2):
+    """While the packet buffer runs short and its oldest frame is in a connection's queue (queued
+    while the connection waits for HANDOUT2, or after it with no RCVMDL posted), that connection
+    is flushed QUEUE_FULL and its queue goes to the slow path in order. Pressure whose oldest
+    frame is in no queue flushes nothing."""
+    bench = _Bench(5)
+    addr = bench.ccb(**_ccb_fields(1000))
+    bench.command(CommandOpcode.HANDOUT1, addr=addr, arg=0x1234)
+    if handout2:
+        # No RCVMDL: the first segment is shown (FRAME_DATA), the next ones queue.
+        bench.command(CommandOpcode.HANDOUT2, addr=addr, arg=lambda b: b.last_conn())
+    bench.frame(_segment(1000, b"a" * 30))          # frame 1
+    bench.frame(_segment(1030, b"b" * 30))          # frame 2
+    bench.frame(_segment(1060, b"c" * 30))          # frame 3
+    bench.frame(_segment(100, b"x" * 10, sport=41000))     # frame 4: no connection
+    bench.pressure(4)                               # the oldest is in no queue: nothing
+    bench.pressure(2 if handout2 else 1)            # the oldest is queued: QUEUE_FULL
+    bench.frame(_segment(1090, b"d" * 30))          # slow path now
+    bench.run().check()
+    events = [job for job in bench.rtl["jobs"] if job[0] == "EVENT"]
+    flushes = [job for job in events if job[1] == EventKind.FLUSH.value]
+    assert [job[4] for job in flushes] == [FlushReason.QUEUE_FULL.value], bench.rtl["jobs"]
+    slow = [job[1] for job in bench.rtl["jobs"] if job[0] == "SLOW"]
+    assert slow == ([4, 2, 3, 5] if handout2 else [4, 1, 2, 3, 5]), bench.rtl["jobs"]
 
 
 class _Peer:

@@ -109,7 +109,7 @@ def _run(phases, seed, data_bits):
     model = Model(lanes)
     st = {"active": False, "done": False, "consumed": 0, "statuses": deque(),
           "drops": dict.fromkeys(REASONS, 0), "status_sent": 0, "status_due": 0,
-          "status_stalls": []}
+          "status_stalls": [], "short": []}
 
     async def producer(ctx):
         cycle = 0
@@ -201,8 +201,11 @@ def _run(phases, seed, data_bits):
 
     async def monitor(ctx):
         while not st["done"]:
-            *_, disabled, no_buffer, overflow, oversize = await ctx.tick().sample(
-                dut.drop_disabled, dut.drop_no_buffer, dut.drop_overflow, dut.drop_oversize)
+            *_, disabled, no_buffer, overflow, oversize, short, oldest = await ctx.tick().sample(
+                dut.drop_disabled, dut.drop_no_buffer, dut.drop_overflow, dut.drop_oversize,
+                dut.short, dut.oldest)
+            if short:
+                st["short"].append((oldest, st["consumed"]))
             pulses = dict(zip(REASONS, (disabled, no_buffer, overflow, oversize)))
             assert sum(pulses.values()) <= 1, pulses
             for reason, pulse in pulses.items():
@@ -264,6 +267,7 @@ def _run(phases, seed, data_bits):
     stalls = st["status_stalls"]
     assert not stalls, (f"status.ready low while a status word waited, {len(stalls)} clocks "
                         f"from cycle {stalls[0] if stalls else None}")
+    model.short = st["short"]
     return model
 
 
@@ -300,6 +304,13 @@ def test_at_most_rx_packet_buffer_frames_reserved(data_bits):
     model = _run([(False, frames)], seed=20, data_bits=data_bits)
     assert len(model.kept) == params.RX_PACKET_BUFFER_FRAMES
     assert model.drops == {"disabled": 0, "no_buffer": 2, "overflow": 0, "oversize": 0}
+    # ``short`` (fewer than a quarter of the slots free) while more than 48 frames are held;
+    # ``oldest`` follows the frames as they are freed.
+    assert model.short and model.short[0] == (0, 0)
+    # (``oldest`` moves a clock or two after the consumer counts a frame freed.)
+    assert all(oldest in (consumed, consumed - 1) for oldest, consumed in model.short), (
+        sorted(set(model.short)))
+    assert max(consumed for _, consumed in model.short) <= 17
 
 
 @WIDTHS
@@ -339,6 +350,8 @@ def test_overflow_mid_frame_and_when_full(data_bits):
     ]
     model = _run([(False, frames)], seed=50, data_bits=data_bits)
     assert model.drops == {"disabled": 0, "no_buffer": 0, "overflow": 4, "oversize": 0}
+    # Short of words (fewer than a quarter free) with only a few frames in.
+    assert model.short and model.short[0][0] == 0
     assert len(model.kept) == len(sizes) + 1
 
 
@@ -349,5 +362,6 @@ def test_concurrent_reader_random_frames(data_bits):
     phases.append((True, [(_small(rng), 1, 1, 31) if k % 5 else (_small(rng), 0, 1, 31)
                           for k in range(25)]))
     model = _run(phases, seed=40, data_bits=data_bits)
+    assert not model.short          # a few frames at a time: never short
     assert len(model.kept) == 95
     assert model.drops == {"disabled": 5, "no_buffer": 0, "overflow": 0, "oversize": 0}
