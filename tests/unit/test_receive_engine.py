@@ -51,10 +51,10 @@ _SUMMARY_NAMES = [name for name, _ in data.Layout.cast(RxSummary)]
 
 
 class _Harness(Elaboratable):
-    def __init__(self, delayed_ack_cycles):
+    def __init__(self, delayed_ack_cycles, connections=CONNECTIONS):
         self.dispatcher = Dispatcher()
-        self.table = CcbTable(CONNECTIONS)
-        self.engine = ReceiveEngine(CONNECTIONS, delayed_ack_cycles=delayed_ack_cycles)
+        self.table = CcbTable(connections)
+        self.engine = ReceiveEngine(connections, delayed_ack_cycles=delayed_ack_cycles)
 
     def elaborate(self, platform):
         m = Module()
@@ -113,12 +113,13 @@ class _ModelNic:
 class _Bench:
     """Drives both sides; the RTL's outputs are gathered by the monitor processes."""
 
-    def __init__(self, seed, delayed_ack_cycles=1 << 30):
+    def __init__(self, seed, delayed_ack_cycles=1 << 30, connections=CONNECTIONS, memory=MEMORY):
         self.rng = random.Random(seed)
-        self.memory = bytearray(MEMORY)
-        self.harness = _Harness(delayed_ack_cycles)
+        self.connections = connections
+        self.memory = bytearray(memory)
+        self.harness = _Harness(delayed_ack_cycles, connections)
         self.model_nic = _ModelNic(self.memory)
-        self.model = FastPath(self.model_nic, CONNECTIONS)
+        self.model = FastPath(self.model_nic, connections)
         self.rtl = {"jobs": [], "writes": [], "answers": [], "acks": [], "released": 0,
                     "freed": []}
         self.frames = {}            # frame number -> bytes
@@ -162,6 +163,10 @@ class _Bench:
     def pressure(self, nbr):
         """The packet buffer runs short with frame ``nbr`` the oldest in it (for a while)."""
         self._out().append(("pressure", nbr))
+
+    def frames_burst(self, frames):
+        """Frames back to back into the dispatcher, the RTL let settle after the last only."""
+        self._out().append(("frames", [bytes(frame) for frame in frames]))
 
     def race(self, opcode, frame, *, arg=0, addr=0, tag=0):
         """A command and a frame offered in the same clock: the engine takes the command first,
@@ -211,6 +216,21 @@ class _Bench:
                     self.steps[index:index + 1] = value(self)
                     continue
                 index += 1
+                if kind == "frames":
+                    received = []
+                    for frame in value:
+                        self.nbr += 1
+                        self.frames[self.nbr] = frame
+                        status = expected_fields(frame)
+                        ctx.set(d.frames.payload.as_value(), _staged(status, self.nbr))
+                        ctx.set(d.frames.valid, 1)
+                        await ctx.tick().until(d.frames.ready)
+                        ctx.set(d.frames.valid, 0)
+                        received.append(Frame(frame, status, b"", self.nbr))
+                    await self._settle(ctx, 20)
+                    for frame in received:
+                        self.model.receive(frame)
+                    continue
                 if kind == "pressure":
                     ctx.set(e.buffer_oldest, value % 64)
                     ctx.set(e.buffer_short, 1)
@@ -511,7 +531,8 @@ def _conn_of(bench, peer):
         key = conn.key
         if (key.src_ip, key.dst_ip, key.src_port, key.dst_port) == (src, dst, sport, dport):
             return nbr
-    return CONNECTIONS - 1 if CONNECTIONS - 1 not in bench.model.connections else 0
+    last = bench.connections - 1
+    return last if last not in bench.model.connections else 0
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -541,6 +562,72 @@ def test_random_traffic_and_commands(seed):
     bench.run().check()
     counters = bench.model.counters
     assert counters["fast_frames"] and counters["flushes"], counters
+
+
+#: The store and table of the many-connections test (the NIC's default, params.FAST_PATH_...).
+MANY = 256
+
+
+def test_hundreds_of_connections_against_the_model():
+    """200 connections at once in a 256-connection store and table, against the model: handed
+    out 25 at a time (HANDOUT1s back to back, then the HANDOUT2s, then an RCVMDL each), two
+    rounds of a segment each with the connections' frames interleaved, then random frames and
+    commands (flushes, closes, re-handouts, RCVMDLs, WINUPDATEs) on all of them."""
+    bench = _Bench(31, connections=MANY, memory=0x200000)
+    rng = bench.rng
+    peers = [_Peer(k, ipv6=(k % 10 == 3)) for k in range(200)]
+    seen = []
+
+    def count(b):
+        seen.append(len(b.model.connections))
+
+    for first in range(0, len(peers), 25):
+        group = peers[first:first + 25]
+        ccbs = []
+        for peer in group:
+            fields = _ccb_fields(peer.next, src=peer.src, dst=peer.dst, sport=peer.sport,
+                                 dport=peer.dport)
+            fields["tuple"]["ipv6"] = int(peer.ipv6)
+            ccbs.append(bench.ccb(**fields))
+        bench.burst(*[(CommandOpcode.HANDOUT1, {"addr": addr, "arg": rng.getrandbits(32)})
+                      for addr in ccbs])
+        bench.burst(*[(CommandOpcode.HANDOUT2,
+                       {"addr": addr, "arg": lambda b, p=peer: _conn_of(b, p)})
+                      for peer, addr in zip(group, ccbs, strict=True)])
+        mdls = []
+        for peer in group:
+            list_addr, _ = bench.mdl([rng.choice([200, 1000]), 1000])
+            mdls.append((CommandOpcode.RCVMDL, {
+                "addr": list_addr, "tag": rng.getrandbits(16),
+                "arg": lambda b, p=peer: _conn_of(b, p) | 2 << 16 | 1 << 24}))
+        bench.burst(*mdls)
+    bench.dynamic(count)
+    for _ in range(2):
+        frames = []
+        for peer in rng.sample(peers, len(peers)):
+            data = bytes(rng.randrange(256) for _ in range(rng.choice([0, 60, 300])))
+            frames.append(peer.segment(peer.next, data, rng.choice(["A", "PA"])))
+            peer.next += len(data)
+        bench.frames_burst(frames)
+
+    def step(b):
+        peer = rng.choice(peers)
+        nbr = _conn_of(b, peer)
+        conn = b.model.connections.get(nbr)
+        if conn is None and rng.random() < 0.5:
+            _random_handout(b, rng, peer)
+        elif conn is not None and conn.ccb is not None and rng.random() < 0.4:
+            _random_command(b, rng, peer, conn)
+        else:
+            _random_frame(b, rng, peer)
+
+    for _ in range(80):
+        bench.dynamic(step)
+    bench.dynamic(count)
+    bench.run().check()
+    assert seen[0] == len(peers), seen
+    counters = bench.model.counters
+    assert counters["fast_frames"] >= 200 and counters["flushes"] >= 5, counters
 
 
 def _random_frame(b, rng, peer):
