@@ -17,23 +17,32 @@ from sim.cosim.nic_tb import NicTb
 from sim.cosim.pci import LinkConfig
 from sim.scenario import TcpScenario
 
-DOWN = int(os.environ.get("INIC_E2E_DOWN", 1 << 20))
-UP = int(os.environ.get("INIC_E2E_UP", 256 << 10))
+DOWN = int(os.environ.get("INIC_E2E_DOWN", 256 << 10))
+UP = int(os.environ.get("INIC_E2E_UP", 64 << 10))
 
 
 @cocotb.test()
 async def test_tcp_starvation_backpressure(dut):
-    """1 MB in, 256 KB out, byte-exact, while the driver now and then stops re-posting RX buffers
-    and the DMA target drops its ready lines at random."""
+    """256 KB in, 64 KB out (``INIC_E2E_DOWN``/``INIC_E2E_UP``), byte-exact, while the driver
+    now and then stops re-posting RX buffers and the DMA target drops its ready lines at
+    random."""
     tb = NicTb(dut, LinkConfig(ready_stall=0.2, seed=3), scoreboard="follow")
     await tb.reset()
     rng = random.Random(11)
     scenario = None
 
+    steps = 0
+
     async def starve():
+        nonlocal steps
+        steps += 1
         driver = scenario.driver
-        # Now and then the driver stops re-posting (0 or a few buffers kept posted) for a while.
-        if rng.random() < 0.02:
+        # Once for sure (steps 100-130: nothing re-posted), then now and then, the driver stops
+        # re-posting (0 or a few buffers kept posted) for a while.
+        if steps in (100, 130):
+            driver.rx_target = 0 if steps == 100 else 31
+            await driver.refill()
+        elif steps > 130 and rng.random() < 0.02:
             driver.rx_target = rng.choice([0, 2, 8, 31, 31, 31])
             await driver.refill()
 
