@@ -213,6 +213,7 @@ def _print_fast_path(rows, handout):
     _print_table(_FAST_COLUMNS, rows)
     print(f"handout, link latencies 0, from the command unit's take (cycles): HANDOUT1 -> "
           f"INTERLOCK {handout['interlock_cycles']}, HANDOUT2 -> first placed byte "
-          f"{handout['first_byte_cycles']} (segment arriving as HANDOUT2 is taken; one waiting "
+          f"{handout['first_byte_cycles']} (segment starting on the wire as HANDOUT2 is taken, "
+          f"at the engine after {handout['segment_arrival_cycles']}; one waiting "
           f"since PENDING is shown with FRAME_DATA after {handout['waiting_first_byte_cycles']}), "
           f"FLUSH -> FLUSH event {handout['flush_cycles']}")

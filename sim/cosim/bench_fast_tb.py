@@ -38,7 +38,10 @@ Two cocotb tests, each on a freshly reset NIC:
   - ``waiting_first_byte_cycles``: the same for a segment that arrived while the connection was
     PENDING: HANDOUT2 drains the queue before the RCVMDL is taken, so that segment is shown with
     FRAME_DATA (written whole into an RX buffer), not placed;
-  - ``flush_cycles``: FLUSH taken → the FLUSH event written (the Ccb written back before it).
+  - ``flush_cycles``: FLUSH taken → the FLUSH event written (the Ccb written back before it);
+  - ``segment_arrival_cycles``: for ``first_byte_cycles``' segment, HANDOUT2 taken → the receive
+    engine takes the segment (its own way in: the wire, the sequencer, the packet buffer, the CCB
+    table's lookup). The engine is done with HANDOUT2 and the RCVMDL before that.
 
   The first of two handouts (the segment arriving) gives the interlock and flush figures.
 
@@ -87,7 +90,7 @@ TRAFFIC = {"60": 6, "576": 522, "1514": 1460}
 FAST_KEYS = ["traffic", "spacing", "frames", "placed", "dropped", "cycles_per_frame",
              "dma_bytes_per_payload_byte", "acks_per_segment", "lost", "to_rx_buffers"]
 HANDOUT_KEYS = ["interlock_cycles", "first_byte_cycles", "flush_cycles",
-                "waiting_first_byte_cycles"]
+                "waiting_first_byte_cycles", "segment_arrival_cycles"]
 
 NIC_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 NIC_IP, PEER_IP = "10.1.0.1", "10.1.0.2"
@@ -284,11 +287,13 @@ async def bench_fast_path(dut):
 class CommandTakes:
     """The clock of every command the command unit takes from the COMMAND ring fetcher
     (``command_unit.commands`` valid and ready at a rising edge), by opcode, in the DMA model's
-    clock (``tb.cycle``); ``on_take[opcode]()`` is called at that clock if set."""
+    clock (``tb.cycle``); ``on_take[opcode]()`` is called at that clock if set. Also the clock of
+    every frame the receive engine takes (``frames``)."""
 
     def __init__(self, tb: NicTb):
         self.tb = tb
         self.taken: list[tuple[int, CommandOpcode]] = []
+        self.frames: list[int] = []     # the clocks the receive engine took a frame
         self.on_take: dict = {}
         self._task = cocotb.start_soon(self._watch())
 
@@ -297,6 +302,9 @@ class CommandTakes:
         edge = RisingEdge(self.tb.dut.clk)
         while True:
             await edge
+            engine = self.tb.dut.receive_engine
+            if int(engine.frames__valid.value) and int(engine.frames__ready.value):
+                self.frames.append(self.tb.cycle)
             if int(unit.commands__valid.value) and int(unit.commands__ready.value):
                 entry = unpack(RingEntry, int(unit.commands__payload.value))
                 opcode = CommandOpcode(int(unpack(Command, int(entry.entry)).opcode))
@@ -374,6 +382,8 @@ async def _handout_latency(tb: NicTb, driver: NicDriver, takes: CommandTakes, n:
             "first_byte_cycles": _first_payload_write(
                 tb, data, handout2, None if waiting else (buffer, buffer + 4096)) - handout2,
             "flush_cycles": _event_written(tb, driver, EventKind.FLUSH, flush) - flush,
+            "arrival_cycles": (None if waiting
+                               else min(t for t in takes.frames if t >= handout2) - handout2),
             "placed": placed}
 
 
@@ -393,4 +403,5 @@ async def bench_handout(dut):
     _write("handout", {"interlock_cycles": arriving["interlock_cycles"],
                        "first_byte_cycles": arriving["first_byte_cycles"],
                        "flush_cycles": arriving["flush_cycles"],
-                       "waiting_first_byte_cycles": waiting["first_byte_cycles"]})
+                       "waiting_first_byte_cycles": waiting["first_byte_cycles"],
+                       "segment_arrival_cycles": arriving["arrival_cycles"]})

@@ -82,3 +82,5 @@ def check_handout(handout):
     for value in handout.values():
         # Clocks from a command's take to its effect: positive, far below a timeout.
         assert isinstance(value, int) and 0 < value < 5000
+    # The segment reaches the engine before its first byte is placed.
+    assert handout["segment_arrival_cycles"] < handout["first_byte_cycles"]
