@@ -543,20 +543,7 @@ def test_random_traffic_and_commands(seed):
     bench = _Bench(seed)
     rng = bench.rng
     peers = [_Peer(k, ipv6=(k == 3)) for k in range(4)]
-
-    def step(b):
-        peer = rng.choice(peers)
-        nbr = _conn_of(b, peer)
-        conn = b.model.connections.get(nbr)
-        if conn is None and rng.random() < 0.4:
-            _random_handout(b, rng, peer)
-        elif conn is not None and conn.ccb is not None and rng.random() < 0.35:
-            _random_command(b, rng, peer, conn)
-        elif rng.random() < 0.03:
-            _random_refusal(b, rng, peer)
-        else:
-            _random_frame(b, rng, peer)
-
+    step = _random_step(rng, peers, handout=0.4, command=0.35, refusal=0.03)
     for _ in range(90):
         bench.dynamic(step)
     bench.run().check()
@@ -610,17 +597,7 @@ def test_hundreds_of_connections_against_the_model():
             peer.next += len(data)
         bench.frames_burst(frames)
 
-    def step(b):
-        peer = rng.choice(peers)
-        nbr = _conn_of(b, peer)
-        conn = b.model.connections.get(nbr)
-        if conn is None and rng.random() < 0.5:
-            _random_handout(b, rng, peer)
-        elif conn is not None and conn.ccb is not None and rng.random() < 0.4:
-            _random_command(b, rng, peer, conn)
-        else:
-            _random_frame(b, rng, peer)
-
+    step = _random_step(rng, peers, handout=0.5, command=0.4, refusal=0)
     for _ in range(80):
         bench.dynamic(step)
     bench.dynamic(count)
@@ -628,6 +605,23 @@ def test_hundreds_of_connections_against_the_model():
     assert seen[0] == len(peers), seen
     counters = bench.model.counters
     assert counters["fast_frames"] >= 200 and counters["flushes"] >= 5, counters
+
+
+def _random_step(rng, peers, *, handout, command, refusal):
+    """A dynamic step: for a random peer, a handout (no connection), a command on its
+    connection, a refused command, or a frame, with these chances."""
+    def step(b):
+        peer = rng.choice(peers)
+        conn = b.model.connections.get(_conn_of(b, peer))
+        if conn is None and rng.random() < handout:
+            _random_handout(b, rng, peer)
+        elif conn is not None and conn.ccb is not None and rng.random() < command:
+            _random_command(b, rng, peer, conn)
+        elif rng.random() < refusal:
+            _random_refusal(b, rng, peer)
+        else:
+            _random_frame(b, rng, peer)
+    return step
 
 
 def _random_frame(b, rng, peer):
