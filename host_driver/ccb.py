@@ -8,14 +8,11 @@ model reads the same records with it.
 
 from amaranth.lib import data
 
-from hw.layouts import CCB_BYTES, CCB_VERSION, Ccb, pack
+from hw.layouts import CCB_ALIGN, CCB_BYTES, CCB_VERSION, Ccb, pack
 
 from .memory import HostMemory
 
 __all__ = ["record_fields", "make_ccb", "ccb_bytes", "write_ccb", "read_ccb", "CCB_ALIGN"]
-
-#: Alignment of a Ccb in host memory (the NIC reads it in 16-byte beats).
-CCB_ALIGN = 16
 
 
 def record_fields(layout, bits: int) -> dict:

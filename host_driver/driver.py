@@ -37,6 +37,7 @@ from amaranth.lib import data
 from hw import params
 from hw.host import regmap
 from hw.layouts import (
+    CCB_ALIGN,
     ETH_HEADER_BYTES,
     IPV4_CHECKSUM_OFFSET,
     IPV4_DST_OFFSET,
@@ -462,7 +463,7 @@ class NicDriver:
         payload, under ``handle`` (the command's tag); ``push``: complete on a PSH. The entry
         list is allocated here and freed when the RCVMDL is answered."""
         size = max(1, len(entries)) * _ENTRY
-        addr = self.memory.alloc(size, _ENTRY)
+        addr = self.memory.alloc(size, CCB_ALIGN)
         self.memory.write(addr, b"".join(
             pack(RcvMdlEntry, {"addr": a, "length": n}).to_bytes(_ENTRY, "little")
             for a, n in entries))

@@ -666,6 +666,9 @@ RCVMDL_ENDED_BY_PSH = 1
 #: Bytes of a Ccb in host memory; of the part HANDOUT1 reads.
 CCB_BYTES = data.Layout.cast(Ccb).size // 8
 CCB_TUPLE_BYTES = data.Layout.cast(CcbTupleHost).size // 8
+#: Alignment of a Ccb and of an RcvMdlEntry list in host memory: a DMA word at every width (64,
+#: 128, 256 bits) and a cache line. The NIC ignores the command address's low 6 bits.
+CCB_ALIGN = 64
 
 
 class RxJobKind(enum.Enum, shape=2):

@@ -35,6 +35,7 @@ from .. import params
 from ..ccb.layouts import CcbCommand, CcbOpcode, CcbResponse, CcbState, CcbStatus
 from ..host.dma import DmaReadSignature, DmaWriteSignature, check_data_bits
 from ..layouts import (
+    CCB_ALIGN,
     CCB_BYTES,
     CCB_TUPLE_BYTES,
     CCB_VERSION,
@@ -164,9 +165,6 @@ class ReceiveEngine(wiring.Component):
         self._connections = connections
         self._data_bits = data_bits
         self._delay = delayed_ack_cycles
-        if data_bits > 128:
-            raise ValueError("the receive engine takes RCVMDL entries one per beat: data_bits "
-                             f"64 or 128, not {data_bits}")
         super().__init__({
             "frames": In(stream.Signature(DispatchedFrame)),
             "frames_in": In(32),
@@ -528,7 +526,7 @@ class ReceiveEngine(wiring.Component):
 
         # --- DMA: Ccb reads and RCVMDL lists in, Ccb write-back out ----------------------------
         ccb_beats = CCB_BYTES // beat_bytes
-        tuple_beats = CCB_TUPLE_BYTES // beat_bytes
+        tuple_beats = -(-CCB_TUPLE_BYTES // beat_bytes)
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
         good_reg = Signal()                     # HANDOUT2's checks passed
         remote_same = Signal(4)                 # ... its parts: the addresses' words equal
@@ -544,13 +542,17 @@ class ReceiveEngine(wiring.Component):
         dma_error = Signal()
         rd = self.dma_read
         wr = self.dma_write
-        m.d.comb += rd.resp.ready.eq(1)
+        # At 256 bits a beat holds two RCVMDL entries, written one a clock: the beat after one
+        # that landed waits a clock (``landed``: an RCVMDL's beat is in ``entry_buf``).
+        entry_size = data.Layout.cast(RcvMdlEntry).size
+        two_entries = data_bits >= 2 * entry_size
+        landed = Signal()
+        m.d.comb += rd.resp.ready.eq(~landed if two_entries else 1)
         # A read's beats land in the buffer by their number (each beat's slice loads on its
         # own: no enable reaches every bit of the buffer); an RCVMDL list's also go through a
         # shift register one entry long.
-        entry_size = data.Layout.cast(RcvMdlEntry).size
         entry_buf = Signal(max(entry_size, data_bits))
-        with m.If(rd.resp.valid):
+        with m.If(rd.resp.valid & rd.resp.ready):
             m.d.sync += [
                 entry_buf.eq(Cat(entry_buf[data_bits:], rd.resp.payload.data)),
                 beat_count.eq(beat_count + 1),
@@ -567,7 +569,19 @@ class ReceiveEngine(wiring.Component):
         m.d.sync += [tuple_in.eq(beat_count == tuple_beats), ccb_in.eq(beat_count == ccb_beats)]
         read_ccb = data.View(Ccb, ccb_buf)
         read_tuple = data.View(CcbTupleHost, ccb_buf[:8 * CCB_TUPLE_BYTES])
-        sg_entry = data.View(RcvMdlEntry, entry_buf[-entry_size:])
+        # The entry to write: the buffer's last one (64 and 128 bits), or at 256 bits the beat's
+        # first, then (``second``) its second.
+        second = Signal()
+        if two_entries:
+            sg_entry = data.View(RcvMdlEntry, Mux(second, entry_buf[entry_size:2 * entry_size],
+                                                  entry_buf[:entry_size]))
+        else:
+            sg_entry = data.View(RcvMdlEntry, entry_buf[-entry_size:])
+
+        # A Ccb's or an RcvMdlEntry list's address: CCB_ALIGN-aligned, the low bits ignored.
+        host_addr = Signal.like(cmd.addr)
+        m.d.comb += host_addr.eq(Cat(Const(0, exact_log2(CCB_ALIGN)),
+                                     cmd.addr[exact_log2(CCB_ALIGN):]))
 
         # --- Answers ----------------------------------------------------------------------------
         def answer(code, event=1, bad=0):
@@ -1160,7 +1174,7 @@ class ReceiveEngine(wiring.Component):
 
             # H1_REQUEST -- HANDOUT1: read the Ccb's tuple.
             with m.State("H1_REQUEST"):
-                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(tuple_beats)]
                 with m.If(rd.req.ready):
                     m.d.sync += [beat_count.eq(0), dma_error.eq(0), tuple_in.eq(0)]
@@ -1220,7 +1234,7 @@ class ReceiveEngine(wiring.Component):
 
             # H2_REQUEST -- HANDOUT2: read the whole Ccb.
             with m.State("H2_REQUEST"):
-                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(ccb_beats)]
                 with m.If(rd.req.ready):
                     m.d.sync += [beat_count.eq(0), dma_error.eq(0), ccb_in.eq(0)]
@@ -1284,7 +1298,7 @@ class ReceiveEngine(wiring.Component):
                         route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
                         route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
                         route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
-                        route.irs.eq(c.route.irs), route.ccb_addr.eq(cmd.addr),
+                        route.irs.eq(c.route.irs), route.ccb_addr.eq(host_addr),
                     ]
                     m.next = "H2_SET_STATE"
             # H2_SET_STATE -- the record is written, the table entry becomes offloaded (not
@@ -1304,7 +1318,7 @@ class ReceiveEngine(wiring.Component):
                 entry_beats = data.Layout.cast(RcvMdlEntry).size // data_bits
                 per_beat = max(1, data_bits // data.Layout.cast(RcvMdlEntry).size)
                 beats = (arg.entries * max(1, entry_beats) + per_beat - 1) // per_beat
-                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(cmd.addr),
+                m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(beats)]
                 with m.If(rd.req.ready):
                     m.d.sync += [beat_count.eq(0), dma_error.eq(0), left.eq(0),
@@ -1313,11 +1327,17 @@ class ReceiveEngine(wiring.Component):
             # MDL_READ -- each entry, as its last beat lands, goes into the entry memory.
             with m.State("MDL_READ"):
                 entry_beats = max(1, data.Layout.cast(RcvMdlEntry).size // data_bits)
-                landed = Signal()
                 # Registered: a clock after the last entry landed (cleared by the request).
                 m.d.sync += entries_in.eq(left == arg.entries)
-                m.d.sync += landed.eq(rd.resp.valid & ((beat_count + 1) % entry_beats == 0))
-                with m.If(landed):
+                m.d.sync += landed.eq(rd.resp.valid & rd.resp.ready
+                                      & ((beat_count + 1) % entry_beats == 0))
+                # At 256 bits the beat's second entry is written the clock after its first,
+                # when the list has it (an odd count leaves the last beat's second half out).
+                write = Signal()
+                m.d.comb += write.eq(landed | (second & (left != arg.entries)))
+                if two_entries:
+                    m.d.sync += second.eq(landed)
+                with m.If(write):
                     m.d.comb += [sg_w.addr.eq(Cat(left[:entry_bits], conn)),
                                  sg_w.data.addr.eq(sg_entry.addr),
                                  sg_w.data.length.eq(sg_entry.length), sg_w.en.eq(1)]
@@ -1335,7 +1355,7 @@ class ReceiveEngine(wiring.Component):
                             rec.mdl_posted.eq(1), rec.mdl_push.eq(arg.push),
                             rec.mdl_handle.eq(cmd.tag), rec.mdl_entries.eq(arg.entries),
                             rec.mdl_entry.eq(0), rec.mdl_offset.eq(0), rec.mdl_placed.eq(0),
-                            route.mdl_addr.eq(cmd.addr),
+                            route.mdl_addr.eq(host_addr),
                         ]
                         m.next = "MDL_ROUTE"
             with m.State("MDL_ROUTE"):

@@ -19,6 +19,7 @@ from host_driver.ccb import record_fields
 from hw import params
 from hw.ccb.layouts import CcbState
 from hw.layouts import (
+    CCB_ALIGN,
     CCB_BYTES,
     CCB_TUPLE_BYTES,
     CCB_VERSION,
@@ -232,7 +233,7 @@ class FastPath:
         return self.connections.get(arg["conn_nbr"])
 
     def _handout1(self, index, command, arg):
-        raw, failed = self.nic.dma_read(int(command.addr) & ~0xF, CCB_TUPLE_BYTES)
+        raw, failed = self.nic.dma_read(int(command.addr) & ~(CCB_ALIGN - 1), CCB_TUPLE_BYTES)
         if failed:
             return EventCode.DMA_ERROR
         tuple_fields = record_fields(CcbTupleHost, int.from_bytes(raw, "little"))
@@ -255,7 +256,7 @@ class FastPath:
             return EventCode.UNKNOWN_CONNECTION
         if conn.state is not ConnState.PENDING:
             return EventCode.WRONG_STATE
-        addr = int(command.addr) & ~0xF
+        addr = int(command.addr) & ~(CCB_ALIGN - 1)
         raw, failed = self.nic.dma_read(addr, CCB_BYTES)
         if failed:
             self._answer(index, command, EventCode.DMA_ERROR)
@@ -284,7 +285,7 @@ class FastPath:
             return EventCode.WRONG_STATE
         if not 1 <= arg["entries"] <= params.RCVMDL_MAX_ENTRIES:
             return EventCode.BAD_MDL
-        addr = int(command.addr) & ~0xF
+        addr = int(command.addr) & ~(CCB_ALIGN - 1)
         raw, failed = self.nic.dma_read(addr, _MDL_ENTRY * arg["entries"])
         if failed:
             self._flush(conn, FlushReason.DMA_ERROR, [])

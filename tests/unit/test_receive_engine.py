@@ -23,6 +23,7 @@ from hw.ccb.table import CcbTable
 from hw.dispatch.dispatcher import Dispatcher
 from hw.fast_path.engine import ReceiveEngine
 from hw.layouts import (
+    CCB_ALIGN,
     CCB_BYTES,
     AckRequest,
     Command,
@@ -42,7 +43,7 @@ from .amaranth_sim import run_testbenches
 from .dma_model import ReadServer, WriteServer
 
 CONNECTIONS = 16
-BEAT = 16
+BEAT = 16                       # the NIC's DMA width (params.DMA_DATA_BITS) in bytes
 CCB_REGION = 0x10000            # Ccbs and RCVMDL lists live here; payload buffers above
 BUFFERS = 0x40000
 MEMORY = 0x80000
@@ -51,10 +52,11 @@ _SUMMARY_NAMES = [name for name, _ in data.Layout.cast(RxSummary)]
 
 
 class _Harness(Elaboratable):
-    def __init__(self, delayed_ack_cycles, connections=CONNECTIONS):
+    def __init__(self, delayed_ack_cycles, connections=CONNECTIONS, data_bits=8 * BEAT):
         self.dispatcher = Dispatcher()
         self.table = CcbTable(connections)
-        self.engine = ReceiveEngine(connections, delayed_ack_cycles=delayed_ack_cycles)
+        self.engine = ReceiveEngine(connections, delayed_ack_cycles=delayed_ack_cycles,
+                                    data_bits=data_bits)
 
     def elaborate(self, platform):
         m = Module()
@@ -113,11 +115,13 @@ class _ModelNic:
 class _Bench:
     """Drives both sides; the RTL's outputs are gathered by the monitor processes."""
 
-    def __init__(self, seed, delayed_ack_cycles=1 << 30, connections=CONNECTIONS, memory=MEMORY):
+    def __init__(self, seed, delayed_ack_cycles=1 << 30, connections=CONNECTIONS, memory=MEMORY,
+                 beat=BEAT):
         self.rng = random.Random(seed)
         self.connections = connections
+        self.beat = beat                # bytes of a DMA beat
         self.memory = bytearray(memory)
-        self.harness = _Harness(delayed_ack_cycles, connections)
+        self.harness = _Harness(delayed_ack_cycles, connections, 8 * beat)
         self.model_nic = _ModelNic(self.memory)
         self.model = FastPath(self.model_nic, connections)
         self.rtl = {"jobs": [], "writes": [], "answers": [], "acks": [], "released": 0,
@@ -178,7 +182,7 @@ class _Bench:
     def ccb(self, **fields):
         """A Ccb in host memory; its address."""
         addr = self.ccb_next
-        self.ccb_next += CCB_BYTES
+        self.ccb_next += -(-CCB_BYTES // CCB_ALIGN) * CCB_ALIGN
         self.memory[addr:addr + CCB_BYTES] = ccb_bytes(
             make_ccb(fields["tuple"], fields["route"], fields["tcp"]))
         return addr
@@ -186,7 +190,7 @@ class _Bench:
     def mdl(self, lengths):
         """An RCVMDL list in host memory for buffers of ``lengths``: (list address, buffers)."""
         addr = self.ccb_next
-        self.ccb_next += 16 * len(lengths)
+        self.ccb_next += -(-16 * len(lengths) // CCB_ALIGN) * CCB_ALIGN
         buffers = []
         for k, length in enumerate(lengths):
             buffer = self.buffer_next + self.rng.randrange(16)
@@ -201,8 +205,8 @@ class _Bench:
     def run(self):
         h = self.harness
         e, d = h.engine, h.dispatcher
-        reads = ReadServer(e.dma_read, self.memory, BEAT, seed=1, latency=(2, 10))
-        writes = WriteServer(e.dma_write, self.memory, BEAT, seed=2, latency=(2, 10))
+        reads = ReadServer(e.dma_read, self.memory, self.beat, seed=1, latency=(2, 10))
+        writes = WriteServer(e.dma_write, self.memory, self.beat, seed=2, latency=(2, 10))
         done = {"steps": False}
 
         async def driver(ctx):
@@ -222,7 +226,8 @@ class _Bench:
                         self.nbr += 1
                         self.frames[self.nbr] = frame
                         status = expected_fields(frame)
-                        ctx.set(d.frames.payload.as_value(), _staged(status, self.nbr))
+                        ctx.set(d.frames.payload.as_value(),
+                                _staged(status, self.nbr, self.beat))
                         ctx.set(d.frames.valid, 1)
                         await ctx.tick().until(d.frames.ready)
                         ctx.set(d.frames.valid, 0)
@@ -265,7 +270,7 @@ class _Bench:
                     ctx.set(e.commands.payload, {
                         "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
                         "arg": fields["arg"], "addr": fields["addr"]})
-                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr))
+                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr, self.beat))
                     ctx.set(e.commands.valid, 1)
                     ctx.set(d.frames.valid, 1)
                     command_taken = frame_taken = False
@@ -299,7 +304,7 @@ class _Bench:
                     nbr = self.nbr
                     self.frames[nbr] = frame
                     status = expected_fields(frame)
-                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr))
+                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr, self.beat))
                     ctx.set(d.frames.valid, 1)
                     await ctx.tick().until(d.frames.ready)
                     ctx.set(d.frames.valid, 0)
@@ -362,7 +367,7 @@ class _Bench:
     def check(self):
         m = self.model_nic
         rtl_writes = self.rtl["writes"] + [
-            (addr, bytes(self.memory[addr:addr + beats * BEAT]))
+            (addr, bytes(self.memory[addr:addr + beats * self.beat]))
             for addr, beats in self.dma_writes.requests]
         assert self.rtl["jobs"] == m.jobs
         assert self.rtl["answers"] == m.answers
@@ -376,14 +381,14 @@ class _Bench:
         assert self.rtl["released"] == m.released
 
 
-def _staged(status, nbr):
+def _staged(status, nbr, beat):
     """The packet buffer's record of a frame: its summary, TCP fields, words, start, slot."""
     summary = {name: status.get(name, 0) for name in _SUMMARY_NAMES if name != "reserved"}
     summary["length"] &= 0xFFFF
     return pack(RxStagedFrame, {
         "summary": summary,
         "tcp": {name: status.get(name, 0) for name in ("src", "dst", "seq", "ack", "window")},
-        "words": max(1, -(-status["length"] // BEAT)), "start": 0, "slot": nbr % 64,
+        "words": max(1, -(-status["length"] // beat)), "start": 0, "slot": nbr % 64,
     })
 
 
@@ -535,12 +540,13 @@ def _conn_of(bench, peer):
     return last if last not in bench.model.connections else 0
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
-def test_random_traffic_and_commands(seed):
+@pytest.mark.parametrize("seed, data_bits", [(11, 128), (12, 64), (13, 256)])
+def test_random_traffic_and_commands(seed, data_bits):
     """Random frames (in order, out of order, flags, bad checksums, pure ACKs) and commands
     (handouts with frames between the phases, RCVMDLs, WINUPDATEs, flushes, closes, refused
-    ones) on a few connections, each step chosen from the model's state as it runs."""
-    bench = _Bench(seed)
+    ones) on a few connections, each step chosen from the model's state as it runs; one run at
+    each DMA width (at 256 bits a beat carries two RCVMDL entries)."""
+    bench = _Bench(seed, beat=data_bits // 8)
     rng = bench.rng
     peers = [_Peer(k, ipv6=(k == 3)) for k in range(4)]
     step = _random_step(rng, peers, handout=0.4, command=0.35, refusal=0.03)
