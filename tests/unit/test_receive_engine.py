@@ -561,6 +561,7 @@ def test_random_traffic_and_commands(seed, data_bits):
 MANY = 256
 
 
+@pytest.mark.slow
 def test_hundreds_of_connections_against_the_model():
     """200 connections at once in a 256-connection store and table, against the model: handed
     out 25 at a time (HANDOUT1s back to back, then the HANDOUT2s, then an RCVMDL each), two
