@@ -24,9 +24,9 @@ entries) and the queued frames' records by packet-buffer slot (:class:`QueuedFra
 
 import enum
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -88,8 +88,11 @@ _HALF = 1 << 31
 
 def _after(a, b):
     """``a`` is later than ``b`` in sequence space (RFC 9293 §3.4): 0 < a - b < 2**31."""
+    # ``a != b`` rather than the difference's zero test: the compare runs beside the carry
+    # chain, not after it.
     diff = Signal(32)
-    return _Expr(diff, (a - b)[:32], lambda d: (d != 0) & ~d[31])
+    differ = Value.cast(a)[:32] != Value.cast(b)[:32]
+    return _Expr(diff, (a - b)[:32], lambda d: differ & ~d[31])
 
 
 class _Expr:
@@ -102,6 +105,55 @@ class _Expr:
 def _bind(m, expr):
     m.d.comb += expr.signal.eq(expr.value)
     return expr.result(expr.signal)
+
+
+class _BlockRamList(wiring.Component):
+    """A FIFO in block RAM whose head is read straight out of the block RAM's output register
+    (:class:`~hw.lib.bram.WideBlockRam`): no register as wide as an entry, no multiplexer after
+    the block RAM.
+
+    The block RAM is read all the time at the head's place; the head is good (``r_rdy``) two
+    clocks after that place was written or moved (a pop moves it). ``depth`` is a power of two;
+    the writer never writes more than ``depth`` entries not yet popped (the engine's lists hold
+    each conn_nbr once at most).
+
+    Members
+    -------
+    w_data : In(shape), w_en : In(1)
+        An entry to append (always taken).
+    r_data : Out(shape), r_rdy : Out(1), r_en : In(1)
+        The head; ``r_en`` pops it (only while ``r_rdy``).
+    busy : Out(1)
+        An entry is in the list (``r_rdy`` may not say so yet).
+    """
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "w_data": In(shape), "w_en": In(1),
+            "r_data": Out(shape), "r_rdy": Out(1), "r_en": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ram = WideBlockRam(m, "storage", self._shape, self._depth, platform)
+        w, r = ram.write_port(), ram.read_port()
+        produce = Signal(range(self._depth))
+        consume = Signal(range(self._depth))
+        pop = self.r_en & self.r_rdy
+        stored = produce != consume
+        with m.If(self.w_en):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(pop):
+            m.d.sync += consume.eq(consume + 1)
+        # ``read`` is 1 when the block RAM samples an address holding an entry written on an
+        # earlier edge (not the head place a pop leaves), ``r_rdy`` when its data is out.
+        read = Signal()
+        m.d.sync += [read.eq(stored & ~pop), self.r_rdy.eq(read & ~pop)]
+        m.d.comb += [w.addr.eq(produce), w.data.eq(self.w_data), w.en.eq(self.w_en),
+                     r.addr.eq(consume), self.r_data.eq(r.data), self.busy.eq(stored)]
+        return m
 
 
 class ReceiveEngine(wiring.Component):
@@ -197,19 +249,19 @@ class ReceiveEngine(wiring.Component):
         hot = WideBlockRam(m, "hot", ConnRecord, n, platform)
         route_ram = WideBlockRam(m, "route", ConnRoute, n, platform)
         sg_ram = WideBlockRam(m, "sg", SgEntry, n * max_entries, platform)
-        # Queued frames: their records by packet-buffer slot, and each one's successor in its
-        # connection's queue (a small memory read without a clock: the link is one write).
-        m.submodules.queued = queued_mem = Memory(shape=DispatchedFrame, depth=slots, init=[])
-        q_w = queued_mem.write_port()
-        q_r = queued_mem.read_port()
+        # Queued frames: their records by packet-buffer slot (block RAM, read data out of the
+        # block RAM's own register), and each one's successor in its connection's queue (a
+        # small memory read without a clock: the link is one write).
+        queued_ram = WideBlockRam(m, "queued", DispatchedFrame, slots, platform)
+        q_w = queued_ram.write_port()
+        q_r = queued_ram.read_port()
         m.submodules.q_next = q_next = Memory(shape=slot_bits, depth=slots, init=[])
         q_next_w = q_next.write_port()
         q_next_r = q_next.read_port(domain="comb")
-        self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
-        # The queue's head frame, a clock after the read (the read's data goes nowhere else).
-        q_head_frame = Signal(DispatchedFrame)
+        self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_ram)
+        # The queue's head frame: the read's data, two clocks after its (registered) address.
+        q_head_frame = q_r.data
         frame = Signal(DispatchedFrame)     # the work item's frame
-        m.d.sync += q_head_frame.eq(q_r.data)
 
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
         # A job or an ACK request is built into a register (``job``, ``ack``) and written into
@@ -271,23 +323,15 @@ class ReceiveEngine(wiring.Component):
 
         # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
         # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
-        # A list is a block-RAM FIFO written by the FSM (``*_in``) and a two-entry FIFO of
-        # registers the FSM reads (``*_list``): a block RAM's data is slow out of its clock.
-        def conn_list(name, width):
-            fifo_in = SyncFIFOBuffered(width=width, depth=n + 1)
-            head = SyncFIFOBuffered(width=width, depth=2)
-            m.submodules[f"{name}_in"] = fifo_in
-            m.submodules[f"{name}_head"] = head
-            m.d.comb += [head.w_data.eq(fifo_in.r_data), head.w_en.eq(fifo_in.r_rdy),
-                         fifo_in.r_en.eq(head.w_rdy)]
-            return fifo_in, head
-        drain_in, drain_list = conn_list("drain_list", conn_bits)
+        # A list is a FIFO in block RAM whose head comes out of the block RAM's own register
+        # (:class:`_BlockRamList`): a block RAM's data is slow out of its clock otherwise.
+        m.submodules.drain_list = drain_list = _BlockRamList(conn_bits, 2 * n)
         # Delayed-ACK timers: (conn_nbr, deadline), in the order they were armed, so the head
         # runs out first (a connection re-armed while listed goes back in with its new deadline).
         timer_entry = data.StructLayout({"conn": conn_bits, "deadline": 32})
-        timer_fifo_in, timer_list = conn_list("timer_list", timer_entry.size)
-        timer_in = data.View(timer_entry, timer_fifo_in.w_data)
-        timer_head = data.View(timer_entry, timer_list.r_data)
+        m.submodules.timer_list = timer_list = _BlockRamList(timer_entry, 2 * n)
+        timer_in = timer_list.w_data
+        timer_head = timer_list.r_data
 
         # --- Work registers -------------------------------------------------------------------
         cmd = Signal(FastCommand)
@@ -313,6 +357,8 @@ class ReceiveEngine(wiring.Component):
         interlock_context = Signal(32)
         work = Signal(5)                # a Work: what the record being read is for
         in_command = Signal()           # the work item is a command (answer at its end)
+        bad_conn_reg = Signal()         # the command's conn_nbr is out of range
+        bad_entries_reg = Signal()      # ... its RCVMDL entry count is
         from_queue = Signal()           # the frame came from its connection's queue
 
         passed_quiet = Signal()
@@ -427,8 +473,12 @@ class ReceiveEngine(wiring.Component):
         payload_len = summary.payload_len
         flags = summary.tcp_flags
 
+        def segment_end(dispatched):
+            return dispatched.frame.tcp.seq + dispatched.frame.summary.payload_len
+
         # --- Checks of a segment against the record (docs/fast_path.md, the model's order) ----
         tcp = rec.tcp
+        # The segment's end, registered wherever ``frame`` loads (no adder before the compare).
         end = Signal(32)
         beyond_window = _bind(m, _after(end, tcp.rcv_adv))
         ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
@@ -439,7 +489,6 @@ class ReceiveEngine(wiring.Component):
         seq_other_reg = Signal()
         una_moves_reg = Signal()        # ACT's send-side updates, computed in CHECK too
         wnd_moves_reg = Signal()
-        m.d.comb += end.eq(f.tcp.seq + payload_len)
         una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
         wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
         wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
@@ -633,7 +682,8 @@ class ReceiveEngine(wiring.Component):
             with m.State("IDLE"):
                 # ``frame`` follows the dispatcher's frame in IDLE, taken or not (nothing needs
                 # the last work item's frame here: a job's frame is read a clock after its push).
-                m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload)]
+                m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload),
+                             end.eq(segment_end(self.frames.payload))]
                 # ``pick`` chose a clock ago; the item is still there (a stream's valid stays
                 # until taken, the lists are only popped here). After a choice, IDLE waits a
                 # clock for the next one (``pick`` is cleared).
@@ -655,9 +705,12 @@ class ReceiveEngine(wiring.Component):
                              free=1)
                 with m.If(pick[Pick.COMMAND] & ~self.answers.valid):
                     m.d.comb += self.commands.ready.eq(1)
+                    taken = data.View(ConnArg, self.commands.payload.arg)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
-                                 conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr),
-                                 work.eq(Work.COMMAND)]
+                                 conn.eq(taken.conn_nbr), work.eq(Work.COMMAND),
+                                 bad_conn_reg.eq(taken.conn_nbr >= n),
+                                 bad_entries_reg.eq((taken.entries == 0)
+                                                    | (taken.entries > max_entries))]
                     m.next = "COMMAND"
                 with m.If(pick[Pick.FAILED]):
                     m.d.comb += self.place_failed.ready.eq(1)
@@ -751,7 +804,8 @@ class ReceiveEngine(wiring.Component):
                 m.next = "DRAIN_TAKE"
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
-                m.d.sync += [frame.eq(q_head_frame), rec.q_head.eq(q_next_r.data),
+                m.d.sync += [frame.eq(q_head_frame), end.eq(segment_end(q_head_frame)),
+                             rec.q_head.eq(q_next_r.data),
                              rec.q_count.eq(rec.q_count - 1)]
                 pulse("queued", Const(-1, 32))
                 m.next = "CHECK"
@@ -921,7 +975,7 @@ class ReceiveEngine(wiring.Component):
                     with m.If(~rec.ack_timer):
                         m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(deadline)]
                         with m.If(~rec.in_timer_list):
-                            m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
+                            m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
                                          timer_in.deadline.eq(deadline)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
@@ -983,7 +1037,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += rec.in_timer_list.eq(0)
                     m.next = "SEND_ACK"
                 with m.Elif(rf.timer_runs):
-                    m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
+                    m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
                                  timer_in.deadline.eq(rec.ack_deadline)]
                     m.next = "IDLE"
                 with m.Else():
@@ -994,7 +1048,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("WRITE_BACK"):
                 write_back()
                 with m.If(from_queue & (rec.state == ConnState.FAST) & (rec.q_count != 0)):
-                    m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
                 with m.If(in_command & ~self.answers.valid):
                     m.next = "COMMAND_END"
                 with m.Else():
@@ -1009,7 +1063,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("COMMAND"):
                 with m.If(cmd.opcode == CommandOpcode.HANDOUT1.value):
                     m.next = "H1_REQUEST"
-                with m.Elif(arg.conn_nbr >= n):
+                with m.Elif(bad_conn_reg):
                     answer(EventCode.UNKNOWN_CONNECTION, bad=1)
                     m.next = "IDLE"
                 with m.Else():
@@ -1035,7 +1089,7 @@ class ReceiveEngine(wiring.Component):
                             with m.If(~rf.live | rec.mdl_posted):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
-                            with m.Elif((arg.entries == 0) | (arg.entries > max_entries)):
+                            with m.Elif(bad_entries_reg):
                                 answer(EventCode.BAD_MDL, bad=1)
                                 m.next = "IDLE"
                             with m.Else():
@@ -1078,7 +1132,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(reopen_reg):
                     m.d.sync += rec.state.eq(ConnState.FAST)
                     with m.If(queue_reg):
-                        m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
                 m.next = "WINDOW_EDGE"
             with m.State("WINDOW_EDGE"):
                 m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
@@ -1240,7 +1294,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(self.table_response.valid):
                     answer(EventCode.OK)
                     with m.If(rec.q_count != 0):
-                        m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
                     m.next = "IDLE"
 
             # MDL_REQUEST -- RCVMDL: read its entries.
@@ -1407,7 +1461,7 @@ class ReceiveEngine(wiring.Component):
                 m.next = "IDLE"
 
         m.d.comb += latching.eq(fsm.ongoing("RECORD_LATCH"))
-        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.r_rdy & ~drain_in.r_rdy
+        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.busy
                                  & ~job_fifo.r_rdy
                                  & ~ack_fifo.r_rdy & ~self.answers.valid & ~interlock
                                  & ~self.frames.valid)
