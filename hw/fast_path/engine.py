@@ -482,7 +482,8 @@ class ReceiveEngine(wiring.Component):
         end = Signal(32)
         beyond_window = _bind(m, _after(end, tcp.rcv_adv))
         ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
-        ack_too_old = _bind(m, _after(tcp.snd_una - _HALF, f.tcp.ack))
+        # SND.UNA - 2**31: bit 31 flipped (no adder).
+        ack_too_old = _bind(m, _after(tcp.snd_una ^ _HALF, f.tcp.ack))
         # CHECK registers each test on its own (one 32-bit compare each); CHECK2 picks the reason.
         beyond_window_reg = Signal()
         ack_bad_reg = Signal()
@@ -492,24 +493,33 @@ class ReceiveEngine(wiring.Component):
         una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
         wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
         wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
-        reason = Signal(8)
-        exception = Signal()
+        # The exceptions of the frame alone (its summary and flags), in the model's order:
+        # registered with the compares, so CHECK2 picks among registered bits only.
+        frame_reason = Signal(8)
+        frame_exception = Signal()
         bad_csum = (summary.malformed | (summary.ip_csum_valid & ~summary.ip_csum_ok)
                     | (summary.l4_csum_valid & ~summary.l4_csum_ok))
         with m.If(bad_csum):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_CHECKSUM)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.BAD_CHECKSUM)]
         with m.Elif(summary.ip_options):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.IP_OPTIONS)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.IP_OPTIONS)]
         with m.Elif(flags & TcpFlags.SYN):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.SYN)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.SYN)]
         with m.Elif(flags & TcpFlags.RST):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.RST)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.RST)]
         with m.Elif(flags & TcpFlags.FIN):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.FIN)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.FIN)]
         with m.Elif(flags & TcpFlags.URG):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.URG)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.URG)]
         with m.Elif(~(flags & TcpFlags.ACK).any()):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.BAD_ACK)]
+        frame_reason_reg = Signal(8)
+        frame_exception_reg = Signal()
+        # Then the compares' exceptions.
+        reason = Signal(8)
+        exception = Signal()
+        with m.If(frame_exception_reg):
+            m.d.comb += [exception.eq(1), reason.eq(frame_reason_reg)]
         with m.Elif(seq_other_reg):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_ORDER)]
         with m.Elif(beyond_window_reg):
@@ -524,6 +534,7 @@ class ReceiveEngine(wiring.Component):
         def segment_checks():
             """The checks' compares, registered (in CHECK, or in FRAME_ROUTE beside its choice)."""
             m.d.sync += [
+                frame_exception_reg.eq(frame_exception), frame_reason_reg.eq(frame_reason),
                 seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
                 beyond_window_reg.eq(beyond_window),
                 ack_bad_reg.eq(ack_beyond | ack_too_old),
