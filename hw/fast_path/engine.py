@@ -26,7 +26,6 @@ import enum
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -105,6 +104,48 @@ class _Expr:
 def _bind(m, expr):
     m.d.comb += expr.signal.eq(expr.value)
     return expr.result(expr.signal)
+
+
+class _RoomFifo(wiring.Component):
+    """A FIFO in LUT RAM read ahead (as ``SyncFIFO``) whose writer never writes it full (the
+    engine pushes only while its registered ``*_room`` says four more fit): the LUT RAM's write
+    enable is ``w_en`` itself, not gated by a "not full" test, so the enable reaching every LUT
+    RAM cell of a wide entry comes straight from the writer's register.
+
+    Members
+    -------
+    w_data : In(width), w_en : In(1)
+        An entry to append (always taken: the writer keeps ``level < depth``).
+    r_data : Out(width), r_rdy : Out(1), r_en : In(1)
+        The oldest entry; ``r_en`` pops it (only while ``r_rdy``).
+    level : Out(range(depth + 1))
+    """
+
+    def __init__(self, width, depth):
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two >= 2, not {depth}")
+        self._width, self._depth = width, depth
+        super().__init__({
+            "w_data": In(width), "w_en": In(1),
+            "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = Memory(shape=self._width, depth=self._depth, init=[])
+        w, r = storage.write_port(), storage.read_port(domain="comb")
+        produce = Signal(range(self._depth))
+        consume = Signal(range(self._depth))
+        pop = self.r_rdy & self.r_en
+        m.d.comb += [w.addr.eq(produce), w.data.eq(self.w_data), w.en.eq(self.w_en),
+                     r.addr.eq(consume), self.r_data.eq(r.data), self.r_rdy.eq(self.level != 0)]
+        with m.If(self.w_en):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(pop):
+            m.d.sync += consume.eq(consume + 1)
+        m.d.sync += self.level.eq(self.level + self.w_en - pop)
+        return m
 
 
 class _BlockRamList(wiring.Component):
@@ -281,9 +322,9 @@ class ReceiveEngine(wiring.Component):
                      if name != "tcp"})
         kept["seq"] = 32
         job_entry = data.StructLayout(kept)
-        m.submodules.job_fifo = job_fifo = SyncFIFO(width=job_entry.size, depth=fifo_depth)
-        m.submodules.ack_fifo = ack_fifo = SyncFIFO(
-            width=data.Layout.cast(AckRequest).size, depth=fifo_depth)
+        m.submodules.job_fifo = job_fifo = _RoomFifo(job_entry.size, fifo_depth)
+        m.submodules.ack_fifo = ack_fifo = _RoomFifo(data.Layout.cast(AckRequest).size,
+                                                     fifo_depth)
         job = Signal(RxJob)
         job_valid = Signal()
         ack = Signal(AckRequest)
