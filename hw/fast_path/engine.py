@@ -410,6 +410,11 @@ class ReceiveEngine(wiring.Component):
             passed_interlock.eq(~(frames_taken - interlock_fence)[31]),
         ]
 
+        def set_fence(fence, passed, value):
+            """A new fence: its ``passed`` flag is cleared with it (else, registered, it would
+            still say the old fence's for a clock, and ``pick`` would act on that)."""
+            m.d.sync += [fence.eq(value), passed.eq(0)]
+
         # Flush parameters.
         flush_reason = Signal(8)
         flush_frame = Signal()          # a frame goes to the slow path with the queue
@@ -660,15 +665,26 @@ class ReceiveEngine(wiring.Component):
         with m.If(table.valid & table.ready):
             m.d.sync += table.valid.eq(0)
         m.d.comb += self.table_response.ready.eq(1)
+        # HANDOUT2's SET_STATE is not waited for (the table's state only informs; the record
+        # decides): its answer, the next the table gives (one command at a time, in order), is
+        # dropped. ``table_answer`` is the answer a state waits for.
+        set_state_owed = Signal()
+        table_answer = Signal()
+        m.d.comb += table_answer.eq(self.table_response.valid & ~set_state_owed)
+        with m.If(self.table_response.valid):
+            m.d.sync += set_state_owed.eq(0)
 
+        # The command's tuple follows the route until a command is issued, and holds while the
+        # table has not taken it (the engine goes on to other connections after a SET_STATE).
         record_tuple = table.payload.tuple
-        m.d.comb += [
-            record_tuple.src.eq(route.remote_ip),
-            record_tuple.dst.eq(route.local_ip),
-            record_tuple.sport.eq(route.remote_port),
-            record_tuple.dport.eq(route.local_port),
-            record_tuple.ipv6.eq(route.ipv6),
-        ]
+        with m.If(~table.valid):
+            m.d.sync += [
+                record_tuple.src.eq(route.remote_ip),
+                record_tuple.dst.eq(route.local_ip),
+                record_tuple.sport.eq(route.remote_port),
+                record_tuple.dport.eq(route.local_port),
+                record_tuple.ipv6.eq(route.ipv6),
+            ]
 
         # --- The next work item, chosen a clock ahead (registered: IDLE acts on one bit) ------
         pick = Signal(len(Pick))
@@ -1232,13 +1248,14 @@ class ReceiveEngine(wiring.Component):
                         m.next = "H1_INSERT"
             # H1_INSERT -- the tuple goes into the table, pending.
             with m.State("H1_INSERT"):
-                m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.INSERT),
-                             table.payload.state.eq(CcbState.PENDING)]
-                m.next = "H1_ANSWER"
+                with m.If(~table.valid):    # (as FLUSH: a SET_STATE not yet taken goes first)
+                    m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.INSERT),
+                                 table.payload.state.eq(CcbState.PENDING)]
+                    m.next = "H1_ANSWER"
             # H1_ANSWER -- INSERTED: a fresh record, and the INTERLOCK waits for its fence.
             with m.State("H1_ANSWER"):
                 resp = self.table_response.payload
-                with m.If(self.table_response.valid):
+                with m.If(table_answer):
                     with m.Switch(resp.status):
                         with m.Case(CcbStatus.INSERTED):
                             m.d.sync += [
@@ -1246,11 +1263,11 @@ class ReceiveEngine(wiring.Component):
                                 rec.eq(0),
                                 rec.state.eq(ConnState.PENDING),
                                 interlock.eq(1),
-                                interlock_fence.eq(self.frames_in),
                                 interlock_conn.eq(resp.conn_nbr),
                                 interlock_index.eq(cmd.index),
                                 interlock_context.eq(cmd.arg),
                             ]
+                            set_fence(interlock_fence, passed_interlock, self.frames_in)
                             pulse("connections")
                             m.next = "H1_WRITE"
                         with m.Case(CcbStatus.EXISTS):
@@ -1334,20 +1351,17 @@ class ReceiveEngine(wiring.Component):
                         route.irs.eq(c.route.irs), route.ccb_addr.eq(cmd.addr),
                     ]
                     m.next = "H2_SET_STATE"
-            # H2_SET_STATE -- the table entry becomes offloaded.
+            # H2_SET_STATE -- the record is written, the table entry becomes offloaded (not
+            # waited for), COMMAND_DONE OK; the queue drains.
             with m.State("H2_SET_STATE"):
                 m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
                 m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.SET_STATE),
-                             table.payload.state.eq(CcbState.OFFLOADED)]
+                             table.payload.state.eq(CcbState.OFFLOADED), set_state_owed.eq(1)]
                 pulse("handouts")
-                m.next = "H2_ANSWER"
-            # H2_ANSWER -- COMMAND_DONE OK; the queue drains.
-            with m.State("H2_ANSWER"):
-                with m.If(self.table_response.valid):
-                    answer(EventCode.OK)
-                    with m.If(rec.q_count != 0):
-                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
-                    m.next = "IDLE"
+                answer(EventCode.OK)
+                with m.If(rec.q_count != 0):
+                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                m.next = "IDLE"
 
             # MDL_REQUEST -- RCVMDL: read its entries.
             with m.State("MDL_REQUEST"):
@@ -1400,13 +1414,16 @@ class ReceiveEngine(wiring.Component):
                     flush_passed.eq(0),
                     flush_handle.eq(Mux(rec.mdl_posted, rec.mdl_handle, 0)),
                     flush_placed.eq(Mux(rec.mdl_posted, rec.mdl_placed, 0)),
-                    table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.DELETE),
                 ]
-                m.next = "FLUSH_DELETE"
+                # A SET_STATE not yet taken by the table (HANDOUT2's, not waited for) goes first.
+                with m.If(~table.valid):
+                    m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.DELETE)]
+                    m.next = "FLUSH_DELETE"
             # FLUSH_DELETE -- the DELETE's answer sets the fence before the conn_nbr is reused.
             with m.State("FLUSH_DELETE"):
-                with m.If(self.table_response.valid):
-                    m.d.sync += [quiet_fence.eq(self.frames_in), beat_count.eq(0)]
+                with m.If(table_answer):
+                    m.d.sync += beat_count.eq(0)
+                    set_fence(quiet_fence, passed_quiet, self.frames_in)
                     with m.If(rec.loaded):
                         m.next = "FLUSH_WB_REQUEST"
                     with m.Else():

@@ -149,10 +149,6 @@ def test_kernel_connects_sends_1mb_gets_256kb(tmp_path, family):
     assert data_retransmissions(kernel, served) == served["stats"]["dup_segments_received"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the receive engine of this session's timing work (from e0e2640/a8dac86 on) flushes the "
-    "kernel's upload once OUT_OF_ORDER with nothing lost on the wire (2 handouts instead of 1; "
-    "byte-exact, no kernel retransmission); the engine of dc1f34a passes: a bug, not found yet"))
 def test_kernel_upload_1mb_through_the_fast_path(tmp_path):
     """The kernel connects and sends 1 MB to ``discard``, whose connection the host stack hands
     out to the NIC and reads through RCVMDLs: after the handout the NIC places every byte (the

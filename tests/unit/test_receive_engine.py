@@ -152,6 +152,19 @@ class _Bench:
     def frame(self, frame):
         self._out().append(("frame", bytes(frame)))
 
+    def burst(self, *commands):
+        """Commands back to back, each offered as soon as the last was taken (``commands``:
+        ``(opcode, fields)`` pairs)."""
+        self._out().append(("burst", [{"opcode": opcode.value, "ring": 0, "tag": 0, "arg": 0,
+                                       "addr": 0, **fields} for opcode, fields in commands]))
+
+    def race(self, opcode, frame, *, arg=0, addr=0, tag=0):
+        """A command and a frame offered in the same clock: the engine takes the command first,
+        the dispatcher looks the frame up meanwhile (before the command changes the table), so
+        the frame counts as earlier than the command (the model takes it first)."""
+        self._out().append(("race", ({"opcode": opcode.value, "ring": 0, "tag": tag,
+                                      "arg": arg, "addr": addr}, bytes(frame))))
+
     def ccb(self, **fields):
         """A Ccb in host memory; its address."""
         addr = self.ccb_next
@@ -193,7 +206,48 @@ class _Bench:
                     self.steps[index:index + 1] = value(self)
                     continue
                 index += 1
-                if kind == "command":
+                if kind == "burst":
+                    taken = []
+                    for fields in value:
+                        fields = {**fields, "arg": fields["arg"](self) if callable(fields["arg"])
+                                  else fields["arg"]}
+                        ctx.set(e.commands.payload, {
+                            "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
+                            "arg": fields["arg"], "addr": fields["addr"]})
+                        ctx.set(e.commands.valid, 1)
+                        await ctx.tick().until(e.commands.ready)
+                        ctx.set(e.commands.valid, 0)
+                        taken.append(pack(Command, fields))
+                    await self._settle(ctx, 20)
+                    for payload in taken:
+                        self.model.command(index, unpack(Command, payload))
+                elif kind == "race":
+                    fields, frame = value
+                    self.nbr += 1
+                    nbr = self.nbr
+                    self.frames[nbr] = frame
+                    status = expected_fields(frame)
+                    payload = pack(Command, fields)
+                    ctx.set(e.commands.payload, {
+                        "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
+                        "arg": fields["arg"], "addr": fields["addr"]})
+                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr))
+                    ctx.set(e.commands.valid, 1)
+                    ctx.set(d.frames.valid, 1)
+                    command_taken = frame_taken = False
+                    while not (command_taken and frame_taken):
+                        _, _, command_ready, frame_ready = await ctx.tick().sample(
+                            e.commands.ready, d.frames.ready)
+                        if command_ready:
+                            ctx.set(e.commands.valid, 0)
+                            command_taken = True
+                        if frame_ready:
+                            ctx.set(d.frames.valid, 0)
+                            frame_taken = True
+                    await self._settle(ctx, 20)
+                    self.model.receive(Frame(frame, status, b"", nbr))
+                    self.model.command(index, unpack(Command, payload))
+                elif kind == "command":
                     value = {**value, "arg": value["arg"](self) if callable(value["arg"])
                              else value["arg"]}
                     payload = pack(Command, value)
@@ -349,6 +403,39 @@ def test_handout_placement_and_flush():
     bench.frame(_segment(1200, b"d" * 10))               # out of order: flush
     bench.frame(_segment(1140, b"e" * 10))               # slow path now
     bench.run().check()
+
+
+def test_handout1_waits_for_a_frame_looked_up_before_it():
+    """A frame of the tuple looked up while HANDOUT1 reads its Ccb missed the table: it takes
+    the slow path, and the INTERLOCK comes after it (the host's Ccb counts its bytes)."""
+    bench = _Bench(3)
+    fields = _ccb_fields(1000)
+    addr = bench.ccb(**fields)
+    bench.race(CommandOpcode.HANDOUT1, _segment(1000, b"a" * 30), addr=addr, arg=0x1234)
+    bench.command(CommandOpcode.HANDOUT2, addr=addr, arg=lambda b: b.last_conn())
+    bench.frame(_segment(1030, b"b" * 30))
+    bench.run().check()
+    kinds = [job[0] if job[0] != "EVENT" else job[1] for job in bench.rtl["jobs"]]
+    assert kinds[:2] == ["SLOW", EventKind.INTERLOCK.value], bench.rtl["jobs"]
+
+
+def test_flush_right_after_handout2():
+    """HANDOUT2 does not wait for the table's SET_STATE: a FLUSH right behind it has its DELETE
+    wait until the table took the SET_STATE, and takes the DELETE's answer, not the
+    SET_STATE's. A HANDOUT1 right behind that one inserts the tuple again."""
+    bench = _Bench(4)
+    fields = _ccb_fields(1000)
+    addr = bench.ccb(**fields)
+    bench.command(CommandOpcode.HANDOUT1, addr=addr, arg=0x1234)
+    bench.burst((CommandOpcode.HANDOUT2, {"addr": addr, "arg": lambda b: b.last_conn()}),
+                (CommandOpcode.FLUSH, {"arg": lambda b: b.last_conn()}),
+                (CommandOpcode.HANDOUT1, {"addr": addr, "arg": 0x99}))
+    bench.command(CommandOpcode.HANDOUT2, addr=addr, arg=lambda b: b.last_conn())
+    bench.frame(_segment(1000, b"a" * 30))
+    bench.run().check()
+    interlocks = [job for job in bench.rtl["jobs"]
+                  if job[0] == "EVENT" and job[1] == EventKind.INTERLOCK.value]
+    assert len(interlocks) == 2, bench.rtl["jobs"]
 
 
 class _Peer:
