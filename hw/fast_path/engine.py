@@ -611,6 +611,7 @@ class ReceiveEngine(wiring.Component):
         ccb_beats = CCB_BYTES // beat_bytes
         tuple_beats = CCB_TUPLE_BYTES // beat_bytes
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
+        wb_word = Signal(data_bits)             # the write-back's beat on the bus
         good_reg = Signal()                     # HANDOUT2's checks passed
         remote_same = Signal(4)                 # ... its parts: the addresses' words equal
         local_same = Signal(4)
@@ -1068,10 +1069,13 @@ class ReceiveEngine(wiring.Component):
                 scaled = Signal(32)
                 m.d.comb += scaled.eq(diff_reg >> rec.rcv_wscale)
                 m.d.sync += window_field.eq(Mux(scaled[16:].any(), 0xFFFF, scaled[:16]))
-                m.next = "ACK_PUSH"
+                # Room for the request is waited for here (the field loads again meanwhile):
+                # ACK_PUSH then updates the record by its state alone. The room stays (only
+                # the engine pushes; ``ack_room`` leaves a margin of four).
+                with m.If(ack_room):
+                    m.next = "ACK_PUSH"
             # ACK_PUSH -- the AckRequest from the record and the route.
             with m.State("ACK_PUSH"):
-                # The request's fields load in this state whatever happens; ack_room pushes.
                 new_adv = adv_reg
                 mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
                 m.d.sync += [
@@ -1087,16 +1091,15 @@ class ReceiveEngine(wiring.Component):
                     ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
                     ack.ts_ecr.eq(tcp.ts_recent),
                 ]
-                with m.If(ack_room):
-                    m.d.sync += ack_valid.eq(1)
-                    m.d.sync += [
-                        rec.tcp.rcv_adv.eq(new_adv),
-                        rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
-                        rec.tcp.unacked.eq(0), rec.tcp.ack_now.eq(0), rec.ack_timer.eq(0),
-                        rec.stats.acks.eq(rec.stats.acks + 1),
-                    ]
-                    pulse("acks_sent")
-                    m.next = "WRITE_BACK"
+                m.d.sync += ack_valid.eq(1)
+                m.d.sync += [
+                    rec.tcp.rcv_adv.eq(new_adv),
+                    rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
+                    rec.tcp.unacked.eq(0), rec.tcp.ack_now.eq(0), rec.ack_timer.eq(0),
+                    rec.stats.acks.eq(rec.stats.acks + 1),
+                ]
+                pulse("acks_sent")
+                m.next = "WRITE_BACK"
 
             # TIMER_CHECK -- a connection of the delayed-ACK list: run out, the ACK; running,
             # back in the list; else off the list.
@@ -1163,7 +1166,6 @@ class ReceiveEngine(wiring.Component):
                             with m.Else():
                                 m.next = "MDL_REQUEST"
                         with m.Case(CommandOpcode.WINUPDATE.value):
-                            consumed = cmd.addr[:32]
                             with m.If(too_much_reg):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
@@ -1171,9 +1173,7 @@ class ReceiveEngine(wiring.Component):
                                 answer(EventCode.OK, event=0)
                                 m.next = "IDLE"
                             with m.Else():
-                                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed
-                                                                      - consumed)
-                                m.next = "WINDOW"
+                                m.next = "WINUPDATE_APPLY"
                         with m.Default():       # FLUSH, CLOSE
                             is_close = cmd.opcode == CommandOpcode.CLOSE.value
                             m.d.sync += [
@@ -1182,6 +1182,12 @@ class ReceiveEngine(wiring.Component):
                                 flush_frame.eq(0), flush_frame_first.eq(0),
                             ]
                             m.next = "FLUSH"
+
+            # WINUPDATE_APPLY -- the bytes consumed are taken off the bytes shown (by the state
+            # alone: no command decision in front of the record's register).
+            with m.State("WINUPDATE_APPLY"):
+                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed - cmd.addr[:32])
+                m.next = "WINDOW"
 
             # WINDOW -- after a WINUPDATE or an RCVMDL: an ACK if the window opened enough; an
             # INDICATED connection takes frames again once nothing shown is unconsumed (or an
@@ -1202,22 +1208,23 @@ class ReceiveEngine(wiring.Component):
                     with m.If(queue_reg):
                         m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
                 m.next = "WINDOW_EDGE"
+            # WINDOW_EDGE -- the right edge; the threshold at least 1.
             with m.State("WINDOW_EDGE"):
-                m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
+                m.d.sync += [edge_reg.eq(tcp.rcv_nxt + win_reg),
+                             threshold_reg.eq(Mux(threshold_reg == 0, 1, threshold_reg))]
                 m.next = "WINDOW_OPENING"
             with m.State("WINDOW_OPENING"):
-                m.d.sync += [adv_after_reg.eq(_bind(m, _after(edge_reg, tcp.rcv_adv))),
-                             diff_reg.eq(edge_reg - tcp.rcv_adv)]
+                m.d.sync += diff_reg.eq(edge_reg - tcp.rcv_adv)
                 m.next = "WINDOW_COMPARE"
-            # WINDOW_COMPARE -- did the right edge move by the threshold (at least 1)?
+            # WINDOW_COMPARE -- did the right edge move past RCV.ADV (the difference's sign:
+            # ``_after``), and by the threshold? Two registered halves; WINDOW_DECIDE ands them.
             with m.State("WINDOW_COMPARE"):
-                m.d.sync += opened_reg.eq(adv_after_reg & rec.loaded
-                                          & (diff_reg >= Mux(threshold_reg == 0, 1,
-                                                             threshold_reg)))
+                m.d.sync += [adv_after_reg.eq((diff_reg != 0) & ~diff_reg[31]),
+                             opened_reg.eq(rec.loaded & (diff_reg >= threshold_reg))]
                 m.next = "WINDOW_DECIDE"
             # WINDOW_DECIDE -- an ACK when it did.
             with m.State("WINDOW_DECIDE"):
-                with m.If(opened_reg):
+                with m.If(adv_after_reg & opened_reg):
                     m.next = "SEND_ACK"
                 with m.Else():
                     m.next = "WRITE_BACK"
@@ -1260,8 +1267,6 @@ class ReceiveEngine(wiring.Component):
                         with m.Case(CcbStatus.INSERTED):
                             m.d.sync += [
                                 conn.eq(resp.conn_nbr),
-                                rec.eq(0),
-                                rec.state.eq(ConnState.PENDING),
                                 interlock.eq(1),
                                 interlock_conn.eq(resp.conn_nbr),
                                 interlock_index.eq(cmd.index),
@@ -1269,13 +1274,17 @@ class ReceiveEngine(wiring.Component):
                             ]
                             set_fence(interlock_fence, passed_interlock, self.frames_in)
                             pulse("connections")
-                            m.next = "H1_WRITE"
+                            m.next = "H1_RECORD"
                         with m.Case(CcbStatus.EXISTS):
                             answer(EventCode.TUPLE_EXISTS, bad=1)
                             m.next = "IDLE"
                         with m.Default():
                             answer(EventCode.TABLE_FULL, bad=1)
                             m.next = "IDLE"
+            # H1_RECORD -- the fresh record, PENDING (by the state alone).
+            with m.State("H1_RECORD"):
+                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.PENDING)]
+                m.next = "H1_WRITE"
             # H1_WRITE -- the record and the route are written; the answer has no event.
             with m.State("H1_WRITE"):
                 m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
@@ -1456,17 +1465,24 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_WB_ISSUE"):
                 m.d.comb += [wr.req.valid.eq(1), wr.req.payload.addr.eq(route.ccb_addr),
                              wr.req.payload.beats.eq(ccb_beats)]
+                m.d.sync += wb_word.eq(ccb_buf.word_select(beat_count, data_bits))
                 with m.If(wr.req.ready):
                     m.next = "FLUSH_WB_DATA"
-            # FLUSH_WB_DATA -- the Ccb's beats, lowest first.
+            # FLUSH_WB_DATA -- the Ccb's beats, lowest first, each out of a register (``wb_word``,
+            # loaded in FLUSH_WB_ISSUE and FLUSH_WB_NEXT: two clocks a beat, no multiplexer of
+            # the buffer in front of the bus).
             with m.State("FLUSH_WB_DATA"):
-                m.d.comb += [wr.data.valid.eq(1),
-                             wr.data.payload.data.eq(ccb_buf.word_select(beat_count, data_bits)),
+                m.d.comb += [wr.data.valid.eq(1), wr.data.payload.data.eq(wb_word),
                              wr.data.payload.strb.eq((1 << beat_bytes) - 1)]
                 with m.If(wr.data.ready):
                     m.d.sync += beat_count.eq(beat_count + 1)
                     with m.If(beat_count == ccb_beats - 1):
                         m.next = "FLUSH_WB_DONE"
+                    with m.Else():
+                        m.next = "FLUSH_WB_NEXT"
+            with m.State("FLUSH_WB_NEXT"):
+                m.d.sync += wb_word.eq(ccb_buf.word_select(beat_count, data_bits))
+                m.next = "FLUSH_WB_DATA"
             with m.State("FLUSH_WB_DONE"):
                 m.d.comb += wr.done.ready.eq(1)
                 with m.If(wr.done.valid):
@@ -1520,8 +1536,11 @@ class ReceiveEngine(wiring.Component):
                     pulse("flushes")
                     pulse("connections", Const(-1, 32))
                     m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
-                    m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
-                    m.next = "FLUSH_END"
+                    m.next = "FLUSH_CLEAR"
+            # FLUSH_CLEAR -- the record is free (by the state alone).
+            with m.State("FLUSH_CLEAR"):
+                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
+                m.next = "FLUSH_END"
             with m.State("FLUSH_END"):
                 write_back()
                 with m.If(in_command & ~self.answers.valid
