@@ -153,10 +153,11 @@ class _BlockRamList(wiring.Component):
     (:class:`~hw.lib.bram.WideBlockRam`): no register as wide as an entry, no multiplexer after
     the block RAM.
 
-    The block RAM is read all the time at the head's place; the head is good (``r_rdy``) two
-    clocks after that place was written or moved (a pop moves it). ``depth`` is a power of two;
-    the writer never writes more than ``depth`` entries not yet popped (the engine's lists hold
-    each conn_nbr once at most).
+    A write is registered before it reaches the block RAM (the writer's decision stays off the
+    block RAM's pins). The block RAM is read all the time at the head's place; the head is good
+    (``r_rdy``) two clocks after that place was written or moved (a pop moves it). ``depth`` is
+    a power of two; the writer never writes more than ``depth`` entries not yet popped (the
+    engine's lists hold each conn_nbr once at most).
 
     Members
     -------
@@ -165,7 +166,7 @@ class _BlockRamList(wiring.Component):
     r_data : Out(shape), r_rdy : Out(1), r_en : In(1)
         The head; ``r_en`` pops it (only while ``r_rdy``).
     busy : Out(1)
-        An entry is in the list (``r_rdy`` may not say so yet).
+        An entry is in the list or on its way (``r_rdy`` may not say so yet).
     """
 
     def __init__(self, shape, depth):
@@ -184,7 +185,10 @@ class _BlockRamList(wiring.Component):
         consume = Signal(range(self._depth))
         pop = self.r_en & self.r_rdy
         stored = produce != consume
-        with m.If(self.w_en):
+        w_data = Signal.like(self.w_data)
+        w_en = Signal()
+        m.d.sync += [w_data.eq(self.w_data), w_en.eq(self.w_en)]
+        with m.If(w_en):
             m.d.sync += produce.eq(produce + 1)
         with m.If(pop):
             m.d.sync += consume.eq(consume + 1)
@@ -192,8 +196,8 @@ class _BlockRamList(wiring.Component):
         # earlier edge (not the head place a pop leaves), ``r_rdy`` when its data is out.
         read = Signal()
         m.d.sync += [read.eq(stored & ~pop), self.r_rdy.eq(read & ~pop)]
-        m.d.comb += [w.addr.eq(produce), w.data.eq(self.w_data), w.en.eq(self.w_en),
-                     r.addr.eq(consume), self.r_data.eq(r.data), self.busy.eq(stored)]
+        m.d.comb += [w.addr.eq(produce), w.data.eq(w_data), w.en.eq(w_en),
+                     r.addr.eq(consume), self.r_data.eq(r.data), self.busy.eq(stored | w_en)]
         return m
 
 
@@ -485,6 +489,7 @@ class ReceiveEngine(wiring.Component):
                      q_next_r.addr.eq(rec.q_head)]
         # The queue memory's read address, registered (the head frame comes three clocks after
         # the head changed: DRAIN_* and FLUSH_QUEUE_* wait for it).
+        m.d.comb += [q_w.addr.eq(frame.frame.slot), q_w.data.eq(frame)]
         q_r_addr = Signal.like(q_r.addr)
         m.d.sync += q_r_addr.eq(rec.q_head)
         m.d.comb += q_r.addr.eq(q_r_addr)
@@ -500,6 +505,10 @@ class ReceiveEngine(wiring.Component):
         # A state that may push a job calls these at its top level: the job's fields are loaded
         # in that state whatever happens (the register's load is a function of the state
         # only), and ``when`` decides whether it is pushed.
+        # ``job`` loads every clock (0 outside the pushing states): it is read only the clock after
+        # a push, and no enable of its own sits in front of its bits.
+        m.d.sync += job.eq(0)
+
         def push_job(kind, when, queued=False, **fields):
             m.d.sync += [job.eq(0), job.kind.eq(kind), job_from_queue.eq(queued)]
             for name, value in fields.items():
@@ -612,6 +621,7 @@ class ReceiveEngine(wiring.Component):
         tuple_beats = CCB_TUPLE_BYTES // beat_bytes
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
         wb_word = Signal(data_bits)             # the write-back's beat on the bus
+        wb_index = Signal(range(ccb_beats + 1)) # ... its number (beat_count's copy for the mux)
         good_reg = Signal()                     # HANDOUT2's checks passed
         remote_same = Signal(4)                 # ... its parts: the addresses' words equal
         local_same = Signal(4)
@@ -619,8 +629,8 @@ class ReceiveEngine(wiring.Component):
         local_zero = Signal(3)
         ports_same = Signal()
         apply_error = Signal()                  # the Ccb's read failed
-        route_ok = Signal()
-        tcp_ok = Signal()
+        route_ok = Signal(3)                    # ... the version, the window scales, the MSS
+        tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
         beat_count = Signal(range(ccb_beats * 2 + 1))
         dma_error = Signal()
@@ -844,14 +854,16 @@ class ReceiveEngine(wiring.Component):
 
             # ENQUEUE -- the frame joins its connection's queue (or a full queue flushes it).
             with m.State("ENQUEUE"):
+                # The frame's record by its slot, written by the state alone (its slot is its
+                # own: a full queue's flush never reads it).
+                m.d.comb += q_w.en.eq(1)
                 with m.If(rec.q_count >= params.QUEUE_MAX_FRAMES):
                     m.d.sync += [flush_reason.eq(FlushReason.QUEUE_FULL), flush_frame.eq(1),
                                  flush_frame_first.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
-                    # The frame's record by its slot; the old tail's successor is this slot.
-                    m.d.comb += [q_w.addr.eq(f.slot), q_w.data.eq(frame), q_w.en.eq(1),
-                                 q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
+                    # The old tail's successor is this slot.
+                    m.d.comb += [q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
                                  q_next_w.en.eq(rec.q_count != 0)]
                     m.d.sync += [rec.q_tail.eq(f.slot), rec.q_count.eq(rec.q_count + 1)]
                     with m.If(rec.q_count == 0):
@@ -873,10 +885,13 @@ class ReceiveEngine(wiring.Component):
                 m.next = "DRAIN_TAKE"
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
-                m.d.sync += [frame.eq(q_head_frame), end.eq(segment_end(q_head_frame)),
-                             rec.q_head.eq(q_next_r.data),
+                m.d.sync += [frame.eq(q_head_frame), rec.q_head.eq(q_next_r.data),
                              rec.q_count.eq(rec.q_count - 1)]
                 pulse("queued", Const(-1, 32))
+                m.next = "DRAIN_END"
+            # DRAIN_END -- the segment's end, from the frame's register.
+            with m.State("DRAIN_END"):
+                m.d.sync += end.eq(segment_end(frame))
                 m.next = "CHECK"
 
             # FAILED_CHECK -- a placement's write failed: its connection is flushed (DMA_ERROR),
@@ -949,26 +964,28 @@ class ReceiveEngine(wiring.Component):
                 m.d.sync += [piece.eq(Mux(avail < left, avail, left)),
                              entry_full.eq(avail <= left), rest_fits.eq(left <= avail),
                              piece_offset.eq(summary.payload_offset + done_bytes)]
-                m.next = "PLACE_PIECE"
+                # Room for the job is waited for here (the same values load again meanwhile):
+                # PLACE_PIECE then acts by its state alone.
+                with m.If(job_room):
+                    m.next = "PLACE_PIECE"
             # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
-                push_job(RxJobKind.PLACE, job_room, conn_nbr=conn, offset=piece_offset,
+                push_job(RxJobKind.PLACE, 1, conn_nbr=conn, offset=piece_offset,
                          length=piece, addr=piece_addr, free=rest_fits)
-                with m.If(job_room):
-                    m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
-                                 rec.mdl_placed.eq(rec.mdl_placed + piece)]
-                    with m.If(entry_full & ~last_entry):
-                        m.d.sync += [rec.mdl_entry.eq(rec.mdl_entry + 1), rec.mdl_offset.eq(0)]
-                    with m.Else():
-                        m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
-                    with m.If(entry_full & last_entry):
-                        m.d.sync += mdl_full.eq(1)
-                    with m.If(rest_fits):
-                        m.next = "PLACE_DONE"
-                    with m.Elif(entry_full & last_entry):
-                        m.next = "OVERRUN"
-                    with m.Else():
-                        m.next = "PLACE_READ"
+                m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
+                             rec.mdl_placed.eq(rec.mdl_placed + piece)]
+                with m.If(entry_full & ~last_entry):
+                    m.d.sync += [rec.mdl_entry.eq(rec.mdl_entry + 1), rec.mdl_offset.eq(0)]
+                with m.Else():
+                    m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
+                with m.If(entry_full & last_entry):
+                    m.d.sync += mdl_full.eq(1)
+                with m.If(rest_fits):
+                    m.next = "PLACE_DONE"
+                with m.Elif(entry_full & last_entry):
+                    m.next = "OVERRUN"
+                with m.Else():
+                    m.next = "PLACE_READ"
             # PLACE_DONE -- the whole segment is placed: RCV_NXT, counters, the RCVMDL's end.
             with m.State("PLACE_DONE"):
                 psh = (flags & TcpFlags.PSH).any()
@@ -1320,12 +1337,12 @@ class ReceiveEngine(wiring.Component):
                 m.d.sync += [
                     ports_same.eq((t.remote_port == route.remote_port)
                                   & (t.local_port == route.local_port) & (t.ipv6 == route.ipv6)),
-                    route_ok.eq((c.version == CCB_VERSION)
-                                & (c.route.snd_wscale <= MAX_WSCALE)
-                                & (c.route.rcv_wscale <= MAX_WSCALE)
-                                & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)),
-                    tcp_ok.eq((c.tcp.snd_una == c.tcp.snd_nxt)
-                              & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf)),
+                    route_ok[0].eq(c.version == CCB_VERSION),
+                    route_ok[1].eq((c.route.snd_wscale <= MAX_WSCALE)
+                                   & (c.route.rcv_wscale <= MAX_WSCALE)),
+                    route_ok[2].eq((c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)),
+                    tcp_ok[0].eq(c.tcp.snd_una == c.tcp.snd_nxt),
+                    tcp_ok[1].eq(c.tcp.rcv_unconsumed <= c.tcp.rcv_buf),
                 ]
                 m.next = "H2_GOOD"
             # H2_GOOD -- the checks' parts anded: the Ccb is good or not.
@@ -1333,7 +1350,7 @@ class ReceiveEngine(wiring.Component):
                 same_tuple = Mux(route.ipv6, remote_same.all() & local_same.all(),
                                  remote_same[0] & local_same[0]
                                  & remote_zero.all() & local_zero.all())
-                m.d.sync += [good_reg.eq(same_tuple & ports_same & route_ok & tcp_ok),
+                m.d.sync += [good_reg.eq(same_tuple & ports_same & route_ok.all() & tcp_ok.all()),
                              apply_error.eq(dma_error)]
                 m.next = "H2_APPLY"
             # H2_APPLY -- a good Ccb is loaded into the record and the route.
@@ -1441,6 +1458,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_WB_REQUEST"):
                 wb = data.View(Ccb, ccb_buf)
                 m.d.sync += [
+                    wb_index.eq(0),
                     ccb_buf.eq(0),
                     wb.tuple.remote_ip.eq(route.remote_ip), wb.tuple.local_ip.eq(route.local_ip),
                     wb.tuple.remote_port.eq(route.remote_port),
@@ -1465,7 +1483,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_WB_ISSUE"):
                 m.d.comb += [wr.req.valid.eq(1), wr.req.payload.addr.eq(route.ccb_addr),
                              wr.req.payload.beats.eq(ccb_beats)]
-                m.d.sync += wb_word.eq(ccb_buf.word_select(beat_count, data_bits))
+                m.d.sync += wb_word.eq(ccb_buf.word_select(wb_index, data_bits))
                 with m.If(wr.req.ready):
                     m.next = "FLUSH_WB_DATA"
             # FLUSH_WB_DATA -- the Ccb's beats, lowest first, each out of a register (``wb_word``,
@@ -1475,13 +1493,13 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [wr.data.valid.eq(1), wr.data.payload.data.eq(wb_word),
                              wr.data.payload.strb.eq((1 << beat_bytes) - 1)]
                 with m.If(wr.data.ready):
-                    m.d.sync += beat_count.eq(beat_count + 1)
+                    m.d.sync += [beat_count.eq(beat_count + 1), wb_index.eq(wb_index + 1)]
                     with m.If(beat_count == ccb_beats - 1):
                         m.next = "FLUSH_WB_DONE"
                     with m.Else():
                         m.next = "FLUSH_WB_NEXT"
             with m.State("FLUSH_WB_NEXT"):
-                m.d.sync += wb_word.eq(ccb_buf.word_select(beat_count, data_bits))
+                m.d.sync += wb_word.eq(ccb_buf.word_select(wb_index, data_bits))
                 m.next = "FLUSH_WB_DATA"
             with m.State("FLUSH_WB_DONE"):
                 m.d.comb += wr.done.ready.eq(1)
