@@ -382,10 +382,13 @@ class ReceiveEngine(wiring.Component):
         cmd = Signal(FastCommand)
         arg = data.View(ConnArg, cmd.arg)
         conn = Signal(conn_bits)
+        # An entry is always of the work item's connection (the states only say when).
+        m.d.comb += [drain_list.w_data.eq(conn), timer_in.conn.eq(conn)]
         rec = Signal(ConnRecord)
         route = Signal(ConnRoute)
         now = Signal(32)
-        m.d.sync += now.eq(now + 1)
+        now_next = Signal(32, init=1)   # now + 1, a register (no adder before a compare)
+        m.d.sync += [now.eq(now + 1), now_next.eq(now_next + 1)]
         # Registered, so no 32-bit compare or add sits in front of the FSM's choices: the head
         # timer ran out (a clock late: the head changes only when IDLE pops it, and IDLE is left
         # for several clocks then), and the deadline of a timer armed now.
@@ -611,7 +614,7 @@ class ReceiveEngine(wiring.Component):
         threshold_reg = Signal(32)
         adv_after_reg = Signal()
         opened_reg = Signal()
-        window_field = Signal(16)
+        scaled_reg = Signal(32)         # RCV.ADV - RCV.NXT scaled (ACK_PUSH saturates it)
         reopen_reg = Signal()
         too_much_reg = Signal()         # a WINUPDATE counts more than was shown
         queue_reg = Signal()
@@ -622,13 +625,11 @@ class ReceiveEngine(wiring.Component):
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
         wb_word = Signal(data_bits)             # the write-back's beat on the bus
         wb_index = Signal(range(ccb_beats + 1)) # ... its number (beat_count's copy for the mux)
-        good_reg = Signal()                     # HANDOUT2's checks passed
         remote_same = Signal(4)                 # ... its parts: the addresses' words equal
         local_same = Signal(4)
         remote_zero = Signal(3)                 # the route's high words zero (IPv4)
         local_zero = Signal(3)
         ports_same = Signal()
-        apply_error = Signal()                  # the Ccb's read failed
         route_ok = Signal(3)                    # ... the version, the window scales, the MSS
         tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
@@ -737,7 +738,7 @@ class ReceiveEngine(wiring.Component):
             live = (r.state == ConnState.FAST) | (r.state == ConnState.INDICATED)
             queue = r.q_count != 0
             # ``now`` is a clock later when the flag is used.
-            out = ~(now + 1 - r.ack_deadline)[31]
+            out = ~(now_next - r.ack_deadline)[31]
             return [
                 rf.no_conn.eq((r.state == ConnState.FREE) | (r.state == ConnState.FLUSHING)),
                 rf.to_queue.eq((r.state == ConnState.PENDING) | (r.state == ConnState.INDICATED)
@@ -1061,7 +1062,7 @@ class ReceiveEngine(wiring.Component):
                     with m.If(~rec.ack_timer):
                         m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(deadline)]
                         with m.If(~rec.in_timer_list):
-                            m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                            m.d.comb += [timer_list.w_en.eq(1),
                                          timer_in.deadline.eq(deadline)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
@@ -1081,11 +1082,9 @@ class ReceiveEngine(wiring.Component):
             with m.State("ACK_FIELD"):
                 m.d.sync += diff_reg.eq(adv_reg - tcp.rcv_nxt)
                 m.next = "ACK_SCALE"
-            # ACK_SCALE -- the window field: RCV.ADV - RCV.NXT scaled, at most 0xFFFF.
+            # ACK_SCALE -- RCV.ADV - RCV.NXT scaled (ACK_PUSH makes it the field: at most 0xFFFF).
             with m.State("ACK_SCALE"):
-                scaled = Signal(32)
-                m.d.comb += scaled.eq(diff_reg >> rec.rcv_wscale)
-                m.d.sync += window_field.eq(Mux(scaled[16:].any(), 0xFFFF, scaled[:16]))
+                m.d.sync += scaled_reg.eq(diff_reg >> rec.rcv_wscale)
                 # Room for the request is waited for here (the field loads again meanwhile):
                 # ACK_PUSH then updates the record by its state alone. The room stays (only
                 # the engine pushes; ``ack_room`` leaves a margin of four).
@@ -1104,7 +1103,7 @@ class ReceiveEngine(wiring.Component):
                     ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
                     ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
                     ack.flags.eq(TcpFlags.ACK),
-                    ack.window.eq(window_field),
+                    ack.window.eq(Mux(scaled_reg[16:].any(), 0xFFFF, scaled_reg[:16])),
                     ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
                     ack.ts_ecr.eq(tcp.ts_recent),
                 ]
@@ -1125,7 +1124,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += rec.in_timer_list.eq(0)
                     m.next = "SEND_ACK"
                 with m.Elif(rf.timer_runs):
-                    m.d.comb += [timer_list.w_en.eq(1), timer_in.conn.eq(conn),
+                    m.d.comb += [timer_list.w_en.eq(1),
                                  timer_in.deadline.eq(rec.ack_deadline)]
                     m.next = "IDLE"
                 with m.Else():
@@ -1136,7 +1135,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("WRITE_BACK"):
                 write_back()
                 with m.If(from_queue & (rec.state == ConnState.FAST) & (rec.q_count != 0)):
-                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                    m.d.comb += drain_list.w_en.eq(1)
                 with m.If(in_command & ~self.answers.valid):
                     m.next = "COMMAND_END"
                 with m.Else():
@@ -1223,7 +1222,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(reopen_reg):
                     m.d.sync += rec.state.eq(ConnState.FAST)
                     with m.If(queue_reg):
-                        m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                        m.d.comb += drain_list.w_en.eq(1)
                 m.next = "WINDOW_EDGE"
             # WINDOW_EDGE -- the right edge; the threshold at least 1.
             with m.State("WINDOW_EDGE"):
@@ -1345,38 +1344,38 @@ class ReceiveEngine(wiring.Component):
                     tcp_ok[1].eq(c.tcp.rcv_unconsumed <= c.tcp.rcv_buf),
                 ]
                 m.next = "H2_GOOD"
-            # H2_GOOD -- the checks' parts anded: the Ccb is good or not.
+            # H2_GOOD -- the checks' parts anded: a bad Ccb (or a failed read) is refused.
             with m.State("H2_GOOD"):
                 same_tuple = Mux(route.ipv6, remote_same.all() & local_same.all(),
                                  remote_same[0] & local_same[0]
                                  & remote_zero.all() & local_zero.all())
-                m.d.sync += [good_reg.eq(same_tuple & ports_same & route_ok.all() & tcp_ok.all()),
-                             apply_error.eq(dma_error)]
-                m.next = "H2_APPLY"
-            # H2_APPLY -- a good Ccb is loaded into the record and the route.
-            with m.State("H2_APPLY"):
-                c = read_ccb
-                with m.If(apply_error):
+                good = same_tuple & ports_same & route_ok.all() & tcp_ok.all()
+                with m.If(dma_error):
                     answer(EventCode.DMA_ERROR)
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                     m.next = "FLUSH"
-                with m.Elif(~good_reg):
+                with m.Elif(~good):
                     answer(EventCode.BAD_CCB, bad=1)
                     m.d.sync += [flush_reason.eq(FlushReason.BAD_CCB), flush_frame.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
-                    m.d.sync += [
-                        rec.state.eq(ConnState.FAST), rec.loaded.eq(1), rec.tcp.eq(c.tcp),
-                        rec.rcv_mss.eq(c.route.rcv_mss), rec.snd_wscale.eq(c.route.snd_wscale),
-                        rec.rcv_wscale.eq(c.route.rcv_wscale),
-                        rec.timestamps.eq(c.route.timestamps),
-                        route.local_mac.eq(c.route.local_mac),
-                        route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
-                        route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
-                        route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
-                        route.irs.eq(c.route.irs), route.ccb_addr.eq(cmd.addr),
-                    ]
-                    m.next = "H2_SET_STATE"
+                    m.next = "H2_APPLY"
+            # H2_APPLY -- the good Ccb is loaded into the record and the route (by the state
+            # alone: no decision in front of the record's registers).
+            with m.State("H2_APPLY"):
+                c = read_ccb
+                m.d.sync += [
+                    rec.state.eq(ConnState.FAST), rec.loaded.eq(1), rec.tcp.eq(c.tcp),
+                    rec.rcv_mss.eq(c.route.rcv_mss), rec.snd_wscale.eq(c.route.snd_wscale),
+                    rec.rcv_wscale.eq(c.route.rcv_wscale),
+                    rec.timestamps.eq(c.route.timestamps),
+                    route.local_mac.eq(c.route.local_mac),
+                    route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
+                    route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
+                    route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
+                    route.irs.eq(c.route.irs), route.ccb_addr.eq(cmd.addr),
+                ]
+                m.next = "H2_SET_STATE"
             # H2_SET_STATE -- the record is written, the table entry becomes offloaded (not
             # waited for), COMMAND_DONE OK; the queue drains.
             with m.State("H2_SET_STATE"):
@@ -1386,7 +1385,7 @@ class ReceiveEngine(wiring.Component):
                 pulse("handouts")
                 answer(EventCode.OK)
                 with m.If(rec.q_count != 0):
-                    m.d.comb += [drain_list.w_en.eq(1), drain_list.w_data.eq(conn)]
+                    m.d.comb += drain_list.w_en.eq(1)
                 m.next = "IDLE"
 
             # MDL_REQUEST -- RCVMDL: read its entries.
