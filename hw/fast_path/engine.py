@@ -24,9 +24,8 @@ entries) and the queued frames' records by packet-buffer slot (:class:`QueuedFra
 
 import enum
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -91,8 +90,11 @@ _HALF = 1 << 31
 
 def _after(a, b):
     """``a`` is later than ``b`` in sequence space (RFC 9293 §3.4): 0 < a - b < 2**31."""
+    # ``a != b`` rather than the difference's zero test: the compare runs beside the carry
+    # chain, not after it.
     diff = Signal(32)
-    return _Expr(diff, (a - b)[:32], lambda d: (d != 0) & ~d[31])
+    differ = Value.cast(a)[:32] != Value.cast(b)[:32]
+    return _Expr(diff, (a - b)[:32], lambda d: differ & ~d[31])
 
 
 class _Expr:
@@ -105,6 +107,101 @@ class _Expr:
 def _bind(m, expr):
     m.d.comb += expr.signal.eq(expr.value)
     return expr.result(expr.signal)
+
+
+class _RoomFifo(wiring.Component):
+    """A FIFO in LUT RAM read ahead (as ``SyncFIFO``) whose writer never writes it full (the
+    engine pushes only while its registered ``*_room`` says four more fit): the LUT RAM's write
+    enable is ``w_en`` itself, not gated by a "not full" test, so the enable reaching every LUT
+    RAM cell of a wide entry comes straight from the writer's register.
+
+    Members
+    -------
+    w_data : In(width), w_en : In(1)
+        An entry to append (always taken: the writer keeps ``level < depth``).
+    r_data : Out(width), r_rdy : Out(1), r_en : In(1)
+        The oldest entry; ``r_en`` pops it (only while ``r_rdy``).
+    level : Out(range(depth + 1))
+    """
+
+    def __init__(self, width, depth):
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two >= 2, not {depth}")
+        self._width, self._depth = width, depth
+        super().__init__({
+            "w_data": In(width), "w_en": In(1),
+            "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = Memory(shape=self._width, depth=self._depth, init=[])
+        w, r = storage.write_port(), storage.read_port(domain="comb")
+        produce = Signal(range(self._depth))
+        consume = Signal(range(self._depth))
+        pop = self.r_rdy & self.r_en
+        m.d.comb += [w.addr.eq(produce), w.data.eq(self.w_data), w.en.eq(self.w_en),
+                     r.addr.eq(consume), self.r_data.eq(r.data), self.r_rdy.eq(self.level != 0)]
+        with m.If(self.w_en):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(pop):
+            m.d.sync += consume.eq(consume + 1)
+        m.d.sync += self.level.eq(self.level + self.w_en - pop)
+        return m
+
+
+class _BlockRamList(wiring.Component):
+    """A FIFO in block RAM whose head is read straight out of the block RAM's output register
+    (:class:`~hw.lib.bram.WideBlockRam`): no register as wide as an entry, no multiplexer after
+    the block RAM.
+
+    A write is registered before it reaches the block RAM (the writer's decision stays off the
+    block RAM's pins). The block RAM is read all the time at the head's place; the head is good
+    (``r_rdy``) two clocks after that place was written or moved (a pop moves it). ``depth`` is
+    a power of two; the writer never writes more than ``depth`` entries not yet popped (the
+    engine's lists hold each conn_nbr once at most).
+
+    Members
+    -------
+    w_data : In(shape), w_en : In(1)
+        An entry to append (always taken).
+    r_data : Out(shape), r_rdy : Out(1), r_en : In(1)
+        The head; ``r_en`` pops it (only while ``r_rdy``).
+    busy : Out(1)
+        An entry is in the list or on its way (``r_rdy`` may not say so yet).
+    """
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "w_data": In(shape), "w_en": In(1),
+            "r_data": Out(shape), "r_rdy": Out(1), "r_en": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ram = WideBlockRam(m, "storage", self._shape, self._depth, platform)
+        w, r = ram.write_port(), ram.read_port()
+        produce = Signal(range(self._depth))
+        consume = Signal(range(self._depth))
+        pop = self.r_en & self.r_rdy
+        stored = produce != consume
+        w_data = Signal.like(self.w_data)
+        w_en = Signal()
+        m.d.sync += [w_data.eq(self.w_data), w_en.eq(self.w_en)]
+        with m.If(w_en):
+            m.d.sync += produce.eq(produce + 1)
+        with m.If(pop):
+            m.d.sync += consume.eq(consume + 1)
+        # ``read`` is 1 when the block RAM samples an address holding an entry written on an
+        # earlier edge (not the head place a pop leaves), ``r_rdy`` when its data is out.
+        read = Signal()
+        m.d.sync += [read.eq(stored & ~pop), self.r_rdy.eq(read & ~pop)]
+        m.d.comb += [w.addr.eq(produce), w.data.eq(w_data), w.en.eq(w_en),
+                     r.addr.eq(consume), self.r_data.eq(r.data), self.busy.eq(stored | w_en)]
+        return m
 
 
 class ReceiveEngine(wiring.Component):
@@ -203,15 +300,16 @@ class ReceiveEngine(wiring.Component):
         hot = WideBlockRam(m, "hot", ConnRecord, n, platform)
         route_ram = WideBlockRam(m, "route", ConnRoute, n, platform)
         sg_ram = WideBlockRam(m, "sg", SgEntry, n * max_entries, platform)
-        # Queued frames: their records by packet-buffer slot, and each one's successor in its
-        # connection's queue (a small memory read without a clock: the link is one write).
-        m.submodules.queued = queued_mem = Memory(shape=DispatchedFrame, depth=slots, init=[])
-        q_w = queued_mem.write_port()
-        q_r = queued_mem.read_port()
+        # Queued frames: their records by packet-buffer slot (block RAM, read data out of the
+        # block RAM's own register), and each one's successor in its connection's queue (a
+        # small memory read without a clock: the link is one write).
+        queued_ram = WideBlockRam(m, "queued", DispatchedFrame, slots, platform)
+        q_w = queued_ram.write_port()
+        q_r = queued_ram.read_port()
         m.submodules.q_next = q_next = Memory(shape=slot_bits, depth=slots, init=[])
         q_next_w = q_next.write_port()
         q_next_r = q_next.read_port(domain="comb")
-        self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_mem)
+        self.sim_handles.update(hot=hot, route=route_ram, sg=sg_ram, queued=queued_ram)
         # Which slots hold a queued frame, and the connection of each (for the packet buffer's
         # pressure: its oldest frame's connection is flushed while the buffer runs short).
         slot_queued = Signal(slots)
@@ -224,10 +322,9 @@ class ReceiveEngine(wiring.Component):
         m.d.sync += [pressure.eq(self.buffer_short
                                  & slot_queued.bit_select(self.buffer_oldest, 1)),
                      pressure_conn.eq(slot_conn_r.data)]
-        # The queue's head frame, a clock after the read (the read's data goes nowhere else).
-        q_head_frame = Signal(DispatchedFrame)
+        # The queue's head frame: the read's data, two clocks after its (registered) address.
+        q_head_frame = q_r.data
         frame = Signal(DispatchedFrame)     # the work item's frame
-        m.d.sync += q_head_frame.eq(q_r.data)
 
         # --- Outputs: jobs and ACK requests through small FIFOs ---------------------------------
         # A job or an ACK request is built into a register (``job``, ``ack``) and written into
@@ -247,9 +344,9 @@ class ReceiveEngine(wiring.Component):
                      if name != "tcp"})
         kept["seq"] = 32
         job_entry = data.StructLayout(kept)
-        m.submodules.job_fifo = job_fifo = SyncFIFO(width=job_entry.size, depth=fifo_depth)
-        m.submodules.ack_fifo = ack_fifo = SyncFIFO(
-            width=data.Layout.cast(AckRequest).size, depth=fifo_depth)
+        m.submodules.job_fifo = job_fifo = _RoomFifo(job_entry.size, fifo_depth)
+        m.submodules.ack_fifo = ack_fifo = _RoomFifo(data.Layout.cast(AckRequest).size,
+                                                     fifo_depth)
         job = Signal(RxJob)
         job_valid = Signal()
         ack = Signal(AckRequest)
@@ -289,32 +386,27 @@ class ReceiveEngine(wiring.Component):
 
         # --- Lists of conn_nbrs: queues to drain, delayed-ACK timers ----------------------------
         # Each conn_nbr is at most once in each list (a flag in its record), so n entries do.
-        # A list is a block-RAM FIFO written by the FSM (``*_in``) and a two-entry FIFO of
-        # registers the FSM reads (``*_list``): a block RAM's data is slow out of its clock.
-        def conn_list(name, width):
-            fifo_in = SyncFIFOBuffered(width=width, depth=n + 1)
-            head = SyncFIFOBuffered(width=width, depth=2)
-            m.submodules[f"{name}_in"] = fifo_in
-            m.submodules[f"{name}_head"] = head
-            m.d.comb += [head.w_data.eq(fifo_in.r_data), head.w_en.eq(fifo_in.r_rdy),
-                         fifo_in.r_en.eq(head.w_rdy)]
-            return fifo_in, head
-        drain_in, drain_list = conn_list("drain_list", conn_bits)
+        # A list is a FIFO in block RAM whose head comes out of the block RAM's own register
+        # (:class:`_BlockRamList`): a block RAM's data is slow out of its clock otherwise.
+        m.submodules.drain_list = drain_list = _BlockRamList(conn_bits, 2 * n)
         # Delayed-ACK timers: (conn_nbr, deadline), in the order they were armed, so the head
         # runs out first (a connection re-armed while listed goes back in with its new deadline).
         timer_entry = data.StructLayout({"conn": conn_bits, "deadline": 32})
-        timer_fifo_in, timer_list = conn_list("timer_list", timer_entry.size)
-        timer_in = data.View(timer_entry, timer_fifo_in.w_data)
-        timer_head = data.View(timer_entry, timer_list.r_data)
+        m.submodules.timer_list = timer_list = _BlockRamList(timer_entry, 2 * n)
+        timer_in = timer_list.w_data
+        timer_head = timer_list.r_data
 
         # --- Work registers -------------------------------------------------------------------
         cmd = Signal(FastCommand)
         arg = data.View(ConnArg, cmd.arg)
         conn = Signal(conn_bits)
+        # An entry is always of the work item's connection (the states only say when).
+        m.d.comb += [drain_list.w_data.eq(conn), timer_in.conn.eq(conn)]
         rec = Signal(ConnRecord)
         route = Signal(ConnRoute)
         now = Signal(32)
-        m.d.sync += now.eq(now + 1)
+        now_next = Signal(32, init=1)   # now + 1, a register (no adder before a compare)
+        m.d.sync += [now.eq(now + 1), now_next.eq(now_next + 1)]
         # Registered, so no 32-bit compare or add sits in front of the FSM's choices: the head
         # timer ran out (a clock late: the head changes only when IDLE pops it, and IDLE is left
         # for several clocks then), and the deadline of a timer armed now.
@@ -331,6 +423,8 @@ class ReceiveEngine(wiring.Component):
         interlock_context = Signal(32)
         work = Signal(len(Work))        # a Work: what the record being read is for
         in_command = Signal()           # the work item is a command (answer at its end)
+        bad_conn_reg = Signal()         # the command's conn_nbr is out of range
+        bad_entries_reg = Signal()      # ... its RCVMDL entry count is
         from_queue = Signal()           # the frame came from its connection's queue
 
         passed_quiet = Signal()
@@ -416,6 +510,7 @@ class ReceiveEngine(wiring.Component):
                      q_next_r.addr.eq(rec.q_head)]
         # The queue memory's read address, registered (the head frame comes three clocks after
         # the head changed: DRAIN_* and FLUSH_QUEUE_* wait for it).
+        m.d.comb += [q_w.addr.eq(frame.frame.slot), q_w.data.eq(frame)]
         q_r_addr = Signal.like(q_r.addr)
         m.d.sync += q_r_addr.eq(rec.q_head)
         m.d.comb += q_r.addr.eq(q_r_addr)
@@ -431,6 +526,10 @@ class ReceiveEngine(wiring.Component):
         # A state that may push a job calls these at its top level: the job's fields are loaded
         # in that state whatever happens (the register's load is a function of the state
         # only), and ``when`` decides whether it is pushed.
+        # ``job`` loads every clock (0 outside the pushing states): it is read only the clock after
+        # a push, and no enable of its own sits in front of its bits.
+        m.d.sync += job.eq(0)
+
         def push_job(kind, when, queued=False, **fields):
             m.d.sync += [job.eq(0), job.kind.eq(kind), job_from_queue.eq(queued)]
             for name, value in fields.items():
@@ -450,40 +549,53 @@ class ReceiveEngine(wiring.Component):
         payload_len = summary.payload_len
         flags = summary.tcp_flags
 
+        def segment_end(dispatched):
+            return dispatched.frame.tcp.seq + dispatched.frame.summary.payload_len
+
         # --- Checks of a segment against the record (docs/fast_path.md, the model's order) ----
         tcp = rec.tcp
+        # The segment's end, registered wherever ``frame`` loads (no adder before the compare).
         end = Signal(32)
         beyond_window = _bind(m, _after(end, tcp.rcv_adv))
         ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
-        ack_too_old = _bind(m, _after(tcp.snd_una - _HALF, f.tcp.ack))
+        # SND.UNA - 2**31: bit 31 flipped (no adder).
+        ack_too_old = _bind(m, _after(tcp.snd_una ^ _HALF, f.tcp.ack))
         # CHECK registers each test on its own (one 32-bit compare each); CHECK2 picks the reason.
         beyond_window_reg = Signal()
         ack_bad_reg = Signal()
         seq_other_reg = Signal()
         una_moves_reg = Signal()        # ACT's send-side updates, computed in CHECK too
         wnd_moves_reg = Signal()
-        m.d.comb += end.eq(f.tcp.seq + payload_len)
         una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
         wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
         wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
-        reason = Signal(8)
-        exception = Signal()
+        # The exceptions of the frame alone (its summary and flags), in the model's order:
+        # registered with the compares, so CHECK2 picks among registered bits only.
+        frame_reason = Signal(8)
+        frame_exception = Signal()
         bad_csum = (summary.malformed | (summary.ip_csum_valid & ~summary.ip_csum_ok)
                     | (summary.l4_csum_valid & ~summary.l4_csum_ok))
         with m.If(bad_csum):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_CHECKSUM)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.BAD_CHECKSUM)]
         with m.Elif(summary.ip_options):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.IP_OPTIONS)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.IP_OPTIONS)]
         with m.Elif(flags & TcpFlags.SYN):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.SYN)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.SYN)]
         with m.Elif(flags & TcpFlags.RST):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.RST)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.RST)]
         with m.Elif(flags & TcpFlags.FIN):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.FIN)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.FIN)]
         with m.Elif(flags & TcpFlags.URG):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.URG)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.URG)]
         with m.Elif(~(flags & TcpFlags.ACK).any()):
-            m.d.comb += [exception.eq(1), reason.eq(FlushReason.BAD_ACK)]
+            m.d.comb += [frame_exception.eq(1), frame_reason.eq(FlushReason.BAD_ACK)]
+        frame_reason_reg = Signal(8)
+        frame_exception_reg = Signal()
+        # Then the compares' exceptions.
+        reason = Signal(8)
+        exception = Signal()
+        with m.If(frame_exception_reg):
+            m.d.comb += [exception.eq(1), reason.eq(frame_reason_reg)]
         with m.Elif(seq_other_reg):
             m.d.comb += [exception.eq(1), reason.eq(FlushReason.OUT_OF_ORDER)]
         with m.Elif(beyond_window_reg):
@@ -498,6 +610,7 @@ class ReceiveEngine(wiring.Component):
         def segment_checks():
             """The checks' compares, registered (in CHECK, or in FRAME_ROUTE beside its choice)."""
             m.d.sync += [
+                frame_exception_reg.eq(frame_exception), frame_reason_reg.eq(frame_reason),
                 seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
                 beyond_window_reg.eq(beyond_window),
                 ack_bad_reg.eq(ack_beyond | ack_too_old),
@@ -519,7 +632,7 @@ class ReceiveEngine(wiring.Component):
         threshold_reg = Signal(32)
         adv_after_reg = Signal()
         opened_reg = Signal()
-        window_field = Signal(16)
+        scaled_reg = Signal(32)         # RCV.ADV - RCV.NXT scaled (ACK_PUSH saturates it)
         reopen_reg = Signal()
         too_much_reg = Signal()         # a WINUPDATE counts more than was shown
         queue_reg = Signal()
@@ -528,15 +641,15 @@ class ReceiveEngine(wiring.Component):
         ccb_beats = CCB_BYTES // beat_bytes
         tuple_beats = -(-CCB_TUPLE_BYTES // beat_bytes)
         ccb_buf = Signal(8 * CCB_BYTES)         # the Ccb read (or assembled for the write-back)
-        good_reg = Signal()                     # HANDOUT2's checks passed
+        wb_word = Signal(data_bits)             # the write-back's beat on the bus
+        wb_index = Signal(range(ccb_beats + 1)) # ... its number (beat_count's copy for the mux)
         remote_same = Signal(4)                 # ... its parts: the addresses' words equal
         local_same = Signal(4)
         remote_zero = Signal(3)                 # the route's high words zero (IPv4)
         local_zero = Signal(3)
         ports_same = Signal()
-        apply_error = Signal()                  # the Ccb's read failed
-        route_ok = Signal()
-        tcp_ok = Signal()
+        route_ok = Signal(3)                    # ... the version, the window scales, the MSS
+        tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
         beat_count = Signal(range(ccb_beats * 2 + 1))
         dma_error = Signal()
@@ -662,7 +775,7 @@ class ReceiveEngine(wiring.Component):
             live = (r.state == ConnState.FAST) | (r.state == ConnState.INDICATED)
             queue = r.q_count != 0
             # ``now`` is a clock later when the flag is used.
-            out = ~(now + 1 - r.ack_deadline)[31]
+            out = ~(now_next - r.ack_deadline)[31]
             return [
                 rf.no_conn.eq((r.state == ConnState.FREE) | (r.state == ConnState.FLUSHING)),
                 rf.to_queue.eq((r.state == ConnState.PENDING) | (r.state == ConnState.INDICATED)
@@ -686,7 +799,8 @@ class ReceiveEngine(wiring.Component):
             with m.State("IDLE"):
                 # ``frame`` follows the dispatcher's frame in IDLE, taken or not (nothing needs
                 # the last work item's frame here: a job's frame is read a clock after its push).
-                m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload)]
+                m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload),
+                             end.eq(segment_end(self.frames.payload))]
                 # ``pick`` chose a clock ago; the item is still there (a stream's valid stays
                 # until taken, the lists are only popped here). After a choice, IDLE waits a
                 # clock for the next one (``pick`` is cleared).
@@ -708,9 +822,12 @@ class ReceiveEngine(wiring.Component):
                              free=1)
                 with m.If(pick[Pick.COMMAND] & ~self.answers.valid):
                     m.d.comb += self.commands.ready.eq(1)
+                    taken = data.View(ConnArg, self.commands.payload.arg)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
-                                 conn.eq(data.View(ConnArg, self.commands.payload.arg).conn_nbr),
-                                 work.eq(Work.COMMAND)]
+                                 conn.eq(taken.conn_nbr), work.eq(Work.COMMAND),
+                                 bad_conn_reg.eq(taken.conn_nbr >= n),
+                                 bad_entries_reg.eq((taken.entries == 0)
+                                                    | (taken.entries > max_entries))]
                     m.next = "COMMAND"
                 with m.If(pick[Pick.FAILED]):
                     m.d.comb += self.place_failed.ready.eq(1)
@@ -780,17 +897,20 @@ class ReceiveEngine(wiring.Component):
 
             # ENQUEUE -- the frame joins its connection's queue (or a full queue flushes it).
             with m.State("ENQUEUE"):
+                # The frame's record by its slot, written by the state alone (its slot is its
+                # own: a full queue's flush never reads it).
+                m.d.comb += q_w.en.eq(1)
                 with m.If(rec.q_count >= params.QUEUE_MAX_FRAMES):
                     m.d.sync += [flush_reason.eq(FlushReason.QUEUE_FULL), flush_frame.eq(1),
                                  flush_frame_first.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
-                    # The frame's record by its slot; the old tail's successor is this slot.
+                    # The old tail's successor is this slot; the slot is queued, for this
+                    # connection (the pressure flush).
                     m.d.comb += [slot_conn_w.addr.eq(f.slot), slot_conn_w.data.eq(conn),
                                  slot_conn_w.en.eq(1)]
                     m.d.sync += slot_queued.bit_select(f.slot, 1).eq(1)
-                    m.d.comb += [q_w.addr.eq(f.slot), q_w.data.eq(frame), q_w.en.eq(1),
-                                 q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
+                    m.d.comb += [q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
                                  q_next_w.en.eq(rec.q_count != 0)]
                     m.d.sync += [rec.q_tail.eq(f.slot), rec.q_count.eq(rec.q_count + 1)]
                     with m.If(rec.q_count == 0):
@@ -816,6 +936,10 @@ class ReceiveEngine(wiring.Component):
                              rec.q_count.eq(rec.q_count - 1),
                              slot_queued.bit_select(rec.q_head, 1).eq(0)]
                 pulse("queued", Const(-1, 32))
+                m.next = "DRAIN_END"
+            # DRAIN_END -- the segment's end, from the frame's register.
+            with m.State("DRAIN_END"):
+                m.d.sync += end.eq(segment_end(frame))
                 m.next = "CHECK"
 
             # FAILED_CHECK -- a placement's write failed: its connection is flushed (DMA_ERROR),
@@ -898,26 +1022,28 @@ class ReceiveEngine(wiring.Component):
                 m.d.sync += [piece.eq(Mux(avail < left, avail, left)),
                              entry_full.eq(avail <= left), rest_fits.eq(left <= avail),
                              piece_offset.eq(summary.payload_offset + done_bytes)]
-                m.next = "PLACE_PIECE"
+                # Room for the job is waited for here (the same values load again meanwhile):
+                # PLACE_PIECE then acts by its state alone.
+                with m.If(job_room):
+                    m.next = "PLACE_PIECE"
             # PLACE_PIECE -- one PLACE job.
             with m.State("PLACE_PIECE"):
-                push_job(RxJobKind.PLACE, job_room, conn_nbr=conn, offset=piece_offset,
+                push_job(RxJobKind.PLACE, 1, conn_nbr=conn, offset=piece_offset,
                          length=piece, addr=piece_addr, free=rest_fits)
-                with m.If(job_room):
-                    m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
-                                 rec.mdl_placed.eq(rec.mdl_placed + piece)]
-                    with m.If(entry_full & ~last_entry):
-                        m.d.sync += [rec.mdl_entry.eq(rec.mdl_entry + 1), rec.mdl_offset.eq(0)]
-                    with m.Else():
-                        m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
-                    with m.If(entry_full & last_entry):
-                        m.d.sync += mdl_full.eq(1)
-                    with m.If(rest_fits):
-                        m.next = "PLACE_DONE"
-                    with m.Elif(entry_full & last_entry):
-                        m.next = "OVERRUN"
-                    with m.Else():
-                        m.next = "PLACE_READ"
+                m.d.sync += [left.eq(left - piece), done_bytes.eq(done_bytes + piece),
+                             rec.mdl_placed.eq(rec.mdl_placed + piece)]
+                with m.If(entry_full & ~last_entry):
+                    m.d.sync += [rec.mdl_entry.eq(rec.mdl_entry + 1), rec.mdl_offset.eq(0)]
+                with m.Else():
+                    m.d.sync += rec.mdl_offset.eq(rec.mdl_offset + piece)
+                with m.If(entry_full & last_entry):
+                    m.d.sync += mdl_full.eq(1)
+                with m.If(rest_fits):
+                    m.next = "PLACE_DONE"
+                with m.Elif(entry_full & last_entry):
+                    m.next = "OVERRUN"
+                with m.Else():
+                    m.next = "PLACE_READ"
             # PLACE_DONE -- the whole segment is placed: RCV_NXT, counters, the RCVMDL's end.
             with m.State("PLACE_DONE"):
                 psh = (flags & TcpFlags.PSH).any()
@@ -993,7 +1119,7 @@ class ReceiveEngine(wiring.Component):
                     with m.If(~rec.ack_timer):
                         m.d.sync += [rec.ack_timer.eq(1), rec.ack_deadline.eq(deadline)]
                         with m.If(~rec.in_timer_list):
-                            m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
+                            m.d.comb += [timer_list.w_en.eq(1),
                                          timer_in.deadline.eq(deadline)]
                             m.d.sync += rec.in_timer_list.eq(1)
                     m.next = "WRITE_BACK"
@@ -1013,15 +1139,16 @@ class ReceiveEngine(wiring.Component):
             with m.State("ACK_FIELD"):
                 m.d.sync += diff_reg.eq(adv_reg - tcp.rcv_nxt)
                 m.next = "ACK_SCALE"
-            # ACK_SCALE -- the window field: RCV.ADV - RCV.NXT scaled, at most 0xFFFF.
+            # ACK_SCALE -- RCV.ADV - RCV.NXT scaled (ACK_PUSH makes it the field: at most 0xFFFF).
             with m.State("ACK_SCALE"):
-                scaled = Signal(32)
-                m.d.comb += scaled.eq(diff_reg >> rec.rcv_wscale)
-                m.d.sync += window_field.eq(Mux(scaled[16:].any(), 0xFFFF, scaled[:16]))
-                m.next = "ACK_PUSH"
+                m.d.sync += scaled_reg.eq(diff_reg >> rec.rcv_wscale)
+                # Room for the request is waited for here (the field loads again meanwhile):
+                # ACK_PUSH then updates the record by its state alone. The room stays (only
+                # the engine pushes; ``ack_room`` leaves a margin of four).
+                with m.If(ack_room):
+                    m.next = "ACK_PUSH"
             # ACK_PUSH -- the AckRequest from the record and the route.
             with m.State("ACK_PUSH"):
-                # The request's fields load in this state whatever happens; ack_room pushes.
                 new_adv = adv_reg
                 mask = Mux(route.ipv6, Const((1 << 128) - 1, 128), Const((1 << 32) - 1, 128))
                 m.d.sync += [
@@ -1033,20 +1160,19 @@ class ReceiveEngine(wiring.Component):
                     ack.local_port.eq(route.local_port), ack.remote_port.eq(route.remote_port),
                     ack.seq.eq(tcp.snd_nxt), ack.ack.eq(tcp.rcv_nxt),
                     ack.flags.eq(TcpFlags.ACK),
-                    ack.window.eq(window_field),
+                    ack.window.eq(Mux(scaled_reg[16:].any(), 0xFFFF, scaled_reg[:16])),
                     ack.timestamps.eq(rec.timestamps), ack.ts_val.eq(tcp.ts_val),
                     ack.ts_ecr.eq(tcp.ts_recent),
                 ]
-                with m.If(ack_room):
-                    m.d.sync += ack_valid.eq(1)
-                    m.d.sync += [
-                        rec.tcp.rcv_adv.eq(new_adv),
-                        rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
-                        rec.tcp.unacked.eq(0), rec.tcp.ack_now.eq(0), rec.ack_timer.eq(0),
-                        rec.stats.acks.eq(rec.stats.acks + 1),
-                    ]
-                    pulse("acks_sent")
-                    m.next = "WRITE_BACK"
+                m.d.sync += ack_valid.eq(1)
+                m.d.sync += [
+                    rec.tcp.rcv_adv.eq(new_adv),
+                    rec.tcp.ip_id.eq(Mux(route.ipv6, tcp.ip_id, tcp.ip_id + 1)),
+                    rec.tcp.unacked.eq(0), rec.tcp.ack_now.eq(0), rec.ack_timer.eq(0),
+                    rec.stats.acks.eq(rec.stats.acks + 1),
+                ]
+                pulse("acks_sent")
+                m.next = "WRITE_BACK"
 
             # TIMER_CHECK -- a connection of the delayed-ACK list: run out, the ACK; running,
             # back in the list; else off the list.
@@ -1055,7 +1181,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.sync += rec.in_timer_list.eq(0)
                     m.next = "SEND_ACK"
                 with m.Elif(rf.timer_runs):
-                    m.d.comb += [timer_fifo_in.w_en.eq(1), timer_in.conn.eq(conn),
+                    m.d.comb += [timer_list.w_en.eq(1),
                                  timer_in.deadline.eq(rec.ack_deadline)]
                     m.next = "IDLE"
                 with m.Else():
@@ -1066,7 +1192,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("WRITE_BACK"):
                 write_back()
                 with m.If(from_queue & (rec.state == ConnState.FAST) & (rec.q_count != 0)):
-                    m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                    m.d.comb += drain_list.w_en.eq(1)
                 with m.If(in_command & ~self.answers.valid):
                     m.next = "COMMAND_END"
                 with m.Else():
@@ -1081,7 +1207,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("COMMAND"):
                 with m.If(cmd.opcode == CommandOpcode.HANDOUT1.value):
                     m.next = "H1_REQUEST"
-                with m.Elif(arg.conn_nbr >= n):
+                with m.Elif(bad_conn_reg):
                     answer(EventCode.UNKNOWN_CONNECTION, bad=1)
                     m.next = "IDLE"
                 with m.Else():
@@ -1107,13 +1233,12 @@ class ReceiveEngine(wiring.Component):
                             with m.If(~rf.live | rec.mdl_posted):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
-                            with m.Elif((arg.entries == 0) | (arg.entries > max_entries)):
+                            with m.Elif(bad_entries_reg):
                                 answer(EventCode.BAD_MDL, bad=1)
                                 m.next = "IDLE"
                             with m.Else():
                                 m.next = "MDL_REQUEST"
                         with m.Case(CommandOpcode.WINUPDATE.value):
-                            consumed = cmd.addr[:32]
                             with m.If(too_much_reg):
                                 answer(EventCode.WRONG_STATE, bad=1)
                                 m.next = "IDLE"
@@ -1121,9 +1246,7 @@ class ReceiveEngine(wiring.Component):
                                 answer(EventCode.OK, event=0)
                                 m.next = "IDLE"
                             with m.Else():
-                                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed
-                                                                      - consumed)
-                                m.next = "WINDOW"
+                                m.next = "WINUPDATE_APPLY"
                         with m.Default():       # FLUSH, CLOSE
                             is_close = cmd.opcode == CommandOpcode.CLOSE.value
                             m.d.sync += [
@@ -1132,6 +1255,12 @@ class ReceiveEngine(wiring.Component):
                                 flush_frame.eq(0), flush_frame_first.eq(0),
                             ]
                             m.next = "FLUSH"
+
+            # WINUPDATE_APPLY -- the bytes consumed are taken off the bytes shown (by the state
+            # alone: no command decision in front of the record's register).
+            with m.State("WINUPDATE_APPLY"):
+                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed - cmd.addr[:32])
+                m.next = "WINDOW"
 
             # WINDOW -- after a WINUPDATE or an RCVMDL: an ACK if the window opened enough; an
             # INDICATED connection takes frames again once nothing shown is unconsumed (or an
@@ -1150,24 +1279,25 @@ class ReceiveEngine(wiring.Component):
                 with m.If(reopen_reg):
                     m.d.sync += rec.state.eq(ConnState.FAST)
                     with m.If(queue_reg):
-                        m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                        m.d.comb += drain_list.w_en.eq(1)
                 m.next = "WINDOW_EDGE"
+            # WINDOW_EDGE -- the right edge; the threshold at least 1.
             with m.State("WINDOW_EDGE"):
-                m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
+                m.d.sync += [edge_reg.eq(tcp.rcv_nxt + win_reg),
+                             threshold_reg.eq(Mux(threshold_reg == 0, 1, threshold_reg))]
                 m.next = "WINDOW_OPENING"
             with m.State("WINDOW_OPENING"):
-                m.d.sync += [adv_after_reg.eq(_bind(m, _after(edge_reg, tcp.rcv_adv))),
-                             diff_reg.eq(edge_reg - tcp.rcv_adv)]
+                m.d.sync += diff_reg.eq(edge_reg - tcp.rcv_adv)
                 m.next = "WINDOW_COMPARE"
-            # WINDOW_COMPARE -- did the right edge move by the threshold (at least 1)?
+            # WINDOW_COMPARE -- did the right edge move past RCV.ADV (the difference's sign:
+            # ``_after``), and by the threshold? Two registered halves; WINDOW_DECIDE ands them.
             with m.State("WINDOW_COMPARE"):
-                m.d.sync += opened_reg.eq(adv_after_reg & rec.loaded
-                                          & (diff_reg >= Mux(threshold_reg == 0, 1,
-                                                             threshold_reg)))
+                m.d.sync += [adv_after_reg.eq((diff_reg != 0) & ~diff_reg[31]),
+                             opened_reg.eq(rec.loaded & (diff_reg >= threshold_reg))]
                 m.next = "WINDOW_DECIDE"
             # WINDOW_DECIDE -- an ACK when it did.
             with m.State("WINDOW_DECIDE"):
-                with m.If(opened_reg):
+                with m.If(adv_after_reg & opened_reg):
                     m.next = "SEND_ACK"
                 with m.Else():
                     m.next = "WRITE_BACK"
@@ -1210,8 +1340,6 @@ class ReceiveEngine(wiring.Component):
                         with m.Case(CcbStatus.INSERTED):
                             m.d.sync += [
                                 conn.eq(resp.conn_nbr),
-                                rec.eq(0),
-                                rec.state.eq(ConnState.PENDING),
                                 interlock.eq(1),
                                 interlock_conn.eq(resp.conn_nbr),
                                 interlock_index.eq(cmd.index),
@@ -1219,13 +1347,17 @@ class ReceiveEngine(wiring.Component):
                             ]
                             set_fence(interlock_fence, passed_interlock, self.frames_in)
                             pulse("connections")
-                            m.next = "H1_WRITE"
+                            m.next = "H1_RECORD"
                         with m.Case(CcbStatus.EXISTS):
                             answer(EventCode.TUPLE_EXISTS, bad=1)
                             m.next = "IDLE"
                         with m.Default():
                             answer(EventCode.TABLE_FULL, bad=1)
                             m.next = "IDLE"
+            # H1_RECORD -- the fresh record, PENDING (by the state alone).
+            with m.State("H1_RECORD"):
+                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.PENDING)]
+                m.next = "H1_WRITE"
             # H1_WRITE -- the record and the route are written; the answer has no event.
             with m.State("H1_WRITE"):
                 m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
@@ -1261,46 +1393,46 @@ class ReceiveEngine(wiring.Component):
                 m.d.sync += [
                     ports_same.eq((t.remote_port == route.remote_port)
                                   & (t.local_port == route.local_port) & (t.ipv6 == route.ipv6)),
-                    route_ok.eq((c.version == CCB_VERSION)
-                                & (c.route.snd_wscale <= MAX_WSCALE)
-                                & (c.route.rcv_wscale <= MAX_WSCALE)
-                                & (c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)),
-                    tcp_ok.eq((c.tcp.snd_una == c.tcp.snd_nxt)
-                              & (c.tcp.rcv_unconsumed <= c.tcp.rcv_buf)),
+                    route_ok[0].eq(c.version == CCB_VERSION),
+                    route_ok[1].eq((c.route.snd_wscale <= MAX_WSCALE)
+                                   & (c.route.rcv_wscale <= MAX_WSCALE)),
+                    route_ok[2].eq((c.route.rcv_mss >= 1) & (c.route.rcv_mss <= MAX_RCV_MSS)),
+                    tcp_ok[0].eq(c.tcp.snd_una == c.tcp.snd_nxt),
+                    tcp_ok[1].eq(c.tcp.rcv_unconsumed <= c.tcp.rcv_buf),
                 ]
                 m.next = "H2_GOOD"
-            # H2_GOOD -- the checks' parts anded: the Ccb is good or not.
+            # H2_GOOD -- the checks' parts anded: a bad Ccb (or a failed read) is refused.
             with m.State("H2_GOOD"):
                 same_tuple = Mux(route.ipv6, remote_same.all() & local_same.all(),
                                  remote_same[0] & local_same[0]
                                  & remote_zero.all() & local_zero.all())
-                m.d.sync += [good_reg.eq(same_tuple & ports_same & route_ok & tcp_ok),
-                             apply_error.eq(dma_error)]
-                m.next = "H2_APPLY"
-            # H2_APPLY -- a good Ccb is loaded into the record and the route.
-            with m.State("H2_APPLY"):
-                c = read_ccb
-                with m.If(apply_error):
+                good = same_tuple & ports_same & route_ok.all() & tcp_ok.all()
+                with m.If(dma_error):
                     answer(EventCode.DMA_ERROR)
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
                     m.next = "FLUSH"
-                with m.Elif(~good_reg):
+                with m.Elif(~good):
                     answer(EventCode.BAD_CCB, bad=1)
                     m.d.sync += [flush_reason.eq(FlushReason.BAD_CCB), flush_frame.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
-                    m.d.sync += [
-                        rec.state.eq(ConnState.FAST), rec.loaded.eq(1), rec.tcp.eq(c.tcp),
-                        rec.rcv_mss.eq(c.route.rcv_mss), rec.snd_wscale.eq(c.route.snd_wscale),
-                        rec.rcv_wscale.eq(c.route.rcv_wscale),
-                        rec.timestamps.eq(c.route.timestamps),
-                        route.local_mac.eq(c.route.local_mac),
-                        route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
-                        route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
-                        route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
-                        route.irs.eq(c.route.irs), route.ccb_addr.eq(host_addr),
-                    ]
-                    m.next = "H2_SET_STATE"
+                    m.next = "H2_APPLY"
+            # H2_APPLY -- the good Ccb is loaded into the record and the route (by the state
+            # alone: no decision in front of the record's registers).
+            with m.State("H2_APPLY"):
+                c = read_ccb
+                m.d.sync += [
+                    rec.state.eq(ConnState.FAST), rec.loaded.eq(1), rec.tcp.eq(c.tcp),
+                    rec.rcv_mss.eq(c.route.rcv_mss), rec.snd_wscale.eq(c.route.snd_wscale),
+                    rec.rcv_wscale.eq(c.route.rcv_wscale),
+                    rec.timestamps.eq(c.route.timestamps),
+                    route.local_mac.eq(c.route.local_mac),
+                    route.remote_mac.eq(c.route.remote_mac), route.vlan.eq(c.route.vlan),
+                    route.vlan_tci.eq(c.route.vlan_tci), route.ttl.eq(c.route.ttl),
+                    route.tos.eq(c.route.tos), route.iss.eq(c.route.iss),
+                    route.irs.eq(c.route.irs), route.ccb_addr.eq(host_addr),
+                ]
+                m.next = "H2_SET_STATE"
             # H2_SET_STATE -- the record is written, the table entry becomes offloaded (not
             # waited for), COMMAND_DONE OK; the queue drains.
             with m.State("H2_SET_STATE"):
@@ -1310,7 +1442,7 @@ class ReceiveEngine(wiring.Component):
                 pulse("handouts")
                 answer(EventCode.OK)
                 with m.If(rec.q_count != 0):
-                    m.d.comb += [drain_in.w_en.eq(1), drain_in.w_data.eq(conn)]
+                    m.d.comb += drain_list.w_en.eq(1)
                 m.next = "IDLE"
 
             # MDL_REQUEST -- RCVMDL: read its entries.
@@ -1388,6 +1520,7 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_WB_REQUEST"):
                 wb = data.View(Ccb, ccb_buf)
                 m.d.sync += [
+                    wb_index.eq(0),
                     ccb_buf.eq(0),
                     wb.tuple.remote_ip.eq(route.remote_ip), wb.tuple.local_ip.eq(route.local_ip),
                     wb.tuple.remote_port.eq(route.remote_port),
@@ -1412,17 +1545,24 @@ class ReceiveEngine(wiring.Component):
             with m.State("FLUSH_WB_ISSUE"):
                 m.d.comb += [wr.req.valid.eq(1), wr.req.payload.addr.eq(route.ccb_addr),
                              wr.req.payload.beats.eq(ccb_beats)]
+                m.d.sync += wb_word.eq(ccb_buf.word_select(wb_index, data_bits))
                 with m.If(wr.req.ready):
                     m.next = "FLUSH_WB_DATA"
-            # FLUSH_WB_DATA -- the Ccb's beats, lowest first.
+            # FLUSH_WB_DATA -- the Ccb's beats, lowest first, each out of a register (``wb_word``,
+            # loaded in FLUSH_WB_ISSUE and FLUSH_WB_NEXT: two clocks a beat, no multiplexer of
+            # the buffer in front of the bus).
             with m.State("FLUSH_WB_DATA"):
-                m.d.comb += [wr.data.valid.eq(1),
-                             wr.data.payload.data.eq(ccb_buf.word_select(beat_count, data_bits)),
+                m.d.comb += [wr.data.valid.eq(1), wr.data.payload.data.eq(wb_word),
                              wr.data.payload.strb.eq((1 << beat_bytes) - 1)]
                 with m.If(wr.data.ready):
-                    m.d.sync += beat_count.eq(beat_count + 1)
+                    m.d.sync += [beat_count.eq(beat_count + 1), wb_index.eq(wb_index + 1)]
                     with m.If(beat_count == ccb_beats - 1):
                         m.next = "FLUSH_WB_DONE"
+                    with m.Else():
+                        m.next = "FLUSH_WB_NEXT"
+            with m.State("FLUSH_WB_NEXT"):
+                m.d.sync += wb_word.eq(ccb_buf.word_select(wb_index, data_bits))
+                m.next = "FLUSH_WB_DATA"
             with m.State("FLUSH_WB_DONE"):
                 m.d.comb += wr.done.ready.eq(1)
                 with m.If(wr.done.valid):
@@ -1477,8 +1617,11 @@ class ReceiveEngine(wiring.Component):
                     pulse("flushes")
                     pulse("connections", Const(-1, 32))
                     m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
-                    m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
-                    m.next = "FLUSH_END"
+                    m.next = "FLUSH_CLEAR"
+            # FLUSH_CLEAR -- the record is free (by the state alone).
+            with m.State("FLUSH_CLEAR"):
+                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
+                m.next = "FLUSH_END"
             with m.State("FLUSH_END"):
                 write_back()
                 with m.If(in_command & ~self.answers.valid
@@ -1487,7 +1630,7 @@ class ReceiveEngine(wiring.Component):
                 m.next = "IDLE"
 
         m.d.comb += latching.eq(fsm.ongoing("RECORD_LATCH"))
-        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.r_rdy & ~drain_in.r_rdy
+        m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~drain_list.busy
                                  & ~job_fifo.r_rdy
                                  & ~ack_fifo.r_rdy & ~self.answers.valid & ~interlock
                                  & ~self.frames.valid)
