@@ -30,8 +30,10 @@ setup-synth:
 demo: setup
 	$(INIC) demo
 
+# worksteal: an idle worker takes half of another's queue (the suite runs longest first:
+# tests/conftest.py), so the workers end together.
 test: setup
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 verilog: setup
 	$(INIC) verilog --out build/verilog

@@ -652,6 +652,7 @@ class ReceiveEngine(wiring.Component):
         tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
         beat_count = Signal(range(ccb_beats * 2 + 1))
+        beat_hot = Signal(ccb_beats + 1, init=1)    # beat_count one-hot (a read's beats)
         dma_error = Signal()
         rd = self.dma_read
         wr = self.dma_write
@@ -669,10 +670,11 @@ class ReceiveEngine(wiring.Component):
             m.d.sync += [
                 entry_buf.eq(Cat(entry_buf[data_bits:], rd.resp.payload.data)),
                 beat_count.eq(beat_count + 1),
+                beat_hot.eq(beat_hot << 1),
                 dma_error.eq(dma_error | rd.resp.payload.error),
             ]
             for k in range(ccb_beats):
-                with m.If(beat_count == k):
+                with m.If(beat_hot[k]):
                     m.d.sync += ccb_buf[k * data_bits:(k + 1) * data_bits].eq(
                         rd.resp.payload.data)
         # The reads' ends, registered (a clock after the last beat): the compares stay off the
@@ -714,9 +716,13 @@ class ReceiveEngine(wiring.Component):
         # HANDOUT2's SET_STATE is not waited for (the table's state only informs; the record
         # decides): its answer, the next the table gives (one command at a time, in order), is
         # dropped. ``table_answer`` is the answer a state waits for.
+        # Registered with its payload (``table_resp``): a clock late for an INSERT's or a
+        # DELETE's answer, and their fences a clock later (a larger fence is only safer).
         set_state_owed = Signal()
         table_answer = Signal()
-        m.d.comb += table_answer.eq(self.table_response.valid & ~set_state_owed)
+        table_resp = Signal.like(self.table_response.payload)
+        m.d.sync += [table_answer.eq(self.table_response.valid & ~set_state_owed),
+                     table_resp.eq(self.table_response.payload)]
         with m.If(self.table_response.valid):
             m.d.sync += set_state_owed.eq(0)
 
@@ -1307,7 +1313,8 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(tuple_beats)]
                 with m.If(rd.req.ready):
-                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), tuple_in.eq(0)]
+                    m.d.sync += [beat_count.eq(0), beat_hot.eq(1), dma_error.eq(0),
+                                 tuple_in.eq(0)]
                     m.next = "H1_READ"
             # H1_READ -- the tuple's beats come in.
             with m.State("H1_READ"):
@@ -1334,7 +1341,7 @@ class ReceiveEngine(wiring.Component):
                     m.next = "H1_ANSWER"
             # H1_ANSWER -- INSERTED: a fresh record, and the INTERLOCK waits for its fence.
             with m.State("H1_ANSWER"):
-                resp = self.table_response.payload
+                resp = table_resp
                 with m.If(table_answer):
                     with m.Switch(resp.status):
                         with m.Case(CcbStatus.INSERTED):
@@ -1369,7 +1376,8 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(ccb_beats)]
                 with m.If(rd.req.ready):
-                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), ccb_in.eq(0)]
+                    m.d.sync += [beat_count.eq(0), beat_hot.eq(1), dma_error.eq(0),
+                                 ccb_in.eq(0)]
                     m.next = "H2_READ"
             # H2_READ -- the Ccb's beats come in; then its checks.
             with m.State("H2_READ"):
@@ -1434,12 +1442,15 @@ class ReceiveEngine(wiring.Component):
                 ]
                 m.next = "H2_SET_STATE"
             # H2_SET_STATE -- the record is written, the table entry becomes offloaded (not
-            # waited for), COMMAND_DONE OK; the queue drains.
+            # waited for: its answer is dropped).
             with m.State("H2_SET_STATE"):
                 m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
                 m.d.sync += [table.valid.eq(1), table.payload.opcode.eq(CcbOpcode.SET_STATE),
                              table.payload.state.eq(CcbState.OFFLOADED), set_state_owed.eq(1)]
                 pulse("handouts")
+                m.next = "H2_ANSWER"
+            # H2_ANSWER -- COMMAND_DONE OK; the queue drains.
+            with m.State("H2_ANSWER"):
                 answer(EventCode.OK)
                 with m.If(rec.q_count != 0):
                     m.d.comb += drain_list.w_en.eq(1)
@@ -1453,7 +1464,7 @@ class ReceiveEngine(wiring.Component):
                 m.d.comb += [rd.req.valid.eq(1), rd.req.payload.addr.eq(host_addr),
                              rd.req.payload.beats.eq(beats)]
                 with m.If(rd.req.ready):
-                    m.d.sync += [beat_count.eq(0), dma_error.eq(0), left.eq(0),
+                    m.d.sync += [beat_count.eq(0), beat_hot.eq(1), dma_error.eq(0), left.eq(0),
                                  mdl_full.eq(0), entries_in.eq(0)]
                     m.next = "MDL_READ"
             # MDL_READ -- each entry, as its last beat lands, goes into the entry memory.
