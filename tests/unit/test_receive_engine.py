@@ -138,8 +138,8 @@ class _Bench:
         return self.steps_out if getattr(self, "steps_out", None) is not None else self.steps
 
     def command(self, opcode, *, arg=0, addr=0, tag=0):
-        self._out().append(("command", {"opcode": opcode.value, "ring": 0, "tag": tag,
-                                       "arg": arg, "addr": addr}))
+        self._out().append(("burst", [{"opcode": opcode.value, "ring": 0, "tag": tag,
+                                        "arg": arg, "addr": addr}]))
 
     def dynamic(self, choose):
         """A step chosen when it runs: ``choose(bench)`` appends steps to a fresh list."""
@@ -156,7 +156,7 @@ class _Bench:
                     if job[0] == "EVENT" and job[1] == EventKind.INTERLOCK.value)
 
     def frame(self, frame):
-        self._out().append(("frame", bytes(frame)))
+        self._out().append(("frames", [bytes(frame)]))
 
     def burst(self, *commands):
         """Commands back to back, each offered as soon as the last was taken (``commands``:
@@ -223,20 +223,13 @@ class _Bench:
                 if kind == "frames":
                     received = []
                     for frame in value:
-                        self.nbr += 1
-                        self.frames[self.nbr] = frame
-                        status = expected_fields(frame)
-                        ctx.set(d.frames.payload.as_value(),
-                                _staged(status, self.nbr, self.beat))
-                        ctx.set(d.frames.valid, 1)
+                        received.append(self._stage(ctx, frame))
                         await ctx.tick().until(d.frames.ready)
                         ctx.set(d.frames.valid, 0)
-                        received.append(Frame(frame, status, b"", self.nbr))
                     await self._settle(ctx, 20)
                     for frame in received:
                         self.model.receive(frame)
-                    continue
-                if kind == "pressure":
+                elif kind == "pressure":
                     ctx.set(e.buffer_oldest, value % 64)
                     ctx.set(e.buffer_short, 1)
                     await self._settle(ctx, 20)
@@ -244,35 +237,19 @@ class _Bench:
                     oldest = self.model.oldest_queued()
                     if oldest is not None and oldest[0] == value:
                         self.model.flush_for_space(oldest[1])
-                    continue
-                if kind == "burst":
+                elif kind == "burst":
                     taken = []
                     for fields in value:
-                        fields = {**fields, "arg": fields["arg"](self) if callable(fields["arg"])
-                                  else fields["arg"]}
-                        ctx.set(e.commands.payload, {
-                            "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
-                            "arg": fields["arg"], "addr": fields["addr"]})
-                        ctx.set(e.commands.valid, 1)
+                        taken.append(self._offer(ctx, fields, index))
                         await ctx.tick().until(e.commands.ready)
                         ctx.set(e.commands.valid, 0)
-                        taken.append(pack(Command, fields))
                     await self._settle(ctx, 20)
                     for payload in taken:
                         self.model.command(index, unpack(Command, payload))
-                elif kind == "race":
+                else:   # "race"
                     fields, frame = value
-                    self.nbr += 1
-                    nbr = self.nbr
-                    self.frames[nbr] = frame
-                    status = expected_fields(frame)
-                    payload = pack(Command, fields)
-                    ctx.set(e.commands.payload, {
-                        "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
-                        "arg": fields["arg"], "addr": fields["addr"]})
-                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr, self.beat))
-                    ctx.set(e.commands.valid, 1)
-                    ctx.set(d.frames.valid, 1)
+                    payload = self._offer(ctx, fields, index)
+                    received = self._stage(ctx, frame)
                     command_taken = frame_taken = False
                     while not (command_taken and frame_taken):
                         _, _, command_ready, frame_ready = await ctx.tick().sample(
@@ -284,33 +261,8 @@ class _Bench:
                             ctx.set(d.frames.valid, 0)
                             frame_taken = True
                     await self._settle(ctx, 20)
-                    self.model.receive(Frame(frame, status, b"", nbr))
+                    self.model.receive(received)
                     self.model.command(index, unpack(Command, payload))
-                elif kind == "command":
-                    value = {**value, "arg": value["arg"](self) if callable(value["arg"])
-                             else value["arg"]}
-                    payload = pack(Command, value)
-                    ctx.set(e.commands.payload, {
-                        "opcode": value["opcode"], "index": index, "tag": value["tag"],
-                        "arg": value["arg"], "addr": value["addr"]})
-                    ctx.set(e.commands.valid, 1)
-                    await ctx.tick().until(e.commands.ready)
-                    ctx.set(e.commands.valid, 0)
-                    await self._settle(ctx, 20)
-                    self.model.command(index, unpack(Command, payload))
-                else:
-                    frame = value
-                    self.nbr += 1
-                    nbr = self.nbr
-                    self.frames[nbr] = frame
-                    status = expected_fields(frame)
-                    ctx.set(d.frames.payload.as_value(), _staged(status, nbr, self.beat))
-                    ctx.set(d.frames.valid, 1)
-                    await ctx.tick().until(d.frames.ready)
-                    ctx.set(d.frames.valid, 0)
-                    await self._settle(ctx, 20)
-                    header = b""
-                    self.model.receive(Frame(frame, status, header, nbr))
             done["steps"] = True
 
         async def monitor(ctx):
@@ -336,6 +288,27 @@ class _Bench:
         run_testbenches(h, driver, processes=[monitor, reads.run, writes.run])
         self.dma_writes = writes
         return self
+
+    def _offer(self, ctx, fields, index):
+        """Offer a command to the engine (``valid`` set; ``arg`` may be a callable of the bench,
+        resolved now); its packed :class:`Command` for the model."""
+        fields = {**fields, "arg": fields["arg"](self) if callable(fields["arg"])
+                  else fields["arg"]}
+        ctx.set(self.harness.engine.commands.payload, {
+            "opcode": fields["opcode"], "index": index, "tag": fields["tag"],
+            "arg": fields["arg"], "addr": fields["addr"]})
+        ctx.set(self.harness.engine.commands.valid, 1)
+        return pack(Command, fields)
+
+    def _stage(self, ctx, frame):
+        """Offer the next frame to the dispatcher (``valid`` set); the model's :class:`Frame`."""
+        self.nbr += 1
+        self.frames[self.nbr] = frame
+        status = expected_fields(frame)
+        d = self.harness.dispatcher
+        ctx.set(d.frames.payload.as_value(), _staged(status, self.nbr, self.beat))
+        ctx.set(d.frames.valid, 1)
+        return Frame(frame, status, b"", self.nbr)
 
     async def _settle(self, ctx, cycles):
         """Let the RTL finish the step: the engine idle for a few clocks in a row (at least
