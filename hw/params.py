@@ -164,5 +164,10 @@ SYN_CAP_INTERVAL_LOG2 = 17
 #: Clocks per tick of the NIC's TCP timestamp clock (1 kHz, as Linux's ``TCP_TS_HZ``).
 SYN_TS_TICK_CYCLES = 156250
 
+#: Steps the TCP option walker takes per frame: a step reads one option, or a run of up to 4
+#: NOPs. Options beyond are ignored (a frame every 8 clocks leaves 8 clocks per frame; Linux's
+#: and Windows' SYNs need 5).
+SYN_OPTION_STEPS = 8
+
 #: IPv4 TTL / IPv6 hop limit of the SYN-ACKs (reset value of a register).
 SYN_TTL = 64

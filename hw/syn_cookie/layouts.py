@@ -238,8 +238,8 @@ class SynConnectionDetail(data.Struct):
 
 class SynCounters(data.Struct):
     """The unit's counters, 32-bit wrapping (SPEC §9). Every SYN the unit sees ends in exactly
-    one of to_slow, denied, capped, asked, or a SYN-ACK of the immediate mode, so
-    ``syns_seen = syns_to_slow + syns_denied + syns_capped + syns_asked
+    one of to_slow, denied, capped, tx_full, asked, or a SYN-ACK of the immediate mode, so
+    ``syns_seen = syns_to_slow + syns_denied + syns_capped + syns_tx_full + syns_asked
     + (syns_answered - asks_accepted)``; every ACK checked ends in exactly one of
     cookies_valid, cookies_invalid, cookies_expired."""
     syns_seen: 32       # SYNs (SYN set; ACK, RST, FIN clear) of good TCP frames, unit enabled
@@ -247,6 +247,8 @@ class SynCounters(data.Struct):
     syns_to_slow: 32    # matched no service: passed to the slow path
     syns_denied: 32     # dropped by a DENY rule (or default_deny)
     syns_capped: 32     # dropped: the rule's or the global token bucket was empty
+    syns_tx_full: 32    # dropped: the SYN-ACK queue to the TX arbiter was full (a SYN-ACK
+                        # may be longer than its SYN, and the arbiter shares MAC TX)
     syns_asked: 32      # sent to the host with SYN_ASK
     asks_accepted: 32   # SYN_ACCEPT commands
     asks_denied: 32     # SYN_DENY commands

@@ -134,17 +134,22 @@ class FourTuple:
         return len(self.remote_ip) == 16
 
 
-def _parse_tcp_options(raw: bytes) -> TcpOptions:
+def _parse_tcp_options(raw: bytes, steps: int = params.SYN_OPTION_STEPS) -> TcpOptions:
     """The options of ``raw`` (the TCP header after its 20 fixed bytes). A malformed option ends
-    the parse, as in Linux's ``tcp_parse_options``; options of the wrong length are ignored."""
+    the parse, as in Linux's ``tcp_parse_options``; options of the wrong length are ignored. The
+    hardware's walker reads one option, or a run of up to 4 NOPs, per step, for ``steps`` steps;
+    options after those are ignored, here too."""
     found = {}
     i = 0
-    while i < len(raw):
-        kind = raw[i]
-        if kind == 0:
+    for _ in range(steps):
+        if i >= len(raw) or raw[i] == 0:
             break
+        kind = raw[i]
         if kind == 1:
-            i += 1
+            run = 1
+            while run < 4 and i + run < len(raw) and raw[i + run] == 1:
+                run += 1
+            i += run
             continue
         if i + 1 >= len(raw) or raw[i + 1] < 2 or i + raw[i + 1] > len(raw):
             break

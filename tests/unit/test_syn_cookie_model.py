@@ -447,7 +447,8 @@ def test_counters_add_up():
     c = model.counters
     assert c["syns_seen"] == 200
     assert c["syns_seen"] == (c["syns_to_slow"] + c["syns_denied"] + c["syns_capped"]
-                              + c["syns_asked"] + c["syns_answered"] - c["asks_accepted"])
+                              + c["syns_tx_full"] + c["syns_asked"] + c["syns_answered"]
+                              - c["asks_accepted"])
     assert c["syns_asked"] == c["asks_accepted"] + c["asks_denied"]
     assert c["cookies_valid"] == acks and c["cookies_invalid"] == c["cookies_expired"] == 0
     assert all(c[name] > 0 for name in ("syns_to_slow", "syns_denied", "syns_capped",
@@ -456,3 +457,17 @@ def test_counters_add_up():
 
 def test_no_timestamps_options_constant():
     assert options_byte(False, 7, True, True) == NO_TS_OPTIONS == 0x0F
+
+
+def test_option_walker_budget():
+    """Options past SYN_OPTION_STEPS steps (an option, or up to 4 NOPs, per step) are ignored,
+    as the hardware's walker ignores them: here the MSS is the ninth step."""
+    model = _model()
+    nops = [("NOP", None)] * 4
+    late = [("SAckOK", b"")] + nops * 7 + [("MSS", 1300)]
+    early = [("SAckOK", b"")] + nops * 6 + [("MSS", 1300)]
+    for options, index in ((late, 0), (early, 1)):
+        syn_bytes = bytes(Ether(src=REMOTE_MAC, dst=LOCAL_MAC) / IP(src=REMOTE4, dst=LOCAL4)
+                          / TCP(sport=5, dport=PORT, flags="S", options=options))
+        reply = model.decide(syn_bytes, 0).reply
+        assert split_isn(Ether(reply)[TCP].seq)[2] == index
