@@ -25,6 +25,8 @@ from hw.syn_cookie.layouts import (
     SynConnectionDetail,
     SynConnectionInfo,
     SynCounters,
+    SynRule,
+    SynService,
     VlanMatch,
 )
 from sim.reference.checksum import (
@@ -414,6 +416,16 @@ class Service:
     def ipv6(self) -> bool:
         return len(self.local_ip) == 16
 
+    def entry(self) -> int:
+        """The :class:`~hw.syn_cookie.layouts.SynService` the host writes with SYN_SERVICE."""
+        return pack(SynService, {
+            "local_ip": int.from_bytes(self.local_ip, "big"),
+            "prefix_len": 8 * len(self.local_ip) if self.prefix_len is None else self.prefix_len,
+            "port": self.port, "vlan_id": self.vlan_id, "vlan": self.vlan,
+            "ipv6": int(self.ipv6), "valid": 1, "mode": self.mode, "mss": self.mss,
+            "window": self.window, "wscale": self.wscale, "sack": int(self.sack),
+            "timestamps": int(self.timestamps), "ecn": int(self.ecn)})
+
     def matches(self, frame: TcpFrame) -> bool:
         prefix_len = 8 * len(self.local_ip) if self.prefix_len is None else self.prefix_len
         if frame.dport != self.port or not prefix_match(frame.dst_ip, self.local_ip, prefix_len):
@@ -434,6 +446,13 @@ class Rule:
     action: RuleAction = RuleAction.ALLOW
     rate: int | None = None             # tokens per cap interval; None: not capped
     burst: int = 0
+
+    def entry(self) -> int:
+        """The :class:`~hw.syn_cookie.layouts.SynRule` the host writes with SYN_RULE."""
+        return pack(SynRule, {
+            "remote_ip": int.from_bytes(self.remote_ip, "big"), "prefix_len": self.prefix_len,
+            "ipv6": int(len(self.remote_ip) == 16), "valid": 1, "action": self.action,
+            "capped": int(self.rate is not None), "rate": self.rate or 0, "burst": self.burst})
 
     def matches(self, frame: TcpFrame) -> bool:
         return prefix_match(frame.src_ip, self.remote_ip, self.prefix_len)
@@ -609,7 +628,9 @@ class SynCookieModel:
     def accept(self, frame: bytes, now: int) -> Decision:
         """SYN_ACCEPT of an *ask* SYN: the SYN-ACK, as the immediate mode makes it at ``now``."""
         tcp = parse_tcp_frame(frame)
-        index = self._service_of(tcp)
+        index = None if tcp is None or not _is_syn(tcp.flags) else self._service_of(tcp)
+        if index is None or self.services[index].mode is not ServiceMode.ASK:
+            return Decision(Action.PASS)    # not an ask SYN: the command is refused
         decision = Decision(Action.SYN_ACK, {"asks_accepted": 1, "syns_answered": 1},
                             reply=self._syn_ack(tcp, self.services[index], now))
         for name in decision.counters:

@@ -9,18 +9,24 @@ import math
 import random
 
 import pytest
+from amaranth.lib import data
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from hw import params
-from hw.layouts import EventKind, unpack
+from hw.layouts import EventKind, pack, unpack
 from hw.syn_cookie.layouts import (
     NO_TS_OPTIONS,
+    SYN_TABLE_ENTRY_BYTES,
+    CookieIsn,
+    HashedOptions,
     RuleAction,
     ServiceMode,
     SynConnectionDetail,
     SynConnectionInfo,
+    SynRule,
+    SynService,
     VlanMatch,
 )
 from sim.reference import siphash_vectors
@@ -423,6 +429,10 @@ def test_ask_mode_accept_and_deny():
     assert model.decide(_ack(syn_bytes, accepted.reply), 2 * TICK).action is Action.CONNECTION
     assert model.decide(_syn(sport=2), 2 * TICK).action is Action.ASK
     assert model.deny().counters == {"asks_denied": 1}
+    # SYN_ACCEPT of a frame that is no SYN of an ask service answers nothing.
+    assert model.accept(_ack(syn_bytes, accepted.reply), 2 * TICK).action is Action.PASS
+    assert _model().accept(syn_bytes, 0).action is Action.PASS
+    assert model.counters["asks_accepted"] == 1
 
 
 def test_counters_add_up():
@@ -471,3 +481,41 @@ def test_option_walker_budget():
                           / TCP(sport=5, dport=PORT, flags="S", options=options))
         reply = model.decide(syn_bytes, 0).reply
         assert split_isn(Ether(reply)[TCP].seq)[2] == index
+
+
+# --- The model against the formats of hw/syn_cookie/layouts.py -----------------------------------
+
+def test_isn_and_options_are_the_layouts():
+    rng = random.Random(5)
+    for _ in range(200):
+        key, time, mss, hash_ = rng.getrandbits(1), rng.getrandbits(2), rng.getrandbits(2), \
+            rng.getrandbits(27)
+        isn = make_isn(key, time, mss, hash_)
+        assert isn == pack(CookieIsn, {"key_slot": key, "time": time, "mss_index": mss,
+                                       "hash": hash_})
+        assert split_isn(isn) == (key, time, mss, hash_)
+    for wscale in (0, 7, 14, None):
+        for sack in (False, True):
+            for ecn in (False, True):
+                bits = {"wscale": 0xF if wscale is None else wscale, "sack": int(sack),
+                        "ecn": int(ecn)}
+                assert options_byte(True, wscale, sack, ecn) == \
+                    pack(HashedOptions, {"ts_options": bits, "timestamps": 1})
+
+
+def test_table_entries_fit_and_unpack():
+    service = Service(_addr(LOCAL6), 443, prefix_len=64, vlan=VlanMatch.TAGGED, vlan_id=7,
+                      mode=ServiceMode.ASK, mss=1440, wscale=9)
+    entry = unpack(SynService, service.entry())
+    assert (int(entry.local_ip), int(entry.prefix_len), int(entry.port)) == \
+        (int.from_bytes(_addr(LOCAL6), "big"), 64, 443)
+    assert (entry.vlan, int(entry.vlan_id), entry.mode) == (VlanMatch.TAGGED, 7, ServiceMode.ASK)
+    assert (int(entry.ipv6), int(entry.valid), int(entry.mss), int(entry.wscale)) == \
+        (1, 1, 1440, 9)
+    rule = unpack(SynRule, Rule(_addr("198.51.100.0"), 24, rate=5, burst=9).entry())
+    assert (int(rule.remote_ip), int(rule.prefix_len), int(rule.ipv6)) == \
+        (int.from_bytes(_addr("198.51.100.0"), "big"), 24, 0)
+    assert (rule.action, int(rule.capped), int(rule.rate), int(rule.burst)) == \
+        (RuleAction.ALLOW, 1, 5, 9)
+    assert data.Layout.cast(SynService).size == data.Layout.cast(SynRule).size == \
+        8 * SYN_TABLE_ENTRY_BYTES
