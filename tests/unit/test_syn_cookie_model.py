@@ -40,6 +40,7 @@ from sim.reference.syn_cookie import (
     SynCookieModel,
     Verdict,
     check_cookie,
+    cookie_message,
     cookie_ts_val,
     make_isn,
     mss_index_for,
@@ -118,6 +119,12 @@ def _ack(syn_bytes, synack_bytes, *, ts_val=778, ts_ecr=None, seq_delta=1, ack=N
     return bytes(l2 / _ip(ipv6, src or ip.src, ip.dst) / tcp / payload)
 
 
+def _tuple_of(packet):
+    """The model's FourTuple of a scapy SYN (the sender is the remote end)."""
+    ip = packet[IPv6] if IPv6 in packet else packet[IP]
+    return FourTuple(_addr(ip.src), _addr(ip.dst), packet[TCP].sport, packet[TCP].dport)
+
+
 def _checksums_ok(frame_bytes):
     """scapy's own checksums of the frame equal the ones in it (IPv4 header and TCP)."""
     packet = Ether(frame_bytes)
@@ -138,6 +145,16 @@ def test_siphash24_published_vectors():
     for n, row in enumerate(siphash_vectors.SIP64):
         assert siphash(siphash_vectors.KEY, siphash_vectors.message(n), 2, 4) == \
             int.from_bytes(row, "little"), n
+
+
+def test_cookie_hash_is_c_siphash24():
+    """The model's SipHash-2-4 of cookie messages against the C implementation (dev extra)."""
+    siphash24 = pytest.importorskip("siphash24")
+    rng = random.Random(2)
+    for _ in range(200):
+        key, message = rng.randbytes(16), rng.randbytes(params.SYN_HASH_MESSAGE_BYTES)
+        assert siphash(key, message, 2, 4) == \
+            int.from_bytes(siphash24.siphash24(message, key=key).digest(), "little")
 
 
 # --- Round trip ----------------------------------------------------------------------------------
@@ -173,11 +190,15 @@ def test_round_trip(ipv6, ts, wscale, sack, mss, ecn):
     assert tcp.flags == ("SAE" if ecn and ts else "SA")
     assert (tcp.sport, tcp.dport) == (PORT, syn[TCP].sport)
     assert tcp.ack == syn[TCP].seq + 1
-    options = dict(tcp.options)
-    assert options["MSS"] == 1460                 # the service's own MSS
+    # seq = the cookie, recomputed here from the fields of the SYN as scapy reads them.
+    hashed = options_byte(ts, wscale if ts else None, sack and ts, ecn and ts)
     table = params.SYN_MSS_TABLE_IPV6 if ipv6 else params.SYN_MSS_TABLE_IPV4
     expected_index = mss_index_for(mss, table, ipv6)
-    assert split_isn(tcp.seq)[2] == expected_index
+    message = cookie_message(_tuple_of(syn),
+                             syn[TCP].seq, hashed, expected_index, 5)
+    assert tcp.seq == make_isn(0, 5, expected_index, siphash(KEY0, message, 2, 4))
+    options = dict(tcp.options)
+    assert options["MSS"] == 1460                 # the service's own MSS
     if ts:
         ts_val, ts_ecr = options["Timestamp"]
         assert ts_ecr == 777
