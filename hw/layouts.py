@@ -278,6 +278,12 @@ class CommandOpcode(enum.Enum, shape=8):
     WINUPDATE = 6       # addr bits 31:0: bytes the application consumed of what FRAME_DATA showed
     FLUSH = 7           # return the connection to the host
     CLOSE = 8           # return it for good: the host closes it in software
+    # The SYN-cookie unit (docs/syn_cookie.md "Host interface"); the command unit answers
+    # UNKNOWN_OPCODE until the unit lands. ``arg`` is a hw.syn_cookie.layouts.SynTableArg.
+    SYN_SERVICE = 9     # addr: a SynService entry (32 bytes) for services-list slot arg.index
+    SYN_RULE = 10       # addr: a SynRule entry (32 bytes) for rule slot arg.index
+    SYN_ACCEPT = 11     # addr: the RX buffer of a SYN_ASK event: answer that SYN with a cookie
+    SYN_DENY = 12       # the host refuses a SYN_ASK SYN (counted; the NIC sends nothing)
 
 
 class EventKind(enum.Enum, shape=4):
@@ -292,6 +298,10 @@ class EventKind(enum.Enum, shape=4):
     FRAME_DATA = 7      # a fast-path segment in an RX buffer (as RX); tag: its sequence number
     FLUSH = 8           # the connection is the host's again: code: a FlushReason; index: the
                         # RCVMDL handle; tag: bytes placed in it; length: frames passed before
+    # The SYN-cookie unit (docs/syn_cookie.md "Events"): an RX buffer filled as for RX.
+    CONNECTION = 9      # the frame is an ACK with a valid cookie; tag: SynConnectionInfo,
+                        # detail: SynConnectionDetail
+    SYN_ASK = 10        # the frame is a SYN for an *ask* service; detail: SynConnectionDetail
 
 
 class EventCode(enum.Enum, shape=8):

@@ -127,3 +127,47 @@ DELAYED_ACK_CYCLES = 15625
 
 #: Shortest frame on MAC TX (bytes, no FCS): the NIC pads the frames it builds to this.
 MIN_TX_FRAME_BYTES = 60
+
+# --- The SYN-cookie unit (docs/syn_cookie.md) ---------------------------------------------------
+
+#: MSS tables the cookie's 2-bit MSS index points into, Linux's (net/ipv4/syncookies.c and
+#: net/ipv6/syncookies.c ``msstab``): the reset values of the host-writable tables. Sorted.
+SYN_MSS_TABLE_IPV4 = (536, 1300, 1440, 1460)
+SYN_MSS_TABLE_IPV6 = (1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60)
+
+#: The cookie ISN, from bit 31 down: key slot, time counter's low bits, MSS index, hash bits.
+SYN_ISN_KEY_BITS = 1
+SYN_ISN_TIME_BITS = 2
+SYN_ISN_MSS_BITS = 2
+SYN_ISN_HASH_BITS = 32 - SYN_ISN_KEY_BITS - SYN_ISN_TIME_BITS - SYN_ISN_MSS_BITS
+assert 1 << SYN_ISN_MSS_BITS == len(SYN_MSS_TABLE_IPV4) == len(SYN_MSS_TABLE_IPV6)
+
+#: The time counter ticks every 2**n clocks: 2**33 clocks = 55.0 s at 156.25 MHz (Linux: 60 s).
+SYN_TIME_TICK_LOG2 = 33
+#: Width of the time counter (it is hashed whole, so a cookie 2**SYN_ISN_TIME_BITS ticks old
+#: that aliases into the age window fails the hash instead of passing).
+SYN_TIME_BITS = 16
+#: Default age limit (ticks): an ACK is accepted when its cookie's time is 0..limit ticks old.
+#: 1 = 55-110 s, Linux's ``MAX_SYNCOOKIE_AGE`` of 2 (60-120 s). At most 2**SYN_ISN_TIME_BITS - 1.
+SYN_AGE_LIMIT = 1
+
+#: The bytes SipHash-2-4 hashes for one cookie (both families: IPv4 as IPv4-mapped IPv6).
+SYN_HASH_MESSAGE_BYTES = 44
+
+#: Entries of the services list and of the acceptance rules (host-written tables).
+SYN_SERVICES = 16
+SYN_RULES = 16
+
+#: Token buckets (SYN caps) refill every 2**n clocks: 2**17 clocks = 0.84 ms.
+SYN_CAP_INTERVAL_LOG2 = 17
+
+#: Clocks per tick of the NIC's TCP timestamp clock (1 kHz, as Linux's ``TCP_TS_HZ``).
+SYN_TS_TICK_CYCLES = 156250
+
+#: Steps the TCP option walker takes per frame: a step reads one option, or a run of up to 4
+#: NOPs. Options beyond are ignored (a frame every 8 clocks leaves 8 clocks per frame; Linux's
+#: and Windows' SYNs need 5).
+SYN_OPTION_STEPS = 8
+
+#: IPv4 TTL / IPv6 hop limit of the SYN-ACKs (reset value of a register).
+SYN_TTL = 64

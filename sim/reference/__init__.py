@@ -1,2 +1,2 @@
 """Golden models in plain Python: RSS Toeplitz hash, SipHash, Internet checksums, the receive status
-word."""
+word, the SYN-cookie unit (syn_cookie.py)."""

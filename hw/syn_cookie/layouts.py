@@ -1,0 +1,257 @@
+"""Formats of the SYN-cookie unit, in one place (docs/syn_cookie.md).
+
+The gateware, the golden model (sim/reference/syn_cookie.py) and the host driver all use these
+Structs; none of them is typed twice. Structs pack LSB-first; protocol numbers (addresses, ports)
+are numbers as in :class:`hw.layouts.RxStatus` (IPv4 in the low 32 bits of a 128-bit field).
+
+New values in shared enums (hw/layouts.py, additive): ``CommandOpcode.SYN_SERVICE``,
+``SYN_RULE``, ``SYN_ACCEPT``, ``SYN_DENY``; ``EventKind.CONNECTION``, ``SYN_ASK``.
+"""
+
+from amaranth.lib import data, enum
+
+from .. import params
+
+__all__ = [
+    "TS_WSCALE_NONE", "NO_TS_OPTIONS",
+    "CookieIsn", "TsCookieOptions", "HashedOptions",
+    "ServiceMode", "VlanMatch", "SynService", "RuleAction", "SynRule", "SynTableArg",
+    "SynControl", "SynGlobalCap", "SynAckRequest", "SynConnectionInfo", "SynConnectionDetail",
+    "SynCounters",
+    "SYN_TABLE_ENTRY_BYTES",
+]
+
+#: ``TsCookieOptions.wscale`` when the SYN carried no window-scale option (as Linux's
+#: ``TS_OPT_WSCALE_MASK``: 15 is no valid shift, RFC 7323 §2.3 caps it at 14).
+TS_WSCALE_NONE = 0xF
+
+
+class CookieIsn(data.Struct):
+    """The initial sequence number of a SYN-ACK the unit sends: its cookie.
+
+    Members
+    -------
+    hash : 27 bits
+        Bits 26:0 of the SipHash-2-4 result over the cookie message (docs/syn_cookie.md).
+    mss_index : 2 bits
+        Index of the peer's MSS in the family's MSS table (rounded down).
+    time : 2 bits
+        The time counter's low bits when the cookie was made: the checker rebuilds the whole
+        counter as the most recent value with these low bits.
+    key_slot : 1 bit
+        Which of the two host keys made the cookie.
+    """
+    hash: params.SYN_ISN_HASH_BITS
+    mss_index: params.SYN_ISN_MSS_BITS
+    time: params.SYN_ISN_TIME_BITS
+    key_slot: params.SYN_ISN_KEY_BITS
+
+
+class TsCookieOptions(data.Struct):
+    """The 6 low bits of the SYN-ACK's TSval, echoed in the ACK's TSecr (as Linux's
+    ``cookie_init_timestamp``): the peer's window shift (``TS_WSCALE_NONE``: no option),
+    SACK-permitted, ECN-setup. Only sent when the SYN carried timestamps."""
+    wscale: 4
+    sack: 1
+    ecn: 1
+
+
+class HashedOptions(data.Struct):
+    """Byte 40 of the cookie message: the options the cookie promises, authenticated by the hash.
+    Without timestamps it is always :data:`NO_TS_OPTIONS` (MSS only)."""
+    ts_options: TsCookieOptions
+    timestamps: 1
+    reserved: 1
+
+
+#: :class:`HashedOptions` of a cookie made for a SYN without timestamps.
+NO_TS_OPTIONS = TS_WSCALE_NONE
+
+
+class ServiceMode(enum.Enum, shape=1):
+    """How the unit answers an accepted SYN for a service (SPEC §9)."""
+    IMMEDIATE = 0   # SYN-ACK at once; the host hears of the connection at its ACK (CONNECTION)
+    ASK = 1         # the SYN goes to the host (SYN_ASK); SYN_ACCEPT / SYN_DENY decide
+
+
+class VlanMatch(enum.Enum, shape=2):
+    """Which frames a service's VLAN field admits."""
+    ANY = 0         # untagged or one tag, any VID
+    UNTAGGED = 1
+    TAGGED = 2      # one tag with ``vlan_id``
+
+
+class SynService(data.Struct):
+    """One entry of the services list (32 bytes in host memory, written by SYN_SERVICE).
+
+    A TCP frame matches when its destination address is in ``local_ip/prefix_len`` of the same
+    family, its destination port is ``port`` and its VLAN fits ``vlan``. The first valid match
+    in slot order wins. The rest says what the SYN-ACK offers.
+
+    Members
+    -------
+    local_ip : 128 bits
+        IPv4 in bits 31:0.
+    prefix_len : 8 bits
+        0..32 (IPv4) or 0..128 (IPv6); 32/128 = one address, 0 = any.
+    port : 16 bits
+    vlan_id : 12 bits
+    vlan : VlanMatch
+    ipv6, valid : 1 bit
+    mode : ServiceMode
+    mss : 16 bits
+        The MSS the SYN-ACK advertises (the host's receive MSS, ``CcbRoute.rcv_mss``).
+    window : 16 bits
+        The SYN-ACK's window field (never scaled, RFC 7323 §2.2).
+    wscale : 4 bits
+        The window shift the SYN-ACK offers (``CcbRoute.rcv_wscale``), 0..14.
+    sack, timestamps, ecn : 1 bit
+        The options the host allows (each also needs the SYN to ask for it; SACK, window scale
+        and ECN also need timestamps to travel).
+    """
+    local_ip: 128
+    prefix_len: 8
+    port: 16
+    vlan_id: 12
+    vlan: VlanMatch
+    ipv6: 1
+    valid: 1
+    mode: ServiceMode
+    mss: 16
+    window: 16
+    wscale: 4
+    sack: 1
+    timestamps: 1
+    ecn: 1
+    reserved: 48
+
+
+class RuleAction(enum.Enum, shape=2):
+    """What an acceptance rule does with a SYN whose source it matches."""
+    ALLOW = 0       # accepted (subject to the rule's cap if ``capped``, and to the global cap)
+    DENY = 1        # dropped, counted in ``syns_denied``
+
+
+class SynRule(data.Struct):
+    """One acceptance rule (32 bytes in host memory, written by SYN_RULE). A SYN that matched a
+    service is checked against the rules in slot order; the first valid rule whose
+    ``remote_ip/prefix_len`` (same family) holds the SYN's source decides. No match: the
+    ``SynControl.default_deny`` bit decides.
+
+    ``capped``: the rule owns a token bucket of ``burst`` tokens, refilled by ``rate`` tokens
+    every 2**SYN_CAP_INTERVAL_LOG2 clocks; a SYN takes one, or is dropped (``syns_capped``) when
+    there is none. The bucket is the prefix's as a whole (every source inside shares it).
+    """
+    remote_ip: 128
+    prefix_len: 8
+    ipv6: 1
+    valid: 1
+    action: RuleAction
+    capped: 1
+    rate: 16
+    burst: 16
+    reserved: 83
+
+
+#: Bytes of a SynService or SynRule entry in host memory (two beats of the 128-bit DMA bus).
+SYN_TABLE_ENTRY_BYTES = 32
+
+
+class SynTableArg(data.Struct):
+    """``Command.arg`` of SYN_SERVICE and SYN_RULE: the slot written (an entry with ``valid`` 0
+    empties it)."""
+    index: 8
+    reserved: 24
+
+
+class SynControl(data.Struct):
+    """The SYN_CONTROL register (docs/syn_cookie.md "Registers")."""
+    enable: 1           # 0: every SYN and ACK passes to the slow path, uncounted by the unit
+    active_key: 1       # the key slot new cookies are made with
+    age_limit: 2        # ticks a cookie stays valid after the tick it was made in
+    default_deny: 1     # a SYN that matches no rule is denied (else allowed)
+    global_capped: 1    # the global token bucket (SYN_GLOBAL_CAP) applies to every SYN
+    reserved: 26
+
+
+class SynGlobalCap(data.Struct):
+    """The SYN_GLOBAL_CAP register: the token bucket every accepted SYN also takes a token from
+    (with ``SynControl.global_capped``), refilled as a rule's (:class:`SynRule`)."""
+    rate: 16
+    burst: 16
+
+
+class SynAckRequest(data.Struct):
+    """What the SYN-ACK builder needs for one frame, every header field (docs/syn_cookie.md
+    "The SYN-ACK, byte for byte"); numbers as in :class:`hw.layouts.AckRequest`.
+
+    The options: MSS always; with ``timestamps`` SACK-permitted (if ``sack``) and TSopt; with
+    ``wscale_ok`` (only with timestamps) the window scale ``wscale``. ``ecn``: ECE is set.
+    """
+    local_mac: 48
+    remote_mac: 48
+    vlan: 1
+    vlan_tci: 16
+    ipv6: 1
+    local_ip: 128
+    remote_ip: 128
+    ttl: 8
+    tos: 8
+    local_port: 16
+    remote_port: 16
+    seq: 32             # the cookie
+    ack: 32             # the SYN's seq + 1
+    window: 16
+    mss: 16
+    wscale_ok: 1
+    wscale: 4
+    sack: 1
+    timestamps: 1
+    ts_val: 32
+    ts_ecr: 32
+    ecn: 1
+
+
+class SynConnectionInfo(data.Struct):
+    """``Event.tag`` of a CONNECTION event: what the cookie rebuilt and the frame does not show.
+    The ISNs are in the frame (ISS = ack - 1, IRS = seq - 1), and so are the tuple, the MACs, the
+    VLAN and the timestamps (TSval: ``ts_recent``)."""
+    mss: 16             # the peer's MSS (the table entry of ``mss_index``): what the host sends
+    snd_wscale: 4       # the peer's window shift; TS_WSCALE_NONE: none (no scaling either way)
+    sack: 1             # SACK-permitted agreed
+    ecn: 1              # ECN agreed (RFC 3168)
+    timestamps: 1       # timestamps agreed (the ACK carries them)
+    mss_index: 2
+    key_slot: 1
+    age: 2              # ticks since the cookie was made
+    reserved: 4
+
+
+class SynConnectionDetail(data.Struct):
+    """``Event.detail`` of CONNECTION and SYN_ASK events (31 bits): the service the frame
+    matched, and the window shift that service offered (``CcbRoute.rcv_wscale`` when the peer
+    scales)."""
+    service: 8
+    rcv_wscale: 4
+    reserved: 19
+
+
+class SynCounters(data.Struct):
+    """The unit's counters, 32-bit wrapping (SPEC §9). Every SYN the unit sees ends in exactly
+    one of to_slow, denied, capped, tx_full, asked, or a SYN-ACK of the immediate mode, so
+    ``syns_seen = syns_to_slow + syns_denied + syns_capped + syns_tx_full + syns_asked
+    + (syns_answered - asks_accepted)``; every ACK checked ends in exactly one of
+    cookies_valid, cookies_invalid, cookies_expired."""
+    syns_seen: 32       # SYNs (SYN set; ACK, RST, FIN clear) of good TCP frames, unit enabled
+    syns_answered: 32   # SYN-ACKs sent (immediate mode and SYN_ACCEPT)
+    syns_to_slow: 32    # matched no service: passed to the slow path
+    syns_denied: 32     # dropped by a DENY rule (or default_deny)
+    syns_capped: 32     # dropped: the rule's or the global token bucket was empty
+    syns_tx_full: 32    # dropped: the SYN-ACK queue to the TX arbiter was full (a SYN-ACK
+                        # may be longer than its SYN, and the arbiter shares MAC TX)
+    syns_asked: 32      # sent to the host with SYN_ASK
+    asks_accepted: 32   # SYN_ACCEPT commands
+    asks_denied: 32     # SYN_DENY commands
+    cookies_valid: 32   # ACKs whose cookie passed: CONNECTION events
+    cookies_invalid: 32 # ACKs to a service whose cookie failed the hash: slow path
+    cookies_expired: 32 # ACKs whose cookie hashed right but is older than the age limit
