@@ -20,8 +20,10 @@ Pipeline, one request a clock::
   response leaves from registers (:class:`hw.lib.skid.SkidOutput`): ``o.ready`` reaches no
   further than the skid and the SipHash core's output FIFO.
 
-Flow control: ``i.ready`` is ``~prepare_valid | siphash.i.ready``, the latter a register of the
-SipHash core (its credit counter); nothing is dropped, answers come out in request order.
+Flow control: a credit counter of requests in the prepare register and the SipHash core (whose
+output FIFO holds every one of them): ``i.ready`` comes from registers only, and a request
+accepted always enters the SipHash core in the next clock. Nothing is dropped; answers come out in
+request order.
 """
 
 from amaranth import Module, Mux, Signal
@@ -146,7 +148,7 @@ class SynCookieCore(wiring.Component):
         # Prepare -- the 32-bit subtractions, the options byte and the TSval, registered.
         req = self.i.payload
         check = req.op == CookieOp.CHECK
-        prepared = Signal(_Prepared)
+        prepared = Signal(_Prepared, reset_less=True)
         prepared_valid = Signal()
         next_ = Signal(_Prepared)
         ack_isn = Signal(CookieIsn)
@@ -186,13 +188,24 @@ class SynCookieCore(wiring.Component):
         with m.Else():
             m.d.comb += next_.options.eq(NO_TS_OPTIONS)
 
-        advance = Signal()
+        # Credits -- requests in the prepare register or in the SipHash core. Counted against the
+        # core's depth, so that a prepared request always finds ``siphash.i.ready`` high in the
+        # next clock: the prepare registers then load every clock, with no enable (an enable
+        # from the core's credit counter fanned out to ~600 flip-flops limited Fmax to 127 MHz).
+        # A request may come in as one leaves (``deliver``): one a clock when nothing stalls.
+        accept = Signal()
+        deliver = Signal()
+        in_core = Signal(range(siphash.fifo_depth + 1))
         m.d.comb += [
-            advance.eq(~prepared_valid | siphash.i.ready),
-            self.i.ready.eq(advance),
+            deliver.eq(siphash.o.valid & siphash.o.ready),
+            self.i.ready.eq((in_core != siphash.fifo_depth) | deliver),
+            accept.eq(self.i.valid & self.i.ready),
         ]
-        with m.If(advance):
-            m.d.sync += [prepared.eq(next_), prepared_valid.eq(self.i.valid)]
+        m.d.sync += [
+            in_core.eq(in_core + accept - deliver),
+            prepared.eq(next_),
+            prepared_valid.eq(accept),
+        ]
 
         # Hash -- the message, the key and the MSS entry from the prepare registers.
         p = prepared
