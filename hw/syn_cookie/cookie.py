@@ -45,7 +45,7 @@ from .layouts import (
     HashedOptions,
 )
 
-__all__ = ["SynCookieCore"]
+__all__ = ["SynCookieCore", "KeySlots", "MssTable"]
 
 #: The low bits of the TSval that carry the options (Linux's ``TSBITS``).
 _TS_OPTION_BITS = 6
