@@ -150,7 +150,7 @@ class SynCookieCore(wiring.Component):
         check = req.op == CookieOp.CHECK
         prepared = Signal(_Prepared, reset_less=True)
         prepared_valid = Signal()
-        next_ = Signal(_Prepared)
+        preparing = Signal(_Prepared)      # what the prepare registers load
         ack_isn = Signal(CookieIsn)
         ts_options = Signal(_TS_OPTION_BITS)
         # The options' bits above the clock's low bits would put the TSval ahead: one 64 back.
@@ -159,34 +159,34 @@ class SynCookieCore(wiring.Component):
             ack_isn.eq(req.ack - 1),
             ts_options.eq(Mux(check, req.ts[:_TS_OPTION_BITS], req.ts_options)),
             ts_ahead.eq(ts_options > req.ts[:_TS_OPTION_BITS]),
-            next_.op.eq(req.op),
-            next_.ipv6.eq(req.ipv6),
-            next_.remote_ip.eq(req.remote_ip),
-            next_.local_ip.eq(req.local_ip),
-            next_.remote_port.eq(req.remote_port),
-            next_.local_port.eq(req.local_port),
-            next_.peer_isn.eq(Mux(check, req.seq - 1, req.seq)),
-            next_.time.eq(req.time),
-            next_.age_limit.eq(req.age_limit),
+            preparing.op.eq(req.op),
+            preparing.ipv6.eq(req.ipv6),
+            preparing.remote_ip.eq(req.remote_ip),
+            preparing.local_ip.eq(req.local_ip),
+            preparing.remote_port.eq(req.remote_port),
+            preparing.local_port.eq(req.local_port),
+            preparing.peer_isn.eq(Mux(check, req.seq - 1, req.seq)),
+            preparing.time.eq(req.time),
+            preparing.age_limit.eq(req.age_limit),
         ]
         with m.If(check):
-            m.d.comb += next_.isn.eq(ack_isn)
+            m.d.comb += preparing.isn.eq(ack_isn)
         with m.Else():
             m.d.comb += [
-                next_.isn.key_slot.eq(req.key_slot),
-                next_.isn.time.eq(req.time),
-                next_.isn.mss_index.eq(req.mss_index),
+                preparing.isn.key_slot.eq(req.key_slot),
+                preparing.isn.time.eq(req.time),
+                preparing.isn.mss_index.eq(req.mss_index),
             ]
         with m.If(req.timestamps):
             m.d.comb += [
-                next_.options.ts_options.eq(ts_options),
-                next_.options.timestamps.eq(1),
+                preparing.options.ts_options.eq(ts_options),
+                preparing.options.timestamps.eq(1),
             ]
             with m.If(~check):
-                m.d.comb += next_.ts_val.eq(
+                m.d.comb += preparing.ts_val.eq(
                     ((req.ts[_TS_OPTION_BITS:] - ts_ahead) << _TS_OPTION_BITS) | ts_options)
         with m.Else():
-            m.d.comb += next_.options.eq(NO_TS_OPTIONS)
+            m.d.comb += preparing.options.eq(NO_TS_OPTIONS)
 
         # Credits -- requests in the prepare register or in the SipHash core. Counted against the
         # core's depth, so that a prepared request always finds ``siphash.i.ready`` high in the
@@ -203,7 +203,7 @@ class SynCookieCore(wiring.Component):
         ]
         m.d.sync += [
             in_core.eq(in_core + accept - deliver),
-            prepared.eq(next_),
+            prepared.eq(preparing),
             prepared_valid.eq(accept),
         ]
 
