@@ -19,6 +19,8 @@ __all__ = [
     "SynControl", "SynGlobalCap", "SynAckRequest", "SynConnectionInfo", "SynConnectionDetail",
     "SynCounters",
     "SYN_TABLE_ENTRY_BYTES",
+    "CookieFamilyMss", "CookieMessage", "CookieOp", "CookieVerdict", "CookieRequest",
+    "CookieResponse",
 ]
 
 #: ``TsCookieOptions.wscale`` when the SYN carried no window-scale option (as Linux's
@@ -255,3 +257,117 @@ class SynCounters(data.Struct):
     cookies_valid: 32   # ACKs whose cookie passed: CONNECTION events
     cookies_invalid: 32 # ACKs to a service whose cookie failed the hash: slow path
     cookies_expired: 32 # ACKs whose cookie hashed right but is older than the age limit
+
+
+# --- The cookie core (hw/syn_cookie/cookie.py) ----------------------------------------------------
+
+class CookieFamilyMss(data.Struct):
+    """Byte 41 of the cookie message: the family and the MSS index (docs/syn_cookie.md §1.2)."""
+    mss_index: params.SYN_ISN_MSS_BITS
+    reserved: 7 - params.SYN_ISN_MSS_BITS
+    ipv6: 1
+
+
+class CookieMessage(data.Struct):
+    """The 44 bytes SipHash-2-4 hashes for a cookie (docs/syn_cookie.md §1.2), as the SipHash core
+    takes them: message byte ``k`` at bits ``[8k, 8k+8)``. Multi-byte fields hold their bytes in
+    network order (first byte in the low bits: the number byte-swapped), addresses IPv4-mapped
+    for IPv4 (``sim.reference.syn_cookie.cookie_message`` builds the same bytes)."""
+    remote_ip: 128
+    local_ip: 128
+    remote_port: 16
+    local_port: 16
+    peer_isn: 32        # the SYN's seq; on the ACK, seq - 1
+    options: HashedOptions
+    family_mss: CookieFamilyMss
+    time: params.SYN_TIME_BITS
+
+
+assert data.Layout.cast(CookieMessage).size == 8 * params.SYN_HASH_MESSAGE_BYTES
+
+
+class CookieOp(enum.Enum, shape=1):
+    """What a request to the cookie core asks."""
+    MAKE = 0        # the ISN (and TSval) of a SYN-ACK, for a SYN
+    CHECK = 1       # the verdict on an ACK's cookie, and what it rebuilds
+
+
+class CookieVerdict(enum.Enum, shape=2):
+    """The outcome of a CHECK (``sim.reference.syn_cookie.Verdict``)."""
+    INVALID = 0     # the hash differs: forged, another tuple / peer ISN / options / key, too old
+    VALID = 1
+    EXPIRED = 2     # the hash matches, the cookie is older than the age limit
+
+
+class CookieRequest(data.Struct):
+    """A request to the cookie core (:class:`hw.syn_cookie.cookie.SynCookieCore`), MAKE or CHECK.
+    Numbers as in :class:`hw.layouts.RxStatus` (IPv4 addresses in the low 32 bits). Fields one
+    kind does not use are ignored.
+
+    Members
+    -------
+    op : CookieOp
+    ipv6 : 1 bit
+        The tuple's family.
+    remote_ip, local_ip, remote_port, local_port
+        The tuple; remote is the peer (the frame's source).
+    seq : 32 bits
+        The frame's seq: MAKE, the SYN's (the peer's ISN); CHECK, the ACK's (the peer's ISN + 1).
+    ack : 32 bits
+        CHECK: the ACK's ack (the cookie + 1).
+    timestamps : 1 bit
+        MAKE: the SYN-ACK carries timestamps (the SYN offered them, the service allows them);
+        CHECK: the ACK carries the timestamps option.
+    ts : 32 bits
+        MAKE: the NIC's timestamp clock now; CHECK: the ACK's TSecr.
+    ts_options : TsCookieOptions
+        MAKE with timestamps: the options the SYN-ACK promises (peer's window shift, SACK, ECN).
+    mss_index : 2 bits
+        MAKE: the peer's MSS index in the family's table.
+    key_slot : 1 bit
+        MAKE: the key slot new cookies use (``SynControl.active_key``).
+    time : 16 bits
+        The time counter now.
+    age_limit : 2 bits
+        CHECK: ``SynControl.age_limit``.
+    """
+    op: CookieOp
+    ipv6: 1
+    remote_ip: 128
+    local_ip: 128
+    remote_port: 16
+    local_port: 16
+    seq: 32
+    ack: 32
+    timestamps: 1
+    ts: 32
+    ts_options: TsCookieOptions
+    mss_index: params.SYN_ISN_MSS_BITS
+    key_slot: params.SYN_ISN_KEY_BITS
+    time: params.SYN_TIME_BITS
+    age_limit: params.SYN_ISN_TIME_BITS
+
+
+class CookieResponse(data.Struct):
+    """The cookie core's answer to one request, in request order.
+
+    Members
+    -------
+    op : CookieOp
+        The request's.
+    isn : CookieIsn
+        MAKE: the cookie, the SYN-ACK's seq. CHECK: the ACK's ack - 1 (the connection's ISS).
+    ts_val : 32 bits
+        MAKE with timestamps: the SYN-ACK's TSval (the clock, its low bits the options, never
+        ahead of the clock); 0 without.
+    verdict : CookieVerdict
+        CHECK only.
+    info : SynConnectionInfo
+        CHECK: what the cookie rebuilds (MSS from the host's table, the peer's window shift, SACK,
+        ECN, timestamps, and the diagnostics); meaningful when ``verdict`` is VALID.
+    """
+    op: CookieOp
+    isn: CookieIsn
+    ts_val: 32
+    verdict: CookieVerdict
+    info: SynConnectionInfo

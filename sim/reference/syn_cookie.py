@@ -44,6 +44,7 @@ __all__ = [
     "parse_tcp_frame", "mapped_address", "cookie_message", "make_isn", "split_isn",
     "mss_index_for", "ts_options_of", "options_byte", "cookie_ts_val", "encode_cookie",
     "check_cookie", "prefix_match", "syn_ack_frame", "COUNTER_NAMES",
+    "make_cookie", "ack_options", "check_ack",
 ]
 
 MASK32 = (1 << 32) - 1
@@ -385,6 +386,47 @@ def check_cookie(config: CookieConfig, tuple_: FourTuple, isn: int, peer_isn: in
     return CookieCheck(verdict, key_slot, mss_index, age)
 
 
+def make_cookie(config: CookieConfig, tuple_: FourTuple, peer_isn: int, options: int,
+                mss_index: int, time: int, ts_clock: int, key_slot: int | None = None) -> tuple:
+    """What the cookie core answers a MAKE request with, from its fields: ``(isn, ts_val)`` of
+    the SYN-ACK for a SYN of ``tuple_`` with seq ``peer_isn``. ``options`` is the hashed byte
+    (:func:`options_byte`), ``time`` the time counter, ``ts_clock`` the timestamp clock,
+    ``key_slot`` the active key slot (default ``config.active_key``). ``ts_val`` is 0 without
+    timestamps."""
+    slot = config.active_key if key_slot is None else key_slot
+    hash_ = _hash(config, slot, tuple_, peer_isn, options, mss_index, time)
+    isn = make_isn(slot, time, mss_index, hash_)
+    ts_val = (cookie_ts_val(ts_clock, options & ((1 << TS_OPTION_BITS) - 1))
+              if options & TIMESTAMPS_BIT else 0)
+    return isn, ts_val
+
+
+def ack_options(ts_ecr: int | None) -> int:
+    """Byte 40 of an ACK's message: the TSecr's option bits with the timestamps bit, or
+    :data:`NO_TS_OPTIONS` for an ACK without timestamps (``ts_ecr`` None)."""
+    if ts_ecr is None:
+        return NO_TS_OPTIONS
+    return TIMESTAMPS_BIT | ts_ecr & ((1 << TS_OPTION_BITS) - 1)
+
+
+def check_ack(config: CookieConfig, tuple_: FourTuple, seq: int, ack: int, ts_ecr: int | None,
+              time_now: int) -> tuple:
+    """What the cookie core answers a CHECK request with, from its fields: ``(check, info)`` for
+    an ACK of ``tuple_`` (``ts_ecr`` None without timestamps) at time counter ``time_now``.
+    ``check`` is :func:`check_cookie`'s; ``info`` the
+    :class:`~hw.syn_cookie.layouts.SynConnectionInfo` fields the cookie rebuilds (as
+    :meth:`SynCookieModel.decide` puts them in a CONNECTION event; computed whatever the
+    verdict, meaningful when VALID)."""
+    hashed = ack_options(ts_ecr)
+    isn, irs = (ack - 1) & MASK32, (seq - 1) & MASK32
+    check = check_cookie(config, tuple_, isn, irs, hashed, time_now)
+    info = {"mss": config.mss_table(tuple_.ipv6)[check.mss_index],
+            "snd_wscale": hashed & 0xF, "sack": hashed >> 4 & 1, "ecn": hashed >> 5 & 1,
+            "timestamps": int(ts_ecr is not None), "mss_index": check.mss_index,
+            "key_slot": check.key_slot, "age": check.age}
+    return check, info
+
+
 # --- Services, rules, caps ----------------------------------------------------------------------
 
 def prefix_match(addr: bytes, prefix: bytes, prefix_len: int) -> bool:
@@ -715,11 +757,7 @@ class SynCookieModel:
     def _decide_ack(self, tcp: TcpFrame, now: int) -> Decision:
         cfg, opts = self.config, tcp.options
         index = self._service_of(tcp)
-        if opts.timestamps:
-            bits = opts.ts_ecr & ((1 << TS_OPTION_BITS) - 1)
-            hashed = TIMESTAMPS_BIT | bits
-        else:
-            hashed = NO_TS_OPTIONS
+        hashed = ack_options(opts.ts_ecr if opts.timestamps else None)
         isn, irs = (tcp.ack - 1) & MASK32, (tcp.seq - 1) & MASK32
         check = check_cookie(cfg, tcp.tuple, isn, irs, hashed, cfg.time(now))
         if check.verdict is Verdict.INVALID:
