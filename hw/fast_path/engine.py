@@ -565,7 +565,10 @@ class ReceiveEngine(wiring.Component):
         ack_bad_reg = Signal()
         seq_other_reg = Signal()
         una_moves_reg = Signal()        # ACT's send-side updates, computed in CHECK too
-        wnd_moves_reg = Signal()
+        # The window update's test, in registered parts (CHECK2 combines them).
+        wl1_after_reg = Signal()        # SND.WL1 < SEG.SEQ
+        seq_is_wl1_reg = Signal()       # SND.WL1 = SEG.SEQ
+        wl2_after_reg = Signal()        # SEG.ACK < SND.WL2
         una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
         wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
         wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
@@ -615,7 +618,8 @@ class ReceiveEngine(wiring.Component):
                 beyond_window_reg.eq(beyond_window),
                 ack_bad_reg.eq(ack_beyond | ack_too_old),
                 una_moves_reg.eq(una_moves),
-                wnd_moves_reg.eq(wl1_after | ((f.tcp.seq == tcp.snd_wl1) & ~wl2_after)),
+                wl1_after_reg.eq(wl1_after), seq_is_wl1_reg.eq(f.tcp.seq == tcp.snd_wl1),
+                wl2_after_reg.eq(wl2_after),
             ]
 
         # --- Window and ACK fields --------------------------------------------------------------
@@ -635,6 +639,8 @@ class ReceiveEngine(wiring.Component):
         scaled_reg = Signal(32)         # RCV.ADV - RCV.NXT scaled (ACK_PUSH saturates it)
         reopen_reg = Signal()
         too_much_reg = Signal()         # a WINUPDATE counts more than was shown
+        consumed = Signal(32)           # a WINUPDATE's count: ``cmd.addr``'s low half, in a copy
+                                        # of its own next to the compare (``cmd`` fans out wide)
         queue_reg = Signal()
 
         # --- DMA: Ccb reads and RCVMDL lists in, Ccb write-back out ----------------------------
@@ -648,6 +654,7 @@ class ReceiveEngine(wiring.Component):
         remote_zero = Signal(3)                 # the route's high words zero (IPv4)
         local_zero = Signal(3)
         ports_same = Signal()
+        ccb_good = Signal()             # the read Ccb passed every check
         route_ok = Signal(3)                    # ... the version, the window scales, the MSS
         tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
@@ -702,10 +709,12 @@ class ReceiveEngine(wiring.Component):
         def answer(code, event=1, bad=0):
             m.d.sync += [self.answers.valid.eq(1), self.answers.payload.code.eq(code),
                          self.answers.payload.event.eq(event), self.answers.payload.bad.eq(bad)]
-            if bad:
-                pulse("bad_commands")
         with m.If(self.answers.valid & self.answers.ready):
             m.d.sync += self.answers.valid.eq(0)
+        # A refused command is counted when its answer is taken (from the answer's registers,
+        # not from the decisions that chose it).
+        m.d.comb += count["bad_commands"].eq(self.answers.valid & self.answers.ready
+                                             & self.answers.payload.bad)
 
         m.d.sync += [self.release.eq(0), self.free.valid.eq(0)]
 
@@ -774,10 +783,10 @@ class ReceiveEngine(wiring.Component):
         # test these, made a clock ahead from the record coming in or the one kept.
         rf = Signal(data.StructLayout({
             "no_conn": 1, "to_queue": 1, "fast_queue": 1, "live": 1, "pending": 1,
-            "timer_out": 1, "timer_runs": 1}))
+            "timer_out": 1, "timer_runs": 1, "queued": 1}))
         latching = Signal()
 
-        def record_flags(r):
+        def record_flags(r, timer=True):
             live = (r.state == ConnState.FAST) | (r.state == ConnState.INDICATED)
             queue = r.q_count != 0
             # ``now`` is a clock later when the flag is used.
@@ -789,11 +798,15 @@ class ReceiveEngine(wiring.Component):
                 rf.fast_queue.eq((r.state == ConnState.FAST) & queue),
                 rf.live.eq(live),
                 rf.pending.eq(r.state == ConnState.PENDING),
+                rf.queued.eq(queue),
+            ] + ([
                 rf.timer_out.eq(r.ack_timer & live & out),
                 rf.timer_runs.eq(r.ack_timer & live),
-            ]
+            ] if timer else [])
+        # The timer's flags need a 32-bit subtraction: from the record register only, never
+        # straight from the block RAM's data (TIMER_FLAGS waits the clock that takes).
         with m.If(latching):
-            m.d.sync += record_flags(data.View(ConnRecord, hot_r.data))
+            m.d.sync += record_flags(data.View(ConnRecord, hot_r.data), timer=False)
         with m.Else():
             m.d.sync += record_flags(rec)
 
@@ -830,6 +843,7 @@ class ReceiveEngine(wiring.Component):
                     m.d.comb += self.commands.ready.eq(1)
                     taken = data.View(ConnArg, self.commands.payload.arg)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
+                                 consumed.eq(self.commands.payload.addr[:32]),
                                  conn.eq(taken.conn_nbr), work.eq(Work.COMMAND),
                                  bad_conn_reg.eq(taken.conn_nbr >= n),
                                  bad_entries_reg.eq((taken.entries == 0)
@@ -881,7 +895,7 @@ class ReceiveEngine(wiring.Component):
                     with m.Case(Work.FAILED):
                         m.next = "FAILED_CHECK"
                     with m.Case(Work.TIMER):
-                        m.next = "TIMER_CHECK"
+                        m.next = "TIMER_FLAGS"
                     with m.Case(Work.PRESSURE):
                         m.next = "PRESSURE_CHECK"
                     with m.Default():
@@ -961,7 +975,7 @@ class ReceiveEngine(wiring.Component):
             # connection's queue: the connection is flushed (QUEUE_FULL), its queue passed to the
             # slow path, unless the queue went meanwhile.
             with m.State("PRESSURE_CHECK"):
-                with m.If(~rf.no_conn & (rec.q_count != 0)):
+                with m.If(~rf.no_conn & rf.queued):
                     m.d.sync += [flush_reason.eq(FlushReason.QUEUE_FULL), flush_frame.eq(0)]
                     m.next = "FLUSH"
                 with m.Else():
@@ -975,7 +989,8 @@ class ReceiveEngine(wiring.Component):
             with m.State("CHECK2"):
                 m.d.sync += [reason_reg.eq(reason), exception_reg.eq(exception),
                              una_update.eq(una_moves_reg & ~exception),
-                             wnd_update.eq(wnd_moves_reg & ~exception)]
+                             wnd_update.eq((wl1_after_reg | (seq_is_wl1_reg & ~wl2_after_reg))
+                                           & ~exception)]
                 m.next = "ACT"
             # ACT -- an exception flushes; else the send side is updated and the segment is a
             # pure ACK, placed, or shown.
@@ -1002,7 +1017,7 @@ class ReceiveEngine(wiring.Component):
                     with m.Elif(rec.mdl_posted):
                         m.next = "PLACE_AVAIL"
                     with m.Else():
-                        m.next = "SHOW"
+                        m.next = "SHOW_WAIT"
 
             # PLACE_READ -- the RCVMDL entry being filled is read.
             with m.State("PLACE_READ"):
@@ -1047,7 +1062,7 @@ class ReceiveEngine(wiring.Component):
                 with m.If(rest_fits):
                     m.next = "PLACE_DONE"
                 with m.Elif(entry_full & last_entry):
-                    m.next = "OVERRUN"
+                    m.next = "OVERRUN_WAIT"
                 with m.Else():
                     m.next = "PLACE_READ"
             # PLACE_DONE -- the whole segment is placed: RCV_NXT, counters, the RCVMDL's end.
@@ -1063,58 +1078,62 @@ class ReceiveEngine(wiring.Component):
                 pulse("fast_frames")
                 pulse("fast_bytes", done_bytes)
                 with m.If(mdl_full | (psh & rec.mdl_push)):
-                    m.next = "MDL_DONE"
+                    m.next = "MDL_DONE_WAIT"
                 with m.Else():
                     m.next = "SEGMENT_TAKEN"
+            # MDL_DONE_WAIT, OVERRUN_WAIT, SHOW_WAIT, FLUSH_EVENT_WAIT -- room for the state's
+            # job is waited for here (``job_room`` a clock before the push: see the FIFOs), so
+            # the pushing state after it acts by its state alone: no FIFO level in front of the
+            # record's, the counters' or the job's registers.
+            for pushing in ("MDL_DONE", "OVERRUN", "SHOW", "FLUSH_EVENT"):
+                with m.State(f"{pushing}_WAIT"):
+                    with m.If(job_room):
+                        m.next = pushing
             # MDL_DONE -- RCVMDL_DONE after the placement's writes; the RCVMDL is gone.
             with m.State("MDL_DONE"):
-                push_event(job_room, kind=EventKind.RCVMDL_DONE.value,
+                push_event(1, kind=EventKind.RCVMDL_DONE.value,
                            index=rec.mdl_handle,
                            code=Mux(mdl_full, EventCode.OK.value, RCVMDL_ENDED_BY_PSH),
                            tag=rec.mdl_placed,
                            detail=conn)
-                with m.If(job_room):
-                    pulse("rcvmdl_done")
-                    m.d.sync += [rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
-                                 rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
-                                 rec.mdl_placed.eq(0)]
-                    m.next = "SEGMENT_TAKEN"
+                pulse("rcvmdl_done")
+                m.d.sync += [rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
+                             rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
+                             rec.mdl_placed.eq(0)]
+                m.next = "SEGMENT_TAKEN"
             # OVERRUN -- the segment is longer than the RCVMDL's space: the RCVMDL completes
             # full, then the connection is flushed with the whole segment to the slow path.
             with m.State("OVERRUN"):
-                push_event(job_room, kind=EventKind.RCVMDL_DONE.value,
+                push_event(1, kind=EventKind.RCVMDL_DONE.value,
                            index=rec.mdl_handle,
                            code=EventCode.OK.value,
                            tag=rec.mdl_placed,
                            detail=conn)
-                with m.If(job_room):
-                    pulse("rcvmdl_done")
-                    pulse("fast_bytes", done_bytes)
-                    m.d.sync += [
-                        rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + done_bytes),
-                        rec.stats.fast_bytes.eq(rec.stats.fast_bytes + done_bytes),
-                        rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
-                        rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
-                        rec.mdl_placed.eq(0),
-                        flush_reason.eq(FlushReason.OUT_OF_WINDOW), flush_frame.eq(1),
-                        flush_frame_first.eq(1),
-                    ]
-                    m.next = "FLUSH"
+                pulse("rcvmdl_done")
+                pulse("fast_bytes", done_bytes)
+                m.d.sync += [
+                    rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + done_bytes),
+                    rec.stats.fast_bytes.eq(rec.stats.fast_bytes + done_bytes),
+                    rec.mdl_posted.eq(0), rec.mdl_push.eq(0), rec.mdl_handle.eq(0),
+                    rec.mdl_entries.eq(0), rec.mdl_entry.eq(0), rec.mdl_offset.eq(0),
+                    rec.mdl_placed.eq(0),
+                    flush_reason.eq(FlushReason.OUT_OF_WINDOW), flush_frame.eq(1),
+                    flush_frame_first.eq(1),
+                ]
+                m.next = "FLUSH"
 
             # SHOW -- no RCVMDL: the segment goes to an RX buffer with FRAME_DATA.
             with m.State("SHOW"):
-                push_job(RxJobKind.FRAME_DATA, job_room, conn_nbr=conn, free=1)
-                with m.If(job_room):
-                    m.d.sync += [
-                        rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
-                        rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed + payload_len),
-                        rec.stats.frame_data.eq(rec.stats.frame_data + 1),
-                        rec.state.eq(ConnState.INDICATED),
-                        ack_now.eq((flags & TcpFlags.PSH).any()
-                                   | (full_sized_reg & second_reg)),
-                    ]
-                    pulse("frame_data_bytes", payload_len)
-                    m.next = "SEGMENT_TAKEN"
+                push_job(RxJobKind.FRAME_DATA, 1, conn_nbr=conn, free=1)
+                m.d.sync += [
+                    rec.tcp.rcv_nxt.eq(tcp.rcv_nxt + payload_len),
+                    rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed + payload_len),
+                    rec.stats.frame_data.eq(rec.stats.frame_data + 1),
+                    rec.state.eq(ConnState.INDICATED),
+                    ack_now.eq((flags & TcpFlags.PSH).any() | (full_sized_reg & second_reg)),
+                ]
+                pulse("frame_data_bytes", payload_len)
+                m.next = "SEGMENT_TAKEN"
 
             # SEGMENT_TAKEN -- the ACK rules: at once, or the delayed-ACK timer.
             with m.State("SEGMENT_TAKEN"):
@@ -1138,9 +1157,17 @@ class ReceiveEngine(wiring.Component):
             with m.State("ACK_EDGE"):
                 m.d.sync += edge_reg.eq(tcp.rcv_nxt + win_reg)
                 m.next = "ACK_ADVANCE"
+            # ACK_ADVANCE, ACK_AFTER, ACK_PICK -- the new RCV.ADV: the right edge if it moved
+            # past the old one (the difference, its sign and zero test, the pick: a register
+            # each, as WINDOW_OPENING and WINDOW_COMPARE do).
             with m.State("ACK_ADVANCE"):
-                m.d.sync += adv_reg.eq(Mux(_bind(m, _after(edge_reg, tcp.rcv_adv)), edge_reg,
-                                           tcp.rcv_adv))
+                m.d.sync += diff_reg.eq(edge_reg - tcp.rcv_adv)
+                m.next = "ACK_AFTER"
+            with m.State("ACK_AFTER"):
+                m.d.sync += adv_after_reg.eq((diff_reg != 0) & ~diff_reg[31])
+                m.next = "ACK_PICK"
+            with m.State("ACK_PICK"):
+                m.d.sync += adv_reg.eq(Mux(adv_after_reg, edge_reg, tcp.rcv_adv))
                 m.next = "ACK_FIELD"
             with m.State("ACK_FIELD"):
                 m.d.sync += diff_reg.eq(adv_reg - tcp.rcv_nxt)
@@ -1182,6 +1209,8 @@ class ReceiveEngine(wiring.Component):
 
             # TIMER_CHECK -- a connection of the delayed-ACK list: run out, the ACK; running,
             # back in the list; else off the list.
+            with m.State("TIMER_FLAGS"):
+                m.next = "TIMER_CHECK"
             with m.State("TIMER_CHECK"):
                 with m.If(rf.timer_out):
                     m.d.sync += rec.in_timer_list.eq(0)
@@ -1220,7 +1249,7 @@ class ReceiveEngine(wiring.Component):
                     m.next = "RECORD_LOAD"
             # COMMAND_COMPARE -- WINUPDATE's count against the bytes shown (registered).
             with m.State("COMMAND_COMPARE"):
-                m.d.sync += too_much_reg.eq(cmd.addr[:32] > Mux(rec.loaded, tcp.rcv_unconsumed, 0))
+                m.d.sync += too_much_reg.eq(consumed > Mux(rec.loaded, tcp.rcv_unconsumed, 0))
                 m.next = "COMMAND_CHECK"
             # COMMAND_CHECK -- refusals, else the command's own states.
             with m.State("COMMAND_CHECK"):
@@ -1265,7 +1294,7 @@ class ReceiveEngine(wiring.Component):
             # WINUPDATE_APPLY -- the bytes consumed are taken off the bytes shown (by the state
             # alone: no command decision in front of the record's register).
             with m.State("WINUPDATE_APPLY"):
-                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed - cmd.addr[:32])
+                m.d.sync += rec.tcp.rcv_unconsumed.eq(tcp.rcv_unconsumed - consumed)
                 m.next = "WINDOW"
 
             # WINDOW -- after a WINUPDATE or an RCVMDL: an ACK if the window opened enough; an
@@ -1408,13 +1437,17 @@ class ReceiveEngine(wiring.Component):
                     tcp_ok[0].eq(c.tcp.snd_una == c.tcp.snd_nxt),
                     tcp_ok[1].eq(c.tcp.rcv_unconsumed <= c.tcp.rcv_buf),
                 ]
-                m.next = "H2_GOOD"
-            # H2_GOOD -- the checks' parts anded: a bad Ccb (or a failed read) is refused.
-            with m.State("H2_GOOD"):
+                m.next = "H2_AND"
+            # H2_AND -- the checks' parts anded (registered).
+            with m.State("H2_AND"):
                 same_tuple = Mux(route.ipv6, remote_same.all() & local_same.all(),
                                  remote_same[0] & local_same[0]
                                  & remote_zero.all() & local_zero.all())
-                good = same_tuple & ports_same & route_ok.all() & tcp_ok.all()
+                m.d.sync += ccb_good.eq(same_tuple & ports_same & route_ok.all() & tcp_ok.all())
+                m.next = "H2_GOOD"
+            # H2_GOOD -- a bad Ccb (or a failed read) is refused.
+            with m.State("H2_GOOD"):
+                good = ccb_good
                 with m.If(dma_error):
                     answer(EventCode.DMA_ERROR)
                     m.d.sync += [flush_reason.eq(FlushReason.DMA_ERROR), flush_frame.eq(0)]
@@ -1596,39 +1629,39 @@ class ReceiveEngine(wiring.Component):
             # FLUSH_QUEUE_WAIT, _WAIT2 -- the head frame's record comes out of the queue memory.
             with m.State("FLUSH_QUEUE_WAIT"):
                 m.next = "FLUSH_QUEUE_WAIT2"
+            # (_WAIT2 also waits for the job's room: PASS acts by its state alone.)
             with m.State("FLUSH_QUEUE_WAIT2"):
-                m.next = "FLUSH_QUEUE_PASS"
-            with m.State("FLUSH_QUEUE_PASS"):
-                push_job(RxJobKind.SLOW, job_room, queued=True, free=1)
                 with m.If(job_room):
-                    m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
-                                 rec.q_count.eq(rec.q_count - 1),
-                                 slot_queued.bit_select(rec.q_head, 1).eq(0)]
-                    pulse("queued", Const(-1, 32))
-                    m.next = "FLUSH_QUEUE"
+                    m.next = "FLUSH_QUEUE_PASS"
+            with m.State("FLUSH_QUEUE_PASS"):
+                push_job(RxJobKind.SLOW, 1, queued=True, free=1)
+                m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
+                             rec.q_count.eq(rec.q_count - 1),
+                             slot_queued.bit_select(rec.q_head, 1).eq(0)]
+                pulse("queued", Const(-1, 32))
+                m.next = "FLUSH_QUEUE"
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
             with m.State("FLUSH_LAST"):
                 push_job(RxJobKind.SLOW, flush_frame & ~flush_frame_first & job_room, free=1)
                 with m.If(flush_frame & ~flush_frame_first):
                     with m.If(job_room):
                         m.d.sync += flush_passed.eq(flush_passed + 1)
-                        m.next = "FLUSH_EVENT"
+                        m.next = "FLUSH_EVENT_WAIT"
                 with m.Else():
-                    m.next = "FLUSH_EVENT"
+                    m.next = "FLUSH_EVENT_WAIT"
             # FLUSH_EVENT -- FLUSH after every job before it; the record is free.
             with m.State("FLUSH_EVENT"):
-                push_event(job_room, kind=EventKind.FLUSH.value,
+                push_event(1, kind=EventKind.FLUSH.value,
                            index=flush_handle,
                            length=flush_passed,
                            code=flush_reason,
                            tag=flush_placed,
                            detail=conn)
-                with m.If(job_room):
-                    pulse("to_slow", flush_passed)
-                    pulse("flushes")
-                    pulse("connections", Const(-1, 32))
-                    m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
-                    m.next = "FLUSH_CLEAR"
+                pulse("to_slow", flush_passed)
+                pulse("flushes")
+                pulse("connections", Const(-1, 32))
+                m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
+                m.next = "FLUSH_CLEAR"
             # FLUSH_CLEAR -- the record is free (by the state alone).
             with m.State("FLUSH_CLEAR"):
                 m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
