@@ -83,6 +83,15 @@ class Work(enum.IntEnum):
     COMMAND = 16
     PRESSURE = 32
 
+
+class _Go(enum.IntEnum):
+    """COMMAND_JUDGE's verdict for a command carried out: the bit of each in ``judge_go``."""
+    HANDOUT2 = 0
+    RCVMDL = 1
+    WINUPDATE = 2
+    FLUSH = 3
+
+
 __all__ = ["ReceiveEngine"]
 
 _HALF = 1 << 31
@@ -639,6 +648,11 @@ class ReceiveEngine(wiring.Component):
         scaled_reg = Signal(32)         # RCV.ADV - RCV.NXT scaled (ACK_PUSH saturates it)
         reopen_reg = Signal()
         too_much_reg = Signal()         # a WINUPDATE counts more than was shown
+        consumed_nonzero = Signal()     # ... not 0
+        judge_refuse = Signal()         # COMMAND_JUDGE's verdict: refused, with this code
+        judge_code = Signal(EventCode)
+        judge_done = Signal()           # ... answered OK, nothing to do
+        judge_go = Signal(len(_Go))     # ... carried out by these states (one-hot)
         consumed = Signal(32)           # a WINUPDATE's count: ``cmd.addr``'s low half, in a copy
                                         # of its own next to the compare (``cmd`` fans out wide)
         queue_reg = Signal()
@@ -844,6 +858,7 @@ class ReceiveEngine(wiring.Component):
                     taken = data.View(ConnArg, self.commands.payload.arg)
                     m.d.sync += [cmd.eq(self.commands.payload), in_command.eq(1),
                                  consumed.eq(self.commands.payload.addr[:32]),
+                                 consumed_nonzero.eq(self.commands.payload.addr[:32] != 0),
                                  conn.eq(taken.conn_nbr), work.eq(Work.COMMAND),
                                  bad_conn_reg.eq(taken.conn_nbr >= n),
                                  bad_entries_reg.eq((taken.entries == 0)
@@ -1249,39 +1264,45 @@ class ReceiveEngine(wiring.Component):
                     m.next = "RECORD_LOAD"
             # COMMAND_COMPARE -- WINUPDATE's count against the bytes shown (registered).
             with m.State("COMMAND_COMPARE"):
-                m.d.sync += too_much_reg.eq(consumed > Mux(rec.loaded, tcp.rcv_unconsumed, 0))
-                m.next = "COMMAND_CHECK"
-            # COMMAND_CHECK -- refusals, else the command's own states.
-            with m.State("COMMAND_CHECK"):
+                m.d.sync += too_much_reg.eq(consumed > tcp.rcv_unconsumed)
+                m.next = "COMMAND_JUDGE"
+            # COMMAND_JUDGE -- the command's verdict, registered: a refusal (and its code), an
+            # answer with nothing to do, or which states carry it out. COMMAND_CHECK acts on
+            # these bits alone (the opcode's decode and the record's flags stay out of the
+            # answer's and the FSM's registers).
+            with m.State("COMMAND_JUDGE"):
+                m.d.sync += [judge_refuse.eq(0), judge_done.eq(0), judge_go.eq(0)]
+
+                def refuse(code):
+                    m.d.sync += [judge_refuse.eq(1), judge_code.eq(code)]
+
+                def go(step):
+                    m.d.sync += judge_go.eq(1 << step)
+
                 with m.If(rf.no_conn):
-                    answer(EventCode.UNKNOWN_CONNECTION, bad=1)
-                    m.next = "IDLE"
+                    refuse(EventCode.UNKNOWN_CONNECTION)
                 with m.Else():
                     with m.Switch(cmd.opcode):
                         with m.Case(CommandOpcode.HANDOUT2.value):
                             with m.If(~rf.pending):
-                                answer(EventCode.WRONG_STATE, bad=1)
-                                m.next = "IDLE"
+                                refuse(EventCode.WRONG_STATE)
                             with m.Else():
-                                m.next = "H2_REQUEST"
+                                go(_Go.HANDOUT2)
                         with m.Case(CommandOpcode.RCVMDL.value):
                             with m.If(~rf.live | rec.mdl_posted):
-                                answer(EventCode.WRONG_STATE, bad=1)
-                                m.next = "IDLE"
+                                refuse(EventCode.WRONG_STATE)
                             with m.Elif(bad_entries_reg):
-                                answer(EventCode.BAD_MDL, bad=1)
-                                m.next = "IDLE"
+                                refuse(EventCode.BAD_MDL)
                             with m.Else():
-                                m.next = "MDL_REQUEST"
+                                go(_Go.RCVMDL)
                         with m.Case(CommandOpcode.WINUPDATE.value):
-                            with m.If(too_much_reg):
-                                answer(EventCode.WRONG_STATE, bad=1)
-                                m.next = "IDLE"
+                            # A record not loaded shows nothing: any count is too much.
+                            with m.If(Mux(rec.loaded, too_much_reg, consumed_nonzero)):
+                                refuse(EventCode.WRONG_STATE)
                             with m.Elif(~rec.loaded):
-                                answer(EventCode.OK, event=0)
-                                m.next = "IDLE"
+                                m.d.sync += judge_done.eq(1)
                             with m.Else():
-                                m.next = "WINUPDATE_APPLY"
+                                go(_Go.WINUPDATE)
                         with m.Default():       # FLUSH, CLOSE
                             is_close = cmd.opcode == CommandOpcode.CLOSE.value
                             m.d.sync += [
@@ -1289,7 +1310,24 @@ class ReceiveEngine(wiring.Component):
                                                     FlushReason.HOST)),
                                 flush_frame.eq(0), flush_frame_first.eq(0),
                             ]
-                            m.next = "FLUSH"
+                            go(_Go.FLUSH)
+                m.next = "COMMAND_CHECK"
+            # COMMAND_CHECK -- the verdict carried out.
+            with m.State("COMMAND_CHECK"):
+                with m.If(judge_refuse):
+                    answer(judge_code, bad=1)
+                    m.next = "IDLE"
+                with m.Elif(judge_done):
+                    answer(EventCode.OK, event=0)
+                    m.next = "IDLE"
+                with m.Elif(judge_go[_Go.HANDOUT2]):
+                    m.next = "H2_REQUEST"
+                with m.Elif(judge_go[_Go.RCVMDL]):
+                    m.next = "MDL_REQUEST"
+                with m.Elif(judge_go[_Go.WINUPDATE]):
+                    m.next = "WINUPDATE_APPLY"
+                with m.Else():
+                    m.next = "FLUSH"
 
             # WINUPDATE_APPLY -- the bytes consumed are taken off the bytes shown (by the state
             # alone: no command decision in front of the record's register).
