@@ -669,6 +669,8 @@ class ReceiveEngine(wiring.Component):
         local_zero = Signal(3)
         ports_same = Signal()
         ccb_good = Signal()             # the read Ccb passed every check
+        blank_state = Signal(ConnState)  # RECORD_BLANK's state for the record
+        blank_for_h1 = Signal()         # ... a HANDOUT1's (else a flush's)
         route_ok = Signal(3)                    # ... the version, the window scales, the MSS
         tcp_ok = Signal(2)                      # ... SND.UNA = SND.NXT, unconsumed <= buffer
         entries_in = Signal()                   # an RCVMDL's entries are all in
@@ -1421,17 +1423,23 @@ class ReceiveEngine(wiring.Component):
                             ]
                             set_fence(interlock_fence, passed_interlock, self.frames_in)
                             pulse("connections")
-                            m.next = "H1_RECORD"
+                            m.d.sync += [blank_state.eq(ConnState.PENDING), blank_for_h1.eq(1)]
+                            m.next = "RECORD_BLANK"
                         with m.Case(CcbStatus.EXISTS):
                             answer(EventCode.TUPLE_EXISTS, bad=1)
                             m.next = "IDLE"
                         with m.Default():
                             answer(EventCode.TABLE_FULL, bad=1)
                             m.next = "IDLE"
-            # H1_RECORD -- the fresh record, PENDING (by the state alone).
-            with m.State("H1_RECORD"):
-                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.PENDING)]
-                m.next = "H1_WRITE"
+            # RECORD_BLANK -- a blank record in ``blank_state`` (by the state alone): HANDOUT1's
+            # fresh one (PENDING), or a flushed one (FREE). One state for both, so the record's
+            # wide register has one fewer source to choose from.
+            with m.State("RECORD_BLANK"):
+                m.d.sync += [rec.eq(0), rec.state.eq(blank_state)]
+                with m.If(blank_for_h1):
+                    m.next = "H1_WRITE"
+                with m.Else():
+                    m.next = "FLUSH_END"
             # H1_WRITE -- the record and the route are written; the answer has no event.
             with m.State("H1_WRITE"):
                 m.d.comb += [hot_w.en.eq(1), route_w.en.eq(1)]
@@ -1699,11 +1707,9 @@ class ReceiveEngine(wiring.Component):
                 pulse("flushes")
                 pulse("connections", Const(-1, 32))
                 m.d.comb += [count_flush.eq(1), count_reason.eq(flush_reason)]
-                m.next = "FLUSH_CLEAR"
-            # FLUSH_CLEAR -- the record is free (by the state alone).
-            with m.State("FLUSH_CLEAR"):
-                m.d.sync += [rec.eq(0), rec.state.eq(ConnState.FREE)]
-                m.next = "FLUSH_END"
+                m.d.sync += [blank_state.eq(ConnState.FREE), blank_for_h1.eq(0)]
+                m.next = "RECORD_BLANK"
+            # (RECORD_BLANK frees the record.) FLUSH_END -- the free record is written back.
             with m.State("FLUSH_END"):
                 write_back()
                 with m.If(in_command & ~self.answers.valid
