@@ -322,6 +322,18 @@ class ReceiveEngine(wiring.Component):
         # Which slots hold a queued frame, and the connection of each (for the packet buffer's
         # pressure: its oldest frame's connection is flushed while the buffer runs short).
         slot_queued = Signal(slots)
+        # Its updates go through registers (a slot set, a slot cleared) and land a clock after
+        # the FSM's: no FSM decision in front of 64 decoded enables. The pressure flush reads it
+        # a clock later, and checks the queue itself (PRESSURE_CHECK).
+        queued_set = Signal()
+        queued_set_slot = Signal(slot_bits)
+        queued_clear = Signal()
+        queued_clear_slot = Signal(slot_bits)
+        m.d.sync += [queued_set.eq(0), queued_clear.eq(0)]
+        with m.If(queued_set):
+            m.d.sync += slot_queued.bit_select(queued_set_slot, 1).eq(1)
+        with m.If(queued_clear):
+            m.d.sync += slot_queued.bit_select(queued_clear_slot, 1).eq(0)
         m.submodules.slot_conn = slot_conn = Memory(shape=conn_bits, depth=slots, init=[])
         slot_conn_w = slot_conn.write_port()
         slot_conn_r = slot_conn.read_port(domain="comb")
@@ -566,9 +578,13 @@ class ReceiveEngine(wiring.Component):
         # The segment's end, registered wherever ``frame`` loads (no adder before the compare).
         end = Signal(32)
         beyond_window = _bind(m, _after(end, tcp.rcv_adv))
-        ack_beyond = _bind(m, _after(f.tcp.ack, tcp.snd_nxt))
+        # The segment's SEQ and ACK for the checks' compares: copies loaded with ``frame``,
+        # which fans out wide (no long route in front of the carry chains).
+        seg_seq = Signal(32)
+        seg_ack = Signal(32)
+        ack_beyond = _bind(m, _after(seg_ack, tcp.snd_nxt))
         # SND.UNA - 2**31: bit 31 flipped (no adder).
-        ack_too_old = _bind(m, _after(tcp.snd_una ^ _HALF, f.tcp.ack))
+        ack_too_old = _bind(m, _after(tcp.snd_una ^ _HALF, seg_ack))
         # CHECK registers each test on its own (one 32-bit compare each); CHECK2 picks the reason.
         beyond_window_reg = Signal()
         ack_bad_reg = Signal()
@@ -578,9 +594,9 @@ class ReceiveEngine(wiring.Component):
         wl1_after_reg = Signal()        # SND.WL1 < SEG.SEQ
         seq_is_wl1_reg = Signal()       # SND.WL1 = SEG.SEQ
         wl2_after_reg = Signal()        # SEG.ACK < SND.WL2
-        una_moves = _bind(m, _after(f.tcp.ack, tcp.snd_una))
-        wl1_after = _bind(m, _after(f.tcp.seq, tcp.snd_wl1))
-        wl2_after = _bind(m, _after(tcp.snd_wl2, f.tcp.ack))
+        una_moves = _bind(m, _after(seg_ack, tcp.snd_una))
+        wl1_after = _bind(m, _after(seg_seq, tcp.snd_wl1))
+        wl2_after = _bind(m, _after(tcp.snd_wl2, seg_ack))
         # The exceptions of the frame alone (its summary and flags), in the model's order:
         # registered with the compares, so CHECK2 picks among registered bits only.
         frame_reason = Signal(8)
@@ -623,11 +639,11 @@ class ReceiveEngine(wiring.Component):
             """The checks' compares, registered (in CHECK, or in FRAME_ROUTE beside its choice)."""
             m.d.sync += [
                 frame_exception_reg.eq(frame_exception), frame_reason_reg.eq(frame_reason),
-                seq_other_reg.eq(f.tcp.seq != tcp.rcv_nxt),
+                seq_other_reg.eq(seg_seq != tcp.rcv_nxt),
                 beyond_window_reg.eq(beyond_window),
                 ack_bad_reg.eq(ack_beyond | ack_too_old),
                 una_moves_reg.eq(una_moves),
-                wl1_after_reg.eq(wl1_after), seq_is_wl1_reg.eq(f.tcp.seq == tcp.snd_wl1),
+                wl1_after_reg.eq(wl1_after), seq_is_wl1_reg.eq(seg_seq == tcp.snd_wl1),
                 wl2_after_reg.eq(wl2_after),
             ]
 
@@ -835,6 +851,8 @@ class ReceiveEngine(wiring.Component):
                 # ``frame`` follows the dispatcher's frame in IDLE, taken or not (nothing needs
                 # the last work item's frame here: a job's frame is read a clock after its push).
                 m.d.sync += [in_command.eq(0), from_queue.eq(0), frame.eq(self.frames.payload),
+                             seg_seq.eq(self.frames.payload.frame.tcp.seq),
+                             seg_ack.eq(self.frames.payload.frame.tcp.ack),
                              end.eq(segment_end(self.frames.payload))]
                 # ``pick`` chose a clock ago; the item is still there (a stream's valid stays
                 # until taken, the lists are only popped here). After a choice, IDLE waits a
@@ -946,7 +964,7 @@ class ReceiveEngine(wiring.Component):
                     # connection (the pressure flush).
                     m.d.comb += [slot_conn_w.addr.eq(f.slot), slot_conn_w.data.eq(conn),
                                  slot_conn_w.en.eq(1)]
-                    m.d.sync += slot_queued.bit_select(f.slot, 1).eq(1)
+                    m.d.sync += [queued_set.eq(1), queued_set_slot.eq(f.slot)]
                     m.d.comb += [q_next_w.addr.eq(rec.q_tail), q_next_w.data.eq(f.slot),
                                  q_next_w.en.eq(rec.q_count != 0)]
                     m.d.sync += [rec.q_tail.eq(f.slot), rec.q_count.eq(rec.q_count + 1)]
@@ -969,9 +987,10 @@ class ReceiveEngine(wiring.Component):
                 m.next = "DRAIN_TAKE"
             # DRAIN_TAKE -- the head frame is the work item now; the queue is one shorter.
             with m.State("DRAIN_TAKE"):
-                m.d.sync += [frame.eq(q_head_frame), rec.q_head.eq(q_next_r.data),
+                m.d.sync += [frame.eq(q_head_frame), seg_seq.eq(q_head_frame.frame.tcp.seq),
+                             seg_ack.eq(q_head_frame.frame.tcp.ack), rec.q_head.eq(q_next_r.data),
                              rec.q_count.eq(rec.q_count - 1),
-                             slot_queued.bit_select(rec.q_head, 1).eq(0)]
+                             queued_clear.eq(1), queued_clear_slot.eq(rec.q_head)]
                 pulse("queued", Const(-1, 32))
                 m.next = "DRAIN_END"
             # DRAIN_END -- the segment's end, from the frame's register.
@@ -1683,7 +1702,7 @@ class ReceiveEngine(wiring.Component):
                 push_job(RxJobKind.SLOW, 1, queued=True, free=1)
                 m.d.sync += [flush_passed.eq(flush_passed + 1), rec.q_head.eq(q_next_r.data),
                              rec.q_count.eq(rec.q_count - 1),
-                             slot_queued.bit_select(rec.q_head, 1).eq(0)]
+                             queued_clear.eq(1), queued_clear_slot.eq(rec.q_head)]
                 pulse("queued", Const(-1, 32))
                 m.next = "FLUSH_QUEUE"
             # FLUSH_LAST -- the frame that caused the flush, when it came after the queue.
