@@ -160,8 +160,8 @@ def _frame_bytes(req, sack, ecn, ip_csum, tcp_csum, ipv6, vlan, ts, ws):
         out += [Cat(~sack, Const(0, 1), sack, Const(0, 5)), Cat(~sack, sack, Const(0, 6))]
         out += be_bytes(_TS_KIND_WORD, 2) + be_bytes(req.ts_val, 4) + be_bytes(req.ts_ecr, 4)
     if ws:
-        out += be_bytes(_WS_KIND_WORDS[0], 2) + [_WS_KIND_WORDS[1] >> 8, Cat(req.wscale,
-                                                                         Const(0, 4))]
+        out += be_bytes(_WS_KIND_WORDS[0], 2) + [_WS_KIND_WORDS[1] >> 8]
+        out += [Cat(req.wscale, Const(0, 4))]
     return out
 
 
