@@ -58,7 +58,14 @@ from ..layouts import (
     IpProto,
     RxBeat,
 )
-from ..lib.skid import SkidOutput
+from ..lib.header_frame import (
+    CHECKSUM_STAGES,
+    FrameSender,
+    header_checksums,
+    variant_frame,
+    words16,
+)
+from ..lib.header_frame import be_bytes as _be
 
 __all__ = ["AckBuilder", "CHECKSUM_STAGES", "FRAME_BEATS_MAX", "ack_frame_length", "frame_beats"]
 
@@ -67,10 +74,6 @@ _TS_OPTION_BYTES = 12               # NOP, NOP, kind 8, length 10, TSval, TSecr
 _TS_OPTION_WORDS = (0x0101, 0x080A)
 _IPV4_DF = 0x4000
 _TCP = IpProto.TCP.value
-
-#: Registered stages from the request register to the finished checksums.
-CHECKSUM_STAGES = 5
-
 
 def ack_frame_length(ipv6, vlan, timestamps):
     """Bytes of an ACK frame of this variant on MAC TX, padding included."""
@@ -89,25 +92,6 @@ def frame_beats(ipv6, vlan, timestamps):
 FRAME_BEATS_MAX = frame_beats(1, 1, 1)
 
 _VARIANTS = [(ipv6, vlan, ts) for ipv6 in (0, 1) for vlan in (0, 1) for ts in (0, 1)]
-
-
-def _be(value, nbytes):
-    """The bytes of ``value`` (a Value or an int) as sent, most significant first."""
-    if isinstance(value, int):
-        return [(value >> 8 * (nbytes - 1 - k)) & 0xFF for k in range(nbytes)]
-    return [value[8 * (nbytes - 1 - k):8 * (nbytes - k)] for k in range(nbytes)]
-
-
-def _words(value, nwords):
-    """The 16-bit words of ``value`` (as the checksum sums them: order does not matter)."""
-    return [value[16 * k:16 * k + 16] for k in range(nwords)]
-
-
-def _tree_sum(terms):
-    """The sum of ``terms`` as a balanced tree of adders (two levels for four terms)."""
-    while len(terms) > 1:
-        terms = [a + b for a, b in zip(terms[0::2], terms[1::2])] + terms[len(terms) & ~1:]
-    return terms[0]
 
 
 def _tcp_length(ts):
@@ -149,7 +133,7 @@ def _frame_bytes(req, ip_csum, tcp_csum, ipv6, vlan, ts):
     out += [_data_offset_byte(ts), req.flags] + _be(req.window, 2) + _be(tcp_csum, 2) + [0, 0]
     if ts:
         out += [0x01, 0x01, 0x08, 0x0A] + _be(req.ts_val, 4) + _be(req.ts_ecr, 4)
-    return out + [0] * (_BEAT * FRAME_BEATS_MAX - len(out))
+    return out
 
 
 class AckBuilder(wiring.Component):
@@ -174,9 +158,10 @@ class AckBuilder(wiring.Component):
 
         # --- Request register: holds the next frame's request until the frame is loaded --------
         # Data registers have no reset (their valid flags do): fewer control sets to pack.
+        sender = FrameSender(m, self.o, FRAME_BEATS_MAX)
+        load = sender.load
         req = Signal(AckRequest, reset_less=True)
         req_valid = Signal()
-        load = Signal()
         m.d.comb += self.requests.ready.eq(~req_valid)
         with m.If(self.requests.valid & ~req_valid):
             m.d.sync += [req.eq(self.requests.payload), req_valid.eq(1)]
@@ -191,133 +176,26 @@ class AckBuilder(wiring.Component):
         # IPv4 keeps only the low 32 bits of each address: the others count as zero.
         def addr_words(addr):
             return [w if k < 2 else w & req.ipv6.replicate(16)
-                    for k, w in enumerate(_words(addr, 8))]
+                    for k, w in enumerate(words16(addr, 8))]
 
-        addr_terms = addr_words(req.local_ip) + addr_words(req.remote_ip)
         ts_terms = [w & req.timestamps.replicate(16)
-                    for w in _words(req.ts_val, 2) + _words(req.ts_ecr, 2)]
-        tcp_terms = ([req.local_port, req.remote_port] + _words(req.seq, 2) + _words(req.ack, 2)
-                     + [req.flags, req.window] + ts_terms)
+                    for w in words16(req.ts_val, 2) + words16(req.ts_ecr, 2)]
+        ip_csum, tcp_csum = header_checksums(
+            m,
+            address_terms=addr_words(req.local_ip) + addr_words(req.remote_ip),
+            tcp_terms=([req.local_port, req.remote_port] + words16(req.seq, 2)
+                       + words16(req.ack, 2) + [req.flags, req.window] + ts_terms),
+            ip_terms=[req.tos, req.ip_id, Cat(Const(0, 8), req.ttl),
+                      Mux(req.timestamps, _ipv4_constant(1), _ipv4_constant(0))],
+            tcp_late_terms=[Mux(req.timestamps, _tcp_constant(1), _tcp_constant(0))])
 
-        # Stage 1: sums of four words.
-        s1_addr = [Signal(18, name=f"s1_addr{g}", reset_less=True) for g in range(4)]
-        s1_tcp = [Signal(18, name=f"s1_tcp{g}", reset_less=True) for g in range(3)]
-        s1_ip = Signal(18, reset_less=True)
-        for g, s in enumerate(s1_addr):
-            m.d.sync += s.eq(_tree_sum(addr_terms[4 * g:4 * g + 4]))
-        for g, s in enumerate(s1_tcp):
-            m.d.sync += s.eq(_tree_sum(tcp_terms[4 * g:4 * g + 4]))
-        m.d.sync += s1_ip.eq(_tree_sum([
-            req.tos, req.ip_id, Cat(Const(0, 8), req.ttl),
-            Mux(req.timestamps, _ipv4_constant(1), _ipv4_constant(0))]))
-        # Stage 2: the addresses; the rest of the TCP segment and its constant; IPv4's header.
-        s2_addr = Signal(20, reset_less=True)
-        s2_tcp = Signal(20, reset_less=True)
-        s2_ip = Signal(18, reset_less=True)
-        m.d.sync += [
-            s2_addr.eq(_tree_sum(s1_addr)),
-            s2_tcp.eq(_tree_sum(
-                s1_tcp + [Mux(req.timestamps, _tcp_constant(1), _tcp_constant(0))])),
-            s2_ip.eq(s1_ip),
-        ]
-        # Stage 3: both sums whole (the addresses count in both).
-        s3_tcp = Signal(21, reset_less=True)
-        s3_ip = Signal(21, reset_less=True)
-        m.d.sync += [s3_tcp.eq(s2_addr + s2_tcp), s3_ip.eq(s2_addr + s2_ip)]
-        # Stages 4, 5: fold to 17 bits, then to 16 (no carry out of 21 bits after two), complement.
-        s4_tcp = Signal(17, reset_less=True)
-        s4_ip = Signal(17, reset_less=True)
-        m.d.sync += [s4_tcp.eq(s3_tcp[:16] + s3_tcp[16:]), s4_ip.eq(s3_ip[:16] + s3_ip[16:])]
-        tcp_csum = Signal(16, reset_less=True)
-        ip_csum = Signal(16, reset_less=True)
-        m.d.sync += [
-            tcp_csum.eq(~(s4_tcp[:16] + s4_tcp[16])),
-            ip_csum.eq(~(s4_ip[:16] + s4_ip[16])),
-        ]
-
-        # --- The frame of the request's variant ----------------------------------------------
-        # Word by word: a word has 1 to 8 distinct patterns across the 8 variants (word 0 one: the
-        # MACs), and its own registered select among them, decoded from the variant bits a clock
-        # after the request arrives (so no variant bit fans out to the whole frame).
-        frame_bits = 8 * _BEAT * FRAME_BEATS_MAX
+        # --- The frame of the request's variant, word by word (registered selects) -------------
         variant = Cat(req.timestamps, req.vlan, req.ipv6)
-        frames = {v: _frame_bytes(req, ip_csum, tcp_csum, *v) for v in _VARIANTS}
-        built = Signal(frame_bits)
-        for k in range(FRAME_BEATS_MAX):
-            patterns = {}       # byte sources (by their repr) -> the bytes
-            index = {}          # variant -> pattern number
-            for v, frame in frames.items():
-                word = frame[_BEAT * k:_BEAT * (k + 1)]
-                key = tuple(repr(b) for b in word)
-                patterns.setdefault(key, Cat(*(Const(b, 8) if isinstance(b, int) else b
-                                               for b in word)))
-                index[v] = list(patterns).index(key)
-            lane = built[8 * _BEAT * k:8 * _BEAT * (k + 1)]
-            if len(patterns) == 1:
-                m.d.comb += lane.eq(next(iter(patterns.values())))
-                continue
-            word_sel = Signal(range(len(patterns)), name=f"word{k}_sel", reset_less=True)
-            with m.Switch(variant):
-                for (ipv6, vlan, ts), number in index.items():
-                    with m.Case(ts | vlan << 1 | ipv6 << 2):
-                        m.d.sync += word_sel.eq(number)
-            with m.Switch(word_sel):
-                for number, value in enumerate(patterns.values()):
-                    with m.Case(number) if number < len(patterns) - 1 else m.Default():
-                        m.d.comb += lane.eq(value)
-        built_beats_m1 = Signal(range(FRAME_BEATS_MAX))
-        built_keep_last = Signal(_BEAT)
-        with m.Switch(variant):
-            for ipv6, vlan, ts in _VARIANTS:
-                with m.Case(ts | vlan << 1 | ipv6 << 2):
-                    length = ack_frame_length(ipv6, vlan, ts)
-                    beats = frame_beats(ipv6, vlan, ts)
-                    m.d.comb += [
-                        built_beats_m1.eq(beats - 1),
-                        built_keep_last.eq((1 << (length - _BEAT * (beats - 1))) - 1),
-                    ]
+        built, built_beats_m1, built_keep_last = variant_frame(m, variant, {
+            ts | vlan << 1 | ipv6 << 2: (_frame_bytes(req, ip_csum, tcp_csum, ipv6, vlan, ts),
+                                         ack_frame_length(ipv6, vlan, ts))
+            for ipv6, vlan, ts in _VARIANTS}, FRAME_BEATS_MAX)
 
         # --- Sender: the frame shift register, one beat a clock --------------------------------
-        # ``push`` (a beat to the output) and ``load`` (the next frame into the shift register)
-        # drive all 768 bits of it, so both are flip-flops, computed a clock ahead from the next
-        # state of what they depend on, and so is the enable ``shift_en``: always equal to
-        #     push = busy & out.ready,  load = aged[-1] & (~busy | (push & is_last)).
-        out = SkidOutput(m, "out", self.o)
-        shift = Signal(frame_bits, reset_less=True)
-        busy = Signal()                         # shift holds a frame with beats still to send
-        # beats after the one in shift's low word
-        left = Signal(range(FRAME_BEATS_MAX), reset_less=True)
-        is_last = Signal()                      # left == 0
-        keep_last = Signal(_BEAT, reset_less=True)
-        push = Signal()
-        shift_en = Signal()                     # load | push: the shift register's enable
-        busy_next = Signal()
-        is_last_next = Signal()
-        push_next = Signal()
-        load_next = Signal()
-        m.d.comb += [
-            busy_next.eq(Mux(load, 1, busy & ~(push & is_last))),
-            is_last_next.eq(Mux(load, built_beats_m1 == 0, Mux(push, left == 1, is_last))),
-            push_next.eq(busy_next & out.ready_next),
-            load_next.eq(aged[-2] & ~load & (~busy_next | (push_next & is_last_next))),
-        ]
-        m.d.sync += [
-            busy.eq(busy_next),
-            is_last.eq(is_last_next),
-            push.eq(push_next),
-            load.eq(load_next),
-            shift_en.eq(push_next | load_next),
-        ]
-        m.d.comb += [
-            out.valid.eq(push),
-            out.payload.data.eq(shift[:8 * _BEAT]),
-            out.payload.keep.eq(Mux(is_last, keep_last, (1 << _BEAT) - 1)),
-            out.payload.last.eq(is_last),
-        ]
-        with m.If(shift_en):
-            m.d.sync += shift.eq(Mux(load, built, shift[8 * _BEAT:]))
-        with m.If(load):
-            m.d.sync += [left.eq(built_beats_m1), keep_last.eq(built_keep_last)]
-        with m.Elif(push):
-            m.d.sync += left.eq(left - 1)
+        sender.send(built, built_beats_m1, built_keep_last, complete_next=aged[-2])
         return m
