@@ -1,0 +1,561 @@
+"""The classifier and matcher of the SYN-cookie unit: for each frame the dispatcher missed in the
+CCB table, the unit's verdict (docs/syn_cookie.md §2.3, in the model's order): not the unit's
+(PASS), a SYN for no service (TO_SLOW), denied by a rule (DENIED), capped by a token bucket
+(CAPPED), for an *ask* service (ASK), accepted (MAKE: the cookie core's request), or an ACK for a
+service (CHECK: the cookie core's request), with a counter pulse for every SYN decision.
+
+Design: docs/syn_cookie.md §2 (tables, acceptance, caps) and §5.2 (this block's figures). Golden
+model: ``sim.reference.syn_cookie.SynCookieModel.match``. Formats: ``hw.syn_cookie.layouts``
+(``SynMatchInput``, ``SynMatchVerdict``, ``SynService``, ``SynRule``, ``SynCounterPulses``).
+
+Pipeline, one frame a clock, no stall once a frame is accepted::
+
+    i ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; the MSS index) ─► S2 first match
+      (priority, the entries' fields, rules' ALLOW / DENY) ─► S3 caps (token buckets), verdict ─►
+      FIFO (4) ─► o
+
+- The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable)
+  stores what S1 compares at once (valid, family, port, VLAN, and the address *masked* with the
+  prefix's mask, and that mask: the prefix length is decoded here, not in the compare), what S2
+  reads a clock later and what S3 reads (a rule's bucket: refilled full, its rate and burst) a
+  clock after that: each stage sees the write exactly when the frame it holds was compared
+  against it, so a write takes effect between two frames.
+- No stage waits on another: S3 decides in the clock after S2, which decides in the clock after
+  S1. So a frame takes its tokens in a known clock, and the buckets refill in one clock per
+  interval (``interval_log2``) into which no frame is let: ``i.ready`` falls for one clock per
+  interval. A credit counter of the frames in S1..S3 and in the output FIFO keeps ``i.ready`` a
+  function of registers and the FIFO from overflowing.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from .. import params
+from ..layouts import L3Type, TcpFlags
+from .cookie import MssTable
+from .layouts import (
+    TS_WSCALE_NONE,
+    CookieOp,
+    RuleAction,
+    ServiceMode,
+    SynControl,
+    SynCounterPulses,
+    SynGlobalCap,
+    SynMatchAction,
+    SynMatchInput,
+    SynMatchVerdict,
+    SynOptions,
+    SynRule,
+    SynService,
+    VlanMatch,
+)
+
+__all__ = ["SynMatcher", "table_write_signature"]
+
+#: Largest window shift (RFC 7323 §2.3): a larger one in a SYN counts as 14.
+_MAX_WSCALE = 14
+#: The MSS of a SYN without the option (RFC 9293 §3.7.1; RFC 8200 §8.3 less 60).
+_DEFAULT_MSS_IPV4 = 536
+_DEFAULT_MSS_IPV6 = 1220
+#: Verdicts the FIFO holds: the frames in S1..S3 and in the FIFO are at most this many.
+_FIFO_DEPTH = 4
+_SERVICE_BITS = (params.SYN_SERVICES - 1).bit_length()
+_RULE_BITS = (params.SYN_RULES - 1).bit_length()
+
+
+def table_write_signature(entry, entries):
+    """A table's write port, as the command unit drives it: ``enable`` for one clock writes
+    ``entry`` (a :class:`SynService` or :class:`SynRule`; ``valid`` 0 empties the slot) into
+    slot ``index``."""
+    return wiring.Signature({
+        "enable": Out(1),
+        "index": Out(range(entries)),
+        "entry": Out(entry),
+    })
+
+
+class _ServiceOffer(data.Struct):
+    """What S2 reads of a service: its mode and what its SYN-ACK offers."""
+    mode: ServiceMode
+    mss: 16
+    window: 16
+    wscale: 4
+    sack: 1
+    timestamps: 1
+    ecn: 1
+
+
+class _Frame(data.Struct):
+    """The frame's fields the later stages carry (S1 → S2 → S3)."""
+    ipv6: 1
+    src: 128
+    dst: 128
+    sport: 16
+    dport: 16
+    seq: 32
+    ack: 32
+    ecn_setup: 1        # ECE and CWR: an ECN-setup SYN (RFC 3168 §6.1.1)
+    options: SynOptions
+    wscale: 4           # the SYN's window shift, at most 14
+    mss_index: params.SYN_ISN_MSS_BITS
+
+
+class _Kind(data.Struct):
+    """S1's classification."""
+    syn: 1              # a SYN (SYN; no ACK, RST, FIN) of the unit
+    ack: 1              # an ACK (ACK; no SYN, RST) of the unit
+
+
+class _Decided(data.Struct):
+    """What S2 registers for S3."""
+    action: SynMatchAction  # S3 turns MAKE into CAPPED or ASK
+    service_matched: 1
+    service: _SERVICE_BITS
+    rule_matched: 1
+    rule: _RULE_BITS
+    offer: _ServiceOffer
+    frame: _Frame
+
+
+def _prefix_mask(m, prefix_len, ipv6):
+    """The mask of a prefix of ``prefix_len`` bits: IPv6 from bit 127 down, IPv4 from bit 31
+    down (addresses are numbers, IPv4 in the low 32 bits). A length above the family's width
+    is the whole address."""
+    mask = Signal(128)
+    for bit in range(128):
+        v6 = prefix_len > 127 - bit
+        v4 = prefix_len > 31 - bit if bit < 32 else Const(0)
+        m.d.comb += mask[bit].eq(Mux(ipv6, v6, v4))
+    return mask
+
+
+def _first(m, name, bits):
+    """The lowest set bit of ``bits`` (the first match in slot order): ``(one_hot, index,
+    any)``."""
+    one_hot = Signal(len(bits), name=f"{name}_first")
+    index = Signal(range(len(bits)), name=f"{name}_index")
+    below = Const(0)
+    for n in range(len(bits)):
+        m.d.comb += one_hot[n].eq(bits[n] & ~below)
+        below = below | bits[n]
+    for b in range(len(index)):
+        m.d.comb += index[b].eq(Cat(one_hot[n] for n in range(len(bits)) if n >> b & 1).any())
+    return one_hot, index, bits.any()
+
+
+def _select(one_hot, values):
+    """The value whose ``one_hot`` bit is set (AND-OR: no priority chain)."""
+    width = len(values[0])
+    result = Const(0, width)
+    for n, value in enumerate(values):
+        result = result | (value & one_hot[n].replicate(width))
+    return result
+
+
+class SynMatcher(wiring.Component):
+    """The classifier and matcher (docs/syn_cookie.md §2.3): one frame a clock, verdicts in
+    frame order.
+
+    A frame is the unit's when the unit is on (``control.enable``), the dispatcher looked it up
+    and missed, and the sequencer found it good TCP (``candidate``: TCP, not malformed, no
+    fragment, no IP options / extension headers, checksums right) with at most one VLAN tag.
+    Then a SYN is matched against the services (first valid slot whose family, ``local_ip /
+    prefix_len`` holding the destination, port and VLAN fit), the rules (first valid slot whose
+    family and ``remote_ip / prefix_len`` hold the source; none: ``default_deny``), and the
+    token buckets (its rule's if capped, the global one if ``global_capped``: a token from
+    each, or CAPPED and none taken); an ACK is CHECK when it matches a service.
+
+    Members
+    -------
+    i : In(stream.Signature(SynMatchInput))
+        The frames' descriptors and TCP options.
+    o : Out(stream.Signature(SynMatchVerdict))
+        The verdicts, one per frame, in order.
+    service_write, rule_write : In(table_write_signature(...))
+        The tables' write ports (SYN_SERVICE, SYN_RULE). A write in clock ``w`` applies from the
+        frame accepted in clock ``w + 1`` on; a rule written is refilled full.
+    control : In(SynControl)
+        ``enable``, ``active_key`` and ``age_limit`` (into the cookie requests),
+        ``default_deny``, ``global_capped``.
+    global_cap : In(SynGlobalCap)
+        The global bucket's rate and burst.
+    global_cap_written : In(1)
+        One clock when the host writes SYN_GLOBAL_CAP: the global bucket refills full.
+    time : In(SYN_TIME_BITS)
+        The time counter; ``ts_clock``: the TSval clock. Into the cookie requests.
+    mss_ipv4, mss_ipv6 : In(MssTable)
+        The MSS tables: a SYN's MSS index (the largest entry not above its MSS option).
+    counts : Out(SynCounterPulses)
+        One clock per SYN decision: ``syns_seen`` and one of ``syns_to_slow``, ``syns_denied``,
+        ``syns_capped``, ``syns_asked`` (a MAKE is counted downstream: answered or tx_full).
+
+    Parameters
+    ----------
+    interval_log2 : int
+        The buckets refill every ``2**interval_log2`` clocks (tests shorten it).
+
+    Attributes
+    ----------
+    latency : int
+        Clocks from a frame accepted to its verdict valid (``o.ready`` high).
+    """
+
+    i: In(stream.Signature(SynMatchInput))
+    o: Out(stream.Signature(SynMatchVerdict))
+    service_write: In(table_write_signature(SynService, params.SYN_SERVICES))
+    rule_write: In(table_write_signature(SynRule, params.SYN_RULES))
+    control: In(SynControl)
+    global_cap: In(SynGlobalCap)
+    global_cap_written: In(1)
+    time: In(params.SYN_TIME_BITS)
+    ts_clock: In(32)
+    mss_ipv4: In(MssTable)
+    mss_ipv6: In(MssTable)
+    counts: Out(SynCounterPulses)
+
+    latency = 3
+
+    def __init__(self, interval_log2=params.SYN_CAP_INTERVAL_LOG2):
+        if interval_log2 < 3:
+            raise ValueError("the refill interval must be at least 8 clocks")
+        self._interval_log2 = interval_log2
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        self._elaborate_tables(m)
+        self._elaborate_compare(m)
+        self._elaborate_first_match(m)
+        self._elaborate_caps(m)
+        return m
+
+    # -- Tables --------------------------------------------------------------------------------
+
+    def _elaborate_tables(self, m):
+        """The entries, split by the stage that reads them; the writes delayed to match."""
+        sw, rw = self.service_write, self.rule_write
+        self._svc = [dict(valid=Signal(name=f"svc{n}_valid"), ipv6=Signal(name=f"svc{n}_ipv6"),
+                          port=Signal(16, name=f"svc{n}_port"),
+                          vlan=Signal(VlanMatch, name=f"svc{n}_vlan"),
+                          vlan_id=Signal(12, name=f"svc{n}_vlan_id"),
+                          mask=Signal(128, name=f"svc{n}_mask"),
+                          ip=Signal(128, name=f"svc{n}_ip"),
+                          offer=Signal(_ServiceOffer, name=f"svc{n}_offer"))
+                     for n in range(params.SYN_SERVICES)]
+        self._rule = [dict(valid=Signal(name=f"rule{n}_valid"), ipv6=Signal(name=f"rule{n}_ipv6"),
+                           mask=Signal(128, name=f"rule{n}_mask"),
+                           ip=Signal(128, name=f"rule{n}_ip"),
+                           deny=Signal(name=f"rule{n}_deny"),
+                           capped=Signal(name=f"rule{n}_capped"),
+                           rate=Signal(16, name=f"rule{n}_rate"),
+                           burst=Signal(16, name=f"rule{n}_burst"),
+                           tokens=Signal(16, name=f"rule{n}_tokens"))
+                      for n in range(params.SYN_RULES)]
+
+        # S1's part, written at once.
+        svc_mask = _prefix_mask(m, sw.entry.prefix_len, sw.entry.ipv6)
+        rule_mask = _prefix_mask(m, rw.entry.prefix_len, rw.entry.ipv6)
+        for n, e in enumerate(self._svc):
+            with m.If(sw.enable & (sw.index == n)):
+                m.d.sync += [
+                    e["valid"].eq(sw.entry.valid), e["ipv6"].eq(sw.entry.ipv6),
+                    e["port"].eq(sw.entry.port), e["vlan"].eq(sw.entry.vlan),
+                    e["vlan_id"].eq(sw.entry.vlan_id), e["mask"].eq(svc_mask),
+                    e["ip"].eq(sw.entry.local_ip & svc_mask),
+                ]
+        for n, e in enumerate(self._rule):
+            with m.If(rw.enable & (rw.index == n)):
+                m.d.sync += [
+                    e["valid"].eq(rw.entry.valid), e["ipv6"].eq(rw.entry.ipv6),
+                    e["mask"].eq(rule_mask), e["ip"].eq(rw.entry.remote_ip & rule_mask),
+                ]
+
+        # S2's part, a clock later.
+        sw1 = Signal.like(sw.enable, name="service_write_d1")
+        sw1_index = Signal.like(sw.index, name="service_write_d1_index", reset_less=True)
+        sw1_offer = Signal(_ServiceOffer, name="service_write_d1_offer", reset_less=True)
+        rw1 = Signal(name="rule_write_d1")
+        rw1_index = Signal.like(rw.index, name="rule_write_d1_index", reset_less=True)
+        rw1_entry = Signal(SynRule, name="rule_write_d1_entry", reset_less=True)
+        m.d.sync += [
+            sw1.eq(sw.enable), sw1_index.eq(sw.index),
+            sw1_offer.mode.eq(sw.entry.mode), sw1_offer.mss.eq(sw.entry.mss),
+            sw1_offer.window.eq(sw.entry.window), sw1_offer.wscale.eq(sw.entry.wscale),
+            sw1_offer.sack.eq(sw.entry.sack), sw1_offer.timestamps.eq(sw.entry.timestamps),
+            sw1_offer.ecn.eq(sw.entry.ecn),
+            rw1.eq(rw.enable), rw1_index.eq(rw.index), rw1_entry.eq(rw.entry),
+        ]
+        for n, e in enumerate(self._svc):
+            with m.If(sw1 & (sw1_index == n)):
+                m.d.sync += e["offer"].eq(sw1_offer)
+        for n, e in enumerate(self._rule):
+            with m.If(rw1 & (rw1_index == n)):
+                m.d.sync += e["deny"].eq(rw1_entry.action == RuleAction.DENY)
+
+        # S3's part (the buckets), a clock after S2's: written in _elaborate_caps.
+        self._rule_write_d2 = rw2 = Signal(name="rule_write_d2")
+        self._rule_write_d2_index = Signal.like(rw.index, name="rule_write_d2_index",
+                                                reset_less=True)
+        self._rule_write_d2_entry = Signal(SynRule, name="rule_write_d2_entry", reset_less=True)
+        m.d.sync += [rw2.eq(rw1), self._rule_write_d2_index.eq(rw1_index),
+                     self._rule_write_d2_entry.eq(rw1_entry)]
+
+    # -- S1: classify and compare ----------------------------------------------------------------
+
+    def _elaborate_compare(self, m):
+        """Every entry against the frame, in parallel; the frame's kind and MSS index."""
+        f = self.i.payload.frame
+        summary, tcp = f.frame.summary, f.frame.tcp
+        opts = self.i.payload.options
+
+        # Flow control: the frames in S1..S3 and the FIFO never exceed its depth, and none is
+        # accepted whose S3 clock would be the buckets' refill clock (the last of an interval).
+        self._interval_clock = clock = Signal(self._interval_log2)
+        self._in_flight = in_flight = Signal(range(_FIFO_DEPTH + 1))
+        accept = Signal()
+        m.d.sync += clock.eq(clock + 1)
+        m.d.comb += [
+            self.i.ready.eq((in_flight != _FIFO_DEPTH) & (clock != (1 << self._interval_log2) - 3)),
+            accept.eq(self.i.valid & self.i.ready),
+        ]
+
+        unit = Signal()
+        m.d.comb += unit.eq(self.control.enable & f.looked_up & ~f.hit & summary.candidate
+                            & (summary.vlan_count <= 1))
+        flags = summary.tcp_flags
+        syn_bits = TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST | TcpFlags.FIN
+        ack_bits = TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST
+        kind = Signal(_Kind)
+        m.d.comb += [
+            kind.syn.eq(unit & ((flags & syn_bits) == TcpFlags.SYN)),
+            kind.ack.eq(unit & ((flags & ack_bits) == TcpFlags.ACK)),
+        ]
+
+        ipv6 = Signal()
+        tagged = Signal()
+        m.d.comb += [ipv6.eq(summary.l3 == L3Type.IPV6), tagged.eq(summary.vlan_count == 1)]
+        svc_match = Signal(params.SYN_SERVICES)
+        for n, e in enumerate(self._svc):
+            vlan_ok = Signal(name=f"svc{n}_vlan_ok")
+            with m.Switch(e["vlan"]):
+                with m.Case(VlanMatch.ANY):
+                    m.d.comb += vlan_ok.eq(1)
+                with m.Case(VlanMatch.UNTAGGED):
+                    m.d.comb += vlan_ok.eq(~tagged)
+                with m.Case(VlanMatch.TAGGED):
+                    m.d.comb += vlan_ok.eq(tagged & (summary.vlan0 == e["vlan_id"]))
+            m.d.comb += svc_match[n].eq(e["valid"] & (e["ipv6"] == ipv6)
+                                        & (summary.dport == e["port"]) & vlan_ok
+                                        & ((tcp.dst & e["mask"]) == e["ip"]))
+        rule_match = Signal(params.SYN_RULES)
+        for n, e in enumerate(self._rule):
+            m.d.comb += rule_match[n].eq(e["valid"] & (e["ipv6"] == ipv6)
+                                         & ((tcp.src & e["mask"]) == e["ip"]))
+
+        # The peer's MSS index: the last table entry not above its MSS (entry 0 if none is).
+        peer_mss = Signal(16)
+        mss_index = Signal(params.SYN_ISN_MSS_BITS)
+        table = Mux(ipv6, self.mss_ipv6.as_value(), self.mss_ipv4.as_value())
+        m.d.comb += peer_mss.eq(Mux(opts.mss_present, opts.mss,
+                                    Mux(ipv6, _DEFAULT_MSS_IPV6, _DEFAULT_MSS_IPV4)))
+        for n in range(1, 1 << params.SYN_ISN_MSS_BITS):
+            with m.If(peer_mss >= table.word_select(n, 16)):
+                m.d.comb += mss_index.eq(n)
+
+        frame = Signal(_Frame)
+        m.d.comb += [
+            frame.ipv6.eq(ipv6), frame.src.eq(tcp.src), frame.dst.eq(tcp.dst),
+            frame.sport.eq(summary.sport), frame.dport.eq(summary.dport),
+            frame.seq.eq(tcp.seq), frame.ack.eq(tcp.ack),
+            frame.ecn_setup.eq((flags & (TcpFlags.ECE | TcpFlags.CWR))
+                               == (TcpFlags.ECE | TcpFlags.CWR)),
+            frame.options.eq(opts),
+            frame.wscale.eq(Mux(opts.wscale > _MAX_WSCALE, _MAX_WSCALE, opts.wscale)),
+            frame.mss_index.eq(mss_index),
+        ]
+
+        self._s1_valid = Signal()
+        self._s1_kind = Signal(_Kind, reset_less=True)
+        self._s1_svc_match = Signal(params.SYN_SERVICES, reset_less=True)
+        self._s1_rule_match = Signal(params.SYN_RULES, reset_less=True)
+        self._s1_frame = Signal(_Frame, reset_less=True)
+        m.d.sync += [
+            self._s1_valid.eq(accept),
+            self._s1_kind.eq(kind),
+            self._s1_svc_match.eq(svc_match),
+            self._s1_rule_match.eq(rule_match),
+            self._s1_frame.eq(frame),
+        ]
+        self._accept = accept
+
+    # -- S2: first match ---------------------------------------------------------------------------
+
+    def _elaborate_first_match(self, m):
+        """The first service and the first rule that matched, their fields, and the rules'
+        verdict (caps apart)."""
+        kind = self._s1_kind
+        svc_one_hot, svc_index, svc_any = _first(m, "svc", self._s1_svc_match)
+        rule_one_hot, rule_index, rule_any = _first(m, "rule", self._s1_rule_match)
+        offer = Signal(_ServiceOffer)
+        deny = Signal()
+        m.d.comb += [
+            offer.eq(_select(svc_one_hot, [e["offer"].as_value() for e in self._svc])),
+            deny.eq(Mux(rule_any, (rule_one_hot & Cat(e["deny"] for e in self._rule)).any(),
+                        self.control.default_deny)),
+        ]
+        screened = kind.syn & svc_any       # a SYN for a service meets the rules
+        decided = Signal(_Decided)
+        m.d.comb += [
+            decided.service_matched.eq((kind.syn | kind.ack) & svc_any),
+            decided.service.eq(Mux(decided.service_matched, svc_index, 0)),
+            decided.rule_matched.eq(screened & rule_any),
+            decided.rule.eq(Mux(decided.rule_matched, rule_index, 0)),
+            decided.offer.eq(offer),
+            decided.frame.eq(self._s1_frame),
+        ]
+        with m.If(kind.syn & ~svc_any):
+            m.d.comb += decided.action.eq(SynMatchAction.TO_SLOW)
+        with m.Elif(screened & deny):
+            m.d.comb += decided.action.eq(SynMatchAction.DENIED)
+        with m.Elif(screened):
+            m.d.comb += decided.action.eq(SynMatchAction.MAKE)     # caps in S3
+        with m.Elif(kind.ack & svc_any):
+            m.d.comb += decided.action.eq(SynMatchAction.CHECK)
+        with m.Else():
+            m.d.comb += decided.action.eq(SynMatchAction.PASS)
+
+        self._s2_valid = Signal()
+        self._s2 = Signal(_Decided, reset_less=True)
+        # The rule's one-hot, for S3's buckets: only for a SYN the rules allowed.
+        self._s2_rule_one_hot = Signal(params.SYN_RULES, reset_less=True)
+        m.d.sync += [
+            self._s2_valid.eq(self._s1_valid),
+            self._s2.eq(decided),
+            self._s2_rule_one_hot.eq(Mux(screened & ~deny, rule_one_hot, 0)),
+        ]
+
+    # -- S3: caps and the verdict ----------------------------------------------------------------
+
+    def _elaborate_caps(self, m):
+        """The token buckets, the verdict into the FIFO, the counter pulses."""
+        d = self._s2
+        refill = Signal()
+        m.d.comb += refill.eq(self._interval_clock == (1 << self._interval_log2) - 1)
+
+        pending = Signal()      # a SYN the rules allowed: the caps decide
+        rule_blocked = Signal()
+        global_blocked = Signal()
+        take = Signal()
+        global_tokens = Signal(16)
+        m.d.comb += [
+            pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE)),
+            rule_blocked.eq((self._s2_rule_one_hot
+                             & Cat(e["capped"] & (e["tokens"] == 0) for e in self._rule)).any()),
+            global_blocked.eq(self.control.global_capped & (global_tokens == 0)),
+            take.eq(pending & ~rule_blocked & ~global_blocked),
+        ]
+
+        # The buckets: written full with their rule, refilled in the interval's last clock (no
+        # frame is in S3 then), one token taken by a SYN that passes both.
+        written = self._rule_write_d2_entry
+        for n, e in enumerate(self._rule):
+            refilled = e["tokens"] + e["rate"]
+            with m.If(self._rule_write_d2 & (self._rule_write_d2_index == n)):
+                m.d.sync += [
+                    e["capped"].eq(written.valid & written.capped),
+                    e["rate"].eq(written.rate),
+                    e["burst"].eq(written.burst),
+                    e["tokens"].eq(written.burst),
+                ]
+            with m.Elif(refill):
+                m.d.sync += e["tokens"].eq(Mux(refilled > e["burst"], e["burst"], refilled))
+            with m.Elif(take & self._s2_rule_one_hot[n] & e["capped"]):
+                m.d.sync += e["tokens"].eq(e["tokens"] - 1)
+        cap = self.global_cap
+        global_refilled = global_tokens + cap.rate
+        with m.If(self.global_cap_written):
+            m.d.sync += global_tokens.eq(cap.burst)
+        with m.Elif(refill):
+            m.d.sync += global_tokens.eq(Mux(global_refilled > cap.burst, cap.burst,
+                                             global_refilled))
+        with m.Elif(take & self.control.global_capped):
+            m.d.sync += global_tokens.eq(global_tokens - 1)
+
+        action = Signal(SynMatchAction)
+        with m.If(pending & (rule_blocked | global_blocked)):
+            m.d.comb += action.eq(SynMatchAction.CAPPED)
+        with m.Elif(pending & (d.offer.mode == ServiceMode.ASK)):
+            m.d.comb += action.eq(SynMatchAction.ASK)
+        with m.Else():
+            m.d.comb += action.eq(d.action)
+
+        verdict = Signal(SynMatchVerdict)
+        f, opts, offer = d.frame, d.frame.options, d.offer
+        timestamps = Signal()       # the SYN-ACK carries timestamps
+        make = Signal()
+        m.d.comb += [
+            make.eq(action == SynMatchAction.MAKE),
+            timestamps.eq(opts.timestamps & offer.timestamps),
+            verdict.action.eq(action),
+            verdict.service_matched.eq(d.service_matched),
+            verdict.service.eq(d.service),
+            verdict.rule_matched.eq(d.rule_matched),
+            verdict.rule.eq(d.rule),
+            verdict.rcv_wscale.eq(offer.wscale),
+            verdict.offer.window.eq(offer.window),
+            verdict.offer.mss.eq(offer.mss),
+            verdict.offer.wscale_ok.eq(timestamps & opts.wscale_present),
+            verdict.offer.wscale.eq(offer.wscale),
+            verdict.offer.sack.eq(timestamps & opts.sack_permitted & offer.sack),
+            verdict.offer.timestamps.eq(timestamps),
+            verdict.offer.ecn.eq(timestamps & offer.ecn & f.ecn_setup),
+            verdict.offer.ts_ecr.eq(Mux(timestamps, opts.ts_val, 0)),
+        ]
+        req = verdict.cookie
+        m.d.comb += [
+            req.op.eq(Mux(make, CookieOp.MAKE, CookieOp.CHECK)),
+            req.ipv6.eq(f.ipv6),
+            req.remote_ip.eq(f.src),
+            req.local_ip.eq(f.dst),
+            req.remote_port.eq(f.sport),
+            req.local_port.eq(f.dport),
+            req.seq.eq(f.seq),
+            req.ack.eq(f.ack),
+            req.timestamps.eq(Mux(make, timestamps, opts.timestamps)),
+            req.ts.eq(Mux(make, self.ts_clock, opts.ts_ecr)),
+            req.ts_options.wscale.eq(Mux(opts.wscale_present, f.wscale, TS_WSCALE_NONE)),
+            req.ts_options.sack.eq(verdict.offer.sack),
+            req.ts_options.ecn.eq(verdict.offer.ecn),
+            req.mss_index.eq(f.mss_index),
+            req.key_slot.eq(self.control.active_key),
+            req.time.eq(self.time),
+            req.age_limit.eq(self.control.age_limit),
+        ]
+
+        # Counters: a pulse per SYN decision, registered with the verdict.
+        syn = Signal()
+        m.d.comb += syn.eq(self._s2_valid & (action != SynMatchAction.PASS)
+                           & (action != SynMatchAction.CHECK))
+        m.d.sync += [
+            self.counts.syns_seen.eq(syn),
+            self.counts.syns_to_slow.eq(self._s2_valid & (action == SynMatchAction.TO_SLOW)),
+            self.counts.syns_denied.eq(self._s2_valid & (action == SynMatchAction.DENIED)),
+            self.counts.syns_capped.eq(self._s2_valid & (action == SynMatchAction.CAPPED)),
+            self.counts.syns_asked.eq(self._s2_valid & (action == SynMatchAction.ASK)),
+        ]
+
+        # The output FIFO (read ahead); the credits guarantee room for every frame in flight.
+        m.submodules.verdicts = fifo = SyncFIFO(
+            width=data.Layout.cast(SynMatchVerdict).size, depth=_FIFO_DEPTH)
+        deliver = Signal()
+        m.d.comb += [
+            fifo.w_en.eq(self._s2_valid),
+            fifo.w_data.eq(verdict.as_value()),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+            deliver.eq(fifo.r_rdy & self.o.ready),
+        ]
+        m.d.sync += self._in_flight.eq(self._in_flight + self._accept - deliver)
