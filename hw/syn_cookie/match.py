@@ -251,7 +251,8 @@ class SynMatcher(wiring.Component):
                            capped=Signal(name=f"rule{n}_capped"),
                            rate=Signal(16, name=f"rule{n}_rate"),
                            burst=Signal(16, name=f"rule{n}_burst"),
-                           tokens=Signal(16, name=f"rule{n}_tokens"))
+                           tokens=Signal(16, name=f"rule{n}_tokens"),
+                           empty=Signal(init=1, name=f"rule{n}_empty"))
                       for n in range(params.SYN_RULES)]
 
         # S1's part, written at once.
@@ -449,16 +450,19 @@ class SynMatcher(wiring.Component):
         global_blocked = Signal()
         take = Signal()
         global_tokens = Signal(16)
+        global_empty = Signal(init=1)
         m.d.comb += [
             pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE)),
             rule_blocked.eq((self._s2_rule_one_hot
-                             & Cat(e["capped"] & (e["tokens"] == 0) for e in self._rule)).any()),
-            global_blocked.eq(self.control.global_capped & (global_tokens == 0)),
+                             & Cat(e["capped"] & e["empty"] for e in self._rule)).any()),
+            global_blocked.eq(self.control.global_capped & global_empty),
             take.eq(pending & ~rule_blocked & ~global_blocked),
         ]
 
         # The buckets: written full with their rule, refilled in the interval's last clock (no
-        # frame is in S3 then), one token taken by a SYN that passes both.
+        # frame is in S3 then), one token taken by a SYN that passes both. Each keeps an
+        # ``empty`` flip-flop beside its count, so that the take decision starts from registers
+        # (the next count's zero test is done on the way in: a take empties a bucket of 1).
         written = self._rule_write_d2_entry
         for n, e in enumerate(self._rule):
             refilled = e["tokens"] + e["rate"]
@@ -468,20 +472,29 @@ class SynMatcher(wiring.Component):
                     e["rate"].eq(written.rate),
                     e["burst"].eq(written.burst),
                     e["tokens"].eq(written.burst),
+                    e["empty"].eq(written.burst == 0),
                 ]
             with m.Elif(refill):
-                m.d.sync += e["tokens"].eq(Mux(refilled > e["burst"], e["burst"], refilled))
+                m.d.sync += [
+                    e["tokens"].eq(Mux(refilled > e["burst"], e["burst"], refilled)),
+                    e["empty"].eq((e["burst"] == 0) | (e["empty"] & (e["rate"] == 0))),
+                ]
             with m.Elif(take & self._s2_rule_one_hot[n] & e["capped"]):
-                m.d.sync += e["tokens"].eq(e["tokens"] - 1)
+                m.d.sync += [
+                    e["tokens"].eq(e["tokens"] - 1),
+                    e["empty"].eq(e["tokens"] == 1),
+                ]
         cap = self.global_cap
         global_refilled = global_tokens + cap.rate
         with m.If(self.global_cap_written):
-            m.d.sync += global_tokens.eq(cap.burst)
+            m.d.sync += [global_tokens.eq(cap.burst), global_empty.eq(cap.burst == 0)]
         with m.Elif(refill):
-            m.d.sync += global_tokens.eq(Mux(global_refilled > cap.burst, cap.burst,
-                                             global_refilled))
+            m.d.sync += [
+                global_tokens.eq(Mux(global_refilled > cap.burst, cap.burst, global_refilled)),
+                global_empty.eq((cap.burst == 0) | (global_empty & (cap.rate == 0))),
+            ]
         with m.Elif(take & self.control.global_capped):
-            m.d.sync += global_tokens.eq(global_tokens - 1)
+            m.d.sync += [global_tokens.eq(global_tokens - 1), global_empty.eq(global_tokens == 1)]
 
         action = Signal(SynMatchAction)
         with m.If(pending & (rule_blocked | global_blocked)):

@@ -213,7 +213,7 @@ def random_rule(rng, ipv6=None, *, p_capped=0.4):
     return Rule(remote_ip=rng.randbytes(size),
                 prefix_len=rng.choice([0, 1, 8 * size, rng.randrange(8 * size + 1)]),
                 action=RuleAction.DENY if rng.random() < 0.3 else RuleAction.ALLOW,
-                rate=rng.randrange(4) if capped else None, burst=rng.randrange(1, 6))
+                rate=rng.randrange(4) if capped else None, burst=rng.randrange(6))
 
 
 # --- Simulation -----------------------------------------------------------------------------------
@@ -513,7 +513,7 @@ def test_rules_first_match_and_default(default_deny):
 
 @pytest.mark.parametrize("global_cap", [None, (3, 5)])
 def test_caps_per_prefix_global_and_refill(global_cap):
-    # Capped rules (rate 0, 1, 2 a 128-clock interval, bursts 1..4), an uncapped one, and the
+    # Capped rules (rate 0, 1, 2 a 128-clock interval, bursts 0..4), an uncapped one, and the
     # global bucket: SYNs in bursts and pauses over 40 intervals, so buckets run dry, refill
     # (saturating at burst), and a SYN capped by one bucket takes from neither. A rule
     # rewritten mid-run is refilled full.
@@ -525,7 +525,7 @@ def test_caps_per_prefix_global_and_refill(global_cap):
              Rule(bytes([10, 0, 0, 0]), 24, rate=1, burst=3),
              Rule(bytes([10, 0, 0, 0]), 8, rate=2, burst=4),
              Rule(bytes(16), 0, rate=1, burst=1),
-             Rule(bytes([11, 0, 0, 0]), 8)]
+             Rule(bytes([11, 0, 0, 0]), 8), Rule(bytes([12, 0, 0, 0]), 8, rate=2, burst=0)]
     items = writes_of(services, rules)
     sources = [bytes([10, 0, 0, 1]), bytes([10, 0, 0, 7]), bytes([10, 9, 9, 9]),
                bytes([11, 2, 3, 4]), bytes([12, 0, 0, 1])]
@@ -572,7 +572,7 @@ def test_random_tables_frames_back_to_back_with_backpressure():
     # back to back with random backpressure, tables rewritten and slots emptied while frames
     # are in flight; the global cap on. Every verdict and every counter as the model's.
     rng = random.Random(7)
-    setup = Setup(global_cap=(6, 12), default_deny=False)
+    setup = Setup(global_cap=(5, 10), default_deny=False)
     services = [random_service(rng) if rng.random() < 0.9 else None
                 for _ in range(params.SYN_SERVICES)]
     rules = [random_rule(rng) if rng.random() < 0.9 else None for _ in range(params.SYN_RULES)]
@@ -591,7 +591,7 @@ def test_random_tables_frames_back_to_back_with_backpressure():
     run = simulate(items, setup, p_stall=0.3, seed=8)
     results = check(run, setup)
     counts = actions(results)
-    assert all(counts[a] > 20 for a in SynMatchAction), counts
+    assert all(counts[a] > 10 for a in SynMatchAction), str(counts)
     assert run.refused
 
 
