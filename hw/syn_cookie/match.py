@@ -11,8 +11,8 @@ model: ``sim.reference.syn_cookie.SynCookieModel.match``. Formats: ``hw.syn_cook
 Pipeline, one frame a clock, no stall once a frame is accepted::
 
     i ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; the MSS index) ─► S2 first match
-      (priority, the entries' fields, rules' ALLOW / DENY) ─► S3 caps (token buckets), verdict ─►
-      FIFO (4) ─► o
+      (one-hot, the entries' fields, the rule's DENY bit) ─► S3 DENY, caps (token buckets),
+      verdict ─► FIFO (4) ─► o
 
 - The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable)
   stores what S1 compares at once (valid, family, port, VLAN, and the address *masked* with the
@@ -110,7 +110,8 @@ class _Kind(data.Struct):
 
 class _Decided(data.Struct):
     """What S2 registers for S3."""
-    action: SynMatchAction  # S3 turns MAKE into CAPPED or ASK
+    action: SynMatchAction  # S3 turns MAKE into DENIED, CAPPED or ASK
+    deny: 1                 # the first rule that matched denies (none: ``default_deny``)
     service_matched: 1
     service: _SERVICE_BITS
     rule_matched: 1
@@ -394,8 +395,8 @@ class SynMatcher(wiring.Component):
     # -- S2: first match ---------------------------------------------------------------------------
 
     def _elaborate_first_match(self, m):
-        """The first service and the first rule that matched, their fields, and the rules'
-        verdict (caps apart)."""
+        """The first service and the first rule that matched, and their fields. Whether the rule
+        denies is registered beside the action, not folded into it: S3 applies it."""
         kind = self._s1_kind
         svc_one_hot, svc_index, svc_any = _first(m, "svc", self._s1_svc_match)
         rule_one_hot, rule_index, rule_any = _first(m, "rule", self._s1_rule_match)
@@ -409,6 +410,7 @@ class SynMatcher(wiring.Component):
         screened = kind.syn & svc_any       # a SYN for a service meets the rules
         decided = Signal(_Decided)
         m.d.comb += [
+            decided.deny.eq(deny),
             decided.service_matched.eq((kind.syn | kind.ack) & svc_any),
             decided.service.eq(Mux(decided.service_matched, svc_index, 0)),
             decided.rule_matched.eq(screened & rule_any),
@@ -418,10 +420,8 @@ class SynMatcher(wiring.Component):
         ]
         with m.If(kind.syn & ~svc_any):
             m.d.comb += decided.action.eq(SynMatchAction.TO_SLOW)
-        with m.Elif(screened & deny):
-            m.d.comb += decided.action.eq(SynMatchAction.DENIED)
         with m.Elif(screened):
-            m.d.comb += decided.action.eq(SynMatchAction.MAKE)     # caps in S3
+            m.d.comb += decided.action.eq(SynMatchAction.MAKE)     # rules' verdict, caps: S3
         with m.Elif(kind.ack & svc_any):
             m.d.comb += decided.action.eq(SynMatchAction.CHECK)
         with m.Else():
@@ -429,12 +429,12 @@ class SynMatcher(wiring.Component):
 
         self._s2_valid = Signal()
         self._s2 = Signal(_Decided, reset_less=True)
-        # The rule's one-hot, for S3's buckets: only for a SYN the rules allowed.
+        # The rule's one-hot, for S3's buckets (used only for a SYN the rules allow).
         self._s2_rule_one_hot = Signal(params.SYN_RULES, reset_less=True)
         m.d.sync += [
             self._s2_valid.eq(self._s1_valid),
             self._s2.eq(decided),
-            self._s2_rule_one_hot.eq(Mux(screened & ~deny, rule_one_hot, 0)),
+            self._s2_rule_one_hot.eq(rule_one_hot),
         ]
 
     # -- S3: caps and the verdict ----------------------------------------------------------------
@@ -452,7 +452,7 @@ class SynMatcher(wiring.Component):
         global_tokens = Signal(16)
         global_empty = Signal(init=1)
         m.d.comb += [
-            pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE)),
+            pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE) & ~d.deny),
             rule_blocked.eq((self._s2_rule_one_hot
                              & Cat(e["capped"] & e["empty"] for e in self._rule)).any()),
             global_blocked.eq(self.control.global_capped & global_empty),
@@ -497,7 +497,9 @@ class SynMatcher(wiring.Component):
             m.d.sync += [global_tokens.eq(global_tokens - 1), global_empty.eq(global_tokens == 1)]
 
         action = Signal(SynMatchAction)
-        with m.If(pending & (rule_blocked | global_blocked)):
+        with m.If((d.action == SynMatchAction.MAKE) & d.deny):
+            m.d.comb += action.eq(SynMatchAction.DENIED)
+        with m.Elif(pending & (rule_blocked | global_blocked)):
             m.d.comb += action.eq(SynMatchAction.CAPPED)
         with m.Elif(pending & (d.offer.mode == ServiceMode.ASK)):
             m.d.comb += action.eq(SynMatchAction.ASK)
