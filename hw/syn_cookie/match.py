@@ -10,9 +10,10 @@ model: ``sim.reference.syn_cookie.SynCookieModel.match``. Formats: ``hw.syn_cook
 
 Pipeline, one frame a clock, no stall once a frame is accepted::
 
-    i ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; the MSS index) ─► S2 first match
+    i ─► S0 register ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; the MSS index) ─►
+      S2 first match
       (one-hot, the entries' fields, the rule's DENY bit) ─► S3 DENY, caps (token buckets),
-      verdict ─► FIFO (4) ─► o
+      verdict ─► FIFO (5) ─► o
 
 - The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable)
   stores what S1 compares at once (valid, family, port, VLAN, and the address *masked* with the
@@ -23,7 +24,7 @@ Pipeline, one frame a clock, no stall once a frame is accepted::
 - No stage waits on another: S3 decides in the clock after S2, which decides in the clock after
   S1. So a frame takes its tokens in a known clock, and the buckets refill in one clock per
   interval (``interval_log2``) into which no frame is let: ``i.ready`` falls for one clock per
-  interval. A credit counter of the frames in S1..S3 and in the output FIFO keeps ``i.ready`` a
+  interval. A credit counter of the frames in S0..S3 and in the output FIFO keeps ``i.ready`` a
   function of registers and the FIFO from overflowing.
 """
 
@@ -59,8 +60,9 @@ _MAX_WSCALE = 14
 #: The MSS of a SYN without the option (RFC 9293 §3.7.1; RFC 8200 §8.3 less 60).
 _DEFAULT_MSS_IPV4 = 536
 _DEFAULT_MSS_IPV6 = 1220
-#: Verdicts the FIFO holds: the frames in S1..S3 and in the FIFO are at most this many.
-_FIFO_DEPTH = 4
+#: Verdicts the FIFO holds: the frames in S0..S3 and in the FIFO are at most this many (one
+#: more than the latency, for one frame a clock).
+_FIFO_DEPTH = 5
 _SERVICE_BITS = (params.SYN_SERVICES - 1).bit_length()
 _RULE_BITS = (params.SYN_RULES - 1).bit_length()
 
@@ -216,7 +218,7 @@ class SynMatcher(wiring.Component):
     mss_ipv6: In(MssTable)
     counts: Out(SynCounterPulses)
 
-    latency = 3
+    latency = 4
 
     def __init__(self, interval_log2=params.SYN_CAP_INTERVAL_LOG2):
         if interval_log2 < 3:
@@ -236,7 +238,10 @@ class SynMatcher(wiring.Component):
 
     def _elaborate_tables(self, m):
         """The entries, split by the stage that reads them; the writes delayed to match."""
-        sw, rw = self.service_write, self.rule_write
+        # The write ports are registered first (as the frames are), so that the compares' part
+        # of an entry is written from flip-flops, its prefix decoded there.
+        sw = self._registered_write(m, "service_write", self.service_write)
+        rw = self._registered_write(m, "rule_write", self.rule_write)
         self._svc = [dict(valid=Signal(name=f"svc{n}_valid"), ipv6=Signal(name=f"svc{n}_ipv6"),
                           port=Signal(16, name=f"svc{n}_port"),
                           vlan=Signal(VlanMatch, name=f"svc{n}_vlan"),
@@ -304,24 +309,40 @@ class SynMatcher(wiring.Component):
         m.d.sync += [rw2.eq(rw1), self._rule_write_d2_index.eq(rw1_index),
                      self._rule_write_d2_entry.eq(rw1_entry)]
 
+    @staticmethod
+    def _registered_write(m, name, port):
+        """A write port's signals, a clock later (``enable`` reset, the rest not)."""
+        registered = wiring.Signature({
+            "enable": Out(1), "index": Out(len(port.index)), "entry": Out(port.entry.shape()),
+        }).create(path=(name, "d0"))
+        m.d.sync += [registered.enable.eq(port.enable), registered.index.eq(port.index),
+                     registered.entry.eq(port.entry)]
+        return registered
+
     # -- S1: classify and compare ----------------------------------------------------------------
 
     def _elaborate_compare(self, m):
         """Every entry against the frame, in parallel; the frame's kind and MSS index."""
-        f = self.i.payload.frame
+        # S0: the frame into flip-flops (the compares fan every address bit out to 16 entries).
+        frame_in = Signal(SynMatchInput, reset_less=True)
+        s0_valid = Signal()
+        f = frame_in.frame
         summary, tcp = f.frame.summary, f.frame.tcp
-        opts = self.i.payload.options
+        opts = frame_in.options
 
-        # Flow control: the frames in S1..S3 and the FIFO never exceed its depth, and none is
-        # accepted whose S3 clock would be the buckets' refill clock (the last of an interval).
+        # Flow control: the frames in S0..S3 and the FIFO never exceed its depth, and none is
+        # accepted whose S3 clock (accepted + 3) would be the buckets' refill clock (the last of
+        # an interval).
         self._interval_clock = clock = Signal(self._interval_log2)
         self._in_flight = in_flight = Signal(range(_FIFO_DEPTH + 1))
         accept = Signal()
         m.d.sync += clock.eq(clock + 1)
         m.d.comb += [
-            self.i.ready.eq((in_flight != _FIFO_DEPTH) & (clock != (1 << self._interval_log2) - 3)),
+            self.i.ready.eq((in_flight != _FIFO_DEPTH)
+                            & (clock != (1 << self._interval_log2) - self.latency)),
             accept.eq(self.i.valid & self.i.ready),
         ]
+        m.d.sync += [frame_in.eq(self.i.payload), s0_valid.eq(accept)]
 
         unit = Signal()
         m.d.comb += unit.eq(self.control.enable & f.looked_up & ~f.hit & summary.candidate
@@ -384,7 +405,7 @@ class SynMatcher(wiring.Component):
         self._s1_rule_match = Signal(params.SYN_RULES, reset_less=True)
         self._s1_frame = Signal(_Frame, reset_less=True)
         m.d.sync += [
-            self._s1_valid.eq(accept),
+            self._s1_valid.eq(s0_valid),
             self._s1_kind.eq(kind),
             self._s1_svc_match.eq(svc_match),
             self._s1_rule_match.eq(rule_match),

@@ -7,7 +7,7 @@ The producer writes table entries (the model's ``Service.entry()`` / ``Rule.entr
 the clock of every write and of every frame accepted; the consumer takes the verdicts (with
 random backpressure or always ready) and the counter pulses. Afterwards the scoreboard replays
 writes and frames into the model in clock order (a write in clock ``w`` applies from the frame
-accepted in ``w + 1`` on; a frame decides its caps in its S3 clock, accepted + 2) and compares
+accepted in ``w + 1`` on; a frame decides its caps in its S3 clock, accepted + 3) and compares
 every verdict field by field and every counter.
 """
 
@@ -379,7 +379,9 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
     for clock, what, payload in events:
         if what == "write":
             kind, index, entry = payload
-            applied = int(clock - 0.5) + 3      # the rule's bucket is full from clock w + 3
+            # The rule's bucket is full from clock w + latency (the frames accepted from w + 1 on
+            # meet the caps in their clock accepted + latency - 1).
+            applied = int(clock - 0.5) + SynMatcher.latency
             for m in (model, full):
                 if kind == "service":
                     m.set_service(index, entry)
@@ -387,7 +389,7 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
                     m.set_rule(index, entry, applied)
             continue
         frame = payload
-        now = int(clock) + 2                    # S3: the caps' clock
+        now = int(clock) + SynMatcher.latency - 1      # S3: the caps' clock
         tcp = frame.tcp if frame.eligible and setup.enable else None
         result = model.match(tcp, now)
         full.decide_fields(tcp, now)
@@ -610,7 +612,7 @@ def test_one_frame_a_clock_and_latency():
     # The clock refused is the one whose frame would reach S3 in the interval's last clock,
     # when the buckets refill.
     refills = [c for c in range(first, last + 1)
-               if c & ((1 << INTERVAL_LOG2) - 1) == (1 << INTERVAL_LOG2) - 3]
+               if c & ((1 << INTERVAL_LOG2) - 1) == (1 << INTERVAL_LOG2) - SynMatcher.latency]
     assert span == len(frames) + len(refills)
     assert run.refused == refills
     assert [t - a for a, t in zip(run.accepted, run.taken, strict=True)] == (
