@@ -62,7 +62,9 @@ _DEFAULT_MSS_IPV4 = 536
 _DEFAULT_MSS_IPV6 = 1220
 #: Verdicts the FIFO holds: the frames in S0..S3 and in the FIFO are at most this many (one
 #: more than the latency, for one frame a clock).
-_FIFO_DEPTH = 5
+_FIFO_DEPTH = 6
+#: The clock (after the frame's acceptance) in which each stage that reads the tables runs.
+_S1, _S2B, _S3 = 1, 3, 4
 _SERVICE_BITS = (params.SYN_SERVICES - 1).bit_length()
 _RULE_BITS = (params.SYN_RULES - 1).bit_length()
 
@@ -178,7 +180,7 @@ class SynMatcher(wiring.Component):
         The verdicts, one per frame, in order.
     service_write, rule_write : In(table_write_signature(...))
         The tables' write ports (SYN_SERVICE, SYN_RULE). A write in clock ``w`` applies from the
-        frame accepted in clock ``w + 1`` on; a rule written is refilled full.
+        frame accepted in clock ``w + WRITE_DELAY`` (2) on; a rule written is refilled full.
     control : In(SynControl)
         ``enable``, ``active_key`` and ``age_limit`` (into the cookie requests),
         ``default_deny``, ``global_capped``.
@@ -218,7 +220,9 @@ class SynMatcher(wiring.Component):
     mss_ipv6: In(MssTable)
     counts: Out(SynCounterPulses)
 
-    latency = 4
+    latency = 5
+    #: Clocks from a table write to the first frame accepted that sees it.
+    WRITE_DELAY = 2
 
     def __init__(self, interval_log2=params.SYN_CAP_INTERVAL_LOG2):
         if interval_log2 < 3:
@@ -237,87 +241,99 @@ class SynMatcher(wiring.Component):
     # -- Tables --------------------------------------------------------------------------------
 
     def _elaborate_tables(self, m):
-        """The entries, split by the stage that reads them; the writes delayed to match."""
-        # The write ports are registered first (as the frames are), so that the compares' part
-        # of an entry is written from flip-flops, its prefix decoded there.
-        sw = self._registered_write(m, "service_write", self.service_write)
-        rw = self._registered_write(m, "rule_write", self.rule_write)
-        self._svc = [dict(valid=Signal(name=f"svc{n}_valid"), ipv6=Signal(name=f"svc{n}_ipv6"),
-                          port=Signal(16, name=f"svc{n}_port"),
-                          vlan=Signal(VlanMatch, name=f"svc{n}_vlan"),
-                          vlan_id=Signal(12, name=f"svc{n}_vlan_id"),
-                          mask=Signal(128, name=f"svc{n}_mask"),
-                          ip=Signal(128, name=f"svc{n}_ip"),
-                          offer=Signal(_ServiceOffer, name=f"svc{n}_offer"))
+        """The entries, split by the stage that reads them; the writes delayed to match.
+
+        A write is registered (``d[0]``, as a frame is in S0), its prefix decoded into a mask
+        registered beside ``d[1]``; the stage that runs in clock ``accepted + k`` reads the part
+        written from ``d[WRITE_DELAY + k - 2]``, so that it sees the write exactly from the frame
+        accepted ``WRITE_DELAY`` clocks after it."""
+        data_reg = dict(reset_less=True)
+        self._svc = [dict(valid=Signal(name=f"svc{n}_valid"),
+                          ipv6=Signal(name=f"svc{n}_ipv6", **data_reg),
+                          port=Signal(16, name=f"svc{n}_port", **data_reg),
+                          vlan=Signal(VlanMatch, name=f"svc{n}_vlan", **data_reg),
+                          vlan_id=Signal(12, name=f"svc{n}_vlan_id", **data_reg),
+                          mask=Signal(128, name=f"svc{n}_mask", **data_reg),
+                          ip=Signal(128, name=f"svc{n}_ip", **data_reg),
+                          offer=Signal(_ServiceOffer, name=f"svc{n}_offer", **data_reg))
                      for n in range(params.SYN_SERVICES)]
-        self._rule = [dict(valid=Signal(name=f"rule{n}_valid"), ipv6=Signal(name=f"rule{n}_ipv6"),
-                           mask=Signal(128, name=f"rule{n}_mask"),
-                           ip=Signal(128, name=f"rule{n}_ip"),
-                           deny=Signal(name=f"rule{n}_deny"),
+        self._rule = [dict(valid=Signal(name=f"rule{n}_valid"),
+                           ipv6=Signal(name=f"rule{n}_ipv6", **data_reg),
+                           mask=Signal(128, name=f"rule{n}_mask", **data_reg),
+                           ip=Signal(128, name=f"rule{n}_ip", **data_reg),
+                           deny=Signal(name=f"rule{n}_deny", **data_reg),
                            capped=Signal(name=f"rule{n}_capped"),
-                           rate=Signal(16, name=f"rule{n}_rate"),
-                           burst=Signal(16, name=f"rule{n}_burst"),
-                           tokens=Signal(16, name=f"rule{n}_tokens"),
+                           rate=Signal(16, name=f"rule{n}_rate", **data_reg),
+                           burst=Signal(16, name=f"rule{n}_burst", **data_reg),
+                           tokens=Signal(16, name=f"rule{n}_tokens", **data_reg),
                            empty=Signal(init=1, name=f"rule{n}_empty"))
                       for n in range(params.SYN_RULES)]
 
-        # S1's part, written at once.
-        svc_mask = _prefix_mask(m, sw.entry.prefix_len, sw.entry.ipv6)
-        rule_mask = _prefix_mask(m, rw.entry.prefix_len, rw.entry.ipv6)
-        for n, e in enumerate(self._svc):
-            with m.If(sw.enable & (sw.index == n)):
-                m.d.sync += [
-                    e["valid"].eq(sw.entry.valid), e["ipv6"].eq(sw.entry.ipv6),
-                    e["port"].eq(sw.entry.port), e["vlan"].eq(sw.entry.vlan),
-                    e["vlan_id"].eq(sw.entry.vlan_id), e["mask"].eq(svc_mask),
-                    e["ip"].eq(sw.entry.local_ip & svc_mask),
-                ]
-        for n, e in enumerate(self._rule):
-            with m.If(rw.enable & (rw.index == n)):
-                m.d.sync += [
-                    e["valid"].eq(rw.entry.valid), e["ipv6"].eq(rw.entry.ipv6),
-                    e["mask"].eq(rule_mask), e["ip"].eq(rw.entry.remote_ip & rule_mask),
-                ]
+        def part(k):
+            return self.WRITE_DELAY + k - 2
 
-        # S2's part, a clock later.
-        sw1 = Signal.like(sw.enable, name="service_write_d1")
-        sw1_index = Signal.like(sw.index, name="service_write_d1_index", reset_less=True)
-        sw1_offer = Signal(_ServiceOffer, name="service_write_d1_offer", reset_less=True)
-        rw1 = Signal(name="rule_write_d1")
-        rw1_index = Signal.like(rw.index, name="rule_write_d1_index", reset_less=True)
-        rw1_entry = Signal(SynRule, name="rule_write_d1_entry", reset_less=True)
+        # The delay chains: d[j] holds the write of clock w in clock w + 1 + j.
+        sw = self._write_chain(m, "service_write", self.service_write, part(_S3) + 1)
+        rw = self._write_chain(m, "rule_write", self.rule_write, part(_S3) + 1)
+        svc_mask = Signal(128, name="service_write_mask", reset_less=True)
+        rule_mask = Signal(128, name="rule_write_mask", reset_less=True)
         m.d.sync += [
-            sw1.eq(sw.enable), sw1_index.eq(sw.index),
-            sw1_offer.mode.eq(sw.entry.mode), sw1_offer.mss.eq(sw.entry.mss),
-            sw1_offer.window.eq(sw.entry.window), sw1_offer.wscale.eq(sw.entry.wscale),
-            sw1_offer.sack.eq(sw.entry.sack), sw1_offer.timestamps.eq(sw.entry.timestamps),
-            sw1_offer.ecn.eq(sw.entry.ecn),
-            rw1.eq(rw.enable), rw1_index.eq(rw.index), rw1_entry.eq(rw.entry),
+            svc_mask.eq(_prefix_mask(m, sw[0].entry.prefix_len, sw[0].entry.ipv6)),
+            rule_mask.eq(_prefix_mask(m, rw[0].entry.prefix_len, rw[0].entry.ipv6)),
         ]
-        for n, e in enumerate(self._svc):
-            with m.If(sw1 & (sw1_index == n)):
-                m.d.sync += e["offer"].eq(sw1_offer)
-        for n, e in enumerate(self._rule):
-            with m.If(rw1 & (rw1_index == n)):
-                m.d.sync += e["deny"].eq(rw1_entry.action == RuleAction.DENY)
 
-        # S3's part (the buckets), a clock after S2's: written in _elaborate_caps.
-        self._rule_write_d2 = rw2 = Signal(name="rule_write_d2")
-        self._rule_write_d2_index = Signal.like(rw.index, name="rule_write_d2_index",
-                                                reset_less=True)
-        self._rule_write_d2_entry = Signal(SynRule, name="rule_write_d2_entry", reset_less=True)
-        m.d.sync += [rw2.eq(rw1), self._rule_write_d2_index.eq(rw1_index),
-                     self._rule_write_d2_entry.eq(rw1_entry)]
+        # S1's part.
+        assert part(_S1) == 1       # the masks are registered beside d[1]
+        s, r = sw[part(_S1)], rw[part(_S1)]
+        for n, e in enumerate(self._svc):
+            with m.If(s.enable & (s.index == n)):
+                m.d.sync += [
+                    e["valid"].eq(s.entry.valid), e["ipv6"].eq(s.entry.ipv6),
+                    e["port"].eq(s.entry.port), e["vlan"].eq(s.entry.vlan),
+                    e["vlan_id"].eq(s.entry.vlan_id), e["mask"].eq(svc_mask),
+                    e["ip"].eq(s.entry.local_ip & svc_mask),
+                ]
+        for n, e in enumerate(self._rule):
+            with m.If(r.enable & (r.index == n)):
+                m.d.sync += [
+                    e["valid"].eq(r.entry.valid), e["ipv6"].eq(r.entry.ipv6),
+                    e["mask"].eq(rule_mask), e["ip"].eq(r.entry.remote_ip & rule_mask),
+                ]
+
+        # S2b's part: the offers and the rules' DENY.
+        s, r = sw[part(_S2B)], rw[part(_S2B)]
+        for n, e in enumerate(self._svc):
+            with m.If(s.enable & (s.index == n)):
+                m.d.sync += [
+                    e["offer"].mode.eq(s.entry.mode), e["offer"].mss.eq(s.entry.mss),
+                    e["offer"].window.eq(s.entry.window), e["offer"].wscale.eq(s.entry.wscale),
+                    e["offer"].sack.eq(s.entry.sack),
+                    e["offer"].timestamps.eq(s.entry.timestamps),
+                    e["offer"].ecn.eq(s.entry.ecn),
+                ]
+        for n, e in enumerate(self._rule):
+            with m.If(r.enable & (r.index == n)):
+                m.d.sync += e["deny"].eq(r.entry.action == RuleAction.DENY)
+
+        # S3's part (the buckets): written in _elaborate_caps.
+        self._bucket_write = rw[part(_S3)]
 
     @staticmethod
-    def _registered_write(m, name, port):
-        """A write port's signals, a clock later (``enable`` reset, the rest not)."""
-        registered = wiring.Signature({
-            "enable": Out(1), "index": Out(len(port.index)), "entry": Out(port.entry.shape()),
-        }).create(path=(name, "d0"))
-        m.d.sync += [registered.enable.eq(port.enable), registered.index.eq(port.index),
-                     registered.entry.eq(port.entry)]
-        return registered
+    def _write_chain(m, name, port, depth):
+        """A write port's signals delayed 1 .. ``depth`` clocks (``enable`` reset, the rest
+        not)."""
+        chain = []
+        previous = port
+        for j in range(depth):
+            delayed = wiring.Signature({
+                "enable": Out(1), "index": Out(len(port.index)),
+                "entry": Out(port.entry.shape()),
+            }).create(path=(name, f"d{j}"))
+            m.d.sync += [delayed.enable.eq(previous.enable), delayed.index.eq(previous.index),
+                         delayed.entry.eq(previous.entry)]
+            chain.append(delayed)
+            previous = delayed
+        return chain
 
     # -- S1: classify and compare ----------------------------------------------------------------
 
@@ -336,10 +352,13 @@ class SynMatcher(wiring.Component):
         self._interval_clock = clock = Signal(self._interval_log2)
         self._in_flight = in_flight = Signal(range(_FIFO_DEPTH + 1))
         accept = Signal()
-        m.d.sync += clock.eq(clock + 1)
+        refill_gap = Signal()   # this clock's frame would meet the refill in S3 (a flip-flop)
+        m.d.sync += [
+            clock.eq(clock + 1),
+            refill_gap.eq(clock == (1 << self._interval_log2) - self.latency - 1),
+        ]
         m.d.comb += [
-            self.i.ready.eq((in_flight != _FIFO_DEPTH)
-                            & (clock != (1 << self._interval_log2) - self.latency)),
+            self.i.ready.eq((in_flight != _FIFO_DEPTH) & ~refill_gap),
             accept.eq(self.i.valid & self.i.ready),
         ]
         m.d.sync += [frame_in.eq(self.i.payload), s0_valid.eq(accept)]
@@ -418,9 +437,25 @@ class SynMatcher(wiring.Component):
     def _elaborate_first_match(self, m):
         """The first service and the first rule that matched, and their fields. Whether the rule
         denies is registered beside the action, not folded into it: S3 applies it."""
-        kind = self._s1_kind
-        svc_one_hot, svc_index, svc_any = _first(m, "svc", self._s1_svc_match)
-        rule_one_hot, rule_index, rule_any = _first(m, "rule", self._s1_rule_match)
+        # S2a: the first match of each table, as a one-hot, its index and whether any matched.
+        first = {}
+        for name, bits in (("svc", self._s1_svc_match), ("rule", self._s1_rule_match)):
+            one_hot, index, found = _first(m, name, bits)
+            registered = (Signal(len(one_hot), name=f"s2a_{name}_one_hot", reset_less=True),
+                          Signal(len(index), name=f"s2a_{name}_index", reset_less=True),
+                          Signal(name=f"s2a_{name}_any", reset_less=True))
+            m.d.sync += [registered[0].eq(one_hot), registered[1].eq(index),
+                         registered[2].eq(found)]
+            first[name] = registered
+        kind = Signal(_Kind, reset_less=True)
+        frame = Signal(_Frame, reset_less=True)
+        s2a_valid = Signal()
+        m.d.sync += [kind.eq(self._s1_kind), frame.eq(self._s1_frame),
+                     s2a_valid.eq(self._s1_valid)]
+
+        # S2b: the entries' fields, selected by the one-hots (AND-OR, no priority chain).
+        svc_one_hot, svc_index, svc_any = first["svc"]
+        rule_one_hot, rule_index, rule_any = first["rule"]
         offer = Signal(_ServiceOffer)
         deny = Signal()
         m.d.comb += [
@@ -437,7 +472,7 @@ class SynMatcher(wiring.Component):
             decided.rule_matched.eq(screened & rule_any),
             decided.rule.eq(Mux(decided.rule_matched, rule_index, 0)),
             decided.offer.eq(offer),
-            decided.frame.eq(self._s1_frame),
+            decided.frame.eq(frame),
         ]
         with m.If(kind.syn & ~svc_any):
             m.d.comb += decided.action.eq(SynMatchAction.TO_SLOW)
@@ -453,7 +488,7 @@ class SynMatcher(wiring.Component):
         # The rule's one-hot, for S3's buckets (used only for a SYN the rules allow).
         self._s2_rule_one_hot = Signal(params.SYN_RULES, reset_less=True)
         m.d.sync += [
-            self._s2_valid.eq(self._s1_valid),
+            self._s2_valid.eq(s2a_valid),
             self._s2.eq(decided),
             self._s2_rule_one_hot.eq(rule_one_hot),
         ]
@@ -463,8 +498,8 @@ class SynMatcher(wiring.Component):
     def _elaborate_caps(self, m):
         """The token buckets, the verdict into the FIFO, the counter pulses."""
         d = self._s2
-        refill = Signal()
-        m.d.comb += refill.eq(self._interval_clock == (1 << self._interval_log2) - 1)
+        refill = Signal()       # the interval's last clock, from a flip-flop
+        m.d.sync += refill.eq(self._interval_clock == (1 << self._interval_log2) - 2)
 
         pending = Signal()      # a SYN the rules allowed: the caps decide
         rule_blocked = Signal()
@@ -484,10 +519,10 @@ class SynMatcher(wiring.Component):
         # frame is in S3 then), one token taken by a SYN that passes both. Each keeps an
         # ``empty`` flip-flop beside its count, so that the take decision starts from registers
         # (the next count's zero test is done on the way in: a take empties a bucket of 1).
-        written = self._rule_write_d2_entry
+        written = self._bucket_write.entry
         for n, e in enumerate(self._rule):
             refilled = e["tokens"] + e["rate"]
-            with m.If(self._rule_write_d2 & (self._rule_write_d2_index == n)):
+            with m.If(self._bucket_write.enable & (self._bucket_write.index == n)):
                 m.d.sync += [
                     e["capped"].eq(written.valid & written.capped),
                     e["rate"].eq(written.rate),

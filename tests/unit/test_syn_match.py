@@ -7,7 +7,8 @@ The producer writes table entries (the model's ``Service.entry()`` / ``Rule.entr
 the clock of every write and of every frame accepted; the consumer takes the verdicts (with
 random backpressure or always ready) and the counter pulses. Afterwards the scoreboard replays
 writes and frames into the model in clock order (a write in clock ``w`` applies from the frame
-accepted in ``w + 1`` on; a frame decides its caps in its S3 clock, accepted + 3) and compares
+accepted in ``w + WRITE_DELAY`` on; a frame decides its caps in its S3 clock, accepted +
+latency - 1) and compares
 every verdict field by field and every counter.
 """
 
@@ -370,7 +371,8 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
     results, in order."""
     model = new_model(setup, services, rules, interval_log2)
     full = new_model(setup, services, rules, interval_log2)     # decide_fields: all counters
-    events = [(clock + 0.5, "write", (kind, index, entry))
+    delay = SynMatcher.WRITE_DELAY
+    events = [(clock + delay - 0.5, "write", (kind, index, entry))
               for clock, kind, index, entry in run.writes]
     events += [(clock, "frame", frame) for clock, frame in run.frames]
     events.sort(key=lambda e: e[0])
@@ -379,9 +381,9 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
     for clock, what, payload in events:
         if what == "write":
             kind, index, entry = payload
-            # The rule's bucket is full from clock w + latency (the frames accepted from w + 1 on
-            # meet the caps in their clock accepted + latency - 1).
-            applied = int(clock - 0.5) + SynMatcher.latency
+            # The rule's bucket is full from the S3 clock (accepted + latency - 1) of the first
+            # frame that sees the write (accepted w + WRITE_DELAY).
+            applied = int(clock + 0.5) + SynMatcher.latency - 1
             for m in (model, full):
                 if kind == "service":
                     m.set_service(index, entry)
