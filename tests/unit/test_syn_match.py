@@ -619,3 +619,30 @@ def test_one_frame_a_clock_and_latency():
     assert run.refused == refills
     assert [t - a for a, t in zip(run.accepted, run.taken, strict=True)] == (
         [SynMatcher.latency] * len(frames))
+
+
+def test_writes_take_effect_between_frames():
+    # The one service and the one rule every frame matches, rewritten every one to three frames
+    # under back-to-back SYNs and ACKs (mode, MSS, window, shift; ALLOW capped with a new
+    # burst, DENY, the slot emptied): each frame's verdict is the one of the tables written
+    # before it was accepted (WRITE_DELAY), in every stage, its bucket's too.
+    rng = random.Random(10)
+    items = []
+    for _ in range(160):
+        items.append(("service", 0, rng.choice([
+            None, Service(bytes(4), 80, prefix_len=0, mode=rng.choice(list(ServiceMode)),
+                          mss=rng.getrandbits(16), window=rng.getrandbits(16),
+                          wscale=rng.randrange(15))])))
+        for _ in range(rng.randrange(1, 4)):
+            items.append(make_frame(rng, ipv6=False, src=rng.randbytes(4), dst=rng.randbytes(4),
+                                    dport=80, flags=SYN if rng.random() < 0.8 else ACK))
+        items.append(("rule", 0, rng.choice([
+            None, Rule(bytes(4), 0, RuleAction.DENY),
+            Rule(bytes(4), 0, rate=0, burst=rng.randrange(3))])))
+        for _ in range(rng.randrange(1, 4)):
+            items.append(make_frame(rng, ipv6=False, src=rng.randbytes(4), dst=rng.randbytes(4),
+                                    dport=80, flags=SYN))
+    setup = Setup(default_deny=True)
+    results = check(simulate(items, setup, seed=10), setup)
+    counts = actions(results)
+    assert all(counts[a] > 10 for a in SynMatchAction if a is not SynMatchAction.PASS), counts
