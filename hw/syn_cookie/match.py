@@ -10,22 +10,21 @@ model: ``sim.reference.syn_cookie.SynCookieModel.match``. Formats: ``hw.syn_cook
 
 Pipeline, one frame a clock, no stall once a frame is accepted::
 
-    i ─► S0 register ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; the MSS index) ─►
-      S2 first match
-      (one-hot, the entries' fields, the rule's DENY bit) ─► S3 DENY, caps (token buckets),
-      verdict ─► FIFO (5) ─► o
+    i ─► S0 (registers) ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; MSS index)
+      ─► S2a first match (one-hot) ─► S2b the entries' fields (offer, DENY)
+      ─► S3 DENY, caps (token buckets), verdict ─► FIFO (6) ─► o
 
-- The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable)
-  stores what S1 compares at once (valid, family, port, VLAN, and the address *masked* with the
-  prefix's mask, and that mask: the prefix length is decoded here, not in the compare), what S2
-  reads a clock later and what S3 reads (a rule's bucket: refilled full, its rate and burst) a
-  clock after that: each stage sees the write exactly when the frame it holds was compared
-  against it, so a write takes effect between two frames.
-- No stage waits on another: S3 decides in the clock after S2, which decides in the clock after
-  S1. So a frame takes its tokens in a known clock, and the buckets refill in one clock per
-  interval (``interval_log2``) into which no frame is let: ``i.ready`` falls for one clock per
-  interval. A credit counter of the frames in S0..S3 and in the output FIFO keeps ``i.ready`` a
-  function of registers and the FIFO from overflowing.
+- The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable) is
+  registered, its prefix decoded into a mask (registered), then each stage's part of the entry
+  is written from a delay chain: what S1 compares (valid, family, port, VLAN, the mask and the
+  address already masked), what S2b selects (the offer, DENY) and what S3 keeps (a rule's
+  bucket, refilled full), each in the clock the first frame that sees the write reaches that
+  stage (``WRITE_DELAY`` clocks after the write): a write takes effect between two frames.
+- No stage waits on another: a frame accepted in clock ``a`` meets the caps in clock
+  ``a + latency - 1``. So it takes its tokens in a known clock, and the buckets refill in one
+  clock per interval (``interval_log2``) into which no frame is let: ``i.ready`` falls for one
+  clock per interval. A credit counter of the frames in S0..S3 and in the output FIFO keeps
+  ``i.ready`` a function of registers and the FIFO from overflowing.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal
