@@ -61,9 +61,11 @@ _DEFAULT_MSS_IPV4 = 536
 _DEFAULT_MSS_IPV6 = 1220
 #: Verdicts the FIFO holds: the frames in S0..S3 and in the FIFO are at most this many (one
 #: more than the latency, for one frame a clock).
-_FIFO_DEPTH = 6
+_FIFO_DEPTH = 7
 #: The clock (after the frame's acceptance) in which each stage that reads the tables runs.
-_S1, _S2B, _S3 = 1, 3, 4
+_S1, _S2B, _S3 = 1, 4, 5
+#: Address bits compared per S1a register.
+_CHUNK_BITS = 16
 _SERVICE_BITS = (params.SYN_SERVICES - 1).bit_length()
 _RULE_BITS = (params.SYN_RULES - 1).bit_length()
 
@@ -219,7 +221,7 @@ class SynMatcher(wiring.Component):
     mss_ipv6: In(MssTable)
     counts: Out(SynCounterPulses)
 
-    latency = 5
+    latency = 6
     #: Clocks from a table write to the first frame accepted that sees it.
     WRITE_DELAY = 2
 
@@ -377,7 +379,10 @@ class SynMatcher(wiring.Component):
         ipv6 = Signal()
         tagged = Signal()
         m.d.comb += [ipv6.eq(summary.l3 == L3Type.IPV6), tagged.eq(summary.vlan_count == 1)]
-        svc_match = Signal(params.SYN_SERVICES)
+        # S1a registers, per entry, the match of each 16-bit chunk of the address and of the
+        # rest (valid, family, port, VLAN), next to the entry; S1b ANDs them. The address bits
+        # reach all 16 entries of a table: their long routes get a clock of their own.
+        svc_parts = []
         for n, e in enumerate(self._svc):
             vlan_ok = Signal(name=f"svc{n}_vlan_ok")
             with m.Switch(e["vlan"]):
@@ -387,13 +392,12 @@ class SynMatcher(wiring.Component):
                     m.d.comb += vlan_ok.eq(~tagged)
                 with m.Case(VlanMatch.TAGGED):
                     m.d.comb += vlan_ok.eq(tagged & (summary.vlan0 == e["vlan_id"]))
-            m.d.comb += svc_match[n].eq(e["valid"] & (e["ipv6"] == ipv6)
-                                        & (summary.dport == e["port"]) & vlan_ok
-                                        & ((tcp.dst & e["mask"]) == e["ip"]))
-        rule_match = Signal(params.SYN_RULES)
-        for n, e in enumerate(self._rule):
-            m.d.comb += rule_match[n].eq(e["valid"] & (e["ipv6"] == ipv6)
-                                         & ((tcp.src & e["mask"]) == e["ip"]))
+            svc_parts.append(self._chunk_matches(
+                m, f"svc{n}", tcp.dst, e,
+                e["valid"] & (e["ipv6"] == ipv6) & (summary.dport == e["port"]) & vlan_ok))
+        rule_parts = [self._chunk_matches(m, f"rule{n}", tcp.src, e,
+                                          e["valid"] & (e["ipv6"] == ipv6))
+                      for n, e in enumerate(self._rule)]
 
         # The peer's MSS index: the last table entry not above its MSS (entry 0 if none is).
         peer_mss = Signal(16)
@@ -417,19 +421,36 @@ class SynMatcher(wiring.Component):
             frame.mss_index.eq(mss_index),
         ]
 
+        s1a_valid = Signal()
+        s1a_kind = Signal(_Kind, reset_less=True)
+        s1a_frame = Signal(_Frame, reset_less=True)
+        m.d.sync += [s1a_valid.eq(s0_valid), s1a_kind.eq(kind), s1a_frame.eq(frame)]
+
         self._s1_valid = Signal()
         self._s1_kind = Signal(_Kind, reset_less=True)
         self._s1_svc_match = Signal(params.SYN_SERVICES, reset_less=True)
         self._s1_rule_match = Signal(params.SYN_RULES, reset_less=True)
         self._s1_frame = Signal(_Frame, reset_less=True)
         m.d.sync += [
-            self._s1_valid.eq(s0_valid),
-            self._s1_kind.eq(kind),
-            self._s1_svc_match.eq(svc_match),
-            self._s1_rule_match.eq(rule_match),
-            self._s1_frame.eq(frame),
+            self._s1_valid.eq(s1a_valid),
+            self._s1_kind.eq(s1a_kind),
+            self._s1_svc_match.eq(Cat(parts.all() for parts in svc_parts)),
+            self._s1_rule_match.eq(Cat(parts.all() for parts in rule_parts)),
+            self._s1_frame.eq(s1a_frame),
         ]
         self._accept = accept
+
+    @staticmethod
+    def _chunk_matches(m, name, addr, entry, rest):
+        """S1a's registers for one entry: ``addr`` under its mask equals its address, chunk by
+        chunk, and ``rest`` (the other conditions), as a Signal of the chunks' bits and rest."""
+        chunks = len(addr) // _CHUNK_BITS
+        parts = Signal(chunks + 1, name=f"{name}_s1a_parts", reset_less=True)
+        for k in range(chunks):
+            bits = slice(k * _CHUNK_BITS, (k + 1) * _CHUNK_BITS)
+            m.d.sync += parts[k].eq((addr[bits] & entry["mask"][bits]) == entry["ip"][bits])
+        m.d.sync += parts[chunks].eq(rest)
+        return parts
 
     # -- S2: first match ---------------------------------------------------------------------------
 
