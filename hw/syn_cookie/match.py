@@ -10,8 +10,9 @@ model: ``sim.reference.syn_cookie.SynCookieModel.match``. Formats: ``hw.syn_cook
 
 Pipeline, one frame a clock, no stall once a frame is accepted::
 
-    i ─► S0 (registers) ─► S1 compare (16 services, 16 rules: prefix, port, VLAN; MSS index)
-      ─► S2a first match (one-hot) ─► S2b the entries' fields (offer, DENY)
+    i ─► S0 (registers) ─► S1a compare (16 services, 16 rules: 16-bit chunks of the prefix,
+      port, VLAN; MSS index) ─► S1b AND ─► S2a first match (one-hot) ─► S2b the entries'
+      fields (offer, DENY)
       ─► S3 DENY, caps (token buckets), verdict ─► FIFO (6) ─► o
 
 - The tables are flip-flops. A write (``service_write``, ``rule_write``: slot, entry, enable) is
