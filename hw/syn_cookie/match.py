@@ -62,7 +62,7 @@ _DEFAULT_MSS_IPV4 = 536
 _DEFAULT_MSS_IPV6 = 1220
 #: Verdicts the FIFO holds: the frames in S0..S3 and in the FIFO are at most this many (one
 #: more than the latency, for one frame a clock).
-_FIFO_DEPTH = 7
+_FIFO_DEPTH = 8
 #: The clock (after the frame's acceptance) in which each stage that reads the tables runs.
 _S1, _S2B, _S3 = 1, 4, 5
 #: Address bits compared per S1a register.
@@ -222,7 +222,9 @@ class SynMatcher(wiring.Component):
     mss_ipv6: In(MssTable)
     counts: Out(SynCounterPulses)
 
-    latency = 6
+    latency = 7
+    #: Clocks from a frame accepted to the clock it meets the caps (S3).
+    CAPS_CLOCK = _S3
     #: Clocks from a table write to the first frame accepted that sees it.
     WRITE_DELAY = 2
 
@@ -357,7 +359,7 @@ class SynMatcher(wiring.Component):
         refill_gap = Signal()   # this clock's frame would meet the refill in S3 (a flip-flop)
         m.d.sync += [
             clock.eq(clock + 1),
-            refill_gap.eq(clock == (1 << self._interval_log2) - self.latency - 1),
+            refill_gap.eq(clock == (1 << self._interval_log2) - self.CAPS_CLOCK - 2),
         ]
         m.d.comb += [
             self.i.ready.eq((in_flight != _FIFO_DEPTH) & ~refill_gap),
@@ -556,7 +558,10 @@ class SynMatcher(wiring.Component):
                     e["tokens"].eq(Mux(refilled > e["burst"], e["burst"], refilled)),
                     e["empty"].eq((e["burst"] == 0) | (e["empty"] & (e["rate"] == 0))),
                 ]
-            with m.Elif(take & self._s2_rule_one_hot[n] & e["capped"]):
+            # One-hot: for the selected bucket ``rule_blocked`` is its own ``empty``, so each
+            # bucket decides its take from its own flip-flops (no OR over the 16 buckets).
+            with m.Elif(pending & self._s2_rule_one_hot[n] & e["capped"] & ~e["empty"]
+                        & ~global_blocked):
                 m.d.sync += [
                     e["tokens"].eq(e["tokens"] - 1),
                     e["empty"].eq(e["tokens"] == 1),
@@ -626,6 +631,11 @@ class SynMatcher(wiring.Component):
             req.age_limit.eq(self.control.age_limit),
         ]
 
+        # The verdict into a register, then the FIFO (the FIFO's LUT RAM is far from the buckets).
+        verdict_reg = Signal(SynMatchVerdict, reset_less=True)
+        verdict_valid = Signal()
+        m.d.sync += [verdict_reg.eq(verdict), verdict_valid.eq(self._s2_valid)]
+
         # Counters: a pulse per SYN decision, registered with the verdict.
         syn = Signal()
         m.d.comb += syn.eq(self._s2_valid & (action != SynMatchAction.PASS)
@@ -643,8 +653,8 @@ class SynMatcher(wiring.Component):
             width=data.Layout.cast(SynMatchVerdict).size, depth=_FIFO_DEPTH)
         deliver = Signal()
         m.d.comb += [
-            fifo.w_en.eq(self._s2_valid),
-            fifo.w_data.eq(verdict.as_value()),
+            fifo.w_en.eq(verdict_valid),
+            fifo.w_data.eq(verdict_reg.as_value()),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),

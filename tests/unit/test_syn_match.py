@@ -8,7 +8,7 @@ the clock of every write and of every frame accepted; the consumer takes the ver
 random backpressure or always ready) and the counter pulses. Afterwards the scoreboard replays
 writes and frames into the model in clock order (a write in clock ``w`` applies from the frame
 accepted in ``w + WRITE_DELAY`` on; a frame decides its caps in its S3 clock, accepted +
-latency - 1) and compares
+CAPS_CLOCK) and compares
 every verdict field by field and every counter.
 """
 
@@ -381,9 +381,9 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
     for clock, what, payload in events:
         if what == "write":
             kind, index, entry = payload
-            # The rule's bucket is full from the S3 clock (accepted + latency - 1) of the first
+            # The rule's bucket is full from the S3 clock (accepted + CAPS_CLOCK) of the first
             # frame that sees the write (accepted w + WRITE_DELAY).
-            applied = int(clock + 0.5) + SynMatcher.latency - 1
+            applied = int(clock + 0.5) + SynMatcher.CAPS_CLOCK
             for m in (model, full):
                 if kind == "service":
                     m.set_service(index, entry)
@@ -391,7 +391,7 @@ def check(run, setup, services=(), rules=(), interval_log2=INTERVAL_LOG2):
                     m.set_rule(index, entry, applied)
             continue
         frame = payload
-        now = int(clock) + SynMatcher.latency - 1      # S3: the caps' clock
+        now = int(clock) + SynMatcher.CAPS_CLOCK       # S3: the caps' clock
         tcp = frame.tcp if frame.eligible and setup.enable else None
         result = model.match(tcp, now)
         full.decide_fields(tcp, now)
@@ -614,7 +614,8 @@ def test_one_frame_a_clock_and_latency():
     # The clock refused is the one whose frame would reach S3 in the interval's last clock,
     # when the buckets refill.
     refills = [c for c in range(first, last + 1)
-               if c & ((1 << INTERVAL_LOG2) - 1) == (1 << INTERVAL_LOG2) - SynMatcher.latency]
+               if c & ((1 << INTERVAL_LOG2) - 1)
+               == (1 << INTERVAL_LOG2) - 1 - SynMatcher.CAPS_CLOCK]
     assert span == len(frames) + len(refills)
     assert run.refused == refills
     assert [t - a for a, t in zip(run.accepted, run.taken, strict=True)] == (
