@@ -647,3 +647,21 @@ def test_writes_take_effect_between_frames():
     results = check(simulate(items, setup, seed=10), setup)
     counts = actions(results)
     assert all(counts[a] > 10 for a in SynMatchAction if a is not SynMatchAction.PASS), counts
+
+
+def test_capped_by_one_bucket_takes_from_neither():
+    # Both caps at once: the global bucket (1 a 128-clock interval) runs dry first, and the SYNs
+    # it caps must leave the rule's bucket (no refill, 6 tokens) untouched: it lasts 6
+    # intervals, not fewer.
+    rng = random.Random(11)
+    setup = Setup(global_cap=(1, 1))
+    services = [Service(bytes(4), 80, prefix_len=0)]
+    rules = [Rule(bytes([10, 0, 0, 0]), 8, rate=0, burst=6)]
+    items = writes_of(services, rules)
+    for _ in range(10):
+        for _ in range(4):
+            items.append(make_frame(rng, ipv6=False, src=bytes([10, 1, 2, 3]),
+                                    dst=rng.randbytes(4), dport=80, flags=SYN))
+        items.append(("idle", 130))
+    results = check(simulate(items, setup, seed=11), setup)
+    assert actions(results)[SynMatchAction.MAKE] == 6
