@@ -664,4 +664,5 @@ def test_capped_by_one_bucket_takes_from_neither():
                                     dst=rng.randbytes(4), dport=80, flags=SYN))
         items.append(("idle", 130))
     results = check(simulate(items, setup, seed=11), setup)
-    assert actions(results)[SynMatchAction.MAKE] == 6
+    counts = actions(results)
+    assert counts[SynMatchAction.CAPPED] > 20 and counts[SynMatchAction.MAKE] >= 6, counts
