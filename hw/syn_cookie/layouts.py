@@ -11,6 +11,7 @@ New values in shared enums (hw/layouts.py, additive): ``CommandOpcode.SYN_SERVIC
 from amaranth.lib import data, enum
 
 from .. import params
+from ..layouts import DispatchedFrame
 
 __all__ = [
     "TS_WSCALE_NONE", "NO_TS_OPTIONS",
@@ -21,6 +22,8 @@ __all__ = [
     "SYN_TABLE_ENTRY_BYTES",
     "CookieFamilyMss", "CookieMessage", "CookieOp", "CookieVerdict", "CookieRequest",
     "CookieResponse",
+    "SynCounterPulses", "SynOptions", "SynMatchInput", "SynMatchAction", "SynOffer",
+    "SynMatchVerdict",
 ]
 
 #: ``TsCookieOptions.wscale`` when the SYN carried no window-scale option (as Linux's
@@ -371,3 +374,103 @@ class CookieResponse(data.Struct):
     ts_val: 32
     verdict: CookieVerdict
     info: SynConnectionInfo
+
+
+# --- The classifier and matcher (hw/syn_cookie/match.py) ----------------------------------------
+
+#: One bit per :class:`SynCounters` field: the unit's stages pulse a bit to count one (as
+#: :data:`hw.layouts.HostCounterPulses`).
+SynCounterPulses = data.StructLayout({name: 1 for name, _ in data.Layout.cast(SynCounters)})
+
+
+class SynOptions(data.Struct):
+    """The TCP options of a frame as the option walker finds them (docs/syn_cookie.md §2.3: at
+    most ``SYN_OPTION_STEPS`` steps, a step one option or a run of up to 4 NOPs; a malformed
+    option ends the walk; an option of the wrong length is ignored), as
+    ``sim.reference.syn_cookie.TcpOptions``. Not in the status word: the walker reads them from
+    the packet buffer's header bytes (the receive sequencer or the packet buffer, to come).
+
+    Members
+    -------
+    mss_present, mss : 1, 16 bits
+        Kind 2, length 4.
+    wscale_present, wscale : 1, 8 bits
+        Kind 3, length 3: the shift as sent (the matcher takes one above 14 as 14).
+    sack_permitted : 1 bit
+        Kind 4, length 2.
+    timestamps, ts_val, ts_ecr : 1, 32, 32 bits
+        Kind 8, length 10.
+    """
+    mss_present: 1
+    mss: 16
+    wscale_present: 1
+    wscale: 8
+    sack_permitted: 1
+    timestamps: 1
+    ts_val: 32
+    ts_ecr: 32
+
+
+class SynMatchInput(data.Struct):
+    """What the matcher takes per frame: the dispatcher's descriptor (its status summary, TCP
+    fields and CCB-table answer) and the frame's TCP options."""
+    frame: DispatchedFrame
+    options: SynOptions
+
+
+class SynMatchAction(enum.Enum, shape=3):
+    """The matcher's verdict on a frame (docs/syn_cookie.md §2.3, in the model's order)."""
+    PASS = 0        # not the unit's: on untouched and uncounted (no SYN / ACK for a service,
+                    # the unit off, a table hit, not good TCP, two VLAN tags)
+    TO_SLOW = 1     # a SYN for no service: slow path (``syns_to_slow``)
+    DENIED = 2      # a SYN denied by a rule or ``default_deny``: dropped (``syns_denied``)
+    CAPPED = 3      # a SYN whose rule's or the global bucket was empty: dropped (``syns_capped``)
+    ASK = 4         # a SYN for an *ask* service: to the host with SYN_ASK (``syns_asked``)
+    MAKE = 5        # a SYN accepted for an *immediate* service: the cookie core's MAKE, then
+                    # the SYN-ACK (``syns_answered`` or ``syns_tx_full`` downstream)
+    CHECK = 6       # an ACK for a service (any mode): the cookie core's CHECK (``cookies_*``)
+
+
+class SynOffer(data.Struct):
+    """What the SYN-ACK of a MAKE carries beyond the frame's own fields and the cookie core's
+    answer (the :class:`SynAckRequest` fields of the same names): the service's window and MSS,
+    and the options both sides agreed (``SynCookieModel.syn_ack_request``)."""
+    window: 16
+    mss: 16
+    wscale_ok: 1        # timestamps, and the SYN has a window-scale option
+    wscale: 4           # the service's shift
+    sack: 1
+    timestamps: 1
+    ecn: 1
+    ts_ecr: 32          # with timestamps: the SYN's TSval, echoed; else 0
+
+
+class SynMatchVerdict(data.Struct):
+    """The matcher's answer for one frame, in frame order.
+
+    Members
+    -------
+    action : SynMatchAction
+    service_matched, service : 1, 4 bits
+        A SYN or ACK of the unit (not PASS for its kind) that matched a service: the first
+        valid slot that did (0 / 0 otherwise).
+    rule_matched, rule : 1, 4 bits
+        A SYN with a service: the first valid rule holding its source (0 / 0: none matched, or
+        not evaluated).
+    rcv_wscale : 4 bits
+        The service's window shift (``SynConnectionDetail.rcv_wscale`` of SYN_ASK and, when the
+        peer scales, of CONNECTION).
+    offer : SynOffer
+        MAKE: for the SYN-ACK builder.
+    cookie : CookieRequest
+        MAKE and CHECK: the cookie core's request (tuple, seq, ack, options, MSS index, the key
+        slot, time counter, timestamp clock and age limit of the decision's clock).
+    """
+    action: SynMatchAction
+    service_matched: 1
+    service: (params.SYN_SERVICES - 1).bit_length()
+    rule_matched: 1
+    rule: (params.SYN_RULES - 1).bit_length()
+    rcv_wscale: 4
+    offer: SynOffer
+    cookie: CookieRequest

@@ -25,6 +25,7 @@ from hw.syn_cookie.layouts import (
     SynConnectionDetail,
     SynConnectionInfo,
     SynCounters,
+    SynMatchAction,
     SynRule,
     SynService,
     VlanMatch,
@@ -44,7 +45,7 @@ __all__ = [
     "parse_tcp_frame", "mapped_address", "cookie_message", "make_isn", "split_isn",
     "mss_index_for", "ts_options_of", "options_byte", "cookie_ts_val", "encode_cookie",
     "check_cookie", "prefix_match", "syn_ack_frame", "COUNTER_NAMES",
-    "make_cookie", "ack_options", "check_ack",
+    "make_cookie", "ack_options", "check_ack", "MatchResult",
 ]
 
 MASK32 = (1 << 32) - 1
@@ -221,6 +222,9 @@ def parse_tcp_frame(frame: bytes) -> TcpFrame | None:
 class CookieConfig:
     """The host's settings the cookie depends on (registers, docs/syn_cookie.md).
 
+    ``cap_interval_log2``: the token buckets' refill interval (clocks, log2); tests shorten it
+    as they shorten ``tick_log2``.
+
     ``check_hash_bits`` is a model-only knob: how many of the ISN's hash bits the check compares
     (the hardware compares all :data:`~hw.params.SYN_ISN_HASH_BITS`); the forgery test lowers it
     to see acceptances at the predicted rate.
@@ -233,6 +237,7 @@ class CookieConfig:
     mss_ipv6: tuple = params.SYN_MSS_TABLE_IPV6
     ts_offset: int = 0
     check_hash_bits: int = params.SYN_ISN_HASH_BITS
+    cap_interval_log2: int = params.SYN_CAP_INTERVAL_LOG2
 
     def __post_init__(self):
         if not 0 <= self.age_limit <= _ISN_TIME_MASK:
@@ -558,6 +563,18 @@ class Connection:
                                           "rcv_wscale": self.rcv_wscale})
 
 
+@dataclasses.dataclass(frozen=True)
+class MatchResult:
+    """What :meth:`SynCookieModel.match` decided (the matcher's verdict,
+    :class:`~hw.syn_cookie.layouts.SynMatchVerdict`): the action, the service slot (a SYN or
+    ACK that matched one), the rule slot (a SYN with a service whose source a rule holds) and
+    the counters the matcher moves."""
+    action: SynMatchAction
+    service: int | None = None
+    rule: int | None = None
+    counters: tuple = ()
+
+
 @dataclasses.dataclass
 class Decision:
     """What :meth:`SynCookieModel.decide` did with a frame: the action, the counters it moved
@@ -645,27 +662,75 @@ class SynCookieModel:
         self.default_deny = default_deny
         self.enable = enable
         self.ttl, self.tos = ttl, tos
-        self.rule_buckets = [TokenBucket(r.rate, r.burst) if r and r.rate is not None else None
-                             for r in self.rules]
-        self.global_bucket = TokenBucket(*global_cap) if global_cap else None
+        self.rule_buckets = [self._bucket(r, 0) for r in self.rules]
+        self.global_bucket = (TokenBucket(*global_cap, config.cap_interval_log2) if global_cap
+                              else None)
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
+
+    def _bucket(self, rule, now: int) -> "TokenBucket | None":
+        """A capped rule's bucket, full at clock ``now``."""
+        if rule is None or rule.rate is None:
+            return None
+        log2 = self.config.cap_interval_log2
+        return TokenBucket(rule.rate, rule.burst, log2, interval=now >> log2)
+
+    # -- the tables, as the host writes them (SYN_SERVICE, SYN_RULE) --
+
+    def set_service(self, index: int, service: "Service | None"):
+        """Write services slot ``index`` (None empties it)."""
+        self.services.extend([None] * (index + 1 - len(self.services)))
+        self.services[index] = service
+
+    def set_rule(self, index: int, rule: "Rule | None", now: int):
+        """Write rules slot ``index`` at clock ``now`` (None empties it): its bucket is full."""
+        self.rules.extend([None] * (index + 1 - len(self.rules)))
+        self.rule_buckets.extend([None] * (index + 1 - len(self.rule_buckets)))
+        self.rules[index] = rule
+        self.rule_buckets[index] = self._bucket(rule, now)
 
     # -- the decision --
 
     def decide(self, frame: bytes, now: int) -> Decision:
         """What the unit does with ``frame`` arriving at clock ``now`` (the CCB table missed)."""
-        tcp = parse_tcp_frame(frame) if self.enable else None
-        if tcp is None:
-            return Decision(Action.PASS)
-        if _is_syn(tcp.flags):
-            decision = self._decide_syn(tcp, now)
-        elif _is_ack(tcp.flags) and self._service_of(tcp) is not None:
+        return self.decide_fields(parse_tcp_frame(frame) if self.enable else None, now)
+
+    def decide_fields(self, tcp: "TcpFrame | None", now: int) -> Decision:
+        """:meth:`decide` on a frame's fields (None: not good TCP, or the unit is off)."""
+        result = self.match(tcp, now)
+        if result.action is SynMatchAction.PASS:
+            decision = Decision(Action.PASS)
+        elif result.action is SynMatchAction.CHECK:
             decision = self._decide_ack(tcp, now)
         else:
-            decision = Decision(Action.PASS)
+            decision = self._decide_syn(tcp, result, now)
         for name in decision.counters:
             self.counters[name] += 1
         return decision
+
+    def match(self, tcp: "TcpFrame | None", now: int) -> "MatchResult":
+        """The classify and match stages alone (hw/syn_cookie/match.py): the frame's kind, its
+        service, the rules and the caps, at clock ``now``. Takes the tokens of an accepted SYN
+        but moves no counter (:meth:`decide_fields` does; ``MatchResult.counters`` says which
+        of the matcher's it moves)."""
+        if tcp is None:
+            return MatchResult(SynMatchAction.PASS)
+        if _is_syn(tcp.flags):
+            index = self._service_of(tcp)
+            if index is None:
+                return MatchResult(SynMatchAction.TO_SLOW, counters=("syns_seen", "syns_to_slow"))
+            rule, verdict = self._screen(tcp, now)
+            if verdict is not None:
+                action = (SynMatchAction.DENIED if verdict == "syns_denied"
+                          else SynMatchAction.CAPPED)
+                return MatchResult(action, index, rule, ("syns_seen", verdict))
+            if self.services[index].mode is ServiceMode.ASK:
+                return MatchResult(SynMatchAction.ASK, index, rule, ("syns_seen", "syns_asked"))
+            return MatchResult(SynMatchAction.MAKE, index, rule, ("syns_seen",))
+        if _is_ack(tcp.flags):
+            index = self._service_of(tcp)
+            if index is not None:
+                return MatchResult(SynMatchAction.CHECK, index)
+        return MatchResult(SynMatchAction.PASS)
 
     def accept(self, frame: bytes, now: int) -> Decision:
         """SYN_ACCEPT of an *ask* SYN: the SYN-ACK, as the immediate mode makes it at ``now``."""
@@ -690,13 +755,12 @@ class SynCookieModel:
                 return index
         return None
 
-    def _decide_syn(self, tcp: TcpFrame, now: int) -> Decision:
-        index = self._service_of(tcp)
-        if index is None:
+    def _decide_syn(self, tcp: TcpFrame, result: "MatchResult", now: int) -> Decision:
+        if result.action is SynMatchAction.TO_SLOW:
             return Decision(Action.SLOW, {"syns_seen": 1, "syns_to_slow": 1})
-        verdict = self._screen(tcp, now)
-        if verdict is not None:
-            return Decision(Action.DROP, {"syns_seen": 1, verdict: 1})
+        if result.action in (SynMatchAction.DENIED, SynMatchAction.CAPPED):
+            return Decision(Action.DROP, dict.fromkeys(result.counters, 1))
+        index = result.service
         service = self.services[index]
         if service.mode is ServiceMode.ASK:
             detail = pack(SynConnectionDetail, {"service": index, "rcv_wscale": service.wscale})
@@ -705,9 +769,10 @@ class SynCookieModel:
         return Decision(Action.SYN_ACK, {"syns_seen": 1, "syns_answered": 1},
                         reply=self._syn_ack(tcp, service, now))
 
-    def _screen(self, tcp: TcpFrame, now: int) -> str | None:
-        """Acceptance rules, then caps: the counter of the reason to drop, or None to accept.
-        Tokens are taken only when every bucket that applies has one."""
+    def _screen(self, tcp: TcpFrame, now: int) -> tuple:
+        """Acceptance rules, then caps: ``(rule index or None, the counter of the reason to
+        drop or None to accept)``. Tokens are taken only when every bucket that applies has
+        one."""
         rule_index = next((i for i, r in enumerate(self.rules) if r is not None and r.matches(tcp)),
                           None)
         if rule_index is None:
@@ -715,23 +780,35 @@ class SynCookieModel:
         else:
             action, bucket = self.rules[rule_index].action, self.rule_buckets[rule_index]
         if action is RuleAction.DENY:
-            return "syns_denied"
+            return rule_index, "syns_denied"
         buckets = [b.at(now) for b in (bucket, self.global_bucket) if b is not None]
         if any(b.tokens == 0 for b in buckets):
-            return "syns_capped"
+            return rule_index, "syns_capped"
         for b in buckets:
             b.tokens -= 1
-        return None
+        return rule_index, None
 
-    def syn_ack_request(self, tcp: TcpFrame, service: Service, now: int) -> dict:
-        """The :class:`~hw.syn_cookie.layouts.SynAckRequest` fields for an accepted SYN."""
-        cfg, opts = self.config, tcp.options
+    def syn_offer(self, tcp: TcpFrame, service: Service) -> dict:
+        """What a SYN accepted for ``service`` agrees: ``timestamps``, ``wscale`` (the peer's
+        shift, None: no scaling), ``sack``, ``ecn``, the hashed ``options`` byte and the peer's
+        ``mss_index``."""
+        opts = tcp.options
         timestamps = opts.timestamps and service.timestamps
         wscale = opts.wscale if timestamps else None
         sack = timestamps and opts.sack_permitted and service.sack
         ecn = timestamps and service.ecn and _ecn_setup(tcp.flags)
-        hashed = options_byte(timestamps, wscale, sack, ecn)
-        mss_index = mss_index_for(opts.mss, cfg.mss_table(tcp.ipv6), tcp.ipv6)
+        return {"timestamps": timestamps, "wscale": wscale, "sack": sack, "ecn": ecn,
+                "options": options_byte(timestamps, wscale, sack, ecn),
+                "mss_index": mss_index_for(opts.mss, self.config.mss_table(tcp.ipv6),
+                                           tcp.ipv6)}
+
+    def syn_ack_request(self, tcp: TcpFrame, service: Service, now: int) -> dict:
+        """The :class:`~hw.syn_cookie.layouts.SynAckRequest` fields for an accepted SYN."""
+        cfg, opts = self.config, tcp.options
+        offer = self.syn_offer(tcp, service)
+        timestamps, wscale, sack, ecn = (offer["timestamps"], offer["wscale"], offer["sack"],
+                                         offer["ecn"])
+        hashed, mss_index = offer["options"], offer["mss_index"]
         isn = encode_cookie(cfg, tcp.tuple, tcp.seq, hashed, mss_index, cfg.time(now))
         ts_val = cookie_ts_val(cfg.ts_clock(now), hashed & 0x3F) if timestamps else 0
         return {
