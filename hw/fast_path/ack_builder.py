@@ -42,7 +42,7 @@ with requests waiting and ``o.ready`` high the frames leave back to back (one AC
 the shortest ones, 60 bytes).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,6 +62,7 @@ from ..lib.header_frame import (
     CHECKSUM_STAGES,
     FrameSender,
     header_checksums,
+    request_register,
     variant_frame,
     words16,
 )
@@ -157,20 +158,9 @@ class AckBuilder(wiring.Component):
         m = Module()
 
         # --- Request register: holds the next frame's request until the frame is loaded --------
-        # Data registers have no reset (their valid flags do): fewer control sets to pack.
         sender = FrameSender(m, self.o, FRAME_BEATS_MAX)
         load = sender.load
-        req = Signal(AckRequest, reset_less=True)
-        req_valid = Signal()
-        m.d.comb += self.requests.ready.eq(~req_valid)
-        with m.If(self.requests.valid & ~req_valid):
-            m.d.sync += [req.eq(self.requests.payload), req_valid.eq(1)]
-        with m.Elif(load):
-            m.d.sync += req_valid.eq(0)
-        # aged[k]: the request has been here k + 1 clocks (cleared by the load). The last one says
-        # the checksums are complete.
-        aged = Signal(CHECKSUM_STAGES)
-        m.d.sync += aged.eq(Cat(req_valid, aged[:-1]) & (~load).replicate(CHECKSUM_STAGES))
+        req, aged = request_register(m, self.requests, AckRequest, load)
 
         # --- Checksums: five registered stages, running free from the request register ----------
         # IPv4 keeps only the low 32 bits of each address: the others count as zero.

@@ -18,7 +18,8 @@ from amaranth import Cat, Const, Mux, Signal
 from .. import params
 from .skid import SkidOutput
 
-__all__ = ["CHECKSUM_STAGES", "be_bytes", "words16", "tree_sum", "header_checksums",
+__all__ = ["CHECKSUM_STAGES", "request_register",
+           "be_bytes", "words16", "tree_sum", "header_checksums",
            "variant_frame", "FrameSender"]
 
 _BEAT = params.BEAT_BYTES
@@ -45,6 +46,24 @@ def tree_sum(terms):
         terms = [a + b for a, b in zip(terms[0::2], terms[1::2])] + terms[len(terms) & ~1:]
     return terms[0]
 
+
+
+def request_register(m, requests, shape, load):
+    """The builders' request register: takes a request from ``requests`` while empty and holds it
+    until the frame is loaded (``load``). Returns ``(req, aged)``: ``aged[k]`` says
+    the request has been here ``k + 1`` clocks (cleared by the load), the last bit that the
+    checksums are complete. Data registers have no reset (their valid flags do): fewer control
+    sets to pack."""
+    req = Signal(shape, name="req", reset_less=True)
+    req_valid = Signal(name="req_valid")
+    m.d.comb += requests.ready.eq(~req_valid)
+    with m.If(requests.valid & ~req_valid):
+        m.d.sync += [req.eq(requests.payload), req_valid.eq(1)]
+    with m.Elif(load):
+        m.d.sync += req_valid.eq(0)
+    aged = Signal(CHECKSUM_STAGES, name="aged")
+    m.d.sync += aged.eq(Cat(req_valid, aged[:-1]) & (~load).replicate(CHECKSUM_STAGES))
+    return req, aged
 
 def header_checksums(m, address_terms, tcp_terms, ip_terms, tcp_late_terms=()):
     """The TCP checksum (pseudo-header included) and the IPv4 header checksum of one frame, in

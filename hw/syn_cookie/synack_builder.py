@@ -57,6 +57,7 @@ from ..lib.header_frame import (
     FrameSender,
     be_bytes,
     header_checksums,
+    request_register,
     variant_frame,
     words16,
 )
@@ -188,20 +189,9 @@ class SynAckBuilder(wiring.Component):
         m = Module()
 
         # --- Request register: holds the next frame's request until the frame is loaded --------
-        # Data registers have no reset (their valid flags do): fewer control sets to pack.
         sender = FrameSender(m, self.o, FRAME_BEATS_MAX)
         load = sender.load
-        req = Signal(SynAckRequest, reset_less=True)
-        req_valid = Signal()
-        m.d.comb += self.requests.ready.eq(~req_valid)
-        with m.If(self.requests.valid & ~req_valid):
-            m.d.sync += [req.eq(self.requests.payload), req_valid.eq(1)]
-        with m.Elif(load):
-            m.d.sync += req_valid.eq(0)
-        # aged[k]: the request has been here k + 1 clocks (cleared by the load). The last one says
-        # the checksums are complete.
-        aged = Signal(CHECKSUM_STAGES)
-        m.d.sync += aged.eq(Cat(req_valid, aged[:-1]) & (~load).replicate(CHECKSUM_STAGES))
+        req, aged = request_register(m, self.requests, SynAckRequest, load)
 
         # The options sent: SACK-permitted and window scale only with timestamps (as the model).
         ts = req.timestamps
