@@ -703,7 +703,9 @@ class RxJob(data.Struct):
     length: 14              # PLACE: bytes, 1 .. MAX_FRAME_BYTES
     addr: 64                # PLACE: host address of the first byte (any alignment)
     conn_nbr: 16            # FRAME_DATA: the event's detail; PLACE: named if its write fails
-    event: Event            # EVENT: the event to post (``phase`` is the event writer's)
+    event: Event            # EVENT: the event to post (``phase`` is the event writer's);
+                            # SLOW: kind 0, or the kind, tag and detail of the event to post
+                            # instead of RX (CONNECTION, SYN_ASK)
 
 
 class AckRequest(data.Struct):

@@ -9,7 +9,9 @@ Each :class:`~hw.layouts.RxJob` is one of:
   holds the frame's :class:`~hw.layouts.RxSummary` (32 bytes) and, from byte 32, the frame.
   Buffers are aligned to the DMA beat: the bits of ``RxDescriptor.addr`` below the beat (3:0 at
   128 bits) are ignored, the summary starts at the address with them cleared. A frame whose buffer
-  is too small (``size < 32 + length``) is not written.
+  is too small (``size < 32 + length``) is not written. With ``event.kind`` set (not 0) the
+  event is that kind, with the job's ``event.tag`` and ``event.detail`` (also with
+  ``BUFFER_TOO_SMALL`` or ``DMA_ERROR``): the SYN-cookie unit's ``CONNECTION`` and ``SYN_ASK``.
 - ``FRAME_DATA``: the same fill, event ``FRAME_DATA`` (tag: the segment's ``seq``, detail: the
   ``conn_nbr``, also with ``BUFFER_TOO_SMALL`` or ``DMA_ERROR``). Counted by the ``frame_data``
   pulse when OK (the receive engine counts it), in ``rx_drop_*`` as ``SLOW`` when not.
@@ -415,8 +417,15 @@ class RxWriter(wiring.Component):
 
         record_in = Signal(_Record)
         fill_event = Signal(4)
-        m.d.comb += fill_event.eq(Mux(job.kind == RxJobKind.FRAME_DATA,
-                                      EventKind.FRAME_DATA.value, EventKind.RX.value))
+        # A SLOW job whose ``event.kind`` is set posts that kind, ``tag`` and ``detail`` instead
+        # of RX's (the SYN-cookie unit's CONNECTION and SYN_ASK: docs/syn_cookie.md §3).
+        named = Signal()
+        m.d.comb += [
+            named.eq((job.kind == RxJobKind.SLOW) & (job.event.kind != 0)),
+            fill_event.eq(Mux(named, job.event.kind,
+                              Mux(job.kind == RxJobKind.FRAME_DATA,
+                                  EventKind.FRAME_DATA.value, EventKind.RX.value))),
+        ]
         with m.If(error_entry):
             m.d.comb += [
                 record_in.post.eq(1),
@@ -452,15 +461,17 @@ class RxWriter(wiring.Component):
                 record_in.slow.eq(~too_small & ~frame_data),
                 record_in.frame_data.eq(~too_small & frame_data),
                 record_in.too_small.eq(too_small),
-                record_in.keep_detail.eq(frame_data),
+                record_in.keep_detail.eq(frame_data | named),
                 record_in.kind.eq(fill_event),
                 record_in.ring.eq(RingId.RX.value),
                 record_in.index.eq(entry.index),
                 record_in.length.eq(length),
                 record_in.code.eq(Mux(too_small, EventCode.BUFFER_TOO_SMALL.value,
                                       EventCode.OK.value)),
-                record_in.tag.eq(Mux(frame_data, frame.tcp.seq, frame.summary.hash)),
-                record_in.detail.eq(Mux(frame_data, job.conn_nbr, buffer_addr[:31])),
+                record_in.tag.eq(Mux(named, job.event.tag,
+                                     Mux(frame_data, frame.tcp.seq, frame.summary.hash))),
+                record_in.detail.eq(Mux(named, job.event.detail,
+                                        Mux(frame_data, job.conn_nbr, buffer_addr[:31]))),
             ]
         record = Signal(_Record)
         record_valid = Signal()

@@ -99,7 +99,14 @@ def _plan_frame(rng, length, place_cursor, p_place):
         if then_fill:
             jobs.append((RxJobKind.SLOW, {"free": True, "conn_nbr": 0}))
     else:
-        jobs.append((rng.choice(_FILL), {"free": True, "conn_nbr": conn}))
+        kind = rng.choice(_FILL)
+        fields = {"free": True, "conn_nbr": conn}
+        if kind == RxJobKind.SLOW and rng.random() < 0.3:
+            # The SYN-cookie unit's fill: its own event kind, tag and detail.
+            fields["named"] = {"kind": rng.choice([EventKind.CONNECTION,
+                                                   EventKind.SYN_ASK]).value,
+                               "tag": rng.randrange(1 << 32), "detail": rng.randrange(1 << 31)}
+        jobs.append((kind, fields))
     return jobs, place_cursor
 
 
@@ -229,6 +236,10 @@ def _run(data_bits, *, seed, n_frames, p_place=0.5, p_event=0.25, p_error=0.06,
             for kind, fields in jobs:
                 payload = {"kind": kind, "frame": record, "free": int(fields["free"]),
                            "conn_nbr": fields["conn_nbr"]}
+                named = fields.get("named")
+                if named is not None:
+                    payload["event"] = {"kind": named["kind"], "tag": named["tag"],
+                                        "detail": named["detail"]}
                 piece = fields.get("piece")
                 if piece is not None:
                     payload.update(offset=piece.offset, length=piece.length, addr=piece.addr)
@@ -429,6 +440,9 @@ def _check(st, frames, entries, beat, expected_frees):
                  "ring": RingId.RX.value, "index": e["index"], "length": len(frame),
                  "tag": int(record.tcp.seq if fd else record.summary.hash),
                  "detail": fields["conn_nbr"] if fd else 0}
+        named = fields.get("named")
+        if named:
+            event.update(named)
         if e["size"] < RX_SUMMARY_BYTES + len(frame):
             event["code"] = EventCode.BUFFER_TOO_SMALL.value
             counts["rx_drop_too_small"] += 1
@@ -438,7 +452,7 @@ def _check(st, frames, entries, beat, expected_frees):
             summary = int(record.summary.as_value().value).to_bytes(RX_SUMMARY_BYTES, "little")
             if write(addr, summary + frame):
                 event["code"] = EventCode.DMA_ERROR.value
-                if not fd:
+                if not fd and not named:
                     event["detail"] = addr & 0x7FFF_FFFF
                 counts["rx_drop_dma_error"] += 1
             else:
