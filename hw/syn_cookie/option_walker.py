@@ -127,10 +127,14 @@ class OptionWalker(wiring.Component):
 
         # The walk ends with this step: nothing (more) to read, a malformed option, the budget
         # spent, or this step consumes the last byte.
+        # A NOP run ends the options when its last byte is the last one: byte k is in the run
+        # and ``rem`` is k + 1 (then byte k + 1 is not: it would need ``rem > k + 1``). An OR of
+        # the run's own terms, not its length compared.
+        nop_end = Signal()
+        m.d.comb += nop_end.eq(Cat(*[run[k] & (rem == k + 1) for k in range(self.nop_run)]).any())
         ends = Signal()
         m.d.comb += ends.eq(
-            eol | last_step
-            | Mux(is_nop, run_last + 1 == rem, malformed | (length == rem)))
+            eol | last_step | Mux(is_nop, nop_end, malformed | (length == rem)))
 
         # The register shifted by the bytes this step consumes: the option's length (6 bits are
         # enough: a length above 40 is malformed and ends the walk), or the NOP run's.

@@ -288,3 +288,9 @@ def test_broken_on_purpose_budget_9():
     outs, _, _ = run_walker([raw], 1, 0.0, 1.0, dut=OptionWalker(steps=STEPS + 1))
     with pytest.raises(AssertionError):
         check([raw], outs)
+
+
+def test_converts_to_rtlil():
+    """The walker elaborates to RTLIL (what yosys would read; not synthesized here)."""
+    from amaranth.back import rtlil
+    assert "module" in rtlil.convert(OptionWalker())
