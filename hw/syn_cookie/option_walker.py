@@ -108,7 +108,9 @@ class OptionWalker(wiring.Component):
 
         is_nop = kind == _NOP
         eol = (rem == 0) | (kind == _EOL)
-        malformed = (rem < 2) | (length < 2) | (length > rem)
+        # No length byte (``rem`` < 2) needs no term of its own: byte 1 is then past the end, and
+        # any value of it is below 2 or above ``rem``.
+        malformed = (length < 2) | (length > rem)
         last_step = step == self.steps - 1
 
         # This step's findings over the earlier ones.

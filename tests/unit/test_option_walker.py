@@ -56,6 +56,17 @@ CASES = [
     ("mss_len5", bytes([2, 5, 5, 0xB4, 0]) + TS),
     ("ts_len8", bytes([8, 8, 1, 2, 3, 4, 5, 6]) + MSS),
     ("ws_len4", bytes([3, 4, 9, 9]) + MSS),
+    ("ws_len2", bytes([3, 2]) + MSS),
+    ("ts_len11", bytes([8, 11]) + bytes(9) + MSS),
+    ("ts_len12", bytes([8, 12]) + bytes(10) + MSS),
+    ("mss_len10", bytes([2, 10]) + bytes(8) + MSS),
+    ("sack_len10", bytes([4, 10]) + bytes(8) + MSS),
+    ("nops_at_end", MSS + bytes([1]) * 3),
+    ("nop_at_end", MSS + bytes([1])),
+    ("len_past_end_by_1", MSS + bytes([8, 10]) + bytes(7)),
+    ("len_to_end", MSS + bytes([99, 6]) + bytes(4)),
+    ("one_byte", bytes([2])),
+    ("one_nop", bytes([1])),
     ("sack_len3", bytes([4, 3, 0]) + MSS),
     ("len0", MSS + bytes([5, 0]) + TS),
     ("len1", MSS + bytes([5, 1]) + TS),
@@ -111,29 +122,38 @@ def walk_clocks(raw, steps=STEPS, nop_run=4):
     return clocks
 
 
-def walk_input(raw, rng):
-    """The walker's input for options ``raw``: padded to 40 bytes with random bytes."""
+#: What fills the options area past ``length``: bytes the walker must not read.
+PADS = ("random", "nop", "eol", "options")
+
+
+def walk_input(raw, rng, pad=None):
+    """The walker's input for options ``raw``: padded to 40 bytes with ``pad`` (one of
+    :data:`PADS`, random if None): random bytes, NOPs, zeros, or well-formed options (a NOP run
+    or an option that would go on past ``length``)."""
     assert len(raw) <= TCP_OPTION_BYTES
-    padded = raw + rng.randbytes(TCP_OPTION_BYTES - len(raw))
+    pad = pad or rng.choice(PADS)
+    fill = {"random": rng.randbytes(TCP_OPTION_BYTES), "nop": bytes([1]) * TCP_OPTION_BYTES,
+            "eol": bytes(TCP_OPTION_BYTES), "options": (bytes([1]) + TS + MSS) * 3}[pad]
+    padded = raw + fill[:TCP_OPTION_BYTES - len(raw)]
     return OptionWalkInput.const({"options": int.from_bytes(padded, "little"),
                                   "length": len(raw)})
 
 
-def run_walker(raws, seed, p_gap, p_ready, dut=None):
-    """Runs ``raws`` through; returns the outputs (fields) and the clocks each input was accepted
-    and each output taken."""
+def run_walker(raws, seed, p_gap, p_ready, dut=None, pads=None):
+    """Runs ``raws`` through (padded with ``pads``, random if None); returns the outputs (fields)
+    and the clocks each input was accepted and each output taken."""
     rng = random.Random(seed)
     dut = dut or OptionWalker()
     accepted, taken, outs = [], [], []
 
     async def producer(ctx):
         clock = 0
-        for raw in raws:
+        for n, raw in enumerate(raws):
             while rng.random() < p_gap:
                 ctx.set(dut.i.valid, 0)
                 await ctx.tick()
                 clock += 1
-            ctx.set(dut.i.payload, walk_input(raw, rng))
+            ctx.set(dut.i.payload, walk_input(raw, rng, pads and pads[n]))
             ctx.set(dut.i.valid, 1)
             while True:
                 _, _, ready = await ctx.tick().sample(dut.i.ready)
@@ -186,8 +206,10 @@ def test_model_cases_are_what_they_say():
 
 @pytest.mark.parametrize(("name", "raw"), CASES, ids=[c[0] for c in CASES])
 def test_directed(name, raw):
-    outs, _, _ = run_walker([raw], 1, 0.0, 1.0)
-    check([raw], outs)
+    """Each case once with each padding past ``length``."""
+    raws = [raw] * len(PADS)
+    outs, _, _ = run_walker(raws, 1, 0.0, 1.0, pads=PADS)
+    check(raws, outs)
 
 
 def test_window_shift_as_sent():
