@@ -22,7 +22,8 @@ __all__ = [
     "SYN_TABLE_ENTRY_BYTES",
     "CookieFamilyMss", "CookieMessage", "CookieOp", "CookieVerdict", "CookieRequest",
     "CookieResponse",
-    "SynCounterPulses", "SynOptions", "SynMatchInput", "SynMatchAction", "SynOffer",
+    "SynCounterPulses", "SynOptions", "TCP_OPTION_BYTES", "OptionWalkInput", "SynMatchInput",
+    "SynMatchAction", "SynOffer",
     "SynMatchVerdict",
 ]
 
@@ -409,6 +410,26 @@ class SynOptions(data.Struct):
     timestamps: 1
     ts_val: 32
     ts_ecr: 32
+
+
+#: Bytes of the TCP options area: a data offset of 15 words less the 20 fixed bytes.
+TCP_OPTION_BYTES = 40
+
+
+class OptionWalkInput(data.Struct):
+    """What the option walker (:class:`hw.syn_cookie.option_walker.OptionWalker`) takes per frame.
+
+    Members
+    -------
+    options : 320 bits
+        The TCP options area as received: option byte ``k`` (the TCP header's byte ``20 + k``) at
+        bits ``[8k, 8k+8)``. Bytes at ``length`` and beyond are ignored (any value).
+    length : 6 bits
+        How many of those bytes are options, 0..40: the data offset · 4 - 20, clipped by the
+        caller to what it captured.
+    """
+    options: 8 * TCP_OPTION_BYTES
+    length: range(TCP_OPTION_BYTES + 1)
 
 
 class SynMatchInput(data.Struct):
