@@ -270,7 +270,13 @@ class SynMatcher(wiring.Component):
                            rate=Signal(16, name=f"rule{n}_rate", **data_reg),
                            burst=Signal(16, name=f"rule{n}_burst", **data_reg),
                            tokens=Signal(16, name=f"rule{n}_tokens", **data_reg),
-                           empty=Signal(init=1, name=f"rule{n}_empty"))
+                           empty=Signal(init=1, name=f"rule{n}_empty"),
+                           # capped & empty, kept as a flip-flop: S3's verdict starts from it
+                           blocked=Signal(name=f"rule{n}_blocked"),
+                           # burst - rate (0 when the rate is not below the burst): a refill
+                           # saturates when tokens >= headroom, a compare beside the adder,
+                           # not after it
+                           headroom=Signal(16, name=f"rule{n}_headroom", **data_reg))
                       for n in range(params.SYN_RULES)]
 
         def part(k):
@@ -463,13 +469,17 @@ class SynMatcher(wiring.Component):
         # S2a: the first match of each table, as a one-hot, its index and whether any matched.
         first = {}
         for name, bits in (("svc", self._s1_svc_match), ("rule", self._s1_rule_match)):
-            one_hot, index, found = _first(m, name, bits)
+            one_hot, _, found = _first(m, name, bits)
             registered = (Signal(len(one_hot), name=f"s2a_{name}_one_hot", reset_less=True),
-                          Signal(len(index), name=f"s2a_{name}_index", reset_less=True),
                           Signal(name=f"s2a_{name}_any", reset_less=True))
-            m.d.sync += [registered[0].eq(one_hot), registered[1].eq(index),
-                         registered[2].eq(found)]
-            first[name] = registered
+            m.d.sync += [registered[0].eq(one_hot), registered[1].eq(found)]
+            # The index is encoded in S2b from the registered one-hot (an OR of 8 bits per
+            # index bit): encoded in S2a it followed the priority chain (a critical path).
+            index = Signal(range(len(bits)), name=f"s2b_{name}_index")
+            for b in range(len(index)):
+                m.d.comb += index[b].eq(
+                    Cat(registered[0][n] for n in range(len(bits)) if n >> b & 1).any())
+            first[name] = (registered[0], index, registered[1])
         kind = Signal(_Kind, reset_less=True)
         frame = Signal(_Frame, reset_less=True)
         s2a_valid = Signal()
@@ -533,7 +543,7 @@ class SynMatcher(wiring.Component):
         m.d.comb += [
             pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE) & ~d.deny),
             rule_blocked.eq((self._s2_rule_one_hot
-                             & Cat(e["capped"] & e["empty"] for e in self._rule)).any()),
+                             & Cat(e["blocked"] for e in self._rule)).any()),
             global_blocked.eq(self.control.global_capped & global_empty),
             take.eq(pending & ~rule_blocked & ~global_blocked),
         ]
@@ -544,19 +554,25 @@ class SynMatcher(wiring.Component):
         # (the next count's zero test is done on the way in: a take empties a bucket of 1).
         written = self._bucket_write.entry
         for n, e in enumerate(self._rule):
-            refilled = e["tokens"] + e["rate"]
+            refilled = (e["tokens"] + e["rate"])[:16]
+            saturates = e["tokens"] >= e["headroom"]
+            refill_empty = (e["burst"] == 0) | (e["empty"] & (e["rate"] == 0))
             with m.If(self._bucket_write.enable & (self._bucket_write.index == n)):
                 m.d.sync += [
                     e["capped"].eq(written.valid & written.capped),
                     e["rate"].eq(written.rate),
                     e["burst"].eq(written.burst),
+                    e["headroom"].eq(Mux(written.rate < written.burst,
+                                         written.burst - written.rate, 0)),
                     e["tokens"].eq(written.burst),
                     e["empty"].eq(written.burst == 0),
+                    e["blocked"].eq(written.valid & written.capped & (written.burst == 0)),
                 ]
             with m.Elif(refill):
                 m.d.sync += [
-                    e["tokens"].eq(Mux(refilled > e["burst"], e["burst"], refilled)),
-                    e["empty"].eq((e["burst"] == 0) | (e["empty"] & (e["rate"] == 0))),
+                    e["tokens"].eq(Mux(saturates, e["burst"], refilled)),
+                    e["empty"].eq(refill_empty),
+                    e["blocked"].eq(e["capped"] & refill_empty),
                 ]
             # One-hot: for the selected bucket ``rule_blocked`` is its own ``empty``, so each
             # bucket decides its take from its own flip-flops (no OR over the 16 buckets).
@@ -565,14 +581,23 @@ class SynMatcher(wiring.Component):
                 m.d.sync += [
                     e["tokens"].eq(e["tokens"] - 1),
                     e["empty"].eq(e["tokens"] == 1),
+                    e["blocked"].eq(e["tokens"] == 1),     # capped, or it would not take
                 ]
         cap = self.global_cap
-        global_refilled = global_tokens + cap.rate
+        global_refilled = (global_tokens + cap.rate)[:16]
+        # As the rules' buckets: saturation by a compare with burst - rate, registered from the
+        # register's value (a clock late: in the clock after a write the bucket is full, which
+        # saturates anyway).
+        global_headroom = Signal(16, reset_less=True)
+        global_written = Signal()
+        m.d.sync += [global_headroom.eq(Mux(cap.rate < cap.burst, cap.burst - cap.rate, 0)),
+                     global_written.eq(self.global_cap_written)]
+        global_saturates = (global_tokens >= global_headroom) | global_written
         with m.If(self.global_cap_written):
             m.d.sync += [global_tokens.eq(cap.burst), global_empty.eq(cap.burst == 0)]
         with m.Elif(refill):
             m.d.sync += [
-                global_tokens.eq(Mux(global_refilled > cap.burst, cap.burst, global_refilled)),
+                global_tokens.eq(Mux(global_saturates, cap.burst, global_refilled)),
                 global_empty.eq((cap.burst == 0) | (global_empty & (cap.rate == 0))),
             ]
         with m.Elif(take & self.control.global_capped):
@@ -591,9 +616,12 @@ class SynMatcher(wiring.Component):
         verdict = Signal(SynMatchVerdict)
         f, opts, offer = d.frame, d.frame.options, d.offer
         timestamps = Signal()       # the SYN-ACK carries timestamps
+        # The cookie request is read only with a MAKE or CHECK verdict, and S3 turns a MAKE
+        # into another action, never another into MAKE: so its MAKE/CHECK choice is S2's action
+        # (off the caps' path into the verdict register).
         make = Signal()
         m.d.comb += [
-            make.eq(action == SynMatchAction.MAKE),
+            make.eq(d.action == SynMatchAction.MAKE),
             timestamps.eq(opts.timestamps & offer.timestamps),
             verdict.action.eq(action),
             verdict.service_matched.eq(d.service_matched),
