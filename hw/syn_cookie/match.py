@@ -365,7 +365,10 @@ class SynMatcher(wiring.Component):
         refill_gap = Signal()   # this clock's frame would meet the refill in S3 (a flip-flop)
         m.d.sync += [
             clock.eq(clock + 1),
-            refill_gap.eq(clock == (1 << self._interval_log2) - self.CAPS_CLOCK - 2),
+            # Two clocks: no frame in S3 in the refill clock, nor in the one before it (whose
+            # global take, applied a clock late, would meet the refill).
+            refill_gap.eq((clock == (1 << self._interval_log2) - self.CAPS_CLOCK - 3)
+                          | (clock == (1 << self._interval_log2) - self.CAPS_CLOCK - 2)),
         ]
         m.d.comb += [
             self.i.ready.eq((in_flight != _FIFO_DEPTH) & ~refill_gap),
@@ -540,11 +543,16 @@ class SynMatcher(wiring.Component):
         take = Signal()
         global_tokens = Signal(16)
         global_empty = Signal(init=1)
+        global_take = Signal()  # a token taken in the previous clock, applied in this one
         m.d.comb += [
             pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE) & ~d.deny),
             rule_blocked.eq((self._s2_rule_one_hot
                              & Cat(e["blocked"] for e in self._rule)).any()),
-            global_blocked.eq(self.control.global_capped & global_empty),
+            # The global token is taken a clock late (``global_take``, a flip-flop: the OR of
+            # the 16 buckets feeds its D alone, not the count's enables); until then a bucket
+            # of one token with a take pending counts as empty.
+            global_blocked.eq(self.control.global_capped
+                              & (global_empty | (global_take & (global_tokens == 1)))),
             take.eq(pending & ~rule_blocked & ~global_blocked),
         ]
 
@@ -600,8 +608,12 @@ class SynMatcher(wiring.Component):
                 global_tokens.eq(Mux(global_saturates, cap.burst, global_refilled)),
                 global_empty.eq((cap.burst == 0) | (global_empty & (cap.rate == 0))),
             ]
-        with m.Elif(take & self.control.global_capped):
+        with m.Elif(global_take):
             m.d.sync += [global_tokens.eq(global_tokens - 1), global_empty.eq(global_tokens == 1)]
+        # A write in the take's clock refills the bucket full and drops the take (as when the
+        # take applied at once and the write overrode it); no take is pending at a refill (the
+        # refill gap's second clock).
+        m.d.sync += global_take.eq(take & self.control.global_capped & ~self.global_cap_written)
 
         action = Signal(SynMatchAction)
         with m.If((d.action == SynMatchAction.MAKE) & d.deny):
