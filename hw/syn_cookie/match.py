@@ -544,6 +544,7 @@ class SynMatcher(wiring.Component):
         global_tokens = Signal(16)
         global_empty = Signal(init=1)
         global_take = Signal()  # a token taken in the previous clock, applied in this one
+        global_one = Signal()   # global_tokens == 1, kept as a flip-flop
         m.d.comb += [
             pending.eq(self._s2_valid & (d.action == SynMatchAction.MAKE) & ~d.deny),
             rule_blocked.eq((self._s2_rule_one_hot
@@ -552,7 +553,7 @@ class SynMatcher(wiring.Component):
             # the 16 buckets feeds its D alone, not the count's enables); until then a bucket
             # of one token with a take pending counts as empty.
             global_blocked.eq(self.control.global_capped
-                              & (global_empty | (global_take & (global_tokens == 1)))),
+                              & (global_empty | (global_take & global_one))),
             take.eq(pending & ~rule_blocked & ~global_blocked),
         ]
 
@@ -602,14 +603,20 @@ class SynMatcher(wiring.Component):
                      global_written.eq(self.global_cap_written)]
         global_saturates = (global_tokens >= global_headroom) | global_written
         with m.If(self.global_cap_written):
-            m.d.sync += [global_tokens.eq(cap.burst), global_empty.eq(cap.burst == 0)]
+            m.d.sync += [global_tokens.eq(cap.burst), global_empty.eq(cap.burst == 0),
+                         global_one.eq(cap.burst == 1)]
         with m.Elif(refill):
             m.d.sync += [
                 global_tokens.eq(Mux(global_saturates, cap.burst, global_refilled)),
                 global_empty.eq((cap.burst == 0) | (global_empty & (cap.rate == 0))),
+                # tokens + rate == 1 without the adder
+                global_one.eq(Mux(global_saturates, cap.burst == 1,
+                                  (global_one & (cap.rate == 0))
+                                  | (global_empty & (cap.rate == 1)))),
             ]
         with m.Elif(global_take):
-            m.d.sync += [global_tokens.eq(global_tokens - 1), global_empty.eq(global_tokens == 1)]
+            m.d.sync += [global_tokens.eq(global_tokens - 1), global_empty.eq(global_one),
+                         global_one.eq(global_tokens == 2)]
         # A write in the take's clock refills the bucket full and drops the take (as when the
         # take applied at once and the write overrode it); no take is pending at a refill (the
         # refill gap's second clock).
@@ -678,11 +685,14 @@ class SynMatcher(wiring.Component):
 
         # Counters: a pulse per SYN decision, registered with the verdict.
         syn = Signal()
-        m.d.comb += syn.eq(self._s2_valid & (action != SynMatchAction.PASS)
-                           & (action != SynMatchAction.CHECK))
+        # (S3 turns a MAKE into DENIED, CAPPED or ASK, never into PASS or CHECK: S2's action.)
+        m.d.comb += syn.eq(self._s2_valid & (d.action != SynMatchAction.PASS)
+                           & (d.action != SynMatchAction.CHECK))
         m.d.sync += [
             self.counts.syns_seen.eq(syn),
-            self.counts.syns_to_slow.eq(self._s2_valid & (action == SynMatchAction.TO_SLOW)),
+            # S3 never makes a TO_SLOW nor turns one into another action: S2's action, off
+            # the caps' path.
+            self.counts.syns_to_slow.eq(self._s2_valid & (d.action == SynMatchAction.TO_SLOW)),
             self.counts.syns_denied.eq(self._s2_valid & (action == SynMatchAction.DENIED)),
             self.counts.syns_capped.eq(self._s2_valid & (action == SynMatchAction.CAPPED)),
             self.counts.syns_asked.eq(self._s2_valid & (action == SynMatchAction.ASK)),
