@@ -22,9 +22,10 @@ Pipeline, one frame a clock, no stall once a frame is accepted::
   bucket, refilled full), each in the clock the first frame that sees the write reaches that
   stage (``WRITE_DELAY`` clocks after the write): a write takes effect between two frames.
 - No stage waits on another: a frame accepted in clock ``a`` meets the caps in clock
-  ``a + latency - 1``. So it takes its tokens in a known clock, and the buckets refill in one
-  clock per interval (``interval_log2``) into which no frame is let: ``i.ready`` falls for one
-  clock per interval. A credit counter of the frames in S0..S3 and in the output FIFO keeps
+  ``a + CAPS_CLOCK``. So it takes its tokens in a known clock (the global token is applied to
+  its count a clock later), and the buckets refill in one clock per interval
+  (``interval_log2``) in which, and in the clock before which, no frame is in S3: ``i.ready``
+  falls for two clocks per interval. A credit counter of the frames in S0..S3 and in the output FIFO keeps
   ``i.ready`` a function of registers and the FIFO from overflowing.
 """
 
@@ -357,7 +358,7 @@ class SynMatcher(wiring.Component):
         opts = frame_in.options
 
         # Flow control: the frames in S0..S3 and the FIFO never exceed its depth, and none is
-        # accepted whose S3 clock (accepted + 3) would be the buckets' refill clock (the last of
+        # accepted whose S3 clock (accepted + CAPS_CLOCK) would be the buckets' refill clock (the last of
         # an interval).
         self._interval_clock = clock = Signal(self._interval_log2)
         self._in_flight = in_flight = Signal(range(_FIFO_DEPTH + 1))
