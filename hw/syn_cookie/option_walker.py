@@ -53,20 +53,6 @@ from .layouts import TCP_OPTION_BYTES, OptionWalkInput, SynOptions
 
 __all__ = ["OptionWalker"]
 
-
-def _ge_const(x, n):
-    """``x >= n`` for a constant ``n`` as plain logic, bit by bit from the top (Yosys would make
-    a carry chain of a compare: on the step's path, timing)."""
-    w = len(x)
-    if n <= 0:
-        return 1
-    if n >= 2 ** w:
-        return 0
-    top, half = x[w - 1], 2 ** (w - 1)
-    if n >= half:
-        return top & _ge_const(x[:w - 1], n - half)
-    return top | _ge_const(x[:w - 1], n)
-
 _EOL, _NOP, _MSS, _WSCALE, _SACK_PERMITTED, _TIMESTAMPS = 0, 1, 2, 3, 4, 8
 
 
@@ -114,7 +100,7 @@ class OptionWalker(wiring.Component):
         run = [Signal(name=f"run_{k}") for k in range(self.nop_run)]   # run[k]: byte k is in it
         m.d.comb += run[0].eq(1)
         for k in range(1, self.nop_run):
-            m.d.comb += run[k].eq(run[k - 1] & _ge_const(rem, k + 1) & (byte(k) == _NOP))
+            m.d.comb += run[k].eq(run[k - 1] & (rem > k) & (byte(k) == _NOP))
         run_last = Signal(range(self.nop_run))      # the run's length less 1
         for k in range(1, self.nop_run):
             with m.If(run[k]):
@@ -135,7 +121,7 @@ class OptionWalker(wiring.Component):
         # (constant compares of ``rem``, off the ``length > rem`` compare: timing).
         def take(k, n):
             t = Signal(name=f"take_{k}")
-            m.d.comb += t.eq((kind == k) & (length == n) & _ge_const(rem, n))
+            m.d.comb += t.eq((kind == k) & (length == n) & (rem >= n))
             return t
         with m.If(take(_MSS, 4)):
             m.d.comb += [now.mss_present.eq(1), now.mss.eq(be(2, 2))]
