@@ -116,16 +116,22 @@ class OptionWalker(wiring.Component):
         # This step's findings over the earlier ones.
         now = Signal(SynOptions)
         m.d.comb += now.eq(found)
-        with m.If(~eol & ~is_nop & ~malformed):
-            with m.If((kind == _MSS) & (length == 4)):
-                m.d.comb += [now.mss_present.eq(1), now.mss.eq(be(2, 2))]
-            with m.If((kind == _WSCALE) & (length == 3)):
-                m.d.comb += [now.wscale_present.eq(1), now.wscale.eq(byte(2))]
-            with m.If((kind == _SACK_PERMITTED) & (length == 2)):
-                m.d.comb += now.sack_permitted.eq(1)
-            with m.If((kind == _TIMESTAMPS) & (length == 10)):
-                m.d.comb += [now.timestamps.eq(1), now.ts_val.eq(be(2, 4)),
-                             now.ts_ecr.eq(be(6, 4))]
+        # A known kind of fixed length L is taken when kind and length match and L bytes are
+        # left: with the length fixed, "not EOL, not NOP, not malformed" is just ``rem >= L``
+        # (constant compares of ``rem``, off the ``length > rem`` compare: timing).
+        def take(k, n):
+            t = Signal(name=f"take_{k}")
+            m.d.comb += t.eq((kind == k) & (length == n) & (rem >= n))
+            return t
+        with m.If(take(_MSS, 4)):
+            m.d.comb += [now.mss_present.eq(1), now.mss.eq(be(2, 2))]
+        with m.If(take(_WSCALE, 3)):
+            m.d.comb += [now.wscale_present.eq(1), now.wscale.eq(byte(2))]
+        with m.If(take(_SACK_PERMITTED, 2)):
+            m.d.comb += now.sack_permitted.eq(1)
+        with m.If(take(_TIMESTAMPS, 10)):
+            m.d.comb += [now.timestamps.eq(1), now.ts_val.eq(be(2, 4)),
+                         now.ts_ecr.eq(be(6, 4))]
 
         # The walk ends with this step: nothing (more) to read, a malformed option, the budget
         # spent, or this step consumes the last byte.
